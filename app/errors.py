@@ -1,0 +1,27 @@
+"""UserError: invalid input, returned to the client as data with a code, never a 500."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ErrorCode(str, Enum):
+    INVALID = "INVALID"
+    REQUIRED = "REQUIRED"
+    NOT_FOUND = "NOT_FOUND"
+    DUPLICATE = "DUPLICATE"
+    CUSTOMER_NOT_ON_CASE = "CUSTOMER_NOT_ON_CASE"
+    FORBIDDEN = "FORBIDDEN"
+    CONFLICT = "CONFLICT"
+
+
+class UserError(Exception):
+    def __init__(self, code: ErrorCode, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+def not_found(entity: str, field: str | None = None) -> UserError:
+    return UserError(ErrorCode.NOT_FOUND, f"{entity} not found", field)

@@ -1,0 +1,40 @@
+"""Normalisation of customer identifiers: emails lower-cased, phones in E.164."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+from app.errors import ErrorCode, UserError
+
+# Deliberately permissive: one @, a dotted domain, no spaces. Full RFC 5322 is not the point.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def normalize_email(value: str, field: str = "email") -> str:
+    email = value.strip().lower()
+    if not _EMAIL.match(email):
+        raise UserError(ErrorCode.INVALID, f"'{value}' is not a valid email address", field)
+    return email
+
+
+def normalize_phone(value: str, region: str, field: str = "phone") -> str:
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_possible_number(number):
+        raise UserError(ErrorCode.INVALID, f"'{value}' is not a valid phone number", field)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_identifier(kind: str, value: str, *, region: str, field: str = "value") -> str:
+    if kind == "email":
+        return normalize_email(value, field)
+    if kind == "phone":
+        return normalize_phone(value, region, field)
+    cleaned = value.strip()
+    if not cleaned:
+        raise UserError(ErrorCode.REQUIRED, "an identifier value is required", field)
+    return cleaned

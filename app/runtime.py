@@ -1,0 +1,50 @@
+"""Process-wide resources: the database engine, the Redis client, and transactions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from app import events
+from app.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    redis: Redis
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commit on success, then publish the events it emitted."""
+        async with self.sessionmaker() as session:
+            async with session.begin():
+                yield session
+            await events.publish(self.redis, events.take_pending(session))
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessionmaker() as session:
+            yield session
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+
+def create_runtime(settings: Settings, *, pool_size: int = 10) -> Runtime:
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError("DATABASE_URL and REDIS_URL must be set (or the embedded servers started)")
+    engine = create_async_engine(settings.database_url, pool_size=pool_size, max_overflow=pool_size)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
+        redis=Redis.from_url(settings.redis_url),
+    )

@@ -1,0 +1,48 @@
+"""The audit trail: every change is recorded in the transaction that makes it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import Actor
+from app.models import AuditEvent
+from app.pagination import Page, decode_cursor
+
+
+def record(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    action: str,
+    entity_type: str,
+    entity_id: int,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    """Add an audit event to the session's transaction."""
+    session.add(
+        AuditEvent(
+            actor_user_id=actor.user_id,
+            actor_name=actor.name,
+            action=action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            before=before,
+            after=after,
+        )
+    )
+
+
+async def list_events(
+    session: AsyncSession, *, entity_type: str, entity_id: int, first: int, after: str | None
+) -> Page[AuditEvent]:
+    """An entity's audit events, newest first."""
+    query = select(AuditEvent).where(AuditEvent.entity_type == entity_type, AuditEvent.entity_id == entity_id)
+    if after:
+        (last_id,) = decode_cursor(after, 1)
+        query = query.where(AuditEvent.id < last_id)
+    rows = (await session.scalars(query.order_by(AuditEvent.id.desc()).limit(first + 1))).all()
+    return Page.from_overfetch(list(rows), first)

@@ -1,0 +1,57 @@
+"""Configuration, read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+
+def _flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str | None
+    redis_url: str | None
+    debug: bool
+    introspection: bool
+    max_query_depth: int
+    max_query_tokens: int
+    max_aliases: int
+    max_body_bytes: int
+    default_phone_region: str
+
+    @property
+    def embedded_database(self) -> bool:
+        return not self.database_url
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url
+
+
+def load_settings() -> Settings:
+    return Settings(
+        home=Path(os.environ.get("CASEGRAPH_HOME", ".casegraph")).expanduser().resolve(),
+        database_url=os.environ.get("DATABASE_URL") or None,
+        redis_url=os.environ.get("REDIS_URL") or None,
+        debug=_flag("CASEGRAPH_DEBUG"),
+        introspection=_flag("CASEGRAPH_INTROSPECTION", True),
+        max_query_depth=int(os.environ.get("CASEGRAPH_MAX_DEPTH", "10")),
+        max_query_tokens=int(os.environ.get("CASEGRAPH_MAX_TOKENS", "2000")),
+        max_aliases=int(os.environ.get("CASEGRAPH_MAX_ALIASES", "30")),
+        max_body_bytes=int(os.environ.get("CASEGRAPH_MAX_BODY_BYTES", str(1024 * 1024))),
+        default_phone_region=os.environ.get("CASEGRAPH_PHONE_REGION", "GB"),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

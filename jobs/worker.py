@@ -1,0 +1,55 @@
+"""The arq worker: `casegraph worker` runs it, `casegraph serve` runs it beside the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import cron
+from arq.connections import RedisSettings
+
+from app import health
+from app.runtime import create_runtime
+from app.settings import get_settings
+
+
+async def heartbeat(ctx: dict[str, Any]) -> None:
+    await health.beat(ctx["runtime"].redis)
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    ctx["runtime"] = create_runtime(get_settings(), pool_size=5)
+    await health.beat(ctx["runtime"].redis)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    await ctx["runtime"].close()
+
+
+def redis_settings() -> RedisSettings:
+    return RedisSettings.from_dsn(get_settings().redis_url)
+
+
+class WorkerSettings:
+    functions: list = []
+    cron_jobs = [cron(heartbeat, second={0, 15, 30, 45}, run_at_startup=True)]
+    on_startup = startup
+    on_shutdown = shutdown
+    queue_name = "casegraph:queue"
+
+    # Resolved when the worker starts, after the embedded servers have exported REDIS_URL.
+    @classmethod
+    def settings(cls) -> dict[str, Any]:
+        return {
+            "functions": cls.functions,
+            "cron_jobs": cls.cron_jobs,
+            "on_startup": cls.on_startup,
+            "on_shutdown": cls.on_shutdown,
+            "queue_name": cls.queue_name,
+            "redis_settings": redis_settings(),
+        }
+
+
+def create_worker(**overrides: Any):
+    from arq.worker import Worker
+
+    return Worker(**{**WorkerSettings.settings(), **overrides})

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.auth import Actor
+from app.runtime import Runtime
+from resolvers.loaders import Loaders
+
+
+@dataclass
+class Context:
+    runtime: Runtime
+    actor: Actor | None
+    loaders: Loaders
+    connection_params: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def fresh_loaders(self) -> None:
+        """Drop cached rows: a subscription reloads from the database for every event."""
+        self.loaders = Loaders(self.runtime)

@@ -1,0 +1,142 @@
+"""Per-request DataLoaders: every nested field loads through one of these, batched per tick.
+
+Each batch runs on its own pooled connection, so concurrent loaders never share a session.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from strawberry.dataloader import DataLoader
+
+from app import history
+from app.models import Case, CaseCustomer, Contact, Customer, CustomerIdentifier, User
+from app.pagination import Page, page_size
+from app.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class PageKey:
+    owner_id: int
+    first: int
+    after: str | None
+    channel: str | None = None
+
+
+class Loaders:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.customer = self._by_id(Customer)
+        self.case = self._by_id(Case)
+        self.contact = self._by_id(Contact)
+        self.user = self._by_id(User)
+        self.identifiers_by_customer = DataLoader(self._identifiers)
+        self.case_links = DataLoader(self._case_links)
+        self.customer_contacts = DataLoader(self._paged(self._customer_contacts))
+        self.case_contacts = DataLoader(self._paged(self._case_contacts))
+        self.customer_cases = DataLoader(self._paged(self._customer_cases))
+        self.customer_contact_count = DataLoader(self._customer_contact_counts)
+        self.case_contact_count = DataLoader(self._case_contact_counts)
+
+    async def _rows(self, statement) -> Sequence[Any]:
+        async with self.runtime.engine.connect() as conn:
+            return (await conn.execute(statement)).all()
+
+    def _by_id(self, model) -> DataLoader:
+        table = model.__table__
+
+        async def load(ids: list[int]) -> list[Any]:
+            rows = {r.id: r for r in await self._rows(select(table).where(table.c.id.in_(ids)))}
+            return [rows.get(i) for i in ids]
+
+        return DataLoader(load)
+
+    async def _identifiers(self, customer_ids: list[int]) -> list[list[Any]]:
+        table = CustomerIdentifier.__table__
+        grouped: dict[int, list[Any]] = defaultdict(list)
+        for row in await self._rows(
+            select(table).where(table.c.customer_id.in_(customer_ids)).order_by(table.c.kind, table.c.id)
+        ):
+            grouped[row.customer_id].append(row)
+        return [grouped[i] for i in customer_ids]
+
+    async def _case_links(self, case_ids: list[int]) -> list[list[Any]]:
+        table = CaseCustomer.__table__
+        grouped: dict[int, list[Any]] = defaultdict(list)
+        for row in await self._rows(
+            select(table)
+            .where(table.c.case_id.in_(case_ids))
+            .order_by(table.c.is_primary.desc(), table.c.created_at, table.c.customer_id)
+        ):
+            grouped[row.case_id].append(row)
+        return [grouped[i] for i in case_ids]
+
+    @staticmethod
+    def _paged(load_group: Callable) -> Callable:
+        """Group keys that share page arguments; each group is one statement over all its owners."""
+
+        async def load(keys: list[PageKey]) -> list[Page]:
+            groups: dict[tuple, list[int]] = defaultdict(list)
+            for key in keys:
+                groups[(key.first, key.after, key.channel)].append(key.owner_id)
+            pages: dict[PageKey, Page] = {}
+            for (first, after, channel), owner_ids in groups.items():
+                for owner_id, page in (await load_group(owner_ids, first, after, channel)).items():
+                    pages[PageKey(owner_id, first, after, channel)] = page
+            return [pages[key] for key in keys]
+
+        return load
+
+    async def _customer_contacts(self, ids: list[int], first: int, after: str | None, channel: str | None):
+        async with self.runtime.engine.connect() as conn:
+            return await history.contact_pages(
+                conn, owner="customer", owner_ids=ids, first=first, after=after, channel=channel
+            )
+
+    async def _case_contacts(self, ids: list[int], first: int, after: str | None, channel: str | None):
+        async with self.runtime.engine.connect() as conn:
+            return await history.contact_pages(conn, owner="case", owner_ids=ids, first=first, after=after)
+
+    async def _customer_cases(self, ids: list[int], first: int, after: str | None, channel: str | None):
+        async with self.runtime.engine.connect() as conn:
+            return await history.customer_case_pages(conn, customer_ids=ids, first=first, after=after)
+
+    async def _customer_contact_counts(self, keys: list[tuple[int, str | None]]) -> list[int]:
+        return await self._counts("customer", keys)
+
+    async def _case_contact_counts(self, keys: list[tuple[int, str | None]]) -> list[int]:
+        return await self._counts("case", keys)
+
+    async def _counts(self, owner: str, keys: list[tuple[int, str | None]]) -> list[int]:
+        by_channel: dict[str | None, list[int]] = defaultdict(list)
+        for owner_id, channel in keys:
+            by_channel[channel].append(owner_id)
+        counts: dict[tuple[int, str | None], int] = {}
+        async with self.runtime.engine.connect() as conn:
+            for channel, ids in by_channel.items():
+                for owner_id, n in (
+                    await history.contact_counts(conn, owner=owner, owner_ids=ids, channel=channel)
+                ).items():
+                    counts[(owner_id, channel)] = n
+        return [counts[k] for k in keys]
+
+    # Page entry points used by the types: validate the arguments, load, attach a lazy count.
+
+    async def customer_contacts_page(self, customer_id: int, first: int | None, after: str | None, channel: str | None) -> Page:
+        page = await self.customer_contacts.load(PageKey(customer_id, page_size(first), after, channel))
+        return _with_count(page, lambda: self.customer_contact_count.load((customer_id, channel)))
+
+    async def case_contacts_page(self, case_id: int, first: int | None, after: str | None) -> Page:
+        page = await self.case_contacts.load(PageKey(case_id, page_size(first), after))
+        return _with_count(page, lambda: self.case_contact_count.load((case_id, None)))
+
+    async def customer_cases_page(self, customer_id: int, first: int | None, after: str | None) -> Page:
+        return await self.customer_cases.load(PageKey(customer_id, page_size(first), after))
+
+
+def _with_count(page: Page, count: Callable) -> Page:
+    return Page(rows=page.rows, cursors=page.cursors, has_next=page.has_next, count=count)

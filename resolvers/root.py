@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import strawberry
+
+from schema.ids import from_global_id
+from schema.types import Node, User, load_case, load_contact, load_customer, load_user
+
+_NODE_LOADERS = {
+    "Customer": load_customer,
+    "Case": load_case,
+    "Contact": load_contact,
+    "User": load_user,
+}
+
+
+@strawberry.type
+class RootQuery:
+    @strawberry.field(description="Any object by its global id.")
+    async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:
+        decoded = from_global_id(id)
+        if decoded is None or decoded[0] not in _NODE_LOADERS:
+            return None
+        return await _NODE_LOADERS[decoded[0]](info, decoded[1])
+
+    @strawberry.field(description="The user the request's token belongs to.")
+    async def me(self, info: strawberry.Info) -> User | None:
+        actor = info.context.actor
+        return await load_user(info, actor.user_id if actor else None)

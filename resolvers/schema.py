@@ -1,0 +1,59 @@
+"""The one schema: root types merged from each domain, with the protective extensions."""
+
+from __future__ import annotations
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.extensions.disable_introspection import DisableIntrospection
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
+
+from app.errors import UserError as AppUserError
+from app.settings import Settings, load_settings
+from resolvers.cases import CaseMutation, CaseQuery
+from resolvers.contacts import ContactMutation, ContactQuery
+from resolvers.customers import CustomerMutation, CustomerQuery
+from resolvers.root import RootQuery
+from resolvers.subscriptions import Subscription
+from schema.types import Case, Contact, Customer, CustomerIdentifier, User
+
+QUERIES = (RootQuery, CustomerQuery, CaseQuery, ContactQuery)
+MUTATIONS = (CustomerMutation, CaseMutation, ContactMutation)
+
+
+def _should_mask(error: GraphQLError) -> bool:
+    # Input errors raised while resolving a query (a bad cursor, a page too large) are the
+    # client's to read; anything else unexpected is masked.
+    return not isinstance(error.original_error, AppUserError | PermissionError) and error.original_error is not None
+
+
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    settings = settings or load_settings()
+    # Factories: a fresh extension per request (the parser and validation caches are module-level).
+    extensions = [
+        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
+    ]
+    if not settings.introspection:
+        extensions.append(DisableIntrospection)
+    if not settings.debug:
+        extensions.append(lambda: MaskErrors(should_mask_error=_should_mask))
+    return strawberry.Schema(
+        query=merge_types("Query", QUERIES),
+        mutation=merge_types("Mutation", MUTATIONS),
+        subscription=Subscription,
+        types=[Customer, Case, Contact, CustomerIdentifier, User],
+        extensions=extensions,
+        config=StrawberryConfig(auto_camel_case=True),
+    )

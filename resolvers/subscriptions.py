@@ -1,0 +1,66 @@
+"""Live updates: each event arrives through Redis pub/sub and is reloaded from the database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from app import events
+from schema.ids import from_global_id
+from schema.types import Case, Contact, Customer, load_case, load_contact, load_customer
+
+
+def _id_or_none(global_id: strawberry.ID | None, type_name: str) -> int | None:
+    decoded = from_global_id(global_id) if global_id else None
+    return decoded[1] if decoded and decoded[0] == type_name else None
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(description="The customer each time it or its history changes.")
+    async def customer_updated(self, info: strawberry.Info, id: strawberry.ID) -> AsyncGenerator[Customer, None]:
+        customer_id = _id_or_none(id, "Customer")
+        if customer_id is None:
+            return
+        async for _ in events.listen(info.context.runtime.redis, events.channel("customerUpdated", customer_id)):
+            info.context.fresh_loaders()
+            customer = await load_customer(info, customer_id)
+            if customer is not None:
+                yield customer
+
+    @strawberry.subscription(description="The case each time it or its contacts change.")
+    async def case_updated(self, info: strawberry.Info, id: strawberry.ID) -> AsyncGenerator[Case, None]:
+        case_id = _id_or_none(id, "Case")
+        if case_id is None:
+            return
+        async for _ in events.listen(info.context.runtime.redis, events.channel("caseUpdated", case_id)):
+            info.context.fresh_loaders()
+            case = await load_case(info, case_id)
+            if case is not None:
+                yield case
+
+    @strawberry.subscription(description="Each new contact of a customer and/or a case (all contacts when neither is given).")
+    async def contact_received(
+        self,
+        info: strawberry.Info,
+        customer_id: strawberry.ID | None = None,
+        case_id: strawberry.ID | None = None,
+    ) -> AsyncGenerator[Contact, None]:
+        channels = []
+        if customer_id is not None:
+            channels.append(events.channel("contactReceived", f"customer:{_id_or_none(customer_id, 'Customer')}"))
+        if case_id is not None:
+            channels.append(events.channel("contactReceived", f"case:{_id_or_none(case_id, 'Case')}"))
+        if not channels:
+            channels.append(events.channel("contactReceived", "all"))
+        seen: set[int] = set()
+        async for event in events.listen(info.context.runtime.redis, *channels):
+            contact_id = event.get("contactId")
+            if contact_id in seen:  # published on both the customer's and the case's channel
+                continue
+            seen.add(contact_id)
+            info.context.fresh_loaders()
+            contact = await load_contact(info, contact_id)
+            if contact is not None:
+                yield contact

@@ -1,0 +1,260 @@
+"""The object types of the graph. Nested fields load through the request's DataLoaders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from schema.enums import CaseStatus, Channel, CustomerStatus, Direction, IdentifierKind, Priority, Role
+from schema.ids import to_global_id
+from schema.pagination import Connection
+
+
+@strawberry.interface(description="An object with a global id.")
+class Node:
+    id: strawberry.ID
+
+
+@strawberry.type
+class User(Node):
+    db_id: strawberry.Private[int]
+    name: str
+    role: Role
+
+    @classmethod
+    def from_row(cls, row: Any) -> "User":
+        return cls(id=to_global_id("User", row.id), db_id=row.id, name=row.name, role=Role(row.role))
+
+
+@strawberry.type
+class CustomerIdentifier(Node):
+    db_id: strawberry.Private[int]
+    kind: IdentifierKind
+    value: str
+
+    @classmethod
+    def from_row(cls, row: Any) -> "CustomerIdentifier":
+        return cls(id=to_global_id("CustomerIdentifier", row.id), db_id=row.id, kind=IdentifierKind(row.kind), value=row.value)
+
+
+@strawberry.type
+class Customer(Node):
+    db_id: strawberry.Private[int]
+    merged_into_id: strawberry.Private[int | None]
+    number: str
+    name: str | None
+    status: CustomerStatus
+    fields: JSON
+    last_activity_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> "Customer":
+        return cls(
+            id=to_global_id("Customer", row.id),
+            db_id=row.id,
+            merged_into_id=row.merged_into_id,
+            number=row.number,
+            name=row.name,
+            status=CustomerStatus(row.status),
+            fields=row.fields,
+            last_activity_at=row.last_activity_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    @strawberry.field
+    async def identifiers(self, info: strawberry.Info) -> list[CustomerIdentifier]:
+        rows = await info.context.loaders.identifiers_by_customer.load(self.db_id)
+        return [CustomerIdentifier.from_row(r) for r in rows]
+
+    @strawberry.field(description="The cases concerning this customer, newest first.")
+    async def cases(
+        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Case]:
+        page = await info.context.loaders.customer_cases_page(self.db_id, first, after)
+        return Connection.from_page(page, Case.from_row)
+
+    @strawberry.field(
+        description="The unified contact history: every contact of this customer across all cases, newest first."
+    )
+    async def contacts(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        channel: Channel | None = None,
+    ) -> Connection[Contact]:
+        page = await info.context.loaders.customer_contacts_page(
+            self.db_id, first, after, channel.value if channel else None
+        )
+        return Connection.from_page(page, Contact.from_row)
+
+    @strawberry.field(description="For a merged customer: the customer it now lives on.")
+    async def merged_into(self, info: strawberry.Info) -> Customer | None:
+        return await load_customer(info, self.merged_into_id)
+
+
+@strawberry.type
+class Case(Node):
+    db_id: strawberry.Private[int]
+    parent_id: strawberry.Private[int | None]
+    assignee_id: strawberry.Private[int | None]
+    merged_into_id: strawberry.Private[int | None]
+    reference: str
+    subject: str
+    description: str | None
+    status: CaseStatus
+    reason_code: str | None
+    priority: Priority
+    severity: str | None
+    fields: JSON
+    archived_at: datetime | None
+    closed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> "Case":
+        return cls(
+            id=to_global_id("Case", row.id),
+            db_id=row.id,
+            parent_id=row.parent_id,
+            assignee_id=row.assignee_id,
+            merged_into_id=row.merged_into_id,
+            reference=row.reference,
+            subject=row.subject,
+            description=row.description,
+            status=CaseStatus(row.status),
+            reason_code=row.reason_code,
+            priority=Priority(row.priority),
+            severity=row.severity,
+            fields=row.fields,
+            archived_at=row.archived_at,
+            closed_at=row.closed_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    @strawberry.field(description="Every customer this case concerns, the primary one first.")
+    async def customers(self, info: strawberry.Info) -> list[Customer]:
+        links = await info.context.loaders.case_links.load(self.db_id)
+        rows = await info.context.loaders.customer.load_many([link.customer_id for link in links])
+        return [Customer.from_row(r) for r in rows if r is not None]
+
+    @strawberry.field
+    async def primary_customer(self, info: strawberry.Info) -> Customer | None:
+        links = await info.context.loaders.case_links.load(self.db_id)
+        primary = next((link.customer_id for link in links if link.is_primary), None)
+        return await load_customer(info, primary)
+
+    @strawberry.field(description="The contacts on this case, newest first.")
+    async def contacts(
+        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Contact]:
+        page = await info.context.loaders.case_contacts_page(self.db_id, first, after)
+        return Connection.from_page(page, Contact.from_row)
+
+    @strawberry.field
+    async def parent(self, info: strawberry.Info) -> Case | None:
+        return await load_case(info, self.parent_id)
+
+    @strawberry.field
+    async def assignee(self, info: strawberry.Info) -> User | None:
+        return await load_user(info, self.assignee_id)
+
+    @strawberry.field(description="For a merged case: the case it was merged into.")
+    async def merged_into(self, info: strawberry.Info) -> Case | None:
+        return await load_case(info, self.merged_into_id)
+
+
+@strawberry.type
+class Contact(Node):
+    db_id: strawberry.Private[int]
+    customer_id: strawberry.Private[int | None]
+    case_id: strawberry.Private[int | None]
+    agent_id: strawberry.Private[int | None]
+    channel: Channel
+    direction: Direction
+    occurred_at: datetime
+    subject: str | None
+    text: str | None
+    html: str | None = strawberry.field(description="Sanitised HTML body.")
+    from_: str | None = strawberry.field(name="from")
+    to: list[str]
+    headers: JSON
+    source: str | None
+    external_id: str | None
+    payload: JSON
+    needs_review: bool
+    recognition: JSON | None = strawberry.field(description="How the contact was recognised: each rule tried and why.")
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> "Contact":
+        return cls(
+            id=to_global_id("Contact", row.id),
+            db_id=row.id,
+            customer_id=row.customer_id,
+            case_id=row.case_id,
+            agent_id=row.agent_id,
+            channel=Channel(row.channel),
+            direction=Direction(row.direction),
+            occurred_at=row.occurred_at,
+            subject=row.subject,
+            text=row.text,
+            html=row.html,
+            from_=row.from_address,
+            to=row.to_addresses,
+            headers=row.headers,
+            source=row.source,
+            external_id=row.external_id,
+            payload=row.payload,
+            needs_review=row.needs_review,
+            recognition=row.recognition,
+            created_at=row.created_at,
+        )
+
+    @strawberry.field
+    async def customer(self, info: strawberry.Info) -> Customer | None:
+        return await load_customer(info, self.customer_id)
+
+    @strawberry.field
+    async def case(self, info: strawberry.Info) -> Case | None:
+        return await load_case(info, self.case_id)
+
+    @strawberry.field
+    async def agent(self, info: strawberry.Info) -> User | None:
+        return await load_user(info, self.agent_id)
+
+
+async def load_customer(info: strawberry.Info, customer_id: int | None) -> Customer | None:
+    if customer_id is None:
+        return None
+    row = await info.context.loaders.customer.load(customer_id)
+    return Customer.from_row(row) if row else None
+
+
+async def load_case(info: strawberry.Info, case_id: int | None) -> Case | None:
+    if case_id is None:
+        return None
+    row = await info.context.loaders.case.load(case_id)
+    return Case.from_row(row) if row else None
+
+
+async def load_contact(info: strawberry.Info, contact_id: int | None) -> Contact | None:
+    if contact_id is None:
+        return None
+    row = await info.context.loaders.contact.load(contact_id)
+    return Contact.from_row(row) if row else None
+
+
+async def load_user(info: strawberry.Info, user_id: int | None) -> User | None:
+    if user_id is None:
+        return None
+    row = await info.context.loaders.user.load(user_id)
+    return User.from_row(row) if row else None

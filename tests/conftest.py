@@ -1,0 +1,171 @@
+"""Real servers for the whole test session: embedded PostgreSQL and Redis, the real ASGI app.
+
+Each test starts from empty tables and an empty Redis database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import event, text
+
+from app.auth import create_token
+from app.embedded import EmbeddedServers
+from app.migrate import upgrade
+from app.runtime import Runtime, create_runtime
+from app.settings import load_settings
+
+KEEP_TABLES = {"alembic_version"}
+
+
+@pytest.fixture(scope="session")
+def servers() -> dict[str, str]:
+    home = Path(tempfile.mkdtemp(prefix="cg-test-"))
+    embedded = EmbeddedServers(home)
+    urls = embedded.start(database=True, redis=True)
+    os.environ.update(urls)
+    upgrade(urls["DATABASE_URL"])
+    yield urls
+    embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(servers):
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+async def runtime(settings) -> AsyncIterator[Runtime]:
+    runtime = create_runtime(settings)
+    yield runtime
+    await runtime.close()
+
+
+@pytest.fixture(scope="session")
+async def table_names(runtime) -> list[str]:
+    async with runtime.engine.connect() as conn:
+        rows = await conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+        return [r[0] for r in rows if r[0] not in KEEP_TABLES]
+
+
+@pytest.fixture(autouse=True)
+async def clean_state(request, table_names):
+    """Empty every table (and Redis) before each test; seed rows come back from `reseed`."""
+    runtime = request.getfixturevalue("runtime")
+    async with runtime.engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {', '.join(table_names)} RESTART IDENTITY CASCADE"))
+        await conn.execute(text("ALTER SEQUENCE customer_number_seq RESTART"))
+        await conn.execute(text("ALTER SEQUENCE case_reference_seq RESTART"))
+        for seed in SEEDS:
+            await seed(conn)
+    await runtime.redis.flushdb()
+    yield
+
+
+# Migrations that ship default rows register a function here that puts them back after TRUNCATE.
+SEEDS: list = []
+
+
+@pytest.fixture(scope="session")
+def app(settings, runtime):
+    from app.asgi import create_app
+
+    return create_app(settings, runtime=runtime)
+
+
+async def _token(runtime: Runtime, name: str, role: str) -> str:
+    async with runtime.transaction() as session:
+        return await create_token(session, name=name, role=role)
+
+
+@pytest.fixture
+async def admin_token(runtime) -> str:
+    return await _token(runtime, "admin", "admin")
+
+
+@pytest.fixture
+async def agent_token(runtime) -> str:
+    return await _token(runtime, "agent-ann", "agent")
+
+
+class GraphQLClient:
+    def __init__(self, http: httpx.AsyncClient, token: str | None) -> None:
+        self.http = http
+        self.token = token
+
+    async def post(self, query: str, variables: dict | None = None, token: str | None = None) -> httpx.Response:
+        headers = {}
+        if token or self.token:
+            headers["Authorization"] = f"Bearer {token or self.token}"
+        return await self.http.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
+
+    async def __call__(self, query: str, variables: dict | None = None, token: str | None = None) -> dict:
+        response = await self.post(query, variables, token)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert not body.get("errors"), body["errors"]
+        return body["data"]
+
+
+@pytest.fixture
+async def http(app) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        yield client
+
+
+@pytest.fixture
+async def gql(http, admin_token) -> GraphQLClient:
+    return GraphQLClient(http, admin_token)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def serve_app(app) -> tuple[uvicorn.Server, asyncio.Task, int]:
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    return server, task, port
+
+
+@pytest.fixture(scope="session")
+async def live_server(app) -> AsyncIterator[str]:
+    """The same app on a real uvicorn socket, for WebSocket tests."""
+    server, task, port = await serve_app(app)
+    yield f"127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+class QueryCounter:
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __call__(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        self.statements.append(statement)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@pytest.fixture
+def count_queries(runtime):
+    """Counts SQL statements run through the app's engine while the test runs."""
+    counter = QueryCounter()
+    event.listen(runtime.engine.sync_engine, "before_cursor_execute", counter)
+    yield counter
+    event.remove(runtime.engine.sync_engine, "before_cursor_execute", counter)
