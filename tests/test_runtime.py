@@ -1,0 +1,91 @@
+"""Health checks, the worker heartbeat, the CLI, the committed SDL and the embedded servers."""
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+
+from app.embedded import EmbeddedServers
+from jobs.worker import create_worker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=120,
+        env={**os.environ, **(env or {})}, cwd=ROOT,
+    )
+
+
+async def test_healthz_and_readyz_follow_the_worker_heartbeat(http):
+    assert (await http.get("/healthz")).json() == {"status": "ok"}
+    before = await http.get("/readyz")
+    assert before.status_code == 503 and before.json()["worker"] == "no recent heartbeat"
+
+    worker = create_worker(handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        for _ in range(100):
+            ready = await http.get("/readyz")
+            if ready.status_code == 200:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await worker.close()
+
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "database": "ok", "redis": "ok", "worker": "ok"}
+
+
+async def test_token_create_prints_only_the_token_and_stores_it_hashed(servers, gql, runtime):
+    result = await asyncio.to_thread(run_cli, "token", "create", "--name", "dialer", "--role", "integrator")
+
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert result.stdout == token + "\n" and token.startswith("cg_")
+    assert (await gql("{ me { name role } }", token=token))["me"] == {"name": "dialer", "role": "INTEGRATOR"}
+    async with runtime.engine.connect() as conn:
+        from sqlalchemy import text
+
+        stored = (await conn.execute(text("SELECT token_hash FROM api_tokens WHERE name = 'dialer'"))).scalar_one()
+    assert token not in stored and len(stored) == 64
+
+
+async def test_token_create_refuses_an_unknown_role(servers):
+    result = await asyncio.to_thread(run_cli, "token", "create", "--name", "x", "--role", "king")
+    assert result.returncode == 2 and result.stdout == ""
+
+
+def test_committed_schema_matches_the_code():
+    result = run_cli("export-schema")
+    assert result.returncode == 0, result.stderr
+    committed = (ROOT / "schema" / "schema.graphql").read_text()
+    assert result.stdout == committed, "schema/schema.graphql is stale: run `make schema`"
+
+
+def test_embedded_servers_keep_their_data_across_a_restart(tmp_path):
+    home = tmp_path / "home"
+
+    def start() -> tuple[EmbeddedServers, dict]:
+        servers = EmbeddedServers(home)
+        return servers, servers.start(database=True, redis=True)
+
+    first, urls = start()
+    try:
+        first.postgres.server.psql("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here');")
+        redis.Redis(unix_socket_path=urls["REDIS_URL"].removeprefix("unix://")).set("kept", "yes")
+    finally:
+        first.stop()
+
+    second, urls = start()
+    try:
+        assert "still here" in second.postgres.server.psql("SELECT v FROM kept;")
+        assert redis.Redis(unix_socket_path=urls["REDIS_URL"].removeprefix("unix://")).get("kept") == b"yes"
+    finally:
+        second.stop()
