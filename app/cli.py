@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Iterator
 
@@ -16,6 +17,8 @@ from app.settings import get_settings
 cli = typer.Typer(help="Casegraph: contact-centre customer and case management over GraphQL.", no_args_is_help=True)
 token_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
 cli.add_typer(token_cli, name="token")
+rules_cli = typer.Typer(help="Recognition rules as YAML, reviewed and versioned like code.", no_args_is_help=True)
+cli.add_typer(rules_cli, name="rules")
 console = Console(stderr=True)
 
 
@@ -24,6 +27,9 @@ def servers() -> Iterator[None]:
     """Start the embedded PostgreSQL/Redis for whatever is not configured, stop them on exit."""
     from app.embedded import start_embedded_defaults
 
+    # SIGTERM unwinds like Ctrl-C so the embedded servers below are stopped cleanly
+    # (uvicorn re-raises the signal it caught once it has shut down).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     settings = get_settings()
     if settings.embedded_database or settings.embedded_redis:
         with console.status(f"Starting embedded servers in {settings.home}"):
@@ -82,11 +88,20 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 
 
 @cli.command()
-def api(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the API only (one of N stateless API processes)."""
+def api(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = typer.Option(1, help="API processes sharing the port (one per core is typical)."),
+) -> None:
+    """Run the API only (stateless: run as many as needed beside the workers)."""
     with servers():
         _banner(host, port)
-        asyncio.run(_run_api(host, port, with_worker=False))
+        if workers == 1:
+            asyncio.run(_run_api(host, port, with_worker=False))
+        else:
+            import uvicorn
+
+            uvicorn.run("app.asgi:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
 
 
 @cli.command()
@@ -158,6 +173,33 @@ def export_schema() -> None:
     from resolvers.schema import build_schema
 
     sys.stdout.write(build_schema().as_str() + "\n")
+
+
+@rules_cli.command("export")
+def rules_export(file: str = typer.Argument(..., help="The YAML file to write.")) -> None:
+    """Write the recognition rules, promotion rules and no-match policies to FILE."""
+    from app.recognition.rules_file import export_to_file
+
+    with servers():
+        _migrate()
+        asyncio.run(export_to_file(file))
+    console.print(f"Rules written to {file}.")
+
+
+@rules_cli.command("import")
+def rules_import(file: str = typer.Argument(..., help="The YAML file to read.")) -> None:
+    """Replace the whole rule set with FILE's (all or nothing)."""
+    from app.errors import UserError
+    from app.recognition.rules_file import import_from_file
+
+    with servers():
+        _migrate()
+        try:
+            counts = asyncio.run(import_from_file(file))
+        except (UserError, OSError) as error:
+            console.print(f"[red]{getattr(error, 'message', error)}[/]")
+            raise typer.Exit(2) from None
+    console.print(", ".join(f"{n} {what.replace('_', ' ')}" for what, n in counts.items()) + " imported.")
 
 
 def main() -> None:

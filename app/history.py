@@ -7,9 +7,10 @@ a page of customers with their latest contacts costs the same number of queries 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Select, and_, func, literal, select, true, tuple_
+from sqlalchemy import BigInteger, DateTime, Select, and_, bindparam, func, select, true, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,19 +25,52 @@ def contact_sort_key(row: Any) -> tuple[Any, ...]:
     return (row.occurred_at, row.id)
 
 
-def _owner_ids(ids: list[int]):
-    return func.unnest(literal(ids, ARRAY(BigInteger))).table_valued("owner_id").render_derived(name="owners")
-
-
-async def _lateral(conn: AsyncConnection, owner_ids: list[int], per_owner: Select, owner_column) -> dict[int, list]:
-    """Run `per_owner` (which filters on `owner_column`) once for every owner id, in one statement."""
-    owners = _owner_ids(owner_ids)
+def _lateral(per_owner: Select, owner_column) -> Select:
+    """`per_owner` (filtered on `owner_column`) run once for every id in the `:owner_ids` array."""
+    owners = (
+        func.unnest(bindparam("owner_ids", type_=ARRAY(BigInteger)))
+        .table_valued("owner_id")
+        .render_derived(name="owners")
+    )
     inner = per_owner.where(owner_column == owners.c.owner_id).lateral("page")
-    statement = select(owners.c.owner_id, inner).select_from(owners.join(inner, true()))
+    return select(owners.c.owner_id, inner).select_from(owners.join(inner, true()))
+
+
+async def _grouped(conn: AsyncConnection, statement: Select, owner_ids: list[int], **params: Any) -> dict[int, list]:
     grouped: dict[int, list] = {owner_id: [] for owner_id in owner_ids}
-    for row in (await conn.execute(statement)).all():
+    for row in (await conn.execute(statement, {"owner_ids": owner_ids, **params})).all():
         grouped[row.owner_id].append(row)
     return grouped
+
+
+# Statements are built once per shape and reused with new parameters: building and
+# compiling a LATERAL select costs more than running it.
+@cache
+def _contact_page_statement(owner: str, with_cursor: bool, with_channel: bool) -> Select:
+    owner_column = contacts.c.customer_id if owner == "customer" else contacts.c.case_id
+    query = select(contacts).order_by(contacts.c.occurred_at.desc(), contacts.c.id.desc()).limit(bindparam("limit"))
+    if with_channel:
+        query = query.where(contacts.c.channel == bindparam("channel"))
+    if with_cursor:
+        query = query.where(
+            tuple_(contacts.c.occurred_at, contacts.c.id)
+            < tuple_(bindparam("after_time", type_=DateTime(timezone=True)), bindparam("after_id", type_=BigInteger))
+        )
+    return _lateral(query, owner_column)
+
+
+@cache
+def _customer_case_page_statement(with_cursor: bool) -> Select:
+    query = (
+        select(cases)
+        .join(CaseCustomer.__table__, CaseCustomer.case_id == cases.c.id)
+        .where(cases.c.merged_into_id.is_(None))
+        .order_by(cases.c.id.desc())
+        .limit(bindparam("limit"))
+    )
+    if with_cursor:
+        query = query.where(cases.c.id < bindparam("after_id", type_=BigInteger))
+    return _lateral(query, CaseCustomer.customer_id)
 
 
 async def contact_pages(
@@ -49,16 +83,14 @@ async def contact_pages(
     channel: str | None = None,
 ) -> dict[int, Page]:
     """The newest `first` contacts (after the cursor) of each customer or case in `owner_ids`."""
-    owner_column = contacts.c.customer_id if owner == "customer" else contacts.c.case_id
-    query = select(contacts).order_by(contacts.c.occurred_at.desc(), contacts.c.id.desc()).limit(first + 1)
+    params: dict[str, Any] = {"limit": first + 1}
     if channel:
-        query = query.where(contacts.c.channel == channel)
+        params["channel"] = channel
     if after:
         occurred_at, last_id = decode_cursor(after, 2)
-        query = query.where(
-            tuple_(contacts.c.occurred_at, contacts.c.id) < tuple_(datetime.fromisoformat(occurred_at), last_id)
-        )
-    grouped = await _lateral(conn, owner_ids, query, owner_column)
+        params.update(after_time=datetime.fromisoformat(occurred_at), after_id=last_id)
+    statement = _contact_page_statement(owner, bool(after), bool(channel))
+    grouped = await _grouped(conn, statement, owner_ids, **params)
     return {k: Page.from_overfetch(rows, first, contact_sort_key) for k, rows in grouped.items()}
 
 
@@ -66,17 +98,10 @@ async def customer_case_pages(
     conn: AsyncConnection, *, customer_ids: list[int], first: int, after: str | None
 ) -> dict[int, Page]:
     """The newest `first` cases (after the cursor) linked to each customer; merged cases left out."""
-    query = (
-        select(cases)
-        .join(CaseCustomer.__table__, CaseCustomer.case_id == cases.c.id)
-        .where(cases.c.merged_into_id.is_(None))
-        .order_by(cases.c.id.desc())
-        .limit(first + 1)
-    )
+    params: dict[str, Any] = {"limit": first + 1}
     if after:
-        (last_id,) = decode_cursor(after, 1)
-        query = query.where(cases.c.id < last_id)
-    grouped = await _lateral(conn, customer_ids, query, CaseCustomer.customer_id)
+        (params["after_id"],) = decode_cursor(after, 1)
+    grouped = await _grouped(conn, _customer_case_page_statement(bool(after)), customer_ids, **params)
     return {k: Page.from_overfetch(rows, first) for k, rows in grouped.items()}
 
 

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import orjson
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -38,10 +39,20 @@ class Runtime:
         await self.engine.dispose()
 
 
+def _json_dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
 def create_runtime(settings: Settings, *, pool_size: int = 10) -> Runtime:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set (or the embedded servers started)")
-    engine = create_async_engine(settings.database_url, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_async_engine(
+        settings.database_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+    )
     return Runtime(
         settings=settings,
         engine=engine,

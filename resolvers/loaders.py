@@ -8,15 +8,17 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from strawberry.dataloader import DataLoader
 
 from app import history
 from app.models import Case, CaseCustomer, Contact, Customer, CustomerIdentifier, User
 from app.pagination import Page, page_size
 from app.runtime import Runtime
+from schema import types
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,10 @@ class PageKey:
 class Loaders:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.customer = self._by_id(Customer)
-        self.case = self._by_id(Case)
-        self.contact = self._by_id(Contact)
-        self.user = self._by_id(User)
+        self.customer = self._by_id(Customer, types.Customer.from_row)
+        self.case = self._by_id(Case, types.Case.from_row)
+        self.contact = self._by_id(Contact, types.Contact.from_row)
+        self.user = self._by_id(User, types.User.from_row)
         self.identifiers_by_customer = DataLoader(self._identifiers)
         self.case_links = DataLoader(self._case_links)
         self.customer_contacts = DataLoader(self._paged(self._customer_contacts))
@@ -42,16 +44,17 @@ class Loaders:
         self.customer_contact_count = DataLoader(self._customer_contact_counts)
         self.case_contact_count = DataLoader(self._case_contact_counts)
 
-    async def _rows(self, statement) -> Sequence[Any]:
+    async def _rows(self, statement, **params: Any) -> Sequence[Any]:
         async with self.runtime.engine.connect() as conn:
-            return (await conn.execute(statement)).all()
+            return (await conn.execute(statement, params)).all()
 
-    def _by_id(self, model) -> DataLoader:
-        table = model.__table__
+    def _by_id(self, model, convert: Callable[[Any], Any]) -> DataLoader:
+        """Objects of the graph by database id (None where missing)."""
+        statement = _by_id_statement(model.__table__)
 
         async def load(ids: list[int]) -> list[Any]:
-            rows = {r.id: r for r in await self._rows(select(table).where(table.c.id.in_(ids)))}
-            return [rows.get(i) for i in ids]
+            found = {r.id: convert(r) for r in await self._rows(statement, ids=ids)}
+            return [found.get(i) for i in ids]
 
         return DataLoader(load)
 
@@ -136,6 +139,11 @@ class Loaders:
 
     async def customer_cases_page(self, customer_id: int, first: int | None, after: str | None) -> Page:
         return await self.customer_cases.load(PageKey(customer_id, page_size(first), after))
+
+
+@cache
+def _by_id_statement(table):
+    return select(table).where(table.c.id.in_(bindparam("ids", expanding=True)))
 
 
 def _with_count(page: Page, count: Callable) -> Page:

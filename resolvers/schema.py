@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
@@ -21,12 +22,13 @@ from app.settings import Settings, load_settings
 from resolvers.cases import CaseMutation, CaseQuery
 from resolvers.contacts import ContactMutation, ContactQuery
 from resolvers.customers import CustomerMutation, CustomerQuery
+from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from resolvers.root import RootQuery
 from resolvers.subscriptions import Subscription
 from schema.types import Case, Contact, Customer, CustomerIdentifier, User
 
-QUERIES = (RootQuery, CustomerQuery, CaseQuery, ContactQuery)
-MUTATIONS = (CustomerMutation, CaseMutation, ContactMutation)
+QUERIES = (RootQuery, CustomerQuery, CaseQuery, ContactQuery, RecognitionQuery)
+MUTATIONS = (CustomerMutation, CaseMutation, ContactMutation, RecognitionMutation)
 
 
 def _should_mask(error: GraphQLError) -> bool:
@@ -37,11 +39,16 @@ def _should_mask(error: GraphQLError) -> bool:
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or load_settings()
+    # The limit rules are built once: the validation cache is keyed by the rule classes, and
+    # a limiter constructed per request would make a new class each time and never hit.
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
+    ]
     # Factories: a fresh extension per request (the parser and validation caches are module-level).
     extensions = [
-        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: AddValidationRules(limit_rules),
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
     ]

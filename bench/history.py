@@ -1,0 +1,97 @@
+"""Benchmark: a customer's contact history over GraphQL against a raw asyncpg + Starlette floor.
+
+Generates customers with 50 contacts each over 5 cases, starts `casegraph api` and the floor app
+under uvicorn, and drives both with the same closed-loop load. Prints req/s, p50 and p99 for
+both and their ratios; the last line is one JSON object.
+
+    python bench/history.py [--customers 10000] [--concurrency 16] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+
+from _common import ROOT, embedded_servers, free_port, http_request, run_load, server_process
+
+QUERY = """query($id: ID!) { customer(id: $id) { contacts(first: 50) {
+  edges { node { channel subject occurredAt case { reference } } } } } }"""
+
+
+async def prepare(customers: int) -> tuple[list[int], str]:
+    from app.auth import create_token
+    from app.demo import generate
+    from app.runtime import create_runtime
+    from app.settings import load_settings
+
+    runtime = create_runtime(load_settings(), pool_size=1)
+    try:
+        async with runtime.engine.begin() as conn:
+            ids = await generate(conn, customers=customers, cases_per_customer=5, contacts_per_customer=50, fixed_shape=True)
+        async with runtime.transaction() as session:
+            token = await create_token(session, name="bench", role="agent")
+    finally:
+        await runtime.close()
+    return ids, token
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=1, help="server processes, the same for both servers")
+    args = parser.parse_args()
+
+    with embedded_servers() as urls:
+        started = time.monotonic()
+        ids, token = asyncio.run(prepare(args.customers))
+        print(f"loaded {args.customers} customers, {args.customers * 50} contacts in {time.monotonic() - started:.1f}s")
+        from schema.ids import to_global_id
+
+        def graphql_request() -> bytes:
+            body = json.dumps({"query": QUERY, "variables": {"id": to_global_id("Customer", random.choice(ids))}}).encode()
+            return http_request("POST", "/graphql", body, {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+
+        def floor_request() -> bytes:
+            return http_request("GET", f"/history/{random.choice(ids)}")
+
+        results = {}
+        port = free_port()
+        api = [sys.executable, "-m", "app.cli", "api", "--port", str(port), "--workers", str(args.workers)]
+        with server_process(api, port, urls):
+            results["graphql"] = asyncio.run(run_load(port, graphql_request, concurrency=args.concurrency, seconds=args.seconds))
+        port = free_port()
+        floor = [sys.executable, "-m", "uvicorn", "floor_app:app", "--app-dir", str(ROOT / "bench"), "--port", str(port),
+                 "--log-level", "warning", "--no-access-log", "--workers", str(args.workers)]
+        with server_process(floor, port, urls):
+            results["floor"] = asyncio.run(run_load(port, floor_request, concurrency=args.concurrency, seconds=args.seconds))
+
+    g, f = results["graphql"], results["floor"]
+    print(f"{'':8} {'req/s':>10} {'p50 ms':>10} {'p99 ms':>10}")
+    for name, r in results.items():
+        print(f"{name:8} {r.rps:10.1f} {r.percentile(50):10.2f} {r.percentile(99):10.2f}")
+    summary = {
+        "customers": args.customers,
+        "concurrency": args.concurrency,
+        "workers": args.workers,
+        "graphql_rps": round(g.rps, 1),
+        "floor_rps": round(f.rps, 1),
+        "rps_ratio": round(g.rps / f.rps, 3),
+        "graphql_p50_ms": round(g.percentile(50), 2),
+        "floor_p50_ms": round(f.percentile(50), 2),
+        "graphql_p99_ms": round(g.percentile(99), 2),
+        "floor_p99_ms": round(f.percentile(99), 2),
+        "p50_ratio": round(g.percentile(50) / f.percentile(50), 2),
+        "p99_ratio": round(g.percentile(99) / f.percentile(99), 2),
+    }
+    print(f"GraphQL throughput is {summary['rps_ratio']:.0%} of the floor's (goal: at least 40%)")
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
