@@ -4,12 +4,12 @@ import strawberry
 
 from app.pagination import page_size
 from app.services import cases as service
+from resolvers.mutation_helpers import mutate
 from schema.ids import db_id, from_global_id, optional_db_id
 from schema.inputs import CaseCreateInput, CaseFilter, CaseUpdateInput
 from schema.pagination import Connection
 from schema.payloads import CasePayload
 from schema.types import Case, load_case
-from resolvers.mutation_helpers import mutate
 
 
 @strawberry.type

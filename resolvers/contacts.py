@@ -4,11 +4,11 @@ import strawberry
 
 from app.services import contacts as service
 from app.services.contacts import ContactData
+from resolvers.mutation_helpers import mutate
 from schema.ids import from_global_id, optional_db_id
 from schema.inputs import ContactCreateInput
 from schema.payloads import ContactPayload
 from schema.types import Contact, load_contact
-from resolvers.mutation_helpers import mutate
 
 
 @strawberry.type

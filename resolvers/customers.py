@@ -5,6 +5,7 @@ import strawberry
 from app.pagination import page_size
 from app.services import customers as service
 from app.services.customers import IdentifierInput as ServiceIdentifier
+from resolvers.mutation_helpers import mutate
 from schema.ids import db_id, from_global_id
 from schema.inputs import (
     CustomerCreateInput,
@@ -16,7 +17,6 @@ from schema.inputs import (
 from schema.pagination import Connection
 from schema.payloads import CustomerIdentifierPayload, CustomerPayload
 from schema.types import Customer, CustomerIdentifier, load_customer
-from resolvers.mutation_helpers import mutate
 
 
 def _region(info: strawberry.Info) -> str:

@@ -89,3 +89,24 @@ def test_embedded_servers_keep_their_data_across_a_restart(tmp_path):
         assert redis.Redis(unix_socket_path=urls["REDIS_URL"].removeprefix("unix://")).get("kept") == b"yes"
     finally:
         second.stop()
+
+
+async def test_demo_data_set_has_the_promised_shape(runtime, gql):
+    from sqlalchemy import text
+
+    from app.demo import generate
+
+    async with runtime.engine.begin() as conn:
+        ids = await generate(conn, customers=50)
+    async with runtime.engine.connect() as conn:
+        counts = {
+            table: (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+            for table in ("customers", "cases", "contacts", "customer_identifiers")
+        }
+    first = (await gql("{ customers(first: 1) { edges { node { number identifiers { kind } contacts(first: 1) { totalCount } } } } }"))
+
+    assert len(ids) == counts["customers"] == 50
+    assert 100 <= counts["cases"] <= 200 and 700 <= counts["contacts"] <= 1300  # about 3 and 20 per customer
+    node = first["customers"]["edges"][0]["node"]
+    assert node["number"].startswith("C-") and {"EMAIL", "PHONE"} <= {i["kind"] for i in node["identifiers"]}
+    assert node["contacts"]["totalCount"] > 0

@@ -185,7 +185,7 @@ class Contact(Base):
     source: Mapped[str | None] = mapped_column(Text)
     external_id: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=sql("'{}'"))
-    recognition: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    recognition: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     needs_review: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql("false"))
     created_at: Mapped[datetime] = created_at()
 
