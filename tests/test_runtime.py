@@ -110,3 +110,41 @@ async def test_demo_data_set_has_the_promised_shape(runtime, gql):
     node = first["customers"]["edges"][0]["node"]
     assert node["number"].startswith("C-") and {"EMAIL", "PHONE"} <= {i["kind"] for i in node["identifiers"]}
     assert node["contacts"]["totalCount"] > 0
+
+
+def test_serve_starts_everything_on_the_embedded_default_and_stops_cleanly(tmp_path):
+    import signal
+    import time
+
+    import httpx
+    import psutil
+
+    from tests.conftest import _free_port
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["CASEGRAPH_HOME"] = str(tmp_path / "home")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        ready = None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                if ready.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        assert ready is not None and ready.json()["status"] == "ready", process.stderr.read() if process.poll() else ready
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+
+    assert process.returncode == 0
+    assert "casegraph token create" in process.stderr.read()
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+    assert leftovers == []
