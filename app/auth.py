@@ -16,6 +16,7 @@ from app.models import ROLES, ApiToken, User
 TOKEN_PREFIX = "cg_"
 # Token lookups are cached briefly per process: revocation takes effect within this many seconds.
 _CACHE_SECONDS = 10.0
+_CACHE_MAX = 10_000  # bounds memory when clients send many unknown tokens
 _cache: dict[str, tuple[float, "Actor | None"]] = {}
 
 
@@ -69,6 +70,8 @@ async def authenticate(session: AsyncSession, secret: str | None) -> Actor | Non
         )
     ).first()
     actor = Actor(user_id=row.id, name=row.name, role=row.role) if row else None
+    if len(_cache) >= _CACHE_MAX:
+        _cache.clear()
     _cache[key] = (now + _CACHE_SECONDS, actor)
     return actor
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from app.auth import Actor
@@ -14,7 +14,6 @@ class Context:
     actor: Actor | None
     loaders: Loaders
     connection_params: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def fresh_loaders(self) -> None:
         """Drop cached rows: a subscription reloads from the database for every event."""
