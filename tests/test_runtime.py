@@ -148,3 +148,24 @@ def test_serve_starts_everything_on_the_embedded_default_and_stops_cleanly(tmp_p
     assert "casegraph token create" in process.stderr.read()
     leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
     assert leftovers == []
+
+
+async def test_worker_beats_and_stops_cleanly_on_sigterm(servers, runtime):
+    import signal
+
+    from app.health import HEARTBEAT_KEY
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker"], env={**os.environ, **servers}, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        for _ in range(150):
+            if await runtime.redis.get(HEARTBEAT_KEY):
+                break
+            await asyncio.sleep(0.1)
+        assert await runtime.redis.get(HEARTBEAT_KEY), "no heartbeat from the worker"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(process.wait, 30)
+    assert process.returncode == 0, process.stderr.read()
