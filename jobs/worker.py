@@ -9,11 +9,18 @@ from arq.connections import RedisSettings
 
 from app import health
 from app.runtime import create_runtime
+from app.services.maintenance import archive
 from app.settings import get_settings
 
 
 async def heartbeat(ctx: dict[str, Any]) -> None:
     await health.beat(ctx["runtime"].redis)
+
+
+async def archive_sweep(ctx: dict[str, Any]) -> dict[str, int]:
+    """Daily: apply the archive rules (archive inactive records, expire those past retention)."""
+    result = await archive.sweep(ctx["runtime"])
+    return {"archived": result.archived, "expired": result.expired, "batches": result.batches}
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -32,6 +39,7 @@ def redis_settings() -> RedisSettings:
 class WorkerSettings:
     functions: list = []
     cron_jobs = [cron(heartbeat, second={0, 15, 30, 45}, run_at_startup=True)]
+    cron_jobs.append(cron(archive_sweep, hour={3}, minute={17}, second={0}, unique=True))
     on_startup = startup
     on_shutdown = shutdown
     queue_name = "casegraph:queue"

@@ -14,6 +14,7 @@ from schema.inputs import (
     CustomerIdentifierRemoveInput,
     CustomerUpdateInput,
 )
+from schema.enums import CustomerStatus
 from schema.pagination import Connection
 from schema.payloads import CustomerIdentifierPayload, CustomerPayload
 from schema.types import Customer, CustomerIdentifier, load_customer
@@ -30,7 +31,13 @@ class CustomerQuery:
         decoded = from_global_id(id)
         if decoded is None or decoded[0] != "Customer":
             return None
-        return await load_customer(info, decoded[1])
+        customer = await load_customer(info, decoded[1])
+        if customer is None or customer.merged_into_id is None or customer.status != CustomerStatus.MERGED:
+            return customer
+        # A merged customer's id resolves to the survivor (node(id) still shows the tombstone).
+        async with info.context.runtime.reading() as session:
+            customer_id = await service.live_customer_id(session, customer_id=decoded[1])
+        return await load_customer(info, customer_id)
 
     @strawberry.field
     async def customer_by_number(self, info: strawberry.Info, number: str) -> Customer | None:

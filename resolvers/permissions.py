@@ -13,6 +13,7 @@ def roles(*allowed: str) -> type[BasePermission]:
 
     class HasRole(BasePermission):
         message = f"requires role {' or '.join(allowed)}"
+        error_extensions = {"code": "FORBIDDEN"}
 
         def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
             actor = info.context.actor

@@ -22,19 +22,21 @@ from app.settings import Settings, load_settings
 from resolvers.cases import CaseMutation, CaseQuery
 from resolvers.contacts import ContactMutation, ContactQuery
 from resolvers.customers import CustomerMutation, CustomerQuery
+from resolvers.maintenance import MaintenanceMutation, MaintenanceQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from resolvers.root import RootQuery
 from resolvers.subscriptions import Subscription
 from schema.types import Case, Contact, Customer, CustomerIdentifier, User
 
-QUERIES = (RootQuery, CustomerQuery, CaseQuery, ContactQuery, RecognitionQuery)
-MUTATIONS = (CustomerMutation, CaseMutation, ContactMutation, RecognitionMutation)
+QUERIES = (RootQuery, CustomerQuery, CaseQuery, ContactQuery, RecognitionQuery, MaintenanceQuery)
+MUTATIONS = (CustomerMutation, CaseMutation, ContactMutation, RecognitionMutation, MaintenanceMutation)
 
 
 def _should_mask(error: GraphQLError) -> bool:
-    # Input errors raised while resolving a query (a bad cursor, a page too large) are the
-    # client's to read; anything else unexpected is masked.
-    return not isinstance(error.original_error, AppUserError | PermissionError) and error.original_error is not None
+    """Mask only the unexpected: errors raised on purpose (input refused while resolving a
+    query, a permission denied, a GraphQL error) are the client's to read."""
+    original = error.original_error
+    return original is not None and not isinstance(original, AppUserError | GraphQLError)
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:

@@ -143,8 +143,7 @@ class Case(Node):
     @strawberry.field(description="Every customer this case concerns, the primary one first.")
     async def customers(self, info: strawberry.Info) -> list[Customer]:
         links = await info.context.loaders.case_links.load(self.db_id)
-        rows = await info.context.loaders.customer.load_many([link.customer_id for link in links])
-        return [Customer.from_row(r) for r in rows if r is not None]
+        return await load_customers(info, [link.customer_id for link in links])
 
     @strawberry.field
     async def primary_customer(self, info: strawberry.Info) -> Customer | None:
@@ -178,6 +177,7 @@ class Contact(Node):
     customer_id: strawberry.Private[int | None]
     case_id: strawberry.Private[int | None]
     agent_id: strawberry.Private[int | None]
+    candidate_ids: strawberry.Private[list[int]]
     channel: Channel
     direction: Direction
     occurred_at: datetime
@@ -202,6 +202,7 @@ class Contact(Node):
             customer_id=row.customer_id,
             case_id=row.case_id,
             agent_id=row.agent_id,
+            candidate_ids=list(getattr(row, "candidate_customer_ids", None) or []),
             channel=Channel(row.channel),
             direction=Direction(row.direction),
             occurred_at=row.occurred_at,
@@ -220,41 +221,47 @@ class Contact(Node):
         )
 
     @strawberry.field
-    async def customer(self, info: strawberry.Info) -> Customer | None:
-        return await load_customer(info, self.customer_id)
+    def customer(self, info: strawberry.Info) -> Customer | None:
+        return _load(info.context.loaders.customer, self.customer_id)
 
     @strawberry.field
-    async def case(self, info: strawberry.Info) -> Case | None:
-        return await load_case(info, self.case_id)
+    def case(self, info: strawberry.Info) -> Case | None:
+        return _load(info.context.loaders.case, self.case_id)
 
     @strawberry.field
-    async def agent(self, info: strawberry.Info) -> User | None:
-        return await load_user(info, self.agent_id)
+    def agent(self, info: strawberry.Info) -> User | None:
+        return _load(info.context.loaders.user, self.agent_id)
+
+    @strawberry.field(
+        description="When several customers share the sender's identifier: the profiles an agent chooses from."
+    )
+    async def candidates(self, info: strawberry.Info) -> list[Customer]:
+        return await load_customers(info, self.candidate_ids)
+
+
+# The by-id loaders return these types directly (one conversion per row, not per reference).
+# Sync field resolvers hand graphql-core the loader's future: no coroutine per list item.
+
+
+def _load(loader: Any, db_id: int | None) -> Any:
+    return None if db_id is None else loader.load(db_id)
 
 
 async def load_customer(info: strawberry.Info, customer_id: int | None) -> Customer | None:
-    if customer_id is None:
-        return None
-    row = await info.context.loaders.customer.load(customer_id)
-    return Customer.from_row(row) if row else None
+    return None if customer_id is None else await info.context.loaders.customer.load(customer_id)
+
+
+async def load_customers(info: strawberry.Info, customer_ids: list[int]) -> list[Customer]:
+    return [c for c in await info.context.loaders.customer.load_many(customer_ids) if c is not None]
 
 
 async def load_case(info: strawberry.Info, case_id: int | None) -> Case | None:
-    if case_id is None:
-        return None
-    row = await info.context.loaders.case.load(case_id)
-    return Case.from_row(row) if row else None
+    return None if case_id is None else await info.context.loaders.case.load(case_id)
 
 
 async def load_contact(info: strawberry.Info, contact_id: int | None) -> Contact | None:
-    if contact_id is None:
-        return None
-    row = await info.context.loaders.contact.load(contact_id)
-    return Contact.from_row(row) if row else None
+    return None if contact_id is None else await info.context.loaders.contact.load(contact_id)
 
 
 async def load_user(info: strawberry.Info, user_id: int | None) -> User | None:
-    if user_id is None:
-        return None
-    row = await info.context.loaders.user.load(user_id)
-    return User.from_row(row) if row else None
+    return None if user_id is None else await info.context.loaders.user.load(user_id)

@@ -225,3 +225,16 @@ async def test_node_and_me(gql):
         "query($id: ID!) { node(id: $id) { __typename ... on Customer { number } } me { name role } }", {"id": ann["id"]}
     )
     assert data == {"node": {"__typename": "Customer", "number": ann["number"]}, "me": {"name": "admin", "role": "ADMIN"}}
+
+
+async def test_numbers_and_references_keep_every_digit_past_a_million(gql, runtime):
+    from sqlalchemy import text
+
+    async with runtime.engine.begin() as conn:
+        await conn.execute(text("SELECT setval('customer_number_seq', 999999)"))
+    first = await new_customer(gql)
+    second = await new_customer(gql)
+    case = await new_case(gql, [second["id"]])
+
+    assert (first["number"], second["number"]) == ("C-1000000", "C-1000001")
+    assert case["reference"] == "CASE-000001"

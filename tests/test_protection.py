@@ -70,3 +70,19 @@ async def test_unexpected_errors_are_masked(gql, runtime, monkeypatch):
 
     assert body["errors"][0]["message"] == "Unexpected error."
     assert "secret" not in str(body)
+
+
+async def test_a_role_refusal_is_a_readable_forbidden_error_and_changes_nothing(gql, agent_token):
+    created = await gql('mutation { customerCreate(input: {name: "Eve"}) { customer { id } } }')
+    customer_id = created["customerCreate"]["customer"]["id"]
+
+    body = (await gql.post(
+        "mutation($id: ID!) { customerErase(input: {customerId: $id, reason: \"asked\"}) { errors { code } } }",
+        {"id": customer_id}, token=agent_token,
+    )).json()
+    still = await gql("query($id: ID!) { customer(id: $id) { name status } }", {"id": customer_id})
+
+    assert body["data"] is None
+    assert body["errors"][0]["message"] == "requires role supervisor"
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert still["customer"] == {"name": "Eve", "status": "ACTIVE"}

@@ -19,6 +19,21 @@ from app.models.core import (
     case_reference_seq,
     customer_number_seq,
 )
+from app.models.recognition import (
+    PROMOTION_POLICIES,
+    RULE_KINDS,
+    NoMatchPolicy,
+    PromotionRule,
+    RecognitionConfig,
+    RecognitionRule,
+)
+from app.models.maintenance import (
+    ARCHIVE_ENTITIES,
+    EXPIRY_ACTIONS,
+    ArchiveRule,
+    CustomerMerge,
+    CustomerMergeEntry,
+)
 
 __all__ = [
     "Base",
@@ -38,4 +53,15 @@ __all__ = [
     "User",
     "case_reference_seq",
     "customer_number_seq",
+    "PROMOTION_POLICIES",
+    "RULE_KINDS",
+    "NoMatchPolicy",
+    "PromotionRule",
+    "RecognitionConfig",
+    "RecognitionRule",
+    "ARCHIVE_ENTITIES",
+    "EXPIRY_ACTIONS",
+    "ArchiveRule",
+    "CustomerMerge",
+    "CustomerMergeEntry",
 ]

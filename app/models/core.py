@@ -74,7 +74,7 @@ class Customer(Base):
         Text,
         nullable=False,
         unique=True,
-        server_default=sql("'C-' || lpad(nextval('customer_number_seq')::text, 6, '0')"),
+        server_default=sql("human_number('C-', nextval('customer_number_seq'))"),
     )
     name: Mapped[str | None] = mapped_column(Text)
     fields: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=sql("'{}'"))
@@ -119,7 +119,7 @@ class Case(Base):
         Text,
         nullable=False,
         unique=True,
-        server_default=sql("'CASE-' || lpad(nextval('case_reference_seq')::text, 6, '0')"),
+        server_default=sql("human_number('CASE-', nextval('case_reference_seq'))"),
     )
     subject: Mapped[str] = mapped_column(Text, nullable=False)
     description: Mapped[str | None] = mapped_column(Text)

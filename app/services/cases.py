@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -189,5 +189,16 @@ async def list_cases(
     return Page.from_overfetch(list(rows), first)
 
 
+_FOLLOW_CASE_MERGES = text("""
+WITH RECURSIVE chain(id, next_id, depth) AS (
+    SELECT id, merged_into_id, 0 FROM cases WHERE reference = :reference
+    UNION ALL
+    SELECT c.id, c.merged_into_id, chain.depth + 1 FROM cases c JOIN chain ON c.id = chain.next_id WHERE chain.depth < 16
+)
+SELECT id FROM chain ORDER BY depth DESC LIMIT 1
+""")
+
+
 async def case_id_by_reference(session: AsyncSession, *, reference: str) -> int | None:
-    return await session.scalar(select(Case.id).where(Case.reference == reference.strip().upper()))
+    """The case with this reference; a merged case's reference resolves to the case it was merged into."""
+    return await session.scalar(_FOLLOW_CASE_MERGES, {"reference": reference.strip().upper()})

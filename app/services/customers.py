@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -184,7 +184,25 @@ async def list_customers(
 
 
 async def customer_id_by_number(session: AsyncSession, *, number: str) -> int | None:
-    return await session.scalar(select(Customer.id).where(Customer.number == number.strip().upper()))
+    """The customer with this number; a merged customer's number resolves to the survivor."""
+    return await session.scalar(_follow_merges("number = :number"), {"number": number.strip().upper()})
+
+
+def _follow_merges(start: str):
+    return text(f"""
+WITH RECURSIVE chain(id, next_id, depth) AS (
+    SELECT id, CASE WHEN status = 'merged' THEN merged_into_id END, 0 FROM customers WHERE {start}
+    UNION ALL
+    SELECT c.id, CASE WHEN c.status = 'merged' THEN c.merged_into_id END, chain.depth + 1
+    FROM customers c JOIN chain ON c.id = chain.next_id WHERE chain.depth < 16
+)
+SELECT id FROM chain ORDER BY depth DESC LIMIT 1
+""")
+
+
+async def live_customer_id(session: AsyncSession, *, customer_id: int) -> int | None:
+    """Follow merge tombstones to the customer a merged id now lives on (the id itself if not merged)."""
+    return await session.scalar(_follow_merges("id = :id"), {"id": customer_id})
 
 
 async def customer_is_on_case(session: AsyncSession, *, customer_id: int, case_id: int) -> bool:

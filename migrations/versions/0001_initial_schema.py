@@ -18,11 +18,16 @@ depends_on = None
 def upgrade() -> None:
     op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     op.execute("CREATE EXTENSION IF NOT EXISTS unaccent")
+    # C-000042 / CASE-000123: zero-padded to six digits, and longer (never cut) past a million.
+    op.execute(
+        "CREATE FUNCTION human_number(prefix text, n bigint) RETURNS text LANGUAGE sql IMMUTABLE AS "
+        "$$ SELECT prefix || CASE WHEN n < 1000000 THEN lpad(n::text, 6, '0') ELSE n::text END $$"
+    )
     op.execute("CREATE SEQUENCE customer_number_seq")
     op.execute("CREATE SEQUENCE case_reference_seq")
     op.create_table('customers',
     sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
-    sa.Column('number', sa.Text(), server_default=sa.text("'C-' || lpad(nextval('customer_number_seq')::text, 6, '0')"), nullable=False),
+    sa.Column('number', sa.Text(), server_default=sa.text("human_number('C-', nextval('customer_number_seq'))"), nullable=False),
     sa.Column('name', sa.Text(), nullable=True),
     sa.Column('fields', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'"), nullable=False),
     sa.Column('status', sa.String(length=16), server_default='active', nullable=False),
@@ -76,7 +81,7 @@ def upgrade() -> None:
     op.create_index('ix_audit_events_entity', 'audit_events', ['entity_type', 'entity_id', sa.literal_column('id DESC')], unique=False)
     op.create_table('cases',
     sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
-    sa.Column('reference', sa.Text(), server_default=sa.text("'CASE-' || lpad(nextval('case_reference_seq')::text, 6, '0')"), nullable=False),
+    sa.Column('reference', sa.Text(), server_default=sa.text("human_number('CASE-', nextval('case_reference_seq'))"), nullable=False),
     sa.Column('subject', sa.Text(), nullable=False),
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('status', sa.String(length=16), server_default='new', nullable=False),
@@ -185,3 +190,4 @@ def downgrade() -> None:
     op.drop_table('customers')
     op.execute("DROP SEQUENCE case_reference_seq")
     op.execute("DROP SEQUENCE customer_number_seq")
+    op.execute("DROP FUNCTION human_number(text, bigint)")

@@ -1,0 +1,1 @@
+"""Automatic case and customer recognition: rules as data, an explainable trace, data promotion."""

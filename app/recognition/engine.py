@@ -1,0 +1,457 @@
+"""The recognition engine: reads only. Case rules first, in order (a recognised case gives its
+primary customer), then customer rules; the first rule with exactly one match wins. Several
+customers sharing an identifier give candidates, never a guess. Every rule tried is traced."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import regex
+from sqlalchemy import bindparam, cast, exists, func, literal, or_, select, text, tuple_
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from app.errors import UserError
+from app.identifiers import normalize_identifier
+from app.models import Case, CaseCustomer, Contact, Customer, CustomerIdentifier, RecognitionConfig, User
+from app.recognition.config import check_rule_config
+from app.recognition.connector import ConnectorUnavailable, LookupConnectors, connectors
+from app.recognition.patterns import PatternTimeout, find_all
+from app.recognition.view import ContactView, address_of, display_name
+
+# More matches than this are reported as "more than N" rather than listed.
+MAX_CANDIDATES = 20
+OPEN_CASE_STATUSES = ("new", "open", "pending", "consultation")
+_MESSAGE_ID = regex.compile(r"<[^<>\s]+>")
+
+
+@dataclass
+class RuleSet:
+    """The enabled recognition and promotion rules and the per-channel no-match policies."""
+
+    rules: list[dict[str, Any]]
+    promotions: list[dict[str, Any]]
+    policies: dict[str, dict[str, Any]]
+
+    def for_channel(self, rules: list[dict[str, Any]], channel: str) -> list[dict[str, Any]]:
+        return [r for r in rules if not r["channels"] or channel in r["channels"]]
+
+
+_RULE_SET = text(
+    """
+    SELECT
+      (SELECT version FROM recognition_config),
+      (SELECT coalesce(json_agg(r ORDER BY r.position, r.id), '[]') FROM recognition_rules r WHERE r.enabled),
+      (SELECT coalesce(json_agg(p ORDER BY p.position, p.id), '[]') FROM promotion_rules p WHERE p.enabled),
+      (SELECT coalesce(json_agg(n), '[]') FROM no_match_policies n)
+    """
+)
+CONFIG_VERSION = select(RecognitionConfig.version)
+# The rule set as of one configuration version (read in the same statement as the rules), per process.
+_cached: dict[int, RuleSet] = {}
+
+
+async def load_rule_set(session: AsyncSession, *, version: int | None = None) -> RuleSet:
+    """The configuration: from memory when `version` (read in this transaction) is the cached one,
+    else from the database in one round trip. Either way an edit applies to the next contact."""
+    if version is not None and version in _cached:
+        return _cached[version]
+    loaded_version, rules, promotions, policies = (await (await session.connection()).execute(_RULE_SET)).one()
+    decode = lambda v: orjson.loads(v) if isinstance(v, str | bytes) else v  # noqa: E731
+    rule_set = RuleSet(
+        rules=decode(rules),
+        promotions=decode(promotions),
+        policies={p["channel"]: p for p in decode(policies)},
+    )
+    if loaded_version is not None:
+        _cached.clear()
+        _cached[loaded_version] = rule_set
+    return rule_set
+
+
+@dataclass
+class Recognition:
+    customer_id: int | None = None
+    case_id: int | None = None
+    candidates: list[int] = field(default_factory=list)
+    matched_rule: str | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    # Identifiers the rules read from the contact (normalised), for a new or partial profile.
+    observed_identifiers: list[tuple[str, str]] = field(default_factory=list)
+    name_hint: str | None = None
+    lookup: dict[str, Any] = field(default_factory=dict)
+    elapsed_ms: float = 0.0
+
+    @property
+    def outcome(self) -> str:
+        if self.case_id is not None or self.customer_id is not None:
+            return "matched"
+        return "ambiguous" if self.candidates else "no_match"
+
+
+@dataclass
+class Step:
+    """One rule's result: the ids it matched, and the trace entry explaining it."""
+
+    ids: list[int]
+    outcome: str
+    reason: str
+    looked_at: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def recognize(
+    session: AsyncSession,
+    *,
+    view: ContactView,
+    rule_set: RuleSet,
+    region: str,
+    lookups: LookupConnectors = connectors,
+) -> Recognition:
+    """Find the contact's case and customer by the rules; writes nothing."""
+    started = time.perf_counter()
+    result = Recognition(name_hint=display_name(view.counterpart))
+    rules = rule_set.for_channel(rule_set.rules, view.channel)
+    context = _Context(session=session, conn=await session.connection(), view=view, region=region, lookups=lookups, result=result)
+
+    for rule in rules:
+        if rule["target"] != "case" or rule["kind"] == "open_case_of_customer":
+            continue
+        step = await context.run(rule)
+        if len(step.ids) == 1:
+            result.case_id = step.ids[0]
+            result.matched_rule = rule["name"]
+            result.customer_id = await _primary_active_customer(context.conn, result.case_id)
+            break
+
+    if result.case_id is None:
+        candidates: dict[int, None] = {}
+        for rule in rules:
+            if rule["target"] != "customer":
+                continue
+            step = await context.run(rule)
+            if len(step.ids) == 1:
+                result.customer_id = step.ids[0]
+                result.matched_rule = rule["name"]
+                candidates.clear()
+                break
+            if len(step.ids) > 1:
+                candidates.update(dict.fromkeys(step.ids))
+        result.candidates = list(candidates)
+
+        if result.customer_id is not None:
+            for rule in rules:
+                if rule["kind"] != "open_case_of_customer":
+                    continue
+                step = await context.run(rule)
+                if len(step.ids) == 1:
+                    result.case_id = step.ids[0]
+                    result.matched_rule = f"{result.matched_rule}, {rule['name']}"
+                    break
+
+    result.elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+    return result
+
+
+@dataclass
+class _Context:
+    session: AsyncSession
+    conn: AsyncConnection
+    view: ContactView
+    region: str
+    lookups: LookupConnectors
+    result: Recognition
+
+    async def run(self, rule: dict[str, Any]) -> Step:
+        try:
+            config = check_rule_config(rule["kind"], rule["config"])
+        except UserError as error:
+            step = Step([], "error", f"invalid configuration: {error.message}")
+        else:
+            try:
+                step = await _KINDS[rule["kind"]](self, config)
+            except PatternTimeout:
+                step = Step([], "error", "the pattern took too long to match and was abandoned")
+            except ConnectorUnavailable as error:
+                step = Step([], "unavailable", f"lookup connector unavailable: {error}; skipped")
+        entry = {"rule": rule["name"], "kind": rule["kind"], "target": rule["target"], "outcome": step.outcome, "reason": step.reason}
+        if step.looked_at is not None:
+            entry["lookedAt"] = step.looked_at
+        if step.ids:
+            entry["matches"] = step.ids
+        entry.update(step.extra)
+        self.result.steps.append(entry)
+        return step
+
+    def observe(self, kind: str, value: str) -> None:
+        if (kind, value) not in self.result.observed_identifiers:
+            self.result.observed_identifiers.append((kind, value))
+
+    # Case rules
+
+    async def reference_in_text(self, config: dict[str, Any]) -> Step:
+        references: list[str] = []
+        for name in config["fields"]:
+            value = getattr(self.view, name) or ""
+            references += [r.strip().upper() for r in find_all(config["pattern"], value)]
+        references = list(dict.fromkeys(r for r in references if r))[:10]
+        if not references:
+            return Step([], "no_match", f"no reference found in {' or '.join(config['fields'])}")
+        rows = (await self.conn.execute(_CASES_BY_REFERENCE, {"references": references})).all()
+        ids = list(dict.fromkeys([await _surviving_case(self.session, row.id, row.merged_into_id) for row in rows]))
+        found = [row.reference for row in rows]
+        if not ids:
+            return Step([], "no_match", f"no case has reference {', '.join(references)}", references)
+        if len(ids) > 1:
+            return Step([], "ambiguous", f"several cases referenced: {', '.join(found)}", references)
+        return Step(ids, "match", f"reference {found[0]} found", references)
+
+    async def thread(self, config: dict[str, Any]) -> Step:
+        raw = " ".join(v for v in (self.view.header("In-Reply-To"), self.view.header("References")) if v)
+        message_ids = _MESSAGE_ID.findall(raw) or ([raw.strip()] if raw.strip() else [])
+        if not message_ids:
+            return Step([], "no_match", "no In-Reply-To or References header")
+        message_ids = message_ids[-20:]
+        forms = message_ids + [m.strip("<>") for m in message_ids]
+        case_id = await self.conn.scalar(_THREAD_CASE, {"message_ids": forms, "own_id": self.view.contact_id or 0})
+        if case_id is None:
+            return Step([], "no_match", "no stored message is referenced by this thread", message_ids)
+        case_id = await _surviving_case(self.session, case_id)
+        if config["require_known_sender"]:
+            sender = address_of(self.view.from_address or "").strip().lower()
+            if not sender or not await _sender_belongs_to_case(self.session, case_id, sender):
+                return Step(
+                    [], "refused",
+                    f"the thread points at case {case_id} but the sender {sender or '(none)'} is neither "
+                    "an identifier of one of its customers nor an agent",
+                    message_ids, {"threadCaseId": case_id},
+                )
+        return Step([case_id], "match", "replies to a message stored on the case", message_ids)
+
+    async def external_reference(self, config: dict[str, Any]) -> Step:
+        if "path" in config:
+            value = self.view.value_at(config["path"])
+            values = [value] if value not in (None, "") and not isinstance(value, dict | list) else []
+        else:
+            values = []
+            for name in config["fields"]:
+                values += [v.strip() for v in find_all(config["pattern"], getattr(self.view, name) or "") if v.strip()]
+            values = list(dict.fromkeys(values))[:10]
+        if not values:
+            return Step([], "no_match", "no external reference found")
+        field_name = config["case_field"]
+        ids = list(
+            await self.session.scalars(
+                select(Case.id)
+                .where(
+                    or_(*[Case.fields.op("@>")(cast(literal(orjson.dumps({field_name: v}).decode()), JSONB)) for v in values]),
+                    Case.merged_into_id.is_(None),
+                )
+                .limit(MAX_CANDIDATES + 1)
+            )
+        )
+        if not ids and "connector" in config:
+            answer, cached = await self.lookups.call(
+                config["connector"], {"reference": values[0], "field": field_name, "channel": self.view.channel}
+            )
+            reference = answer.get("caseReference")
+            if isinstance(reference, str) and reference.strip():
+                case = await self.session.scalar(select(Case.id).where(Case.reference == reference.strip().upper()))
+                if case is not None:
+                    return Step([case], "match", f"the back office maps {values[0]} to {reference}", values, {"cached": cached})
+            return Step([], "no_match", f"no case has {field_name} = {values[0]}, nor does the back office know it", values)
+        if not ids:
+            return Step([], "no_match", f"no case has {field_name} = {', '.join(map(str, values))}", values)
+        if len(ids) > 1:
+            return Step([], "ambiguous", f"several cases have {field_name} = {', '.join(map(str, values))}", values)
+        return Step(ids, "match", f"the case's {field_name} is {values[0]}", values)
+
+    async def open_case_of_customer(self, config: dict[str, Any]) -> Step:
+        customer_id = self.result.customer_id
+        touched = select(Contact.id).where(
+            Contact.case_id == Case.id, Contact.occurred_at > func.now() - func.make_interval(0, 0, 0, config["days"])
+        )
+        if config["same_channel"]:
+            touched = touched.where(Contact.channel == self.view.channel)
+        ids = list(
+            await self.session.scalars(
+                select(Case.id)
+                .join(CaseCustomer, CaseCustomer.case_id == Case.id)
+                .where(
+                    CaseCustomer.customer_id == customer_id,
+                    Case.status.in_(OPEN_CASE_STATUSES),
+                    Case.merged_into_id.is_(None),
+                    Case.archived_at.is_(None),
+                    touched.exists(),
+                )
+                .limit(2)
+            )
+        )
+        scope = f"within {config['days']} days" + (f" on {self.view.channel}" if config["same_channel"] else "")
+        if not ids:
+            return Step([], "no_match", f"the customer has no open case touched {scope}")
+        if len(ids) > 1:
+            return Step([], "ambiguous", f"the customer has several open cases touched {scope}")
+        return Step(ids, "match", f"the customer's only open case touched {scope}")
+
+    # Customer rules
+
+    async def identifier(self, config: dict[str, Any]) -> Step:
+        kind = config["kind"]
+        raw = self.view.value_at(config["source"])
+        raws = [str(v) for v in (raw if isinstance(raw, list) else [raw]) if v not in (None, "")]
+        values: list[str] = []
+        refused: list[str] = []
+        for item in raws:
+            try:
+                value = normalize_identifier(kind, address_of(item) if kind == "email" else item, region=config.get("region", self.region))
+            except UserError:
+                refused.append(item)
+                continue
+            values.append(value)
+            self.observe(kind, value)
+        if not values:
+            reason = f"no {kind} in {config['source']}" if not refused else f"{', '.join(refused)} is not a valid {kind}"
+            return Step([], "no_match", reason)
+        ids = await customers_with(self.conn, [(kind, v) for v in values])
+        return _customer_step(ids, f"{kind} {', '.join(values)}", values)
+
+    async def field_match(self, config: dict[str, Any]) -> Step:
+        value = self.view.value_at(config["path"])
+        if value in (None, "") or isinstance(value, dict | list):
+            return Step([], "no_match", f"no value at {config['path']}")
+        document = orjson.dumps({config["field"]: value}).decode()
+        ids = list(
+            await self.session.scalars(
+                select(Customer.id)
+                .where(Customer.fields.op("@>")(cast(literal(document), JSONB)), Customer.status == "active")
+                .order_by(Customer.id)
+                .limit(MAX_CANDIDATES + 1)
+            )
+        )
+        return _customer_step(ids, f"field {config['field']} = {value}", value)
+
+    async def lookup(self, config: dict[str, Any]) -> Step:
+        view = self.view
+        summary = {"channel": view.channel, "direction": view.direction, "from": view.counterpart, "to": view.to_addresses, "payload": view.payload}
+        answer, cached = await self.lookups.call(config, summary)
+        self.result.lookup = answer
+        view.lookup = answer
+        if isinstance(answer.get("name"), str) and answer["name"].strip():
+            self.result.name_hint = answer["name"].strip()
+        pairs: list[tuple[str, str]] = []
+        offered = list(answer.get("identifiers") or []) if isinstance(answer.get("identifiers"), list) else []
+        if answer.get("externalReference"):
+            offered.append({"kind": "external_ref", "value": answer["externalReference"]})
+        for item in offered:
+            if not isinstance(item, dict):
+                continue
+            try:
+                pair = (str(item.get("kind")), normalize_identifier(str(item.get("kind")), str(item.get("value") or ""), region=self.region))
+            except UserError:
+                continue
+            if pair[0] in ("email", "phone", "account_id", "external_ref") and pair not in pairs:
+                pairs.append(pair)
+                self.observe(*pair)
+        if not pairs:
+            return Step([], "no_match", "the back office does not know this contact", extra={"cached": cached})
+        ids = await customers_with(self.conn, pairs)
+        step = _customer_step(ids, "the back office's identifiers " + ", ".join(f"{k} {v}" for k, v in pairs), [f"{k}:{v}" for k, v in pairs])
+        step.extra["cached"] = cached
+        return step
+
+
+_KINDS = {
+    "reference_in_text": _Context.reference_in_text,
+    "thread": _Context.thread,
+    "external_reference": _Context.external_reference,
+    "open_case_of_customer": _Context.open_case_of_customer,
+    "identifier": _Context.identifier,
+    "field_match": _Context.field_match,
+    "lookup": _Context.lookup,
+}
+
+
+def _customer_step(ids: list[int], what: str, looked_at: Any) -> Step:
+    if not ids:
+        return Step([], "no_match", f"no active customer has {what}", looked_at)
+    if len(ids) == 1:
+        return Step(ids, "match", f"one active customer has {what}", looked_at)
+    many = f"more than {MAX_CANDIDATES}" if len(ids) > MAX_CANDIDATES else str(len(ids))
+    return Step(ids[:MAX_CANDIDATES], "ambiguous", f"{many} active customers share {what}: an agent must choose", looked_at)
+
+
+# Hot-path statements are built once: building and cache-keying a statement per call costs more
+# than running it.
+def _active_holders(condition):
+    return (
+        select(CustomerIdentifier.customer_id)
+        .join(Customer, Customer.id == CustomerIdentifier.customer_id)
+        .where(condition, Customer.status == "active")
+        .group_by(CustomerIdentifier.customer_id)
+        .order_by(CustomerIdentifier.customer_id)
+        .limit(MAX_CANDIDATES + 1)
+    )
+
+
+_HOLDERS_OF_ONE = _active_holders(
+    (CustomerIdentifier.kind == bindparam("kind")) & (CustomerIdentifier.value == bindparam("value"))
+)
+_CASES_BY_REFERENCE = select(Case.id, Case.reference, Case.merged_into_id).where(
+    Case.reference.in_(bindparam("references", expanding=True))
+)
+_THREAD_CASE = (
+    select(Contact.case_id)
+    .where(
+        Contact.message_id.in_(bindparam("message_ids", expanding=True)),
+        Contact.case_id.is_not(None),
+        Contact.id != bindparam("own_id"),
+    )
+    .order_by(Contact.occurred_at.desc(), Contact.id.desc())
+    .limit(1)
+)
+_PRIMARY_ACTIVE_CUSTOMER = (
+    select(CaseCustomer.customer_id)
+    .join(Customer, Customer.id == CaseCustomer.customer_id)
+    .where(CaseCustomer.case_id == bindparam("case_id"), CaseCustomer.is_primary, Customer.status == "active")
+)
+
+
+async def customers_with(conn: AsyncConnection, pairs: list[tuple[str, str]]) -> list[int]:
+    """Active customers holding any of the identifiers: an index lookup on (kind, value)."""
+    if len(pairs) == 1:
+        return list(await conn.scalars(_HOLDERS_OF_ONE, {"kind": pairs[0][0], "value": pairs[0][1]}))
+    return list(await conn.scalars(_active_holders(tuple_(CustomerIdentifier.kind, CustomerIdentifier.value).in_(pairs))))
+
+
+_UNKNOWN: Any = object()
+
+
+async def _surviving_case(session: AsyncSession, case_id: int, merged_into_id: int | None = _UNKNOWN) -> int:
+    """A merged case's contacts go to the case it was merged into."""
+    seen = {case_id}
+    if merged_into_id is _UNKNOWN:
+        merged_into_id = await session.scalar(select(Case.merged_into_id).where(Case.id == case_id))
+    while merged_into_id is not None and merged_into_id not in seen:
+        seen.add(merged_into_id)
+        case_id = merged_into_id
+        merged_into_id = await session.scalar(select(Case.merged_into_id).where(Case.id == case_id))
+    return case_id
+
+
+async def _primary_active_customer(conn: AsyncConnection, case_id: int) -> int | None:
+    return await conn.scalar(_PRIMARY_ACTIVE_CUSTOMER, {"case_id": case_id})
+
+
+async def _sender_belongs_to_case(session: AsyncSession, case_id: int, sender: str) -> bool:
+    customer = exists().where(
+        CaseCustomer.case_id == case_id,
+        CustomerIdentifier.customer_id == CaseCustomer.customer_id,
+        CustomerIdentifier.kind == "email",
+        CustomerIdentifier.value == sender,
+    )
+    agent = exists().where(func.lower(User.email) == sender, User.active, User.role != "integrator")
+    return bool(await session.scalar(select(or_(customer, agent))))

@@ -1,0 +1,336 @@
+"""Archiving: customers and cases leave the working set by hand or by rules, and expire after retention.
+
+Rules are data (archive_rules). The sweep walks each rule's candidates through a partial index
+in keyset batches, each batch its own transaction, so its cost follows the eligible rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import BigInteger, bindparam, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import SYSTEM, Actor
+from app.errors import ErrorCode, UserError, not_found
+from app.models import ARCHIVE_ENTITIES, EXPIRY_ACTIONS, ArchiveRule, Customer
+from app.services import audit
+from app.services.maintenance.gdpr import anonymise_customers
+from app.services.maintenance.locking import emit_many, lock_customers
+
+PREVIEW_SAMPLE = 20
+_EPOCH = datetime(1, 1, 1, tzinfo=timezone.utc)
+
+
+async def archive_customer(session: AsyncSession, *, actor: Actor, customer_id: int) -> Any:
+    """Take a customer out of default listings and recognition; they stay readable by id."""
+    customer = (await lock_customers(session, [customer_id]))[customer_id]
+    if customer.status != "active":
+        code = {"merged": ErrorCode.MERGED, "erased": ErrorCode.ERASED}.get(customer.status, ErrorCode.WRONG_STATUS)
+        raise UserError(code, f"customer {customer.number} is {customer.status}, not active", "customerId")
+    await session.execute(
+        update(Customer).where(Customer.id == customer_id).values(status="archived", archived_at=func.now())
+    )
+    audit.record(
+        session, actor=actor, action="customer.archive", entity_type="customer", entity_id=customer_id,
+        before={"status": "active"}, after={"status": "archived"},
+    )
+    emit_many(session, "customerUpdated", [customer_id])
+    return (await session.execute(select(Customer.__table__).where(Customer.id == customer_id))).one()
+
+
+async def restore_customer(session: AsyncSession, *, actor: Actor, customer_id: int) -> Any:
+    """Bring an archived customer back; the restore counts as activity, so rules do not re-archive at once."""
+    customer = (await lock_customers(session, [customer_id]))[customer_id]
+    if customer.status != "archived":
+        code = {"merged": ErrorCode.MERGED, "erased": ErrorCode.ERASED}.get(customer.status, ErrorCode.WRONG_STATUS)
+        raise UserError(code, f"customer {customer.number} is {customer.status}, not archived", "customerId")
+    await session.execute(
+        update(Customer)
+        .where(Customer.id == customer_id)
+        .values(status="active", archived_at=None, last_activity_at=func.now())
+    )
+    audit.record(
+        session, actor=actor, action="customer.restore", entity_type="customer", entity_id=customer_id,
+        before={"status": "archived"}, after={"status": "active"},
+    )
+    emit_many(session, "customerUpdated", [customer_id])
+    return (await session.execute(select(Customer.__table__).where(Customer.id == customer_id))).one()
+
+
+# ---- rules -------------------------------------------------------------------------------------
+
+
+async def create_rule(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    name: str,
+    entity: str,
+    inactivity_days: int,
+    exempt_when: dict[str, Any] | None = None,
+    retention_days: int | None = None,
+    expiry_action: str = "anonymise",
+) -> ArchiveRule:
+    """Add an archive rule."""
+    if not name or not name.strip():
+        raise UserError(ErrorCode.REQUIRED, "a rule needs a name", "name")
+    if entity not in ARCHIVE_ENTITIES:
+        raise UserError(ErrorCode.INVALID, f"entity must be one of {', '.join(ARCHIVE_ENTITIES)}", "entity")
+    if inactivity_days < 0:
+        raise UserError(ErrorCode.INVALID, "inactivityDays must not be negative", "inactivityDays")
+    if retention_days is not None and retention_days < 0:
+        raise UserError(ErrorCode.INVALID, "retentionDays must not be negative", "retentionDays")
+    if expiry_action not in EXPIRY_ACTIONS:
+        raise UserError(ErrorCode.INVALID, f"expiryAction must be one of {', '.join(EXPIRY_ACTIONS)}", "expiryAction")
+    if exempt_when is not None and not isinstance(exempt_when, dict):
+        raise UserError(ErrorCode.INVALID, "exemptWhen must be a JSON object of field values", "exemptWhen")
+    if await session.scalar(select(ArchiveRule.id).where(ArchiveRule.name == name.strip())):
+        raise UserError(ErrorCode.DUPLICATE, f"a rule named {name.strip()!r} exists", "name")
+    rule = ArchiveRule(
+        name=name.strip(), entity=entity, inactivity_days=inactivity_days, exempt_when=exempt_when or None,
+        retention_days=retention_days, expiry_action=expiry_action,
+    )
+    session.add(rule)
+    await session.flush()
+    await session.refresh(rule)
+    audit.record(
+        session, actor=actor, action="archiveRule.create", entity_type="archive_rule", entity_id=rule.id,
+        after={"name": rule.name, "entity": entity, "inactivityDays": inactivity_days, "exemptWhen": exempt_when,
+               "retentionDays": retention_days, "expiryAction": expiry_action},
+    )
+    return rule
+
+
+async def delete_rule(session: AsyncSession, *, actor: Actor, rule_id: int) -> None:
+    """Remove an archive rule; what it archived stays archived."""
+    rule = await session.get(ArchiveRule, rule_id)
+    if rule is None:
+        raise not_found("archive rule", "id")
+    await session.execute(delete(ArchiveRule).where(ArchiveRule.id == rule_id))
+    audit.record(session, actor=actor, action="archiveRule.delete", entity_type="archive_rule", entity_id=rule_id,
+                 before={"name": rule.name})
+
+
+async def list_rules(session: AsyncSession) -> list[ArchiveRule]:
+    return list(await session.scalars(select(ArchiveRule).order_by(ArchiveRule.id)))
+
+
+# ---- candidates ----------------------------------------------------------------------------------
+# Each query walks one partial index from a keyset position (:after_at, :after_id) and returns
+# (id, sort time, exempt). Exempt rows are returned too, so the keyset moves past them.
+
+_CANDIDATES = {
+    ("customer", "archive"): """
+        SELECT id, coalesce(last_activity_at, created_at) AS at,
+               coalesce(CAST(:exempt AS jsonb) IS NOT NULL AND fields @> CAST(:exempt AS jsonb), false) AS exempt
+        FROM customers WHERE status = 'active' AND coalesce(last_activity_at, created_at) < :cutoff
+          AND (coalesce(last_activity_at, created_at), id) > (:after_at, :after_id)
+        ORDER BY coalesce(last_activity_at, created_at), id LIMIT :batch""",
+    ("customer", "expire"): """
+        SELECT id, archived_at AS at,
+               coalesce(CAST(:exempt AS jsonb) IS NOT NULL AND fields @> CAST(:exempt AS jsonb), false) AS exempt
+        FROM customers WHERE status = 'archived' AND archived_at < :cutoff AND (archived_at, id) > (:after_at, :after_id)
+        ORDER BY archived_at, id LIMIT :batch""",
+    ("case", "archive"): """
+        SELECT id, updated_at AS at,
+               coalesce(CAST(:exempt AS jsonb) IS NOT NULL AND fields @> CAST(:exempt AS jsonb), false) AS exempt
+        FROM cases WHERE archived_at IS NULL AND merged_into_id IS NULL AND status IN ('resolved', 'closed')
+          AND updated_at < :cutoff AND (updated_at, id) > (:after_at, :after_id)
+        ORDER BY updated_at, id LIMIT :batch""",
+    ("case", "expire"): """
+        SELECT id, archived_at AS at,
+               coalesce(CAST(:exempt AS jsonb) IS NOT NULL AND fields @> CAST(:exempt AS jsonb), false) AS exempt
+        FROM cases WHERE archived_at IS NOT NULL AND archived_at < :cutoff AND (archived_at, id) > (:after_at, :after_id)
+        ORDER BY archived_at, id LIMIT :batch""",
+}
+
+
+def _cutoff(rule: ArchiveRule, phase: str, now: datetime) -> datetime | None:
+    days = rule.inactivity_days if phase == "archive" else rule.retention_days
+    return None if days is None else now - timedelta(days=days)
+
+
+async def _candidates(
+    session: AsyncSession, rule: ArchiveRule, phase: str, now: datetime, after: tuple[datetime, int], batch: int,
+    lock: bool = False,
+) -> list[Any]:
+    cutoff = _cutoff(rule, phase, now)
+    if cutoff is None:
+        return []
+    query = _CANDIDATES[(rule.entity, phase)] + (" FOR UPDATE SKIP LOCKED" if lock else "")
+    statement = text(query).bindparams(bindparam("exempt", type_=JSONB))
+    params = {"exempt": rule.exempt_when, "cutoff": cutoff, "after_at": after[0], "after_id": after[1], "batch": batch}
+    return list((await session.execute(statement, params)).all())
+
+
+@dataclass
+class RulePreview:
+    rule_id: int
+    archive_count: int
+    expire_count: int
+    archive_sample: list[int] = field(default_factory=list)
+    expire_sample: list[int] = field(default_factory=list)
+
+
+async def preview_rule(session: AsyncSession, *, rule_id: int, now: datetime | None = None) -> RulePreview:
+    """What a rule would archive and expire if it ran now (counts and the first ids)."""
+    rule = await session.get(ArchiveRule, rule_id)
+    if rule is None:
+        raise not_found("archive rule", "id")
+    now = now or datetime.now(timezone.utc)
+    preview = RulePreview(rule_id=rule_id, archive_count=0, expire_count=0)
+    for phase in ("archive", "expire"):
+        ids: list[int] = []
+        after = (_EPOCH, 0)
+        while True:
+            rows = await _candidates(session, rule, phase, now, after, 5000)
+            ids.extend(r.id for r in rows if not r.exempt)
+            if len(rows) < 5000:
+                break
+            after = (rows[-1].at, rows[-1].id)
+        setattr(preview, f"{phase}_count", len(ids))
+        setattr(preview, f"{phase}_sample", ids[:PREVIEW_SAMPLE])
+    return preview
+
+
+# ---- applying a batch ------------------------------------------------------------------------------
+
+_IDS = ARRAY(BigInteger)
+
+
+def _ids(statement: str) -> Any:
+    return text(statement).bindparams(bindparam("ids", type_=_IDS))
+
+
+_AUDIT_BATCH = _ids(
+    "INSERT INTO audit_events (actor_user_id, actor_name, action, entity_type, entity_id, after) "
+    "SELECT :actor_id, :actor_name, :action, :entity_type, id, CAST(:after AS jsonb) FROM unnest(:ids) AS id"
+).bindparams(bindparam("after", type_=JSONB))
+
+_ARCHIVE = {
+    "customer": _ids(
+        "UPDATE customers SET status = 'archived', archived_at = now(), updated_at = now() "
+        "WHERE id = ANY(:ids) AND status = 'active'"
+    ),
+    "case": _ids("UPDATE cases SET archived_at = now() WHERE id = ANY(:ids) AND archived_at IS NULL"),
+}
+
+_DELETE_CASES = [
+    _ids("DELETE FROM contacts WHERE case_id = ANY(:ids)"),
+    _ids("UPDATE cases SET parent_id = NULL WHERE parent_id = ANY(:ids)"),
+    _ids("DELETE FROM cases WHERE merged_into_id = ANY(:ids)"),
+    _ids("UPDATE audit_events SET before = NULL, after = NULL WHERE entity_type = 'case' AND entity_id = ANY(:ids)"),
+    _ids("DELETE FROM cases WHERE id = ANY(:ids)"),
+]
+_ANONYMISE_CASES = [
+    _ids(
+        "UPDATE contacts SET subject = NULL, text = NULL, html = NULL, from_address = NULL, to_addresses = '[]', "
+        "headers = '{}', payload = '{}', message_id = NULL, recognition = NULL WHERE case_id = ANY(:ids)"
+    ),
+    _ids("UPDATE cases SET subject = '[anonymised]', description = NULL, fields = '{}' WHERE id = ANY(:ids)"),
+    _ids("UPDATE audit_events SET before = NULL, after = NULL WHERE entity_type = 'case' AND entity_id = ANY(:ids)"),
+]
+# Deleting customers: their contacts go; cases that concern only them go; other cases they were
+# primary on hand the role to their lowest remaining customer.
+_ORPHAN_CASES = _ids(
+    "SELECT DISTINCT l.case_id FROM case_customers l WHERE l.customer_id = ANY(:ids) "
+    "AND NOT EXISTS (SELECT 1 FROM case_customers o WHERE o.case_id = l.case_id AND o.customer_id <> ALL(:ids))"
+)
+_DELETE_CUSTOMER_CONTACTS = _ids("DELETE FROM contacts WHERE customer_id = ANY(:ids)")
+_DELETE_CUSTOMER_LINKS = _ids("DELETE FROM case_customers WHERE customer_id = ANY(:ids) RETURNING case_id, is_primary")
+_PROMOTE_NEXT_PRIMARY = text(
+    "UPDATE case_customers l SET is_primary = true FROM (SELECT DISTINCT ON (c.case_id) c.case_id, c.customer_id "
+    "FROM case_customers c WHERE c.case_id = ANY(:cases) ORDER BY c.case_id, c.customer_id) n "
+    "WHERE l.case_id = n.case_id AND l.customer_id = n.customer_id"
+).bindparams(bindparam("cases", type_=_IDS))
+_DELETE_CUSTOMERS = [
+    _ids("UPDATE audit_events SET before = NULL, after = NULL WHERE entity_type = 'customer' AND entity_id = ANY(:ids)"),
+    _ids("DELETE FROM customers WHERE id = ANY(:ids)"),
+]
+
+
+async def _expire(session: AsyncSession, rule: ArchiveRule, ids: list[int]) -> list[int]:
+    """Apply the rule's expiry action; returns every id it touched."""
+    if rule.entity == "case":
+        for statement in _DELETE_CASES if rule.expiry_action == "delete" else _ANONYMISE_CASES:
+            await session.execute(statement, {"ids": ids})
+        return ids
+    if rule.expiry_action == "anonymise":
+        return await anonymise_customers(session, customer_ids=ids)
+    tombstones = list(await session.scalars(select(Customer.id).where(Customer.merged_into_id.in_(ids))))
+    ids = sorted(set(ids) | set(tombstones))
+    orphans = list(await session.scalars(_ORPHAN_CASES, {"ids": ids}))
+    if orphans:
+        for statement in _DELETE_CASES:
+            await session.execute(statement, {"ids": orphans})
+    await session.execute(_DELETE_CUSTOMER_CONTACTS, {"ids": ids})
+    lost = (await session.execute(_DELETE_CUSTOMER_LINKS, {"ids": ids})).all()
+    lost_primary = sorted({case_id for case_id, was_primary in lost if was_primary})
+    if lost_primary:
+        await session.execute(_PROMOTE_NEXT_PRIMARY, {"cases": lost_primary})
+    for statement in _DELETE_CUSTOMERS:
+        await session.execute(statement, {"ids": ids})
+    return ids
+
+
+async def apply_rule_batch(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    rule: ArchiveRule,
+    phase: str,
+    now: datetime,
+    after: tuple[datetime, int],
+    batch_size: int,
+) -> tuple[int, tuple[datetime, int] | None]:
+    """Archive (or expire) one batch of a rule's candidates; returns (rows changed, next keyset or None when done)."""
+    rows = await _candidates(session, rule, phase, now, after, batch_size, lock=True)
+    ids = [r.id for r in rows if not r.exempt]
+    if ids:
+        if phase == "archive":
+            await session.execute(_ARCHIVE[rule.entity], {"ids": ids})
+            touched = ids
+        else:
+            touched = await _expire(session, rule, ids)
+        action = f"{rule.entity}.{'archive' if phase == 'archive' else rule.expiry_action}"
+        await session.execute(
+            _AUDIT_BATCH,
+            {"actor_id": actor.user_id, "actor_name": actor.name, "action": action, "entity_type": rule.entity,
+             "ids": ids, "after": {"ruleId": rule.id, "rule": rule.name}},
+        )
+        emit_many(session, "customerUpdated" if rule.entity == "customer" else "caseUpdated", touched)
+    next_key = (rows[-1].at, rows[-1].id) if len(rows) == batch_size else None
+    return len(ids), next_key
+
+
+@dataclass
+class SweepResult:
+    archived: int = 0
+    expired: int = 0
+    batches: int = 0
+
+
+async def sweep(runtime: Any, *, actor: Actor = SYSTEM, batch_size: int = 1000, now: datetime | None = None) -> SweepResult:
+    """Apply every enabled archive rule, each batch in its own transaction (the daily job)."""
+    now = now or datetime.now(timezone.utc)
+    result = SweepResult()
+    async with runtime.reading() as session:
+        rules = [r for r in await list_rules(session) if r.enabled]
+    for rule in rules:
+        for phase in ("archive", "expire"):
+            after: tuple[datetime, int] | None = (_EPOCH, 0)
+            while after is not None:
+                async with runtime.transaction() as session:
+                    changed, after = await apply_rule_batch(
+                        session, actor=actor, rule=rule, phase=phase, now=now, after=after, batch_size=batch_size
+                    )
+                result.batches += 1
+                if phase == "archive":
+                    result.archived += changed
+                else:
+                    result.expired += changed
+    return result

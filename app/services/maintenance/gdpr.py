@@ -1,0 +1,151 @@
+"""GDPR: erase a customer's personal data (irreversibly) and export everything stored about them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import BigInteger
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import Actor
+from app.errors import ErrorCode, UserError, not_found
+from app.models import AuditEvent, Case, CaseCustomer, Contact, Customer, CustomerIdentifier, CustomerMerge
+from app.services import audit
+from app.services.maintenance.locking import emit_many, lock_customers
+
+ERASED_CASE_SUBJECT = "[erased]"
+ERASE_ROLES = ("supervisor",)
+
+
+def _ids(statement: str) -> Any:
+    return text(statement).bindparams(bindparam("ids", type_=ARRAY(BigInteger)))
+
+
+# Each statement takes :ids, the customers being anonymised (with tombstones merged into them).
+_ANONYMISE = [
+    _ids("DELETE FROM customer_identifiers WHERE customer_id = ANY(:ids)"),
+    _ids(
+        "UPDATE contacts SET subject = NULL, text = NULL, html = NULL, from_address = NULL, to_addresses = '[]', "
+        "headers = '{}', payload = '{}', message_id = NULL, recognition = NULL WHERE customer_id = ANY(:ids)"
+    ),
+    # Case statistics (status, priority, times, counts) stay; text that may name the person goes
+    # when the case concerns no one else.
+    _ids(
+        f"UPDATE cases k SET subject = '{ERASED_CASE_SUBJECT}', description = NULL, fields = '{{}}' "
+        "WHERE k.id IN (SELECT case_id FROM case_customers WHERE customer_id = ANY(:ids)) "
+        "AND NOT EXISTS (SELECT 1 FROM case_customers o WHERE o.case_id = k.id AND o.customer_id <> ALL(:ids))"
+    ),
+    _ids("UPDATE audit_events SET before = NULL, after = NULL WHERE entity_type = 'customer' AND entity_id = ANY(:ids)"),
+    _ids(
+        "UPDATE customer_merge_entries SET identifier_value = NULL WHERE identifier_value IS NOT NULL "
+        "AND merge_id IN (SELECT id FROM customer_merges WHERE survivor_id = ANY(:ids) OR duplicate_ids && :ids)"
+    ),
+    _ids(
+        "UPDATE customer_merges SET survivor_before = '{}', survivor_after = '{}', duplicates_before = '{}' "
+        "WHERE survivor_id = ANY(:ids) OR duplicate_ids && :ids"
+    ),
+    _ids(
+        "UPDATE customers SET name = NULL, fields = '{}', status = 'erased', archived_at = NULL, updated_at = now() "
+        "WHERE id = ANY(:ids)"
+    ),
+]
+
+
+async def anonymise_customers(session: AsyncSession, *, customer_ids: list[int]) -> list[int]:
+    """Anonymise customers (and tombstones merged into them), set-based; returns every id anonymised."""
+    tombstones = list(
+        await session.scalars(select(Customer.id).where(Customer.merged_into_id.in_(customer_ids)))
+    )
+    ids = sorted(set(customer_ids) | set(tombstones))
+    for statement in _ANONYMISE:
+        await session.execute(statement, {"ids": ids})
+    return ids
+
+
+async def erase_customer(session: AsyncSession, *, actor: Actor, customer_id: int, reason: str) -> Any:
+    """Erase a customer's personal data, keeping non-personal case statistics; irreversible."""
+    if not actor.has_role(*ERASE_ROLES):
+        raise UserError(ErrorCode.FORBIDDEN, "erasing a customer requires the supervisor or admin role", "customerId")
+    if not reason or not reason.strip():
+        raise UserError(ErrorCode.REQUIRED, "give the reason for the erasure", "reason")
+    rows = await lock_customers(session, [customer_id])
+    customer = rows[customer_id]
+    if customer.status == "erased":
+        raise UserError(ErrorCode.ERASED, f"customer {customer.number} was already erased", "customerId")
+    if customer.status == "merged":
+        raise UserError(ErrorCode.MERGED, f"customer {customer.number} was merged; erase the customer it lives on", "customerId")
+    tombstones = list(await session.scalars(select(Customer.id).where(Customer.merged_into_id == customer_id)))
+    await lock_customers(session, tombstones)
+    case_ids = list(await session.scalars(select(CaseCustomer.case_id).where(CaseCustomer.customer_id == customer_id)))
+    erased = await anonymise_customers(session, customer_ids=[customer_id])
+    # The audit event names only ids and the reason given, never the erased data.
+    audit.record(
+        session, actor=actor, action="customer.erase", entity_type="customer", entity_id=customer_id,
+        after={"reason": reason.strip(), "customerIds": erased, "caseCount": len(case_ids)},
+    )
+    emit_many(session, "customerUpdated", erased)
+    emit_many(session, "caseUpdated", case_ids)
+    return (await session.execute(select(Customer.__table__).where(Customer.id == customer_id))).one()
+
+
+def _plain(row: Any, columns: list[str]) -> dict[str, Any]:
+    out = {}
+    for column in columns:
+        value = getattr(row, column)
+        out[str(column)] = value.isoformat() if hasattr(value, "isoformat") else value
+    return out
+
+
+async def export_customer(session: AsyncSession, *, customer_id: int) -> dict[str, Any]:
+    """Everything stored about a customer (and profiles merged into it) as one JSON-ready document."""
+    customer = (await session.execute(select(Customer.__table__).where(Customer.id == customer_id))).one_or_none()
+    if customer is None:
+        raise not_found("customer", "customerId")
+    profile_ids = [customer_id, *await session.scalars(select(Customer.id).where(Customer.merged_into_id == customer_id))]
+    customer_columns = [c.name for c in Customer.__table__.columns]
+    profiles = (await session.execute(select(Customer.__table__).where(Customer.id.in_(profile_ids)).order_by(Customer.id))).all()
+    identifiers = (
+        await session.execute(
+            select(CustomerIdentifier.__table__).where(CustomerIdentifier.customer_id.in_(profile_ids)).order_by(CustomerIdentifier.id)
+        )
+    ).all()
+    cases = (
+        await session.execute(
+            select(Case.__table__, CaseCustomer.customer_id.label("link_customer_id"), CaseCustomer.is_primary)
+            .join(CaseCustomer, CaseCustomer.case_id == Case.id)
+            .where(CaseCustomer.customer_id.in_(profile_ids))
+            .order_by(Case.id)
+        )
+    ).all()
+    contacts = (
+        await session.execute(select(Contact.__table__).where(Contact.customer_id.in_(profile_ids)).order_by(Contact.id))
+    ).all()
+    events = (
+        await session.execute(
+            select(AuditEvent.__table__)
+            .where(AuditEvent.entity_type == "customer", AuditEvent.entity_id.in_(profile_ids))
+            .order_by(AuditEvent.id)
+        )
+    ).all()
+    merges = (
+        await session.execute(
+            select(CustomerMerge.id, CustomerMerge.survivor_id, CustomerMerge.duplicate_ids, CustomerMerge.created_at, CustomerMerge.undone_at)
+            .where(CustomerMerge.survivor_id.in_(profile_ids))
+            .order_by(CustomerMerge.id)
+        )
+    ).all()
+    case_columns = [c.name for c in Case.__table__.columns]
+    contact_columns = [c.name for c in Contact.__table__.columns]
+    return {
+        "customer": _plain(customer, customer_columns),
+        "mergedProfiles": [_plain(p, customer_columns) for p in profiles if p.id != customer_id],
+        "identifiers": [_plain(i, ["id", "customer_id", "kind", "value", "created_at"]) for i in identifiers],
+        "cases": [{**_plain(c, case_columns), "customer_id": c.link_customer_id, "is_primary": c.is_primary} for c in cases],
+        "contacts": [_plain(c, contact_columns) for c in contacts],
+        "auditEvents": [
+            _plain(e, ["id", "occurred_at", "actor_name", "action", "entity_type", "entity_id", "before", "after"]) for e in events
+        ],
+        "merges": [_plain(m, ["id", "survivor_id", "duplicate_ids", "created_at", "undone_at"]) for m in merges],
+    }
