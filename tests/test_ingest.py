@@ -186,7 +186,8 @@ async def test_contact_ingest_needs_an_integrator_or_supervisor(gql, http, agent
     from app.auth import create_token
 
     response = await gql.post(INGEST, {"input": {"source": "pbx", "externalId": "1", "channel": "PHONE"}}, token=agent_token)
-    assert response.json()["errors"] and response.json()["data"] is None
+    body = response.json()
+    assert body["data"] is None and "requires role integrator or supervisor" in body["errors"][0]["message"]
     assert (await row_counts(runtime))["contacts"] == 0
     async with runtime.transaction() as session:
         integrator = await create_token(session, name="pbx", role="integrator")

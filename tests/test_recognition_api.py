@@ -132,7 +132,7 @@ async def test_rule_changes_are_audited(gql, runtime):
 async def test_agents_cannot_edit_rules(gql, agent_token, runtime):
     before = await rule_count(runtime)
     body = (await gql.post(CREATE, {"input": {"name": "Sneaky", "kind": "THREAD"}}, token=agent_token)).json()
-    assert body["errors"] and body["data"] is None
+    assert body["data"] is None and "requires role supervisor" in body["errors"][0]["message"]
     assert await rule_count(runtime) == before
 
 

@@ -386,3 +386,9 @@ async def test_a_pathological_pattern_times_out_and_the_contact_is_still_stored(
     catastrophic = step(result, "Catastrophic")
     assert catastrophic["outcome"] == "error" and "too long" in catastrophic["reason"]
     assert result.customer_id == ada
+
+
+async def test_an_outbound_contact_is_recognised_by_its_recipient(runtime):
+    ada = await make_customer(runtime, "Ada", ("email", "ada@example.com"))
+    result = await ingest(runtime, direction="outbound", from_address="support@contact-centre.test", to_addresses=["Ada <ada@example.com>"], subject="Your refund")
+    assert result.customer_id == ada
