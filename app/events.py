@@ -6,7 +6,7 @@ the commit succeeded, so a subscriber in any API process never sees a rolled-bac
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import orjson
@@ -21,14 +21,30 @@ def channel(topic: str, key: int | str) -> str:
 
 
 def emit(session: AsyncSession, topic: str, key: int | str, **data: Any) -> None:
-    pending: list[tuple[str, dict[str, Any]]] = session.info.setdefault("pending_events", [])
-    event = (channel(topic, key), {"topic": topic, "key": key, **data})
-    if event not in pending:
-        pending.append(event)
+    """Queue an event for after the commit; the same event twice in one transaction is sent once."""
+    emit_many(session, topic, [key], **data)
+
+
+def emit_many(session: AsyncSession, topic: str, keys: Iterable[int | str], **data: Any) -> None:
+    pending: dict[tuple[str, bytes], dict[str, Any]] = session.info.setdefault("pending_events", {})
+    for key in keys:
+        body = {"topic": topic, "key": key, **data}
+        pending.setdefault((channel(topic, key), orjson.dumps(body)), body)
+
+
+def pending_count(session: AsyncSession) -> int:
+    return len(session.info.get("pending_events", {}))
+
+
+def discard_after(session: AsyncSession, count: int) -> None:
+    """Forget the events queued after the first `count` (their changes were rolled back)."""
+    pending = session.info.get("pending_events", {})
+    for event in list(pending)[count:]:
+        del pending[event]
 
 
 def take_pending(session: AsyncSession) -> list[tuple[str, dict[str, Any]]]:
-    return session.info.pop("pending_events", [])
+    return [(name, body) for (name, _), body in session.info.pop("pending_events", {}).items()]
 
 
 async def publish(redis: Redis, events: list[tuple[str, dict[str, Any]]]) -> None:

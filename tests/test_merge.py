@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy import text
+
 from app.auth import SYSTEM
 from app.errors import UserError
 from app.services import contacts as contact_service
@@ -251,6 +253,23 @@ async def test_a_contact_written_for_a_merged_customer_lands_on_the_survivor(run
         contact, _ = await contact_service.insert_contact(
             session, data=ContactData(channel="sms", direction="inbound", text="late"), customer_id=duplicate, case_id=None
         )
+    assert await scalar(runtime, "SELECT customer_id FROM contacts WHERE id = :c", c=contact.id) == survivor
+
+
+async def test_a_contact_re_pointed_to_a_merged_customer_after_the_merge_lands_on_the_survivor(runtime):
+    # An ingest inserts its contact first and sets the recognised customer afterwards; a merge
+    # may commit in between.
+    survivor = await make_customer(runtime, "S")
+    duplicate = await make_customer(runtime, "D")
+    async with runtime.transaction() as session:
+        contact, _ = await contact_service.insert_contact(
+            session, data=ContactData(channel="sms", direction="inbound", text="x"), customer_id=None, case_id=None
+        )
+    async with runtime.transaction() as session:
+        await merge_service.merge_customers(session, actor=AGENT, survivor_id=survivor, duplicate_ids=[duplicate])
+    async with runtime.engine.begin() as conn:
+        await conn.execute(text("UPDATE contacts SET customer_id = :d WHERE id = :c"), {"d": duplicate, "c": contact.id})
+
     assert await scalar(runtime, "SELECT customer_id FROM contacts WHERE id = :c", c=contact.id) == survivor
 
 

@@ -12,12 +12,21 @@ from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import events
 from app.auth import Actor
 from app.errors import ErrorCode, UserError
 from app.models import Contact, Customer
 from app.recognition.connector import LookupConnectors, connectors
 from app.recognition.engine import CONFIG_VERSION, Recognition, load_rule_set, recognize
-from app.recognition.promotion import Applied, Decision, apply_outcome, decide, plan_outcome, promotions_for, trace_document
+from app.recognition.promotion import (
+    Applied,
+    Decision,
+    apply_outcome,
+    decide,
+    plan_outcome,
+    promotions_for,
+    trace_document,
+)
 from app.recognition.view import ContactView
 from app.services import audit
 from app.services.contacts import ContactData, header, publish_contact, sanitize_html, validate
@@ -132,7 +141,7 @@ async def ingest_contact(
     view = ContactView.of(data, contact_id=contact_id)
     applied: Applied | None = None
     recognition = Recognition()
-    events_before = len(session.info.get("pending_events", []))
+    events_before = events.pending_count(session)
     # A fault in recognition must not lose the contact: undo its work back to a savepoint, keep
     # the contact, flag it. The savepoint is the connection's (the ORM's nested transaction costs
     # more than the rest of a typical ingest); on a fault the session forgets every object, so
@@ -154,7 +163,7 @@ async def ingest_contact(
         log.exception("recognition failed for contact %s", contact_id)
         await savepoint.rollback()
         session.expunge_all()
-        del session.info.setdefault("pending_events", [])[events_before:]  # nothing of it was kept
+        events.discard_after(session, events_before)  # nothing of it was kept
         applied = Applied(customer_id=None, case_id=None)
         recognition = Recognition()
         decision = Decision(False, False, True, "recognition failed; flagged for an agent", {})

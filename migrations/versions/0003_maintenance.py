@@ -13,7 +13,7 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-# A contact or case link written for a merged customer (or a merged case) lands on the record it
+# A contact (inserted, or re-pointed as an ingest does after recognition) or a case link written for a merged customer (or a merged case) lands on the record it
 # was merged into; one written for an erased customer is refused. The row lock (KEY SHARE, as a
 # foreign key takes) waits for a merge or erasure in progress, so an ingest racing a merge never
 # leaves a contact on a tombstone; it also takes the customer before the case, the lock order
@@ -63,7 +63,7 @@ BEGIN
     RETURN NEW;
 END $$;
 --
-CREATE TRIGGER contacts_follow_tombstones BEFORE INSERT ON contacts
+CREATE TRIGGER contacts_follow_tombstones BEFORE INSERT OR UPDATE OF customer_id, case_id ON contacts
     FOR EACH ROW EXECUTE FUNCTION casegraph_contacts_follow_tombstones();
 --
 CREATE TRIGGER case_customers_follow_tombstones BEFORE INSERT ON case_customers

@@ -14,12 +14,13 @@ from sqlalchemy import BigInteger, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import events
 from app.auth import SYSTEM, Actor
 from app.errors import ErrorCode, UserError, not_found
 from app.models import ARCHIVE_ENTITIES, EXPIRY_ACTIONS, ArchiveRule, Customer
 from app.services import audit
 from app.services.maintenance.gdpr import anonymise_customers
-from app.services.maintenance.locking import emit_many, lock_customers
+from app.services.maintenance.locking import lock_customers
 
 PREVIEW_SAMPLE = 20
 _EPOCH = datetime(1, 1, 1, tzinfo=timezone.utc)
@@ -38,7 +39,7 @@ async def archive_customer(session: AsyncSession, *, actor: Actor, customer_id: 
         session, actor=actor, action="customer.archive", entity_type="customer", entity_id=customer_id,
         before={"status": "active"}, after={"status": "archived"},
     )
-    emit_many(session, "customerUpdated", [customer_id])
+    events.emit(session, "customerUpdated", customer_id)
     return (await session.execute(select(Customer.__table__).where(Customer.id == customer_id))).one()
 
 
@@ -57,7 +58,7 @@ async def restore_customer(session: AsyncSession, *, actor: Actor, customer_id: 
         session, actor=actor, action="customer.restore", entity_type="customer", entity_id=customer_id,
         before={"status": "archived"}, after={"status": "active"},
     )
-    emit_many(session, "customerUpdated", [customer_id])
+    events.emit(session, "customerUpdated", customer_id)
     return (await session.execute(select(Customer.__table__).where(Customer.id == customer_id))).one()
 
 
@@ -302,7 +303,7 @@ async def apply_rule_batch(
             {"actor_id": actor.user_id, "actor_name": actor.name, "action": action, "entity_type": rule.entity,
              "ids": ids, "after": {"ruleId": rule.id, "rule": rule.name}},
         )
-        emit_many(session, "customerUpdated" if rule.entity == "customer" else "caseUpdated", touched)
+        events.emit_many(session, "customerUpdated" if rule.entity == "customer" else "caseUpdated", touched)
     next_key = (rows[-1].at, rows[-1].id) if len(rows) == batch_size else None
     return len(ids), next_key
 

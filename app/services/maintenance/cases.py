@@ -16,7 +16,6 @@ from app.services.maintenance.locking import (
     cases,
     check_live_case,
     check_live_customer,
-    emit_many,
     lock_case_graph,
 )
 
@@ -103,7 +102,7 @@ async def move_case(
         after={"customerId": to_customer_id, "contactsMoved": moved},
     )
     events.emit(session, "caseUpdated", case_id)
-    emit_many(session, "customerUpdated", [from_customer_id, to_customer_id])
+    events.emit_many(session, "customerUpdated", [from_customer_id, to_customer_id])
     return await read_case(session, case_id)
 
 
@@ -132,7 +131,7 @@ async def link_customer(
         after={"customerId": customer_id, "primary": primary},
     )
     events.emit(session, "caseUpdated", case_id)
-    emit_many(session, "customerUpdated", [customer_id] + ([c for c, p in case_links.items() if p] if primary else []))
+    events.emit_many(session, "customerUpdated", [customer_id] + ([c for c, p in case_links.items() if p] if primary else []))
     return await read_case(session, case_id)
 
 
@@ -215,8 +214,8 @@ async def merge_cases(session: AsyncSession, *, actor: Actor, source_case_id: in
         session, actor=actor, action="case.merge.receive", entity_type="case", entity_id=target_case_id,
         after={"mergedFrom": source_case_id, "contactsMoved": moved, "customersLinked": new_customers, "childrenMoved": children},
     )
-    emit_many(session, "caseUpdated", [source_case_id, target_case_id, *children, *tombstones])
-    emit_many(session, "customerUpdated", sorted(set(links[source_case_id]) | set(links[target_case_id])))
+    events.emit_many(session, "caseUpdated", [source_case_id, target_case_id, *children, *tombstones])
+    events.emit_many(session, "customerUpdated", sorted(set(links[source_case_id]) | set(links[target_case_id])))
     return await read_case(session, target_case_id)
 
 
@@ -230,7 +229,7 @@ async def archive_case(session: AsyncSession, *, actor: Actor, case_id: int) -> 
     await session.execute(update(Case).where(Case.id == case_id).values(archived_at=func.now()))
     audit.record(session, actor=actor, action="case.archive", entity_type="case", entity_id=case_id)
     events.emit(session, "caseUpdated", case_id)
-    emit_many(session, "customerUpdated", links[case_id])
+    events.emit_many(session, "customerUpdated", links[case_id])
     return await read_case(session, case_id)
 
 
@@ -244,5 +243,5 @@ async def restore_case(session: AsyncSession, *, actor: Actor, case_id: int) -> 
     await session.execute(update(Case).where(Case.id == case_id).values(archived_at=None))
     audit.record(session, actor=actor, action="case.restore", entity_type="case", entity_id=case_id)
     events.emit(session, "caseUpdated", case_id)
-    emit_many(session, "customerUpdated", links[case_id])
+    events.emit_many(session, "customerUpdated", links[case_id])
     return await read_case(session, case_id)

@@ -16,7 +16,6 @@ from app.services import cases as case_service
 from app.services.maintenance.locking import (
     check_live_case,
     check_live_customer,
-    emit_many,
     lock_case_graph,
     lock_customers,
 )
@@ -88,8 +87,8 @@ async def associate_contact(
         before={"customerId": contact.customer_id, "caseId": contact.case_id},
         after={"customerId": customer_id, "caseId": case_id, "linkedCustomerToCase": linked},
     )
-    emit_many(session, "customerUpdated", [c for c in (contact.customer_id, customer_id) if c is not None])
-    emit_many(session, "caseUpdated", [c for c in (contact.case_id, case_id) if c is not None])
+    events.emit_many(session, "customerUpdated", [c for c in (contact.customer_id, customer_id) if c is not None])
+    events.emit_many(session, "caseUpdated", [c for c in (contact.case_id, case_id) if c is not None])
     return await read_contact(session, contact_id)
 
 
@@ -133,8 +132,8 @@ async def move_contacts(session: AsyncSession, *, actor: Actor, contact_ids: lis
             session, actor=actor, action="contact.move", entity_type="contact", entity_id=contact_id,
             before={"caseId": rows[contact_id].case_id}, after={"caseId": to_case_id},
         )
-    emit_many(session, "caseUpdated", [to_case_id, *(r.case_id for r in rows.values() if r.case_id is not None)])
-    emit_many(session, "customerUpdated", [c for c in [*customer_ids, primary] if c is not None])
+    events.emit_many(session, "caseUpdated", [to_case_id, *(r.case_id for r in rows.values() if r.case_id is not None)])
+    events.emit_many(session, "customerUpdated", [c for c in [*customer_ids, primary] if c is not None])
     return [row for row in (await session.execute(select(contacts).where(contacts.c.id.in_(contact_ids)).order_by(contacts.c.id))).all()]
 
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import BigInteger, bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy import BigInteger
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import events
 from app.auth import Actor
 from app.errors import ErrorCode, UserError, not_found
 from app.models import AuditEvent, Case, CaseCustomer, Contact, Customer, CustomerIdentifier, CustomerMerge
 from app.services import audit
-from app.services.maintenance.locking import emit_many, lock_customers
+from app.services.maintenance.locking import lock_customers
 
 ERASED_CASE_SUBJECT = "[erased]"
 ERASE_ROLES = ("supervisor",)
@@ -85,8 +85,8 @@ async def erase_customer(session: AsyncSession, *, actor: Actor, customer_id: in
         session, actor=actor, action="customer.erase", entity_type="customer", entity_id=customer_id,
         after={"reason": reason.strip(), "customerIds": erased, "caseCount": len(case_ids)},
     )
-    emit_many(session, "customerUpdated", erased)
-    emit_many(session, "caseUpdated", case_ids)
+    events.emit_many(session, "customerUpdated", erased)
+    events.emit_many(session, "caseUpdated", case_ids)
     return (await session.execute(select(Customer.__table__).where(Customer.id == customer_id))).one()
 
 

@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import events
 from app.errors import ErrorCode, UserError, not_found
 from app.models import Case, CaseCustomer, Customer
 
@@ -91,14 +90,3 @@ def check_live_customer(row: Any, field: str) -> None:
 def check_live_case(row: Any, field: str) -> None:
     if row.merged_into_id is not None:
         raise UserError(ErrorCode.MERGED, f"case {row.reference} was merged into another case", field)
-
-
-def emit_many(session: AsyncSession, topic: str, keys: Iterable[int]) -> None:
-    """events.emit for many records at once: one pass with a set, not a scan per record."""
-    pending: list[tuple[str, dict[str, Any]]] = session.info.setdefault("pending_events", [])
-    seen = {name for name, _ in pending}
-    for key in keys:
-        name = events.channel(topic, key)
-        if name not in seen:
-            seen.add(name)
-            pending.append((name, {"topic": topic, "key": key}))

@@ -9,14 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import events
 from app.auth import Actor
 from app.errors import ErrorCode, UserError, not_found
 from app.models import Customer, CustomerMerge
 from app.services import audit
-from app.services.maintenance.locking import check_live_customer, emit_many, lock_customers
+from app.services.maintenance.locking import check_live_customer, lock_customers
 
 STRATEGIES = ("survivor_wins", "fill_empty")
 CONFLICT_SAMPLE = 5
@@ -228,8 +229,8 @@ async def merge_customers(
             before={"status": duplicate.status}, after={"status": "merged", "mergedInto": survivor_id, "mergeId": merge.id},
         )
     await session.flush()
-    emit_many(session, "customerUpdated", [survivor_id, *duplicate_ids, *tombstones])
-    emit_many(session, "caseUpdated", touched_cases)
+    events.emit_many(session, "customerUpdated", [survivor_id, *duplicate_ids, *tombstones])
+    events.emit_many(session, "caseUpdated", touched_cases)
     return merge
 
 
@@ -329,8 +330,8 @@ async def undo_merge(session: AsyncSession, *, actor: Actor, merge_id: int) -> C
             after={"status": merge.duplicates_before[str(duplicate_id)]["status"], "mergeId": merge.id},
         )
     await session.flush()
-    emit_many(session, "customerUpdated", [merge.survivor_id, *merge.duplicate_ids, *tombstones])
-    emit_many(session, "caseUpdated", touched_cases)
+    events.emit_many(session, "customerUpdated", [merge.survivor_id, *merge.duplicate_ids, *tombstones])
+    events.emit_many(session, "caseUpdated", touched_cases)
     return merge
 
 
