@@ -74,17 +74,20 @@ async def create_case(
     await _active_customers(session, customer_ids, "customerIds")
     if parent_id is not None and await session.get(Case, parent_id) is None:
         raise not_found("case", "parentId")
-    case = Case(
-        subject=subject.strip(),
-        description=description,
-        priority=priority,
-        severity=severity,
-        fields=fields or {},
-        parent_id=parent_id,
-    )
-    session.add(case)
-    await session.flush()
-    await session.refresh(case, ["reference", "status", "created_at", "updated_at"])
+    case = (
+        await session.execute(
+            insert(Case)
+            .values(
+                subject=subject.strip(),
+                description=description,
+                priority=priority,
+                severity=severity,
+                fields=fields or {},
+                parent_id=parent_id,
+            )
+            .returning(Case)
+        )
+    ).scalar_one()
     await session.execute(
         insert(CaseCustomer),
         [{"case_id": case.id, "customer_id": cid, "is_primary": i == 0} for i, cid in enumerate(customer_ids)],

@@ -60,10 +60,11 @@ async def create_customer(
 ) -> Customer:
     """Create a customer with its identifiers."""
     pairs = normalize_identifiers(identifiers, region=region)
-    customer = Customer(name=(name or "").strip() or None, fields=fields or {})
-    session.add(customer)
-    await session.flush()
-    await session.refresh(customer, ["number", "status", "created_at", "updated_at"])
+    customer = (
+        await session.execute(
+            insert(Customer).values(name=(name or "").strip() or None, fields=fields or {}).returning(Customer)
+        )
+    ).scalar_one()
     if pairs:
         await session.execute(
             insert(CustomerIdentifier),
