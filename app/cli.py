@@ -59,12 +59,14 @@ def _banner(host: str, port: int) -> None:
     console.print("Create a token with: [bold]casegraph token create --name NAME --role admin[/]")
 
 
-async def _run_api(host: str, port: int, *, with_worker: bool) -> None:
+async def _run_api(host: str, port: int, *, with_worker: bool, access_log: bool = True) -> None:
     import uvicorn
 
     from app.asgi import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(), host=host, port=port, log_level="info", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(), host=host, port=port, log_level="info", lifespan="on", access_log=access_log)
+    )
     worker = None
     worker_task = None
     if with_worker:
@@ -97,16 +99,19 @@ def api(
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: int = typer.Option(1, help="API processes sharing the port (one per core is typical)."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
 ) -> None:
     """Run the API only (stateless: run as many as needed beside the workers)."""
     with servers():
         _banner(host, port)
         if workers == 1:
-            asyncio.run(_run_api(host, port, with_worker=False))
+            asyncio.run(_run_api(host, port, with_worker=False, access_log=access_log))
         else:
             import uvicorn
 
-            uvicorn.run("app.asgi:create_app", factory=True, host=host, port=port, workers=workers, log_level="info")
+            uvicorn.run(
+                "app.asgi:create_app", factory=True, host=host, port=port, workers=workers, access_log=access_log
+            )
 
 
 @cli.command()

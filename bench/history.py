@@ -62,7 +62,7 @@ def main() -> None:
 
         results = {}
         port = free_port()
-        api = [sys.executable, "-m", "app.cli", "api", "--port", str(port), "--workers", str(args.workers)]
+        api = [sys.executable, "-m", "app.cli", "api", "--port", str(port), "--workers", str(args.workers), "--no-access-log"]
         with server_process(api, port, urls):
             results["graphql"] = asyncio.run(run_load(port, graphql_request, concurrency=args.concurrency, seconds=args.seconds))
         port = free_port()
