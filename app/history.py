@@ -87,8 +87,7 @@ async def contact_pages(
     if channel:
         params["channel"] = channel
     if after:
-        occurred_at, last_id = decode_cursor(after, 2)
-        params.update(after_time=datetime.fromisoformat(occurred_at), after_id=last_id)
+        params["after_time"], params["after_id"] = decode_cursor(after, datetime, int)
     statement = _contact_page_statement(owner, bool(after), bool(channel))
     grouped = await _grouped(conn, statement, owner_ids, **params)
     return {k: Page.from_overfetch(rows, first, contact_sort_key) for k, rows in grouped.items()}
@@ -100,7 +99,7 @@ async def customer_case_pages(
     """The newest `first` cases (after the cursor) linked to each customer; merged cases left out."""
     params: dict[str, Any] = {"limit": first + 1}
     if after:
-        (params["after_id"],) = decode_cursor(after, 1)
+        (params["after_id"],) = decode_cursor(after, int)
     grouped = await _grouped(conn, _customer_case_page_statement(bool(after)), customer_ids, **params)
     return {k: Page.from_overfetch(rows, first) for k, rows in grouped.items()}
 

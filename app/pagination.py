@@ -20,14 +20,23 @@ def encode_cursor(*values: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode()
 
 
-def decode_cursor(cursor: str, arity: int) -> list[Any]:
+def decode_cursor(cursor: str, *types: type) -> list[Any]:
+    """The sort key in `cursor`, one value of each of `types` (int or datetime); INVALID otherwise."""
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except ValueError:
-        values = None
-    if not isinstance(values, list) or len(values) != arity:
-        raise UserError(ErrorCode.INVALID, "malformed cursor", "after")
-    return values
+        if not isinstance(values, list) or len(values) != len(types):
+            raise ValueError
+        return [_typed(value, kind) for value, kind in zip(values, types)]
+    except (ValueError, TypeError):
+        raise UserError(ErrorCode.INVALID, "malformed cursor", "after") from None
+
+
+def _typed(value: Any, kind: type) -> Any:
+    if kind is datetime:
+        return datetime.fromisoformat(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError
 
 
 def page_size(first: int | None) -> int:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app import events
 from app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,7 +31,12 @@ class Runtime:
         async with self.sessionmaker() as session:
             async with session.begin():
                 yield session
-            await events.publish(self.redis, events.take_pending(session))
+            try:
+                await events.publish(self.redis, events.take_pending(session))
+            except (RedisError, OSError):
+                # The change is committed: report it as done. Live subscribers miss this event
+                # and catch up on the next one (each event reloads the record).
+                log.exception("publishing change events failed after commit")
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

@@ -10,7 +10,7 @@ from app.services import audit
 from app.services.maintenance import archive, cases, contacts, gdpr, merge
 from app.services.maintenance.merge import FieldPick
 from resolvers.mutation_helpers import mutate
-from resolvers.permissions import SUPERVISOR
+from resolvers.permissions import STAFF, SUPERVISOR
 from schema.ids import db_id, from_global_id, optional_db_id, to_global_id
 from schema.maintenance import (
     AUDIT_ENTITY_TYPES,
@@ -62,7 +62,7 @@ def _case(row) -> Case | None:
 
 @strawberry.type
 class MaintenanceQuery:
-    @strawberry.field(description="Likely duplicates of a customer: shared identifiers and similar names, best first.")
+    @strawberry.field(permission_classes=[STAFF], description="Likely duplicates of a customer: shared identifiers and similar names, best first.")
     async def customer_duplicates(
         self, info: strawberry.Info, customer_id: strawberry.ID, first: int | None = None
     ) -> list[DuplicateCandidate]:
@@ -72,7 +72,7 @@ class MaintenanceQuery:
             )
         return [DuplicateCandidate(customer_id=c.customer_id, score=c.score, reasons=c.reasons) for c in found]
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[STAFF])
     async def customer_merge(self, info: strawberry.Info, id: strawberry.ID) -> CustomerMerge | None:
         decoded = from_global_id(id)
         if decoded is None or decoded[0] != "CustomerMerge":
@@ -108,7 +108,7 @@ class MaintenanceQuery:
             expire_sample_ids=[to_global_id(type_name, i) for i in preview.expire_sample],
         )
 
-    @strawberry.field(description="An object's audit trail, newest first.")
+    @strawberry.field(permission_classes=[STAFF], description="An object's audit trail, newest first.")
     async def audit_events(
         self, info: strawberry.Info, entity_id: strawberry.ID, first: int | None = None, after: str | None = None
     ) -> Connection[AuditEvent]:
@@ -130,7 +130,7 @@ def _empty_page_info():
 
 @strawberry.type
 class MaintenanceMutation:
-    @strawberry.mutation(description="Link a contact to a customer and/or one case.")
+    @strawberry.mutation(permission_classes=[STAFF], description="Link a contact to a customer and/or one case.")
     async def contact_associate(self, info: strawberry.Info, input: ContactAssociateInput) -> ContactPayload:
         row, errors = await mutate(
             info,
@@ -144,7 +144,7 @@ class MaintenanceMutation:
         )
         return ContactPayload(contact=Contact.from_row(row) if row else None, errors=errors)
 
-    @strawberry.mutation(description="Move contacts to another case of their customer.")
+    @strawberry.mutation(permission_classes=[STAFF], description="Move contacts to another case of their customer.")
     async def contact_move(self, info: strawberry.Info, input: ContactMoveInput) -> ContactsPayload:
         rows, errors = await mutate(
             info,
@@ -157,7 +157,7 @@ class MaintenanceMutation:
         )
         return ContactsPayload(contacts=[Contact.from_row(r) for r in rows or []], errors=errors)
 
-    @strawberry.mutation(description="Split a contact off into a new case.")
+    @strawberry.mutation(permission_classes=[STAFF], description="Split a contact off into a new case.")
     async def case_create_from_contact(
         self, info: strawberry.Info, input: CaseCreateFromContactInput
     ) -> CaseFromContactPayload:
@@ -178,7 +178,7 @@ class MaintenanceMutation:
             return CaseFromContactPayload(errors=errors)
         return CaseFromContactPayload(case=Case.from_row(case), contact=await load_contact(info, contact_id))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[STAFF])
     async def case_close(self, info: strawberry.Info, input: CaseCloseInput) -> CasePayload:
         row, errors = await mutate(
             info,
@@ -188,7 +188,7 @@ class MaintenanceMutation:
         )
         return CasePayload(case=_case(row), errors=errors)
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[STAFF])
     async def case_reopen(self, info: strawberry.Info, input: CaseReopenInput) -> CasePayload:
         row, errors = await mutate(
             info,
@@ -198,7 +198,7 @@ class MaintenanceMutation:
         )
         return CasePayload(case=_case(row), errors=errors)
 
-    @strawberry.mutation(description="Move a case from one customer to another; that customer's contacts on it follow.")
+    @strawberry.mutation(permission_classes=[STAFF], description="Move a case from one customer to another; that customer's contacts on it follow.")
     async def case_move(self, info: strawberry.Info, input: CaseMoveInput) -> CasePayload:
         row, errors = await mutate(
             info,
@@ -212,7 +212,7 @@ class MaintenanceMutation:
         )
         return CasePayload(case=_case(row), errors=errors)
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[STAFF])
     async def case_customer_link(self, info: strawberry.Info, input: CaseCustomerLinkInput) -> CasePayload:
         row, errors = await mutate(
             info,
@@ -226,7 +226,7 @@ class MaintenanceMutation:
         )
         return CasePayload(case=_case(row), errors=errors)
 
-    @strawberry.mutation(description="Unlink a customer from a case; the primary customer stays.")
+    @strawberry.mutation(permission_classes=[STAFF], description="Unlink a customer from a case; the primary customer stays.")
     async def case_customer_unlink(self, info: strawberry.Info, input: CaseCustomerUnlinkInput) -> CasePayload:
         row, errors = await mutate(
             info,
@@ -239,7 +239,7 @@ class MaintenanceMutation:
         )
         return CasePayload(case=_case(row), errors=errors)
 
-    @strawberry.mutation(description="Merge a case into another; the source's reference resolves to the target.")
+    @strawberry.mutation(permission_classes=[STAFF], description="Merge a case into another; the source's reference resolves to the target.")
     async def case_merge(self, info: strawberry.Info, input: CaseMergeInput) -> CaseMergePayload:
         source_id = db_id(input.source_case_id, "Case", "sourceCaseId") if _is(input.source_case_id, "Case") else -1
         row, errors = await mutate(
@@ -255,7 +255,7 @@ class MaintenanceMutation:
             return CaseMergePayload(errors=errors)
         return CaseMergePayload(case=_case(row), source=await load_case(info, source_id))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[STAFF])
     async def case_archive(self, info: strawberry.Info, input: CaseArchiveInput) -> CasePayload:
         row, errors = await mutate(
             info,
@@ -263,7 +263,7 @@ class MaintenanceMutation:
         )
         return CasePayload(case=_case(row), errors=errors)
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[STAFF])
     async def case_restore(self, info: strawberry.Info, input: CaseArchiveInput) -> CasePayload:
         row, errors = await mutate(
             info,
@@ -271,7 +271,7 @@ class MaintenanceMutation:
         )
         return CasePayload(case=_case(row), errors=errors)
 
-    @strawberry.mutation(description="Merge duplicates into a survivor; undo with customerMergeUndo.")
+    @strawberry.mutation(permission_classes=[STAFF], description="Merge duplicates into a survivor; undo with customerMergeUndo.")
     async def customer_merge(self, info: strawberry.Info, input: CustomerMergeInput) -> CustomerMergePayload:
         row, errors = await mutate(
             info,
@@ -291,7 +291,7 @@ class MaintenanceMutation:
             return CustomerMergePayload(errors=errors)
         return CustomerMergePayload(merge=CustomerMerge.from_row(row), survivor=await load_customer(info, row.survivor_id))
 
-    @strawberry.mutation(description="Undo a customer merge from its journal, unless something changed since.")
+    @strawberry.mutation(permission_classes=[STAFF], description="Undo a customer merge from its journal, unless something changed since.")
     async def customer_merge_undo(self, info: strawberry.Info, input: CustomerMergeUndoInput) -> CustomerMergePayload:
         row, errors = await mutate(
             info,
@@ -303,7 +303,7 @@ class MaintenanceMutation:
             return CustomerMergePayload(errors=errors)
         return CustomerMergePayload(merge=CustomerMerge.from_row(row), survivor=await load_customer(info, row.survivor_id))
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[STAFF])
     async def customer_archive(self, info: strawberry.Info, input: CustomerArchiveInput) -> CustomerPayload:
         row, errors = await mutate(
             info,
@@ -313,7 +313,7 @@ class MaintenanceMutation:
         )
         return CustomerPayload(customer=_customer(row), errors=errors)
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[STAFF])
     async def customer_restore(self, info: strawberry.Info, input: CustomerArchiveInput) -> CustomerPayload:
         row, errors = await mutate(
             info,

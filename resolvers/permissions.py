@@ -23,5 +23,6 @@ def roles(*allowed: str) -> type[BasePermission]:
     return HasRole
 
 
+# Agents and supervisors maintain data; integrators only feed it in.
+STAFF = roles("agent", "supervisor")
 SUPERVISOR = roles("supervisor")
-ADMIN = roles("admin")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncGenerator
 
 import strawberry
@@ -47,19 +48,24 @@ class Subscription:
         customer_id: strawberry.ID | None = None,
         case_id: strawberry.ID | None = None,
     ) -> AsyncGenerator[Contact, None]:
+        wanted = {"customer": (customer_id, "Customer"), "case": (case_id, "Case")}
         channels = []
-        if customer_id is not None:
-            channels.append(events.channel("contactReceived", f"customer:{_id_or_none(customer_id, 'Customer')}"))
-        if case_id is not None:
-            channels.append(events.channel("contactReceived", f"case:{_id_or_none(case_id, 'Case')}"))
+        for prefix, (global_id, type_name) in wanted.items():
+            if global_id is None:
+                continue
+            db_id = _id_or_none(global_id, type_name)
+            if db_id is None:
+                return  # not an id of that type: nothing will ever arrive
+            channels.append(events.channel("contactReceived", f"{prefix}:{db_id}"))
         if not channels:
             channels.append(events.channel("contactReceived", "all"))
-        seen: set[int] = set()
+        # A contact on both a watched customer and a watched case arrives twice, moments apart.
+        recent: deque[int] = deque(maxlen=64)
         async for event in events.listen(info.context.runtime.redis, *channels):
             contact_id = event.get("contactId")
-            if contact_id in seen:  # published on both the customer's and the case's channel
+            if contact_id in recent:
                 continue
-            seen.add(contact_id)
+            recent.append(contact_id)
             info.context.fresh_loaders()
             contact = await load_contact(info, contact_id)
             if contact is not None:

@@ -238,3 +238,18 @@ async def test_numbers_and_references_keep_every_digit_past_a_million(gql, runti
 
     assert (first["number"], second["number"]) == ("C-1000000", "C-1000001")
     assert case["reference"] == "CASE-000001"
+
+
+async def test_a_committed_change_is_reported_done_even_when_redis_publishing_fails(gql, runtime, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from app import events
+
+    async def unreachable(redis, pending):
+        raise RedisConnectionError("Redis is down")
+
+    monkeypatch.setattr(events, "publish", unreachable)
+    data = await gql(CUSTOMER_CREATE, {"input": {"name": "Kept"}})
+
+    assert data["customerCreate"]["errors"] == [] and data["customerCreate"]["customer"]["name"] == "Kept"
+    assert await count(runtime, Customer) == 1

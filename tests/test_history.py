@@ -3,6 +3,7 @@
 from datetime import datetime, timedelta, timezone
 
 from app.auth import SYSTEM
+from app.pagination import encode_cursor
 from app.services import cases, contacts, customers
 from app.services.contacts import ContactData
 from schema.ids import to_global_id
@@ -77,11 +78,15 @@ async def test_page_size_and_cursor_are_validated_with_readable_errors(gql, runt
     gid = to_global_id("Customer", await customer_with_history(runtime, cases_count=1, contacts_count=1))
 
     too_many = (await gql.post(HISTORY, {"id": gid, "first": 500})).json()
-    bad_cursor = (await gql.post(HISTORY, {"id": gid, "after": "garbage"})).json()
+    garbage = (await gql.post(HISTORY, {"id": gid, "after": "garbage"})).json()
+    wrong_types = (await gql.post(HISTORY, {"id": gid, "after": encode_cursor("yesterday", "x")})).json()
+    audit = (await gql.post("query($id: ID!, $a: String) { auditEvents(entityId: $id, after: $a) { edges { cursor } } }",
+                            {"id": gid, "a": encode_cursor("x")})).json()
 
     assert too_many["data"]["customer"] is None
     assert too_many["errors"][0]["message"] == "first must be between 1 and 100"
-    assert bad_cursor["errors"][0]["message"] == "malformed cursor"
+    for body in (garbage, wrong_types, audit):
+        assert body["errors"][0]["message"] == "malformed cursor"
 
 
 HISTORY_NO_COUNT = """

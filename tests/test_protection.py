@@ -86,3 +86,21 @@ async def test_a_role_refusal_is_a_readable_forbidden_error_and_changes_nothing(
     assert body["errors"][0]["message"] == "requires role supervisor"
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert still["customer"] == {"name": "Eve", "status": "ACTIVE"}
+
+
+async def test_integrators_feed_data_in_but_do_not_maintain_it(gql, runtime):
+    from tests.conftest import _token
+
+    integrator = await _token(runtime, "crm", "integrator")
+    created = await gql('mutation { a: customerCreate(input: {name: "A"}) { customer { id } } b: customerCreate(input: {name: "B"}) { customer { id } } }', token=integrator)
+    a, b = created["a"]["customer"]["id"], created["b"]["customer"]["id"]
+
+    merge = (await gql.post(
+        "mutation($s: ID!, $d: ID!) { customerMerge(input: {survivorId: $s, duplicateIds: [$d]}) { errors { code } } }",
+        {"s": a, "d": b}, token=integrator,
+    )).json()
+    audit = (await gql.post("query($id: ID!) { auditEvents(entityId: $id) { edges { node { action } } } }", {"id": a}, token=integrator)).json()
+
+    assert merge["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert audit["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert (await gql("query($id: ID!) { customer(id: $id) { status } }", {"id": b}))["customer"]["status"] == "ACTIVE"

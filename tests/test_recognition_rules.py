@@ -104,6 +104,22 @@ async def test_reference_to_a_merged_case_lands_on_the_surviving_case(runtime):
     assert result.case_id == new.id
 
 
+async def test_archived_cases_are_not_recognised_by_reference_or_thread(runtime):
+    first = await ingest(runtime, subject="Delivery late", from_address="ada@example.com", headers={"Message-ID": "<a1@example.com>"})
+    async with runtime.transaction() as session:
+        case = await session.get(Case, first.case_id)
+        case.archived_at = func.now()
+
+    by_reference = await ingest(runtime, subject=f"[{case.reference}] again", from_address="ada@example.com")
+    by_thread = await ingest(
+        runtime, subject="Re: Delivery late", from_address="ada@example.com", headers={"In-Reply-To": "<a1@example.com>"}
+    )
+
+    for result in (by_reference, by_thread):
+        assert result.case_id != first.case_id and result.customer_id == first.customer_id
+        assert result.case_created  # the email policy opens a new case
+
+
 async def test_unknown_reference_falls_through_to_customer_rules(runtime):
     ada = await make_customer(runtime, "Ada", ("email", "ada@example.com"))
     result = await ingest(runtime, subject="[CASE-999999]", from_address="Ada <ADA@example.com>")

@@ -249,6 +249,7 @@ class _Context:
                 .where(
                     or_(*[Case.fields.op("@>")(cast(literal(orjson.dumps({field_name: v}).decode()), JSONB)) for v in values]),
                     Case.merged_into_id.is_(None),
+                    Case.archived_at.is_(None),
                 )
                 .limit(MAX_CANDIDATES + 1)
             )
@@ -400,15 +401,17 @@ def _active_holders(condition):
 _HOLDERS_OF_ONE = _active_holders(
     (CustomerIdentifier.kind == bindparam("kind")) & (CustomerIdentifier.value == bindparam("value"))
 )
+# Archived cases have left the working set: they are not recognised (issue: archiving).
 _CASES_BY_REFERENCE = select(Case.id, Case.reference, Case.merged_into_id).where(
-    Case.reference.in_(bindparam("references", expanding=True))
+    Case.reference.in_(bindparam("references", expanding=True)), Case.archived_at.is_(None)
 )
 _THREAD_CASE = (
     select(Contact.case_id)
+    .join(Case, Case.id == Contact.case_id)
     .where(
         Contact.message_id.in_(bindparam("message_ids", expanding=True)),
-        Contact.case_id.is_not(None),
         Contact.id != bindparam("own_id"),
+        Case.archived_at.is_(None),
     )
     .order_by(Contact.occurred_at.desc(), Contact.id.desc())
     .limit(1)

@@ -42,7 +42,7 @@ async def list_events(
     """An entity's audit events, newest first."""
     query = select(AuditEvent).where(AuditEvent.entity_type == entity_type, AuditEvent.entity_id == entity_id)
     if after:
-        (last_id,) = decode_cursor(after, 1)
+        (last_id,) = decode_cursor(after, int)
         query = query.where(AuditEvent.id < last_id)
     rows = (await session.scalars(query.order_by(AuditEvent.id.desc()).limit(first + 1))).all()
     return Page.from_overfetch(list(rows), first)

@@ -186,7 +186,7 @@ async def list_cases(
     if assignee_id is not None:
         query = query.where(Case.assignee_id == assignee_id)
     if after:
-        (last_id,) = decode_cursor(after, 1)
+        (last_id,) = decode_cursor(after, int)
         query = query.where(Case.id < last_id)
     rows = (await session.scalars(query.order_by(Case.id.desc()).limit(first + 1))).all()
     return Page.from_overfetch(list(rows), first)

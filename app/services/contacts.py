@@ -66,7 +66,8 @@ async def resolve_links(
             raise UserError(ErrorCode.INVALID, f"customer is {status}", "customerId")
     if case_id is None:
         return customer_id, None
-    case = await session.get(Case, case_id)
+    # FOR SHARE: a concurrent caseMove/merge (FOR UPDATE) finishes first, so the links read below are current.
+    case = await session.get(Case, case_id, with_for_update={"read": True})
     if case is None:
         raise not_found("case", "caseId")
     if case.merged_into_id is not None:

@@ -178,7 +178,7 @@ async def list_customers(
             )
         )
     if after:
-        (last_id,) = decode_cursor(after, 1)
+        (last_id,) = decode_cursor(after, int)
         query = query.where(Customer.id < last_id)
     rows = (await session.scalars(query.order_by(Customer.id.desc()).limit(first + 1))).all()
     return Page.from_overfetch(list(rows), first)

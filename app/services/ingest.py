@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import BigInteger, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,8 +55,10 @@ _recorded = (
     update(_contacts)
     .where(_contacts.c.id == bindparam("contact_id"))
     .values(
-        customer_id=bindparam("customer_id"),
-        case_id=bindparam("case_id"),
+        # A merge may have committed since recognition looked: follow tombstones as inserts do
+        # (the functions come with the maintenance migration and wait for a merge in progress).
+        customer_id=func.casegraph_live_customer(bindparam("customer_id", type_=BigInteger)),
+        case_id=func.casegraph_live_case(bindparam("case_id", type_=BigInteger)),
         candidate_customer_ids=bindparam("candidates"),
         needs_review=bindparam("needs_review"),
         recognition=bindparam("recognition"),
