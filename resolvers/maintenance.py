@@ -65,11 +65,14 @@ class MaintenanceQuery:
     @strawberry.field(permission_classes=[STAFF], description="Likely duplicates of a customer: shared identifiers and similar names, best first.")
     async def customer_duplicates(
         self, info: strawberry.Info, customer_id: strawberry.ID, first: int | None = None
-    ) -> list[DuplicateCandidate]:
+    ) -> list[DuplicateCandidate] | None:
+        decoded = from_global_id(customer_id)
+        if decoded is None or decoded[0] != "Customer":
+            return None
         async with info.context.runtime.reading() as session:
-            found = await merge.find_duplicates(
-                session, customer_id=db_id(customer_id, "Customer", "customerId"), limit=page_size(first)
-            )
+            found = await merge.find_duplicates(session, customer_id=decoded[1], limit=page_size(first))
+        if found is None:
+            return None
         return [DuplicateCandidate(customer_id=c.customer_id, score=c.score, reasons=c.reasons) for c in found]
 
     @strawberry.field(permission_classes=[STAFF])
@@ -85,9 +88,12 @@ class MaintenanceQuery:
         permission_classes=[SUPERVISOR],
         description="Everything stored about a customer as one JSON document (subject access request).",
     )
-    async def customer_export(self, info: strawberry.Info, customer_id: strawberry.ID) -> JSON:
+    async def customer_export(self, info: strawberry.Info, customer_id: strawberry.ID) -> JSON | None:
+        decoded = from_global_id(customer_id)
+        if decoded is None or decoded[0] != "Customer":
+            return None
         async with info.context.runtime.reading() as session:
-            return await gdpr.export_customer(session, customer_id=db_id(customer_id, "Customer", "customerId"))
+            return await gdpr.export_customer(session, customer_id=decoded[1])
 
     @strawberry.field(permission_classes=[SUPERVISOR])
     async def archive_rules(self, info: strawberry.Info) -> list[ArchiveRule]:

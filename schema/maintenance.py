@@ -36,7 +36,10 @@ class ExpiryAction(Enum):
 # ---- inputs ----------------------------------------------------------------------------------
 
 
-@strawberry.input
+@strawberry.input(
+    description="A customer and/or a case for a contact. Given only a customer who is not on the contact's case, "
+    "the contact leaves that case."
+)
 class ContactAssociateInput:
     contact_id: strawberry.ID
     customer_id: strawberry.ID | None = None

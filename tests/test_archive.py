@@ -119,6 +119,11 @@ async def test_expiry_deletes_a_customer_with_their_own_cases_and_hands_shared_c
     assert await rows(runtime, "SELECT customer_id, is_primary FROM case_customers") == [(stays, True)]
     assert await rows(runtime, "SELECT id FROM contacts") == [(kept_contact,)]
     assert await scalar(runtime, "SELECT count(*) FROM customer_identifiers") == 0
+    # The deleted records' audit trail keeps who did what and when, not what they held.
+    assert await rows(runtime, "SELECT entity_type, action FROM audit_events WHERE (before IS NOT NULL OR after IS NOT NULL) "
+                               "AND (entity_type = 'contact' AND entity_id <> :kept OR entity_type = 'case' AND entity_id = :own "
+                               "OR entity_type = 'customer' AND entity_id = :gone) AND action NOT LIKE '%.delete'",
+                      kept=kept_contact, own=own_case, gone=gone) == []
 
 
 async def test_expiry_can_anonymise_instead(runtime):
@@ -167,3 +172,61 @@ async def test_the_daily_job_runs_the_sweep(runtime):
 
         await archive.create_rule(session, actor=SUPERVISOR, name="month", entity="customer", inactivity_days=30)
     assert await worker.archive_sweep({"runtime": runtime}) == {"archived": 1, "expired": 0, "batches": 2}
+
+
+async def test_case_anonymisation_expires_each_case_once_and_clears_its_contacts_trail(runtime):
+    from sqlalchemy import text
+    from tests.test_maintenance_support import SUPERVISOR
+
+    ada = await make_customer(runtime, "Ada")
+    case = await make_case(runtime, [ada], "Boiler at 12 Main St")
+    await make_contact(runtime, customer_id=ada, case_id=case, text_body="I live at 12 Main St")
+    async with runtime.engine.begin() as conn:
+        await conn.execute(text("UPDATE audit_events SET after = after || '{\"note\": \"12 Main St\"}' WHERE entity_type = 'contact'"))
+        await conn.execute(text("UPDATE cases SET status = 'closed', archived_at = now() - interval '40 days' WHERE id = :c"), {"c": case})
+    async with runtime.transaction() as session:
+        await archive.create_rule(session, actor=SUPERVISOR, name="cases", entity="case", inactivity_days=90,
+                                  retention_days=30, expiry_action="anonymise")
+
+    first = await archive.sweep(runtime)
+    before_second = await snapshot(runtime)
+    second = await archive.sweep(runtime)
+
+    assert (first.expired, second.expired) == (1, 0)
+    assert await snapshot(runtime) == before_second
+    assert await scalar(runtime, "SELECT count(*) FROM audit_events WHERE action = 'case.anonymise'") == 1
+    assert await rows(runtime, "SELECT subject FROM cases") == [("[anonymised]",)]
+    trail = await rows(runtime, "SELECT action, before, after FROM audit_events WHERE entity_type IN ('case', 'contact')")
+    assert "Main St" not in repr(trail)
+    preview = await _preview(runtime)
+    assert (preview.expire_count, preview.expire_sample) == (0, [])
+
+
+async def _preview(runtime):
+    from sqlalchemy import text
+
+    async with runtime.reading() as session:
+        rule_id = await session.scalar(text("SELECT id FROM archive_rules"))
+        return await archive.preview_rule(session, rule_id=rule_id)
+
+
+async def test_preview_counts_every_candidate_and_samples_the_first(runtime):
+    from sqlalchemy import text
+    from tests.test_maintenance_support import SUPERVISOR
+
+    ids = [await make_customer(runtime, f"C{i}") for i in range(25)]
+    await make_customer(runtime, "Kept", fields={"vip": True})
+    async with runtime.engine.begin() as conn:
+        # Older the lower the id: 400 days for the first, 376 for the last.
+        await conn.execute(text(
+            "UPDATE customers SET last_activity_at = now() - make_interval(days => 400 - (id - (SELECT min(id) FROM customers))::int)"
+        ))
+    async with runtime.transaction() as session:
+        await archive.create_rule(session, actor=SUPERVISOR, name="year", entity="customer", inactivity_days=365,
+                                  exempt_when={"vip": True})
+
+    preview = await _preview(runtime)
+
+    assert preview.archive_count == 25
+    assert preview.archive_sample == ids[: archive.PREVIEW_SAMPLE]
+    assert (preview.expire_count, preview.expire_sample) == (0, [])

@@ -322,3 +322,59 @@ async def test_case_move_publishes_updates_for_the_case_and_both_customers(gql, 
         f"casegraph:events:customerUpdated:{ada}",
         f"casegraph:events:customerUpdated:{bob}",
     }
+
+
+async def test_a_case_merge_and_a_contact_move_carry_an_erased_customers_links(gql, runtime):
+    # Erasure keeps an erased customer's case links (non-personal statistics); a merge carries them.
+    from app.services.maintenance import gdpr
+    from tests.test_maintenance_support import SUPERVISOR
+
+    ada = await make_customer(runtime, "Ada")
+    bob = await make_customer(runtime, "Bob")
+    source = await make_case(runtime, [bob, ada])
+    target = await make_case(runtime, [bob])
+    other = await make_case(runtime, [bob, ada])
+    contact = await make_contact(runtime, customer_id=ada, case_id=other)
+    async with runtime.transaction() as session:
+        await gdpr.erase_customer(session, actor=SUPERVISOR, customer_id=ada, reason="request")
+
+    merged = await gql(CASE_MERGE, {"input": {"sourceCaseId": gid("Case", source), "targetCaseId": gid("Case", target)}})
+    moved = await gql(MOVE_CONTACTS, {"input": {"contactIds": [gid("Contact", contact)], "toCaseId": gid("Case", target)}})
+
+    assert merged["caseMerge"]["errors"] == []
+    assert await rows(runtime, "SELECT customer_id, is_primary FROM case_customers WHERE case_id = :c ORDER BY customer_id", c=target) == [
+        (ada, False), (bob, True)
+    ]
+    # The erased customer's contact may join the target too, staying theirs.
+    assert moved["contactMove"]["errors"] == []
+    assert await rows(runtime, "SELECT customer_id, case_id FROM contacts WHERE id = :c", c=contact) == [(ada, target)]
+
+
+async def test_re_assigning_a_contact_to_a_customer_not_on_its_case_takes_it_off_the_case(gql, runtime):
+    ada = await make_customer(runtime, "Ada")
+    bob = await make_customer(runtime, "Bob")
+    ada_case = await make_case(runtime, [ada])
+    contact = await make_contact(runtime, customer_id=ada, case_id=ada_case)
+
+    data = await gql(ASSOCIATE, {"input": {"contactId": gid("Contact", contact), "customerId": gid("Customer", bob)}})
+
+    assert data["contactAssociate"]["errors"] == []
+    assert data["contactAssociate"]["contact"]["customer"]["id"] == gid("Customer", bob)
+    assert data["contactAssociate"]["contact"]["case"] is None
+    assert await rows(runtime, "SELECT customer_id FROM case_customers WHERE case_id = :c", c=ada_case) == [(ada,)]
+    assert await rows(runtime, "SELECT before, after FROM audit_events WHERE action = 'contact.associate'") == [(
+        {"customerId": ada, "caseId": ada_case},
+        {"customerId": bob, "caseId": None, "linkedCustomerToCase": False, "detachedFromCaseId": ada_case},
+    )]
+
+
+async def test_re_assigning_a_contact_to_another_customer_on_its_case_keeps_the_case(gql, runtime):
+    ada = await make_customer(runtime, "Ada")
+    bob = await make_customer(runtime, "Bob")
+    shared = await make_case(runtime, [ada, bob])
+    contact = await make_contact(runtime, customer_id=ada, case_id=shared)
+
+    data = await gql(ASSOCIATE, {"input": {"contactId": gid("Contact", contact), "customerId": gid("Customer", bob)}})
+
+    assert data["contactAssociate"]["contact"]["case"]["id"] == gid("Case", shared)
+    assert await rows(runtime, "SELECT customer_id, case_id FROM contacts WHERE id = :c", c=contact) == [(bob, shared)]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import text
-
 from app.auth import SYSTEM
 from app.errors import UserError
 from app.services import contacts as contact_service
+from app.services import ingest
 from app.services.contacts import ContactData
 from app.services.maintenance import cases as case_maintenance
 from app.services.maintenance import merge as merge_service
@@ -256,9 +255,9 @@ async def test_a_contact_written_for_a_merged_customer_lands_on_the_survivor(run
     assert await scalar(runtime, "SELECT customer_id FROM contacts WHERE id = :c", c=contact.id) == survivor
 
 
-async def test_a_contact_re_pointed_to_a_merged_customer_after_the_merge_lands_on_the_survivor(runtime):
-    # An ingest inserts its contact first and sets the recognised customer afterwards; a merge
-    # may commit in between.
+async def test_an_ingest_recording_a_customer_merged_since_recognition_lands_on_the_survivor(runtime):
+    # An ingest inserts its contact first and records the recognised customer and case
+    # afterwards; a merge may commit in between.
     survivor = await make_customer(runtime, "S")
     duplicate = await make_customer(runtime, "D")
     async with runtime.transaction() as session:
@@ -268,9 +267,12 @@ async def test_a_contact_re_pointed_to_a_merged_customer_after_the_merge_lands_o
     async with runtime.transaction() as session:
         await merge_service.merge_customers(session, actor=AGENT, survivor_id=survivor, duplicate_ids=[duplicate])
     async with runtime.engine.begin() as conn:
-        await conn.execute(text("UPDATE contacts SET customer_id = :d WHERE id = :c"), {"d": duplicate, "c": contact.id})
+        recorded = (await conn.execute(ingest._RECORD, {
+            "contact_id": contact.id, "customer_id": duplicate, "case_id": None,
+            "candidates": [], "needs_review": False, "recognition": None,
+        })).one()
 
-    assert await scalar(runtime, "SELECT customer_id FROM contacts WHERE id = :c", c=contact.id) == survivor
+    assert recorded.customer_id == survivor
 
 
 async def test_an_ingest_in_flight_when_the_merge_starts_is_moved_with_it(runtime):
@@ -358,3 +360,30 @@ async def test_merge_and_undo_cost_the_same_number_of_statements_whatever_moves(
         counts.append((merged_at - start, count_queries.count - merged_at))
     assert counts[0] == counts[1]
     assert counts[0][0] <= 25
+
+
+async def test_merge_replaces_duplicates_in_candidate_lists_and_undo_restores_them(runtime):
+    from sqlalchemy import text
+
+    survivor = await make_customer(runtime, "S")
+    duplicate = await make_customer(runtime, "D")
+    other = await make_customer(runtime, "O")
+    both = await make_contact(runtime, text_body="both")
+    one = await make_contact(runtime, text_body="one")
+    untouched = await make_contact(runtime, text_body="untouched")
+    lists = {both: [duplicate, other, survivor], one: [other, duplicate], untouched: [other]}
+    async with runtime.engine.begin() as conn:
+        for contact_id, candidates in lists.items():
+            await conn.execute(text("UPDATE contacts SET candidate_customer_ids = :c WHERE id = :i"), {"c": candidates, "i": contact_id})
+
+    async with runtime.transaction() as session:
+        merge = await merge_service.merge_customers(session, actor=AGENT, survivor_id=survivor, duplicate_ids=[duplicate])
+
+    assert await rows(runtime, "SELECT id, candidate_customer_ids FROM contacts ORDER BY id") == [
+        (both, [survivor, other]), (one, [other, survivor]), (untouched, [other]),
+    ]
+    async with runtime.transaction() as session:
+        await merge_service.undo_merge(session, actor=AGENT, merge_id=merge.id)
+    assert await rows(runtime, "SELECT id, candidate_customer_ids FROM contacts ORDER BY id") == [
+        (contact_id, candidates) for contact_id, candidates in lists.items()
+    ]

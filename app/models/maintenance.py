@@ -15,8 +15,9 @@ from app.models.base import Base, created_at, pk
 FIELD_STRATEGIES = ("survivor_wins", "fill_empty")
 # What a journal entry records: a contact, a case link or an identifier that moved (or was
 # dropped as a duplicate of one the survivor already had), a survivor link promoted to
-# primary, or an older tombstone re-pointed at the survivor.
-MERGE_ENTRY_KINDS = ("contact", "case_link", "case_primary", "identifier", "tombstone")
+# primary, an older tombstone re-pointed at the survivor, or a contact's candidate list that
+# named a duplicate.
+MERGE_ENTRY_KINDS = ("contact", "case_link", "case_primary", "identifier", "tombstone", "candidates")
 ARCHIVE_ENTITIES = ("customer", "case")
 EXPIRY_ACTIONS = ("delete", "anonymise")
 
@@ -62,6 +63,8 @@ class CustomerMergeEntry(Base):
     dropped: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql("false"))
     identifier_kind: Mapped[str | None] = mapped_column(String(16))
     identifier_value: Mapped[str | None] = mapped_column(Text)
+    # kind 'candidates': the contact's candidate list before the merge rewrote it.
+    previous_candidate_ids: Mapped[list[int] | None] = mapped_column(ARRAY(BigInteger))
 
 
 class ArchiveRule(Base):
@@ -86,3 +89,21 @@ class ArchiveRule(Base):
         CheckConstraint("inactivity_days >= 0", name="inactivity_days"),
         CheckConstraint("retention_days IS NULL OR retention_days >= 0", name="retention_days"),
     )
+
+
+# The maintenance work owns these additions to tables defined in app.models.core and app.models.recognition.
+from sqlalchemy import Column  # noqa: E402
+
+from app.models import recognition as _recognition  # noqa: E402,F401  (defines Contact.candidate_customer_ids)
+from app.models.core import Case, Contact  # noqa: E402
+
+# Set when archive expiry (or an erasure) anonymised the case, so the sweep does not do it again.
+Case.anonymised_at = Column("anonymised_at", DateTime(timezone=True))
+Index(
+    "ix_cases_archived_at", Case.archived_at, Case.id,
+    postgresql_where=sql("archived_at IS NOT NULL AND anonymised_at IS NULL"),
+)
+Index(
+    "ix_contacts_candidate_customer_ids", Contact.candidate_customer_ids, postgresql_using="gin",
+    postgresql_where=sql("candidate_customer_ids <> '{}'"),
+)

@@ -16,6 +16,7 @@ from app.auth import Actor
 from app.errors import ErrorCode, UserError, not_found
 from app.models import CHANNELS, DIRECTIONS, Case, CaseCustomer, Contact, Customer
 from app.services import audit
+from app.services.maintenance.locking import erased_customer_refused
 
 
 @dataclass
@@ -123,7 +124,8 @@ async def insert_contact(
         statement = statement.on_conflict_do_nothing(
             index_elements=["source", "external_id"], index_where=Contact.external_id.is_not(None)
         )
-    contact = (await session.execute(statement)).scalar_one_or_none()
+    async with erased_customer_refused():  # erased while this contact was on its way
+        contact = (await session.execute(statement)).scalar_one_or_none()
     if contact is None:
         existing = await session.scalar(
             select(Contact).where(Contact.source.is_not_distinct_from(data.source), Contact.external_id == data.external_id)

@@ -13,24 +13,34 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-# A contact (inserted, or re-pointed as an ingest does after recognition) or a case link written for a merged customer (or a merged case) lands on the record it
-# was merged into; one written for an erased customer is refused. The row lock (KEY SHARE, as a
+# A contact or case link written for a merged customer (or a merged case) lands on the record it
+# was merged into. A contact written for an erased customer is refused; a case link is not, as
+# erasure keeps an erased customer's links for non-personal statistics and a case merge carries
+# them to the target. The row lock (KEY SHARE, as a
 # foreign key takes) waits for a merge or erasure in progress, so an ingest racing a merge never
 # leaves a contact on a tombstone; it also takes the customer before the case, the lock order
 # maintenance uses.
 GUARD_FUNCTIONS = """
-CREATE FUNCTION casegraph_live_customer(customer_id bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+CREATE FUNCTION casegraph_live_customer(customer_id bigint, refuse_erased boolean DEFAULT true)
+RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
     current_id bigint := customer_id;
     found_row record;
 BEGIN
+    IF customer_id IS NULL THEN
+        RETURN NULL;
+    END IF;
     FOR hop IN 1..16 LOOP
         SELECT status, merged_into_id INTO found_row FROM customers WHERE id = current_id FOR KEY SHARE;
         IF NOT FOUND THEN
             RETURN current_id;
         END IF;
         IF found_row.status = 'erased' THEN
-            RAISE EXCEPTION 'customer % is erased', current_id USING ERRCODE = 'check_violation';
+            IF refuse_erased THEN
+                RAISE EXCEPTION 'customer % is erased', current_id
+                    USING ERRCODE = 'check_violation', CONSTRAINT = 'casegraph_customer_erased';
+            END IF;
+            RETURN current_id;
         END IF;
         IF found_row.status <> 'merged' OR found_row.merged_into_id IS NULL THEN
             RETURN current_id;
@@ -40,30 +50,36 @@ BEGIN
     RETURN current_id;
 END $$;
 --
-CREATE FUNCTION casegraph_contacts_follow_tombstones() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION casegraph_live_case(case_id bigint) RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
+    current_id bigint := case_id;
     target bigint;
 BEGIN
-    IF NEW.customer_id IS NOT NULL THEN
-        NEW.customer_id := casegraph_live_customer(NEW.customer_id);
+    IF case_id IS NULL THEN
+        RETURN NULL;
     END IF;
-    IF NEW.case_id IS NOT NULL THEN
-        FOR hop IN 1..16 LOOP
-            SELECT merged_into_id INTO target FROM cases WHERE id = NEW.case_id FOR KEY SHARE;
-            EXIT WHEN target IS NULL;
-            NEW.case_id := target;
-        END LOOP;
-    END IF;
+    FOR hop IN 1..16 LOOP
+        SELECT merged_into_id INTO target FROM cases WHERE id = current_id FOR KEY SHARE;
+        EXIT WHEN target IS NULL;
+        current_id := target;
+    END LOOP;
+    RETURN current_id;
+END $$;
+--
+CREATE FUNCTION casegraph_contacts_follow_tombstones() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.customer_id := casegraph_live_customer(NEW.customer_id);
+    NEW.case_id := casegraph_live_case(NEW.case_id);
     RETURN NEW;
 END $$;
 --
 CREATE FUNCTION casegraph_case_links_follow_tombstones() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    NEW.customer_id := casegraph_live_customer(NEW.customer_id);
+    NEW.customer_id := casegraph_live_customer(NEW.customer_id, false);
     RETURN NEW;
 END $$;
 --
-CREATE TRIGGER contacts_follow_tombstones BEFORE INSERT OR UPDATE OF customer_id, case_id ON contacts
+CREATE TRIGGER contacts_follow_tombstones BEFORE INSERT ON contacts
     FOR EACH ROW EXECUTE FUNCTION casegraph_contacts_follow_tombstones();
 --
 CREATE TRIGGER case_customers_follow_tombstones BEFORE INSERT ON case_customers
@@ -105,6 +121,7 @@ def upgrade() -> None:
         sa.Column("dropped", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("identifier_kind", sa.String(length=16), nullable=True),
         sa.Column("identifier_value", sa.Text(), nullable=True),
+        sa.Column("previous_candidate_ids", postgresql.ARRAY(sa.BigInteger()), nullable=True),
         sa.ForeignKeyConstraint(
             ["merge_id"], ["customer_merges.id"], name=op.f("fk_customer_merge_entries_merge_id_customer_merges"), ondelete="CASCADE"
         ),
@@ -143,7 +160,16 @@ def upgrade() -> None:
         "CREATE INDEX ix_cases_inactive ON cases (updated_at, id) "
         "WHERE archived_at IS NULL AND merged_into_id IS NULL AND status IN ('resolved', 'closed')"
     )
-    op.execute("CREATE INDEX ix_cases_archived_at ON cases (archived_at, id) WHERE archived_at IS NOT NULL")
+    # Expiry anonymises a case once: anonymised cases leave the index the expiry sweep reads.
+    op.add_column("cases", sa.Column("anonymised_at", sa.DateTime(timezone=True), nullable=True))
+    op.execute(
+        "CREATE INDEX ix_cases_archived_at ON cases (archived_at, id) WHERE archived_at IS NOT NULL AND anonymised_at IS NULL"
+    )
+    # A merge or erasure rewrites the candidate lists naming a customer without reading every contact.
+    op.execute(
+        "CREATE INDEX ix_contacts_candidate_customer_ids ON contacts USING gin (candidate_customer_ids) "
+        "WHERE candidate_customer_ids <> '{}'"
+    )
     for statement in GUARD_FUNCTIONS.split("\n--\n"):
         op.execute(statement)
 
@@ -153,8 +179,10 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER contacts_follow_tombstones ON contacts")
     op.execute("DROP FUNCTION casegraph_case_links_follow_tombstones()")
     op.execute("DROP FUNCTION casegraph_contacts_follow_tombstones()")
-    op.execute("DROP FUNCTION casegraph_live_customer(bigint)")
+    op.execute("DROP FUNCTION casegraph_live_case(bigint)")
+    op.execute("DROP FUNCTION casegraph_live_customer(bigint, boolean)")
     for name in (
+        "ix_contacts_candidate_customer_ids",
         "ix_cases_archived_at",
         "ix_cases_inactive",
         "ix_customers_archived_at",
@@ -164,6 +192,7 @@ def downgrade() -> None:
         "ix_customers_name_trgm",
     ):
         op.execute(f"DROP INDEX {name}")
+    op.drop_column("cases", "anonymised_at")
     op.drop_table("archive_rules")
     op.drop_table("customer_merge_entries")
     op.drop_index("ix_customer_merges_survivor_id", table_name="customer_merges")

@@ -19,7 +19,13 @@ from app.auth import SYSTEM, Actor
 from app.errors import ErrorCode, UserError, not_found
 from app.models import ARCHIVE_ENTITIES, EXPIRY_ACTIONS, ArchiveRule, Customer
 from app.services import audit
-from app.services.maintenance.gdpr import anonymise_customers
+from app.services.maintenance.gdpr import (
+    FORGET_CANDIDATES,
+    UNASSIGNED_CANDIDATE_CONTACTS,
+    anonymise_contacts,
+    anonymise_customers,
+    scrub_audit,
+)
 from app.services.maintenance.locking import lock_customers
 
 PREVIEW_SAMPLE = 20
@@ -121,38 +127,56 @@ async def list_rules(session: AsyncSession) -> list[ArchiveRule]:
 
 
 # ---- candidates ----------------------------------------------------------------------------------
-# Each query walks one partial index from a keyset position (:after_at, :after_id) and returns
-# (id, sort time, exempt). Exempt rows are returned too, so the keyset moves past them.
+# Per (entity, phase): the table, the sort time and the condition, each matching one partial index
+# (see migration 0003), so every query reads only the candidates, whatever the table size.
+
+@dataclass(frozen=True)
+class _Candidates:
+    table: str
+    at: str
+    where: str
+
 
 _CANDIDATES = {
-    ("customer", "archive"): """
-        SELECT id, coalesce(last_activity_at, created_at) AS at,
-               coalesce(CAST(:exempt AS jsonb) IS NOT NULL AND fields @> CAST(:exempt AS jsonb), false) AS exempt
-        FROM customers WHERE status = 'active' AND coalesce(last_activity_at, created_at) < :cutoff
-          AND (coalesce(last_activity_at, created_at), id) > (:after_at, :after_id)
-        ORDER BY coalesce(last_activity_at, created_at), id LIMIT :batch""",
-    ("customer", "expire"): """
-        SELECT id, archived_at AS at,
-               coalesce(CAST(:exempt AS jsonb) IS NOT NULL AND fields @> CAST(:exempt AS jsonb), false) AS exempt
-        FROM customers WHERE status = 'archived' AND archived_at < :cutoff AND (archived_at, id) > (:after_at, :after_id)
-        ORDER BY archived_at, id LIMIT :batch""",
-    ("case", "archive"): """
-        SELECT id, updated_at AS at,
-               coalesce(CAST(:exempt AS jsonb) IS NOT NULL AND fields @> CAST(:exempt AS jsonb), false) AS exempt
-        FROM cases WHERE archived_at IS NULL AND merged_into_id IS NULL AND status IN ('resolved', 'closed')
-          AND updated_at < :cutoff AND (updated_at, id) > (:after_at, :after_id)
-        ORDER BY updated_at, id LIMIT :batch""",
-    ("case", "expire"): """
-        SELECT id, archived_at AS at,
-               coalesce(CAST(:exempt AS jsonb) IS NOT NULL AND fields @> CAST(:exempt AS jsonb), false) AS exempt
-        FROM cases WHERE archived_at IS NOT NULL AND archived_at < :cutoff AND (archived_at, id) > (:after_at, :after_id)
-        ORDER BY archived_at, id LIMIT :batch""",
+    ("customer", "archive"): _Candidates(
+        "customers", "coalesce(last_activity_at, created_at)", "status = 'active' AND coalesce(last_activity_at, created_at) < :cutoff"
+    ),
+    ("customer", "expire"): _Candidates("customers", "archived_at", "status = 'archived' AND archived_at < :cutoff"),
+    ("case", "archive"): _Candidates(
+        "cases", "updated_at",
+        "archived_at IS NULL AND merged_into_id IS NULL AND status IN ('resolved', 'closed') AND updated_at < :cutoff",
+    ),
+    # An anonymised case stays archived; it has nothing left to expire.
+    ("case", "expire"): _Candidates(
+        "cases", "archived_at", "archived_at IS NOT NULL AND anonymised_at IS NULL AND archived_at < :cutoff"
+    ),
 }
+_EXEMPT = "coalesce(CAST(:exempt AS jsonb) IS NOT NULL AND fields @> CAST(:exempt AS jsonb), false)"
+
+
+def _batch_query(c: _Candidates) -> str:
+    # Exempt rows are returned too, so the keyset moves past them.
+    return (
+        f"SELECT id, {c.at} AS at, {_EXEMPT} AS exempt FROM {c.table} WHERE {c.where} "
+        f"AND ({c.at}, id) > (:after_at, :after_id) ORDER BY {c.at}, id LIMIT :batch"
+    )
+
+
+def _count_query(c: _Candidates) -> str:
+    return f"SELECT count(*) FROM {c.table} WHERE {c.where} AND NOT {_EXEMPT}"
+
+
+def _sample_query(c: _Candidates) -> str:
+    return f"SELECT id FROM {c.table} WHERE {c.where} AND NOT {_EXEMPT} ORDER BY {c.at}, id LIMIT :sample"
 
 
 def _cutoff(rule: ArchiveRule, phase: str, now: datetime) -> datetime | None:
     days = rule.inactivity_days if phase == "archive" else rule.retention_days
     return None if days is None else now - timedelta(days=days)
+
+
+def _exempt_statement(query: str) -> Any:
+    return text(query).bindparams(bindparam("exempt", type_=JSONB))
 
 
 async def _candidates(
@@ -162,10 +186,9 @@ async def _candidates(
     cutoff = _cutoff(rule, phase, now)
     if cutoff is None:
         return []
-    query = _CANDIDATES[(rule.entity, phase)] + (" FOR UPDATE SKIP LOCKED" if lock else "")
-    statement = text(query).bindparams(bindparam("exempt", type_=JSONB))
+    query = _batch_query(_CANDIDATES[(rule.entity, phase)]) + (" FOR UPDATE SKIP LOCKED" if lock else "")
     params = {"exempt": rule.exempt_when, "cutoff": cutoff, "after_at": after[0], "after_id": after[1], "batch": batch}
-    return list((await session.execute(statement, params)).all())
+    return list((await session.execute(_exempt_statement(query), params)).all())
 
 
 @dataclass
@@ -185,16 +208,13 @@ async def preview_rule(session: AsyncSession, *, rule_id: int, now: datetime | N
     now = now or datetime.now(timezone.utc)
     preview = RulePreview(rule_id=rule_id, archive_count=0, expire_count=0)
     for phase in ("archive", "expire"):
-        ids: list[int] = []
-        after = (_EPOCH, 0)
-        while True:
-            rows = await _candidates(session, rule, phase, now, after, 5000)
-            ids.extend(r.id for r in rows if not r.exempt)
-            if len(rows) < 5000:
-                break
-            after = (rows[-1].at, rows[-1].id)
-        setattr(preview, f"{phase}_count", len(ids))
-        setattr(preview, f"{phase}_sample", ids[:PREVIEW_SAMPLE])
+        cutoff = _cutoff(rule, phase, now)
+        if cutoff is None:
+            continue
+        candidates = _CANDIDATES[(rule.entity, phase)]
+        params = {"exempt": rule.exempt_when, "cutoff": cutoff, "sample": PREVIEW_SAMPLE}
+        setattr(preview, f"{phase}_count", await session.scalar(_exempt_statement(_count_query(candidates)), params))
+        setattr(preview, f"{phase}_sample", list(await session.scalars(_exempt_statement(_sample_query(candidates)), params)))
     return preview
 
 
@@ -221,19 +241,25 @@ _ARCHIVE = {
 }
 
 _DELETE_CASES = [
+    # A deleted record's audit trail stays (who did what, when) without its content.
+    _ids(
+        "UPDATE audit_events SET before = NULL, after = NULL WHERE entity_type = 'contact' "
+        "AND entity_id IN (SELECT id FROM contacts WHERE case_id = ANY(:ids))"
+    ),
     _ids("DELETE FROM contacts WHERE case_id = ANY(:ids)"),
     _ids("UPDATE cases SET parent_id = NULL WHERE parent_id = ANY(:ids)"),
+    _ids(
+        "UPDATE audit_events SET before = NULL, after = NULL WHERE entity_type = 'case' "
+        "AND entity_id IN (SELECT id FROM cases WHERE merged_into_id = ANY(:ids))"
+    ),
     _ids("DELETE FROM cases WHERE merged_into_id = ANY(:ids)"),
     _ids("UPDATE audit_events SET before = NULL, after = NULL WHERE entity_type = 'case' AND entity_id = ANY(:ids)"),
     _ids("DELETE FROM cases WHERE id = ANY(:ids)"),
 ]
 _ANONYMISE_CASES = [
-    _ids(
-        "UPDATE contacts SET subject = NULL, text = NULL, html = NULL, from_address = NULL, to_addresses = '[]', "
-        "headers = '{}', payload = '{}', message_id = NULL, recognition = NULL WHERE case_id = ANY(:ids)"
-    ),
-    _ids("UPDATE cases SET subject = '[anonymised]', description = NULL, fields = '{}' WHERE id = ANY(:ids)"),
-    _ids("UPDATE audit_events SET before = NULL, after = NULL WHERE entity_type = 'case' AND entity_id = ANY(:ids)"),
+    anonymise_contacts("SELECT id FROM contacts WHERE case_id = ANY(:ids)"),
+    _ids(scrub_audit("case", "SELECT unnest(CAST(:ids AS bigint[]))")),
+    _ids("UPDATE cases SET subject = '[anonymised]', description = NULL, fields = '{}', anonymised_at = now() WHERE id = ANY(:ids)"),
 ]
 # Deleting customers: their contacts go; cases that concern only them go; other cases they were
 # primary on hand the role to their lowest remaining customer.
@@ -241,7 +267,16 @@ _ORPHAN_CASES = _ids(
     "SELECT DISTINCT l.case_id FROM case_customers l WHERE l.customer_id = ANY(:ids) "
     "AND NOT EXISTS (SELECT 1 FROM case_customers o WHERE o.case_id = l.case_id AND o.customer_id <> ALL(:ids))"
 )
-_DELETE_CUSTOMER_CONTACTS = _ids("DELETE FROM contacts WHERE customer_id = ANY(:ids)")
+_DELETE_CUSTOMER_CONTACTS = [
+    _ids(
+        "UPDATE audit_events SET before = NULL, after = NULL WHERE entity_type = 'contact' "
+        "AND entity_id IN (SELECT id FROM contacts WHERE customer_id = ANY(:ids))"
+    ),
+    _ids("DELETE FROM contacts WHERE customer_id = ANY(:ids)"),
+    # Unassigned contacts they were a recognition candidate for are theirs too; others forget them.
+    anonymise_contacts(UNASSIGNED_CANDIDATE_CONTACTS),
+    FORGET_CANDIDATES,
+]
 _DELETE_CUSTOMER_LINKS = _ids("DELETE FROM case_customers WHERE customer_id = ANY(:ids) RETURNING case_id, is_primary")
 _PROMOTE_NEXT_PRIMARY = text(
     "UPDATE case_customers l SET is_primary = true FROM (SELECT DISTINCT ON (c.case_id) c.case_id, c.customer_id "
@@ -268,7 +303,8 @@ async def _expire(session: AsyncSession, rule: ArchiveRule, ids: list[int]) -> l
     if orphans:
         for statement in _DELETE_CASES:
             await session.execute(statement, {"ids": orphans})
-    await session.execute(_DELETE_CUSTOMER_CONTACTS, {"ids": ids})
+    for statement in _DELETE_CUSTOMER_CONTACTS:
+        await session.execute(statement, {"ids": ids})
     lost = (await session.execute(_DELETE_CUSTOMER_LINKS, {"ids": ids})).all()
     lost_primary = sorted({case_id for case_id, was_primary in lost if was_primary})
     if lost_primary:

@@ -45,10 +45,15 @@ async def _touch_activity(session: AsyncSession, customer_id: int, occurred_at: 
 async def associate_contact(
     session: AsyncSession, *, actor: Actor, contact_id: int, customer_id: int | None = None, case_id: int | None = None
 ) -> Any:
-    """Link a contact to a customer and/or one case; the customer joins the case if the actor may link them."""
+    """Link a contact to a customer and/or one case; the customer joins the case if the actor may link them.
+
+    Given only a customer (re-assigning a mis-recognised contact), the contact stays on its case if
+    that customer is on it, and otherwise leaves the case rather than joining the customer to it.
+    """
     if customer_id is None and case_id is None:
         raise UserError(ErrorCode.REQUIRED, "give a customer, a case, or both", "customerId")
     contact = await read_contact(session, contact_id)
+    customer_only = case_id is None
     case_id = case_id if case_id is not None else contact.case_id
     wanted = [c for c in (customer_id, contact.customer_id) if c is not None]
     if case_id is not None:
@@ -63,6 +68,9 @@ async def associate_contact(
             customer_id = next((c for c, primary in links[case_id].items() if primary), None)
     if customer_id is not None:
         check_live_customer(customers.get(customer_id) or (await lock_customers(session, [customer_id]))[customer_id], "customerId")
+    detached_from = None
+    if customer_only and case_id is not None and customer_id not in links[case_id]:
+        detached_from, case_id = case_id, None
     linked = False
     if case_id is not None and customer_id is not None and customer_id not in links[case_id]:
         if not actor.has_role(*ROLES_THAT_LINK):
@@ -85,7 +93,7 @@ async def associate_contact(
     audit.record(
         session, actor=actor, action="contact.associate", entity_type="contact", entity_id=contact_id,
         before={"customerId": contact.customer_id, "caseId": contact.case_id},
-        after={"customerId": customer_id, "caseId": case_id, "linkedCustomerToCase": linked},
+        after={"customerId": customer_id, "caseId": case_id, "linkedCustomerToCase": linked, "detachedFromCaseId": detached_from},
     )
     events.emit_many(session, "customerUpdated", [c for c in (contact.customer_id, customer_id) if c is not None])
     events.emit_many(session, "caseUpdated", [c for c in (contact.case_id, case_id) if c is not None])

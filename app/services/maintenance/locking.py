@@ -1,11 +1,13 @@
-"""Row locks in the one order maintenance uses, and event fan-out for many records."""
+"""Row locks in the one order maintenance uses: customers by ascending id, then cases by ascending id."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import ErrorCode, UserError, not_found
@@ -85,6 +87,25 @@ def check_live_customer(row: Any, field: str) -> None:
         raise UserError(ErrorCode.MERGED, f"customer {row.number} was merged into another customer", field)
     if row.status == "erased":
         raise UserError(ErrorCode.ERASED, f"customer {row.number} was erased", field)
+
+
+# The constraint name the tombstone guard (migration 0003) gives its refusal of an erased customer.
+ERASED_GUARD = "casegraph_customer_erased"
+
+
+@asynccontextmanager
+async def erased_customer_refused(field: str = "customerId") -> AsyncIterator[None]:
+    """Turn the guard's refusal of a contact written for an erased customer into an ERASED UserError.
+
+    The statement's transaction is aborted either way; the UserError rolls it back as any other.
+    """
+    try:
+        yield
+    except IntegrityError as error:
+        cause = getattr(error.orig, "__cause__", None)
+        if getattr(cause, "constraint_name", None) != ERASED_GUARD:
+            raise
+        raise UserError(ErrorCode.ERASED, "the customer was erased", field) from error
 
 
 def check_live_case(row: Any, field: str) -> None:

@@ -125,6 +125,22 @@ WITH moved AS (
 INSERT INTO customer_merge_entries (merge_id, kind, row_id, from_customer_id)
 SELECT :m, 'contact', id, from_id FROM moved
 """)
+# Other contacts' recognition candidates: a duplicate's id becomes the survivor's (once, in the
+# position of its first mention). The GIN index on non-empty lists finds them.
+_CANDIDATES_AFTER_MERGE = """ARRAY(
+    SELECT x.id FROM (
+        SELECT CASE WHEN u.id = ANY(:dups) THEN :s ELSE u.id END AS id, min(u.position) AS position
+        FROM unnest({column}) WITH ORDINALITY AS u(id, position) GROUP BY 1
+    ) x ORDER BY x.position)"""
+_MOVE_CANDIDATES = text(f"""
+WITH moved AS (
+    UPDATE contacts c SET candidate_customer_ids = {_CANDIDATES_AFTER_MERGE.format(column="c.candidate_customer_ids")}
+    WHERE c.candidate_customer_ids && CAST(:dups AS bigint[]) AND c.candidate_customer_ids <> '{{}}'
+    RETURNING c.id, old.candidate_customer_ids AS previous
+)
+INSERT INTO customer_merge_entries (merge_id, kind, row_id, from_customer_id, previous_candidate_ids)
+SELECT :m, 'candidates', id, :s, previous FROM moved
+""")
 _MOVE_TOMBSTONES = text("""
 WITH moved AS (
     UPDATE customers c SET merged_into_id = :s WHERE c.merged_into_id = ANY(:dups)
@@ -193,6 +209,7 @@ async def merge_customers(
     await session.execute(_MOVE_CASE_LINKS, params)
     await session.execute(_PROMOTE_SURVIVOR_LINKS, params)
     moved_contacts = (await session.execute(_MOVE_CONTACTS, params)).rowcount
+    await session.execute(_MOVE_CANDIDATES, params)
     await session.execute(_MOVE_TOMBSTONES, params)
     await session.execute(
         update(Customer).where(Customer.id == survivor_id).values(name=name, fields=fields, last_activity_at=activity)
@@ -281,6 +298,10 @@ _UNDO_STATEMENTS = [
        WHERE e.merge_id = :m AND e.kind = 'identifier' AND e.dropped""",
     """UPDATE customers c SET merged_into_id = e.from_customer_id FROM customer_merge_entries e
        WHERE e.merge_id = :m AND e.kind = 'tombstone' AND c.id = e.row_id""",
+    # A candidate list rewritten since (e.g. by a new recognition) is newer than the journal: it stays.
+    f"""UPDATE contacts c SET candidate_customer_ids = e.previous_candidate_ids FROM customer_merge_entries e
+       WHERE e.merge_id = :m AND e.kind = 'candidates' AND c.id = e.row_id
+         AND c.candidate_customer_ids = {_CANDIDATES_AFTER_MERGE.format(column="e.previous_candidate_ids")}""",
     """UPDATE customers c SET name = m.survivor_before->>'name', fields = m.survivor_before->'fields',
               last_activity_at = GREATEST((m.survivor_before->>'lastActivityAt')::timestamptz,
                                           (SELECT max(occurred_at) FROM contacts WHERE customer_id = :s))
@@ -295,7 +316,7 @@ async def undo_merge(session: AsyncSession, *, actor: Actor, merge_id: int) -> C
         raise not_found("merge", "mergeId")
     if merge.undone_at is not None:
         raise UserError(ErrorCode.ALREADY_UNDONE, "this merge was already undone", "mergeId")
-    params = {"m": merge.id, "s": merge.survivor_id}
+    params = {"m": merge.id, "s": merge.survivor_id, "dups": merge.duplicate_ids}
     tombstones = list(
         await session.scalars(
             text("SELECT row_id FROM customer_merge_entries WHERE merge_id = :m AND kind = 'tombstone'"), params
@@ -369,11 +390,11 @@ ORDER BY similarity DESC, c.id LIMIT :limit
 """)
 
 
-async def find_duplicates(session: AsyncSession, *, customer_id: int, limit: int = 20) -> list[DuplicateCandidate]:
-    """Likely duplicates of a customer: shared identifiers and similar names, best first, with reasons."""
+async def find_duplicates(session: AsyncSession, *, customer_id: int, limit: int = 20) -> list[DuplicateCandidate] | None:
+    """Likely duplicates of a customer: shared identifiers and similar names, best first, with reasons; None if unknown."""
     customer = await session.get(Customer, customer_id)
     if customer is None:
-        raise not_found("customer", "customerId")
+        return None
     scores: dict[int, float] = {}
     reasons: dict[int, list[str]] = {}
     for other_id, shared in await session.execute(_SHARED_IDENTIFIERS, {"c": customer_id}):
