@@ -22,14 +22,24 @@ cli.add_typer(rules_cli, name="rules")
 console = Console(stderr=True)
 
 
+_serving = {"api": False}
+
+
+def _on_stop_signal(*_: object) -> None:
+    """Ctrl-C and SIGTERM unwind the command, so the embedded servers are stopped cleanly.
+    While uvicorn serves, it shuts down gracefully on either signal itself and replays it
+    afterwards; by then the shutdown is under way and there is nothing to interrupt."""
+    if not _serving["api"]:
+        sys.exit(0)
+
+
 @contextlib.contextmanager
 def servers() -> Iterator[None]:
     """Start the embedded PostgreSQL/Redis for whatever is not configured, stop them on exit."""
     from app.embedded import start_embedded_defaults
 
-    # SIGTERM unwinds like Ctrl-C so the embedded servers below are stopped cleanly
-    # (uvicorn re-raises the signal it caught once it has shut down).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _on_stop_signal)
     settings = get_settings()
     if settings.embedded_database or settings.embedded_redis:
         with console.status(f"Starting embedded servers in {settings.home}"):
@@ -74,6 +84,7 @@ async def _run_api(host: str, port: int, *, with_worker: bool, access_log: bool 
 
         worker = create_worker(handle_signals=False)
         worker_task = asyncio.create_task(worker.async_run())
+    _serving["api"] = True
     try:
         await server.serve()
     finally:

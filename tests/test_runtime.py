@@ -144,8 +144,9 @@ def test_serve_starts_everything_on_the_embedded_default_and_stops_cleanly(tmp_p
         process.send_signal(signal.SIGTERM)
         process.wait(60)
 
-    assert process.returncode == 0
-    assert "casegraph token create" in process.stderr.read()
+    log = process.stderr.read()
+    assert process.returncode == 0, log
+    assert "casegraph token create" in log
     leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
     assert leftovers == []
 
