@@ -42,14 +42,9 @@ from schema.maintenance import (
     CustomerMergeUndoInput,
     DuplicateCandidate,
 )
-from schema.pagination import Connection
+from schema.pagination import Connection, PageInfo
 from schema.payloads import CasePayload, ContactPayload, CustomerPayload
 from schema.types import Case, Contact, Customer, load_case, load_contact, load_customer
-
-
-def _is(global_id: str, type_name: str) -> bool:
-    decoded = from_global_id(global_id)
-    return decoded is not None and decoded[0] == type_name
 
 
 def _customer(row) -> Customer | None:
@@ -104,10 +99,9 @@ class MaintenanceQuery:
     async def archive_rule_preview(self, info: strawberry.Info, id: strawberry.ID) -> ArchiveRulePreview:
         async with info.context.runtime.reading() as session:
             preview = await archive.preview_rule(session, rule_id=db_id(id, "ArchiveRule", "id"))
-            rule = next(r for r in await archive.list_rules(session) if r.id == preview.rule_id)
-        type_name = "Customer" if rule.entity == "customer" else "Case"
+        type_name = "Customer" if preview.rule.entity == "customer" else "Case"
         return ArchiveRulePreview(
-            rule=ArchiveRule.from_row(rule),
+            rule=ArchiveRule.from_row(preview.rule),
             archive_count=preview.archive_count,
             expire_count=preview.expire_count,
             archive_sample_ids=[to_global_id(type_name, i) for i in preview.archive_sample],
@@ -120,7 +114,7 @@ class MaintenanceQuery:
     ) -> Connection[AuditEvent]:
         decoded = from_global_id(entity_id)
         if decoded is None or decoded[0] not in AUDIT_ENTITY_TYPES:
-            return Connection(edges=[], page_info=_empty_page_info())
+            return Connection(edges=[], page_info=PageInfo(has_next_page=False, end_cursor=None))
         async with info.context.runtime.reading() as session:
             page = await audit.list_events(
                 session, entity_type=AUDIT_ENTITY_TYPES[decoded[0]], entity_id=decoded[1], first=page_size(first), after=after
@@ -128,10 +122,6 @@ class MaintenanceQuery:
         return Connection.from_page(page, AuditEvent.from_row)
 
 
-def _empty_page_info():
-    from schema.pagination import PageInfo
-
-    return PageInfo(has_next_page=False, end_cursor=None)
 
 
 @strawberry.type
@@ -167,7 +157,6 @@ class MaintenanceMutation:
     async def case_create_from_contact(
         self, info: strawberry.Info, input: CaseCreateFromContactInput
     ) -> CaseFromContactPayload:
-        contact_id = optional_db_id(input.contact_id, "Contact", "contactId") if _is(input.contact_id, "Contact") else -1
         case, errors = await mutate(
             info,
             lambda session: contacts.create_case_from_contact(
@@ -182,7 +171,9 @@ class MaintenanceMutation:
         )
         if case is None:
             return CaseFromContactPayload(errors=errors)
-        return CaseFromContactPayload(case=Case.from_row(case), contact=await load_contact(info, contact_id))
+        # The split succeeded, so the contact id was valid.
+        contact = await load_contact(info, db_id(input.contact_id, "Contact", "contactId"))
+        return CaseFromContactPayload(case=Case.from_row(case), contact=contact)
 
     @strawberry.mutation(permission_classes=[STAFF])
     async def case_close(self, info: strawberry.Info, input: CaseCloseInput) -> CasePayload:
@@ -247,7 +238,6 @@ class MaintenanceMutation:
 
     @strawberry.mutation(permission_classes=[STAFF], description="Merge a case into another; the source's reference resolves to the target.")
     async def case_merge(self, info: strawberry.Info, input: CaseMergeInput) -> CaseMergePayload:
-        source_id = db_id(input.source_case_id, "Case", "sourceCaseId") if _is(input.source_case_id, "Case") else -1
         row, errors = await mutate(
             info,
             lambda session: cases.merge_cases(
@@ -259,7 +249,8 @@ class MaintenanceMutation:
         )
         if row is None:
             return CaseMergePayload(errors=errors)
-        return CaseMergePayload(case=_case(row), source=await load_case(info, source_id))
+        source = await load_case(info, db_id(input.source_case_id, "Case", "sourceCaseId"))
+        return CaseMergePayload(case=_case(row), source=source)
 
     @strawberry.mutation(permission_classes=[STAFF])
     async def case_archive(self, info: strawberry.Info, input: CaseArchiveInput) -> CasePayload:

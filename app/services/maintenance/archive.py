@@ -193,7 +193,7 @@ async def _candidates(
 
 @dataclass
 class RulePreview:
-    rule_id: int
+    rule: ArchiveRule
     archive_count: int
     expire_count: int
     archive_sample: list[int] = field(default_factory=list)
@@ -206,7 +206,7 @@ async def preview_rule(session: AsyncSession, *, rule_id: int, now: datetime | N
     if rule is None:
         raise not_found("archive rule", "id")
     now = now or datetime.now(timezone.utc)
-    preview = RulePreview(rule_id=rule_id, archive_count=0, expire_count=0)
+    preview = RulePreview(rule=rule, archive_count=0, expire_count=0)
     for phase in ("archive", "expire"):
         cutoff = _cutoff(rule, phase, now)
         if cutoff is None:
