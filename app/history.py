@@ -10,7 +10,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Select, and_, bindparam, func, select, true, tuple_
+from sqlalchemy import BigInteger, DateTime, Select, bindparam, func, select, true, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -110,6 +110,6 @@ async def contact_counts(
     owner_column = contacts.c.customer_id if owner == "customer" else contacts.c.case_id
     query = select(owner_column, func.count()).where(owner_column.in_(owner_ids)).group_by(owner_column)
     if channel:
-        query = query.where(and_(contacts.c.channel == channel))
+        query = query.where(contacts.c.channel == channel)
     counts = dict((await conn.execute(query)).all())
     return {owner_id: counts.get(owner_id, 0) for owner_id in owner_ids}
