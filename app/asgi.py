@@ -7,19 +7,22 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from cross_web import HTTPException
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.asgi import GraphQL
+from strawberry.asgi import GraphQL, ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from app import health
 from app.auth import authenticate, bearer_token
 from app.graphiql import ASSETS_PATH, graphiql_assets_app, graphiql_html
+from app.graphql_http import GraphQLHTTP
+from app.persisted_queries import PersistedQueries
 from app.runtime import Runtime, create_runtime
 from app.settings import Settings, get_settings
 from resolvers.context import Context
@@ -27,45 +30,39 @@ from resolvers.loaders import Loaders
 from resolvers.schema import build_schema
 
 
-class CasegraphGraphQL(GraphQL):
-    """Strawberry's ASGI view with token authentication and the offline GraphiQL page."""
+WS_TOKEN_REQUIRED = "A valid token is required in connection_params"
+
+
+class TextFrameWebSocket(ASGIWebSocketAdapter):
+    async def close(self, code: int, reason: str) -> None:
+        # Strawberry closes a refused connection_init with a bare "Forbidden"; say what is missing.
+        await super().close(code, WS_TOKEN_REQUIRED if code == 4403 else reason)
+
+
+class GraphQLWebSocket(GraphQL):
+    """graphql-transport-ws on strawberry's handler, authenticated by the token in connection_params."""
+
+    websocket_adapter_class = TextFrameWebSocket
 
     def __init__(self, runtime_holder: dict[str, Runtime], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(graphql_ide=None, **kwargs)
         self.runtime_holder = runtime_holder
 
-    @property
-    def runtime(self) -> Runtime:
-        return self.runtime_holder["runtime"]
-
     async def get_context(self, request: Any, response: Any = None) -> Context:
-        context = Context(runtime=self.runtime, actor=None, loaders=Loaders(self.runtime))
-        if request.scope["type"] == "http":
-            context.actor = await self._authenticate(bearer_token(request.headers.get("authorization")))
-        return context
-
-    async def execute_operation(self, *, context: Context, **kwargs: Any):
-        # Checked here rather than in get_context so the GraphiQL page itself loads without a token.
-        if context.actor is None:
-            raise HTTPException(401, "A valid bearer token is required")
-        return await super().execute_operation(context=context, **kwargs)
+        runtime = self.runtime_holder["runtime"]
+        return Context(runtime=runtime, actor=None, loaders=Loaders(runtime))
 
     async def on_ws_connect(self, context: Context) -> None:
         params = context.connection_params or {}
         token = params.get("token") or bearer_token(params.get("Authorization") or params.get("authorization"))
-        context.actor = await self._authenticate(token)
+        async with context.runtime.reading() as session:
+            context.actor = await authenticate(session, token)
         if context.actor is None:
-            raise ConnectionRejectionError({"message": "A valid token is required in connection_params"})
+            raise ConnectionRejectionError()
 
-    async def _authenticate(self, token: str | None):
-        async with self.runtime.reading() as session:
-            return await authenticate(session, token)
-
-    def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
-
-    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
-        return HTMLResponse(graphiql_html(endpoint=request.url.path))
+    def encode_json(self, data: object) -> str:
+        # The protocol's clients (graphql-ws, gql, GraphiQL) accept only text frames.
+        return orjson.dumps(data).decode()
 
 
 class BodyLimit:
@@ -80,7 +77,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await PlainTextResponse("Request body too large", 413)(scope, receive, send)
+            return await _too_large()(scope, receive, send)
         received = 0
 
         async def limited_receive() -> Message:
@@ -94,11 +91,16 @@ class BodyLimit:
         try:
             await self.app(scope, limited_receive, send)
         except _TooLarge:
-            await PlainTextResponse("Request body too large", 413)(scope, receive, send)
+            await _too_large()(scope, receive, send)
 
 
 class _TooLarge(Exception):
     pass
+
+
+def _too_large() -> Response:
+    body = {"errors": [{"message": "Request body too large", "extensions": {"code": "PAYLOAD_TOO_LARGE"}}]}
+    return JSONResponse(body, status_code=413)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> ASGIApp:
@@ -119,11 +121,32 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             if runtime is None:
                 await holder["runtime"].close()
 
-    graphql = CasegraphGraphQL(
+    schema = build_schema(settings)
+    persisted: dict[str, PersistedQueries] = {}
+
+    def persisted_queries() -> PersistedQueries:
+        if not persisted:
+            persisted["store"] = PersistedQueries(holder["runtime"].redis, max_entries=settings.persisted_queries_max)
+        return persisted["store"]
+
+    async def http_context(token: str | None) -> Context:
+        runtime = holder["runtime"]
+        async with runtime.reading() as session:
+            actor = await authenticate(session, token)
+        return Context(runtime=runtime, actor=actor, loaders=Loaders(runtime))
+
+    graphql_http = GraphQLHTTP(
+        schema=schema,
+        make_context=http_context,
+        persisted_queries=persisted_queries,
+        render_ide=lambda request: graphiql_html(endpoint=request.url.path),
+    )
+    graphql_ws = GraphQLWebSocket(
         holder,
-        schema=build_schema(settings),
+        schema=schema,
         subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
         keep_alive=True,
+        allowed_origins=settings.cors_origins,
     )
 
     async def healthz(request: Request) -> Response:
@@ -136,12 +159,29 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app = Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", graphql),
+            Route("/graphql", graphql_http),
+            WebSocketRoute("/graphql", graphql_ws),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Mount(ASSETS_PATH, app=graphiql_assets_app(), name="graphiql-assets"),
         ],
         lifespan=lifespan,
+        middleware=_cors(settings),
     )
     return BodyLimit(app, settings.max_body_bytes)
+
+
+def _cors(settings: Settings) -> list[Middleware]:
+    """Browser apps on the listed origins may call the API (off unless CASEGRAPH_CORS_ORIGINS is set)."""
+    if not settings.cors_origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            allow_credentials=True,
+            max_age=600,
+        )
+    ]

@@ -27,6 +27,8 @@ class Settings:
     max_aliases: int
     max_body_bytes: int
     default_phone_region: str
+    cors_origins: tuple[str, ...]
+    persisted_queries_max: int
 
     @property
     def embedded_database(self) -> bool:
@@ -49,6 +51,9 @@ def load_settings() -> Settings:
         max_aliases=int(os.environ.get("CASEGRAPH_MAX_ALIASES", "30")),
         max_body_bytes=int(os.environ.get("CASEGRAPH_MAX_BODY_BYTES", str(1024 * 1024))),
         default_phone_region=os.environ.get("CASEGRAPH_PHONE_REGION", "GB"),
+        # Comma-separated origins of browser apps allowed to call the API, e.g. http://localhost:3000.
+        cors_origins=tuple(o.strip().rstrip("/") for o in os.environ.get("CASEGRAPH_CORS_ORIGINS", "").split(",") if o.strip()),
+        persisted_queries_max=int(os.environ.get("CASEGRAPH_PERSISTED_QUERIES_MAX", "10000")),
     )
 
 

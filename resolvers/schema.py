@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, OperationDefinitionNode
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -11,6 +13,7 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
+    SchemaExtension,
     ValidationCache,
 )
 from strawberry.extensions.disable_introspection import DisableIntrospection
@@ -39,6 +42,21 @@ def _should_mask(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, AppUserError | GraphQLError)
 
 
+class OperationNameRequired(SchemaExtension):
+    """A document with several operations must name the one to run (GraphQL spec,
+    GetOperation); strawberry would otherwise run the first."""
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        context = self.execution_context
+        document = context.graphql_document
+        if context.provided_operation_name or document is None:
+            return
+        if sum(isinstance(d, OperationDefinitionNode) for d in document.definitions) > 1:
+            error = GraphQLError("The document holds several operations: say which to run with operationName")
+            context.pre_execution_errors = [*(context.pre_execution_errors or []), error]
+
+
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or load_settings()
     # The limit rules are built once: the validation cache is keyed by the rule classes, and
@@ -53,6 +71,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: MaxTokensLimiter(max_token_count=settings.max_query_tokens),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
+        OperationNameRequired,
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)

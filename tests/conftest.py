@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 from sqlalchemy import event, text
 
+from app import events
 from app.auth import create_token
 from app.embedded import EmbeddedServers
 from app.migrate import upgrade
@@ -173,3 +174,12 @@ def count_queries(runtime):
     event.listen(runtime.engine.sync_engine, "before_cursor_execute", counter)
     yield counter
     event.remove(runtime.engine.sync_engine, "before_cursor_execute", counter)
+
+
+async def wait_for_subscriber(runtime, topic: str, key) -> None:
+    channel = events.channel(topic, key)
+    for _ in range(200):
+        if dict(await runtime.redis.pubsub_numsub(channel)).get(channel.encode(), 0) > 0:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"nobody subscribed to {channel}")

@@ -10,8 +10,7 @@ import httpx
 import pytest
 import websockets
 
-from app import events
-from tests.conftest import _free_port
+from tests.conftest import _free_port, wait_for_subscriber
 
 CUSTOMER_UPDATED = "subscription($id: ID!) { customerUpdated(id: $id) { id name contacts(first: 5) { totalCount } } }"
 CONTACT_RECEIVED = "subscription($c: ID) { contactReceived(customerId: $c) { subject customer { name } } }"
@@ -20,18 +19,11 @@ CONTACT_RECEIVED = "subscription($c: ID) { contactReceived(customerId: $c) { sub
 async def open_subscription(host: str, token: str, query: str, variables: dict):
     ws = await websockets.connect(f"ws://{host}/graphql", subprotocols=["graphql-transport-ws"])
     await ws.send(json.dumps({"type": "connection_init", "payload": {"token": token}}))
-    assert json.loads(await ws.recv())["type"] == "connection_ack"
+    ack = await ws.recv()
+    assert isinstance(ack, str), "graphql-transport-ws messages travel in text frames"
+    assert json.loads(ack)["type"] == "connection_ack"
     await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables}}))
     return ws
-
-
-async def wait_for_subscriber(runtime, topic: str, key) -> None:
-    channel = events.channel(topic, key)
-    for _ in range(200):
-        if dict(await runtime.redis.pubsub_numsub(channel)).get(channel.encode(), 0) > 0:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"nobody subscribed to {channel}")
 
 
 async def next_payload(ws) -> dict:
@@ -83,6 +75,7 @@ async def test_websocket_without_a_valid_token_is_rejected(live_server):
     with pytest.raises(websockets.ConnectionClosed) as closed:
         await ws.recv()
     assert closed.value.rcvd.code == 4403
+    assert closed.value.rcvd.reason == "A valid token is required in connection_params"
 
 
 @pytest.fixture
