@@ -47,14 +47,15 @@ class OperationNameRequired(SchemaExtension):
     GetOperation); strawberry would otherwise run the first."""
 
     def on_validate(self) -> Iterator[None]:
-        yield
+        # Before the yield: strawberry reads the validation errors inside the hook's span.
+        # Listed after ValidationCache, whose errors are already set here.
         context = self.execution_context
         document = context.graphql_document
-        if context.provided_operation_name or document is None:
-            return
-        if sum(isinstance(d, OperationDefinitionNode) for d in document.definitions) > 1:
+        unnamed = context._provided_operation_name is None  # what the client sent; strawberry has no public copy
+        if unnamed and document and sum(isinstance(d, OperationDefinitionNode) for d in document.definitions) > 1:
             error = GraphQLError("The document holds several operations: say which to run with operationName")
             context.pre_execution_errors = [*(context.pre_execution_errors or []), error]
+        yield
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
