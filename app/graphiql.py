@@ -93,24 +93,53 @@ _PAGE = """<!doctype html>
       return fetcherFor(token)(params, {{ ...opts, headers }});
     }}
 
-    // Headers are not persisted by default (the token stays out of localStorage), so tabs restored
-    // from storage come back with empty headers: put the placeholder back so the hint is visible.
+    // A token belongs to one browser tab: the tabs (with their headers, when "Persist headers" is
+    // switched on in GraphiQL's settings) live in sessionStorage; query history stays in localStorage.
+    const PER_TAB = new Set(["graphiql:tabState", "graphiql:headers", "graphiql:shouldPersistHeaders"]);
+    const storeFor = (key) => (PER_TAB.has(key) ? window.sessionStorage : window.localStorage);
+    const ownKeys = (store) => Object.keys(store).filter((key) => key.startsWith("graphiql:"));
+    const storage = {{
+      getItem: (key) => storeFor(key).getItem(key),
+      setItem: (key, value) => storeFor(key).setItem(key, value),
+      removeItem: (key) => storeFor(key).removeItem(key),
+      clear: () => {{
+        for (const store of [localStorage, sessionStorage]) for (const key of ownKeys(store)) store.removeItem(key);
+      }},
+      get length() {{ return ownKeys(localStorage).length + ownKeys(sessionStorage).length; }},
+    }};
+
+    // Tabs restored without their headers get the placeholder back, so the hint stays visible.
     try {{
-      const saved = JSON.parse(localStorage.getItem("graphiql:tabState"));
+      const saved = JSON.parse(sessionStorage.getItem("graphiql:tabState"));
       if (saved && Array.isArray(saved.tabs)) {{
         for (const tab of saved.tabs) if (!tab.headers) tab.headers = PLACEHOLDER_HEADERS;
-        localStorage.setItem("graphiql:tabState", JSON.stringify(saved));
+        sessionStorage.setItem("graphiql:tabState", JSON.stringify(saved));
       }}
     }} catch (e) {{ /* nothing saved yet, or storage unavailable */ }}
 
-    ReactDOM.createRoot(document.getElementById("graphiql")).render(
-      React.createElement(GraphiQL, {{
-        fetcher,
+    // GraphiQL fetches the schema again whenever it is given a new fetcher, so a new fetcher is
+    // made each time the token in the headers pane changes (once typing pauses).
+    function App() {{
+      const [token, setToken] = React.useState(undefined);
+      const typing = React.useRef(null);
+      const tokenFetcher = React.useMemo(() => (params, opts) => fetcher(params, opts), [token]);
+      function onEditHeaders(text) {{
+        clearTimeout(typing.current);
+        typing.current = setTimeout(() => {{
+          try {{ setToken(bearerToken(JSON.parse(text))); }} catch (e) {{ /* not JSON yet */ }}
+        }}, 400);
+      }}
+      return React.createElement(GraphiQL, {{
+        fetcher: tokenFetcher,
+        onEditHeaders,
+        storage,
         isHeadersEditorEnabled: true,
         defaultHeaders: PLACEHOLDER_HEADERS,
         defaultEditorToolsVisibility: "headers",
-      }}),
-    );
+      }});
+    }}
+
+    ReactDOM.createRoot(document.getElementById("graphiql")).render(React.createElement(App));
   </script>
 </body>
 </html>
