@@ -66,7 +66,10 @@ class GraphQLWebSocket(GraphQL):
 
 
 class BodyLimit:
-    """Refuse request bodies over the limit with 413, whether or not Content-Length is sent."""
+    """Refuse request bodies over the limit with 413, whether or not Content-Length is sent.
+
+    The body is read before the app runs (GraphQL needs all of it anyway), so the refusal is
+    always a clean 413, never a half-started response."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -78,24 +81,29 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await _too_large()(scope, receive, send)
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise _TooLarge
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return await _too_large()(scope, receive, send)
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        body: Message | None = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        async def replay() -> Message:
+            nonlocal body
+            if body is None:
+                return await receive()  # after the body: only the disconnect is left to hear
+            message, body = body, None
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await _too_large()(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 def _too_large() -> Response:

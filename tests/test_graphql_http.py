@@ -166,3 +166,21 @@ async def test_websockets_from_a_browser_page_need_an_allowed_origin(cors_server
 async def test_graphiql_page_is_served_to_a_browser_without_a_token(http):
     page = await http.get("/graphql", headers={"Accept": "text/html,application/xhtml+xml"})
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+
+
+async def test_a_chunked_body_over_the_limit_without_content_length_is_a_413(http, auth):
+    async def chunks():
+        for _ in range(3):
+            yield b" " * (512 * 1024)
+
+    response = await http.post("/graphql", content=chunks(), headers={**auth, "Content-Type": "application/json"})
+
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+@pytest.mark.parametrize("body", [b"5", b'"x"', b"[" * 200_000 + b"]" * 200_000, b"null"])
+async def test_a_body_that_is_not_one_json_object_is_a_400(http, auth, body):
+    response = await http.post("/graphql", content=body, headers={**auth, "Content-Type": "application/json"})
+
+    assert response.status_code == 400 and response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
