@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import strawberry
-from graphql import GraphQLError, OperationDefinitionNode
+from graphql import GraphQLError, OperationDefinitionNode, ValidationContext, ValidationRule
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -42,6 +42,20 @@ def _should_mask(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, AppUserError | GraphQLError)
 
 
+def _standing_down_on_unknown_fragments(rule: type[ValidationRule]) -> type[ValidationRule]:
+    """The depth limiter fails with a KeyError on a spread of an undefined fragment; the spec's
+    KnownFragmentNames rule reports that document, so the limiter has nothing to add."""
+
+    class Rule(rule):
+        def __init__(self, context: ValidationContext) -> None:
+            try:
+                super().__init__(context)
+            except KeyError:
+                ValidationRule.__init__(self, context)
+
+    return Rule
+
+
 class OperationNameRequired(SchemaExtension):
     """A document with several operations must name the one to run (GraphQL spec,
     GetOperation); strawberry would otherwise run the first."""
@@ -63,7 +77,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     # The limit rules are built once: the validation cache is keyed by the rule classes, and
     # a limiter constructed per request would make a new class each time and never hit.
     limit_rules = [
-        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *map(_standing_down_on_unknown_fragments, QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules),
         *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
     ]
     # Factories: a fresh extension per request (the parser and validation caches are module-level).

@@ -104,3 +104,8 @@ async def test_integrators_feed_data_in_but_do_not_maintain_it(gql, runtime):
     assert merge["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert audit["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert (await gql("query($id: ID!) { customer(id: $id) { status } }", {"id": b}))["customer"]["status"] == "ACTIVE"
+
+
+async def test_a_spread_of_an_undefined_fragment_is_a_validation_error(gql):
+    body = (await gql.post("{ ...Missing }")).json()
+    assert body["errors"] == [{"message": "Unknown fragment 'Missing'.", "locations": [{"line": 1, "column": 6}]}]
