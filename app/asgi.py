@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 from contextlib import asynccontextmanager
-from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -14,55 +13,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.asgi import GraphQL, ASGIWebSocketAdapter
-from strawberry.exceptions import ConnectionRejectionError
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from app import health
-from app.auth import authenticate, bearer_token
+from app.auth import authenticate
 from app.graphiql import ASSETS_PATH, graphiql_assets_app, graphiql_html
 from app.graphql_http import GraphQLHTTP
+from app.graphql_ws import GraphQLWebSocket
 from app.persisted_queries import PersistedQueries
 from app.runtime import Runtime, create_runtime
 from app.settings import Settings, get_settings
 from resolvers.context import Context
 from resolvers.loaders import Loaders
 from resolvers.schema import build_schema
-
-
-WS_TOKEN_REQUIRED = "A valid token is required in connection_params"
-
-
-class TextFrameWebSocket(ASGIWebSocketAdapter):
-    async def close(self, code: int, reason: str) -> None:
-        # Strawberry closes a refused connection_init with a bare "Forbidden"; say what is missing.
-        await super().close(code, WS_TOKEN_REQUIRED if code == 4403 else reason)
-
-
-class GraphQLWebSocket(GraphQL):
-    """graphql-transport-ws on strawberry's handler, authenticated by the token in connection_params."""
-
-    websocket_adapter_class = TextFrameWebSocket
-
-    def __init__(self, runtime_holder: dict[str, Runtime], **kwargs: Any) -> None:
-        super().__init__(graphql_ide=None, **kwargs)
-        self.runtime_holder = runtime_holder
-
-    async def get_context(self, request: Any, response: Any = None) -> Context:
-        runtime = self.runtime_holder["runtime"]
-        return Context(runtime=runtime, actor=None, loaders=Loaders(runtime))
-
-    async def on_ws_connect(self, context: Context) -> None:
-        params = context.connection_params or {}
-        token = params.get("token") or bearer_token(params.get("Authorization") or params.get("authorization"))
-        async with context.runtime.reading() as session:
-            context.actor = await authenticate(session, token)
-        if context.actor is None:
-            raise ConnectionRejectionError()
-
-    def encode_json(self, data: object) -> str:
-        # The protocol's clients (graphql-ws, gql, GraphiQL) accept only text frames.
-        return orjson.dumps(data).decode()
 
 
 class BodyLimit:
@@ -149,13 +111,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         persisted_queries=persisted_queries,
         render_ide=lambda request: graphiql_html(endpoint=request.url.path),
     )
-    graphql_ws = GraphQLWebSocket(
-        holder,
-        schema=schema,
-        subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
-        keep_alive=True,
-        allowed_origins=settings.cors_origins,
-    )
+    graphql_ws = GraphQLWebSocket(holder, settings, schema=schema)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -75,7 +75,10 @@ async def _run_api(host: str, port: int, *, with_worker: bool, access_log: bool 
     from app.asgi import create_app
 
     server = uvicorn.Server(
-        uvicorn.Config(create_app(), host=host, port=port, log_level="info", lifespan="on", access_log=access_log)
+        uvicorn.Config(
+            create_app(), host=host, port=port, log_level="info", lifespan="on", access_log=access_log,
+            ws_max_size=get_settings().max_body_bytes,
+        )
     )
     worker = None
     worker_task = None
@@ -121,7 +124,8 @@ def api(
             import uvicorn
 
             uvicorn.run(
-                "app.asgi:create_app", factory=True, host=host, port=port, workers=workers, access_log=access_log
+                "app.asgi:create_app", factory=True, host=host, port=port, workers=workers, access_log=access_log,
+                ws_max_size=get_settings().max_body_bytes,
             )
 
 

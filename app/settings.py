@@ -29,6 +29,9 @@ class Settings:
     default_phone_region: str
     cors_origins: tuple[str, ...]
     persisted_queries_max: int
+    ws_max_subscriptions: int
+    ws_max_connections_per_token: int
+    ws_init_timeout_seconds: float
 
     @property
     def embedded_database(self) -> bool:
@@ -54,6 +57,9 @@ def load_settings() -> Settings:
         # Comma-separated origins of browser apps allowed to call the API, e.g. http://localhost:3000.
         cors_origins=tuple(o.strip().rstrip("/") for o in os.environ.get("CASEGRAPH_CORS_ORIGINS", "").split(",") if o.strip()),
         persisted_queries_max=int(os.environ.get("CASEGRAPH_PERSISTED_QUERIES_MAX", "10000")),
+        ws_max_subscriptions=int(os.environ.get("CASEGRAPH_WS_MAX_SUBSCRIPTIONS", "50")),
+        ws_max_connections_per_token=int(os.environ.get("CASEGRAPH_WS_MAX_CONNECTIONS_PER_TOKEN", "20")),
+        ws_init_timeout_seconds=float(os.environ.get("CASEGRAPH_WS_INIT_TIMEOUT", "10")),
     )
 
 

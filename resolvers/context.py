@@ -14,6 +14,7 @@ class Context:
     actor: Actor | None
     loaders: Loaders
     connection_params: dict[str, Any] | None = None
+    token_key: str | None = None  # the hash of a WebSocket's token, once it is admitted
 
     def fresh_loaders(self) -> None:
         """Drop cached rows: a subscription reloads from the database for every event."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -183,3 +185,28 @@ async def wait_for_subscriber(runtime, topic: str, key) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"nobody subscribed to {channel}")
+
+
+@pytest.fixture
+async def second_api_process(servers):
+    """A second, separate `casegraph api` process on the same PostgreSQL and Redis."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "api", "--port", str(port)],
+        env={**os.environ, **servers},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    async with httpx.AsyncClient() as client:
+        for _ in range(150):
+            try:
+                if (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
+        else:
+            process.kill()
+            raise AssertionError(process.stderr.read().decode())
+    yield f"127.0.0.1:{port}"
+    process.terminate()
+    process.wait(10)

@@ -2,15 +2,11 @@
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 
-import httpx
 import pytest
 import websockets
 
-from tests.conftest import _free_port, wait_for_subscriber
+from tests.conftest import wait_for_subscriber
 
 CUSTOMER_UPDATED = "subscription($id: ID!) { customerUpdated(id: $id) { id name contacts(first: 5) { totalCount } } }"
 CONTACT_RECEIVED = "subscription($c: ID) { contactReceived(customerId: $c) { subject customer { name } } }"
@@ -76,31 +72,6 @@ async def test_websocket_without_a_valid_token_is_rejected(live_server):
         await ws.recv()
     assert closed.value.rcvd.code == 4403
     assert closed.value.rcvd.reason == "A valid token is required in connection_params"
-
-
-@pytest.fixture
-async def second_api_process(servers):
-    """A second, separate `casegraph api` process on the same PostgreSQL and Redis."""
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "api", "--port", str(port)],
-        env={**os.environ, **servers},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    async with httpx.AsyncClient() as client:
-        for _ in range(150):
-            try:
-                if (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                await asyncio.sleep(0.1)
-        else:
-            process.kill()
-            raise AssertionError(process.stderr.read().decode())
-    yield f"127.0.0.1:{port}"
-    process.terminate()
-    process.wait(10)
 
 
 async def test_a_second_api_process_delivers_what_the_first_committed(gql, runtime, admin_token, second_api_process):

@@ -1,0 +1,92 @@
+"""GraphQL over WebSocket (graphql-transport-ws) on strawberry's handler.
+
+The token comes in `connection_init` (`{"token": ...}` or `{"Authorization": "Bearer ..."}`).
+A refused connection is closed with a code and a reason that say why: 4403 for a missing or
+invalid token, 4429 for a token holding too many open connections in this process.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+
+from app.auth import authenticate, bearer_token, hash_token
+from app.runtime import Runtime
+from app.settings import Settings
+from resolvers.context import Context
+from resolvers.loaders import Loaders
+
+TOKEN_REQUIRED = "A valid token is required in connection_params"
+TOO_MANY_CONNECTIONS = "Too many open connections for this token"
+
+
+class WebSocketRefused(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler):
+    async def handle_connection_init(self, message: Any) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except WebSocketRefused as refused:
+            await self.websocket.close(code=refused.code, reason=refused.reason)
+
+    async def handle(self) -> None:
+        try:
+            await super().handle()
+        finally:
+            self.view.release(self.context)
+
+
+class GraphQLWebSocket(GraphQL):
+    graphql_transport_ws_handler_class = TransportWSHandler
+
+    def __init__(self, runtime_holder: dict[str, Runtime], settings: Settings, **kwargs: Any) -> None:
+        super().__init__(
+            graphql_ide=None,
+            subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+            keep_alive=True,
+            connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
+            max_subscriptions_per_connection=settings.ws_max_subscriptions,
+            allowed_origins=settings.cors_origins,
+            **kwargs,
+        )
+        self.runtime_holder = runtime_holder
+        self.max_connections_per_token = settings.ws_max_connections_per_token
+        self.open_connections: Counter[str] = Counter()
+
+    async def get_context(self, request: Any, response: Any = None) -> Context:
+        runtime = self.runtime_holder["runtime"]
+        return Context(runtime=runtime, actor=None, loaders=Loaders(runtime))
+
+    async def on_ws_connect(self, context: Context) -> None:
+        params = context.connection_params or {}
+        token = params.get("token") or bearer_token(params.get("Authorization") or params.get("authorization"))
+        async with context.runtime.reading() as session:
+            context.actor = await authenticate(session, token if isinstance(token, str) else None)
+        if context.actor is None:
+            raise WebSocketRefused(4403, TOKEN_REQUIRED)
+        token_key = hash_token(token)
+        if self.open_connections[token_key] >= self.max_connections_per_token:
+            raise WebSocketRefused(4429, TOO_MANY_CONNECTIONS)
+        self.open_connections[token_key] += 1
+        context.token_key = token_key
+
+    def release(self, context: Context) -> None:
+        if context.token_key is not None:
+            self.open_connections[context.token_key] -= 1
+            if self.open_connections[context.token_key] <= 0:
+                del self.open_connections[context.token_key]
+
+    def encode_json(self, data: object) -> str:
+        # The protocol's clients (graphql-ws, gql, GraphiQL) accept only text frames.
+        return orjson.dumps(data).decode()
