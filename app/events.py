@@ -1,19 +1,41 @@
-"""Change events over Redis pub/sub, published only after the transaction commits.
+"""Change events: stored in an outbox with their change, published to a Redis stream after it.
 
-Services call `emit(session, ...)`; `Runtime.transaction()` publishes what was emitted once
-the commit succeeded, so a subscriber in any API process never sees a rolled-back change.
+Services call `emit(session, ...)`. `Runtime.transaction()` writes what was emitted to the
+`event_outbox` table in the same transaction, and once the commit succeeded appends it to the
+Redis stream and deletes the outbox rows. If Redis cannot be reached, the rows stay and the
+worker's relay (`relay`) publishes them a few seconds later: an event is never lost, at worst
+delivered twice (subscribers reload the record each time, so that is harmless).
+
+The stream gives every event an increasing id (`1732380000000-0`). Each API process reads the
+stream once (`EventHub`) and hands each event to its subscribers; a subscriber that reconnects
+passes the last id it saw and first receives what it missed, as long as the stream retains it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
+from redis.exceptions import RedisError
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.models import EventOutbox
+
+log = logging.getLogger(__name__)
 
 PREFIX = "casegraph:events:"
+STREAM = "casegraph:event-stream"
+_READ_BLOCK_MS = 5_000
+_CATCH_UP_MAX = 10_000
+_PENDING_PER_SUBSCRIBER = 1_000
 
 
 def channel(topic: str, key: int | str) -> str:
@@ -21,7 +43,7 @@ def channel(topic: str, key: int | str) -> str:
 
 
 def emit(session: AsyncSession, topic: str, key: int | str, **data: Any) -> None:
-    """Queue an event for after the commit; the same event twice in one transaction is sent once."""
+    """Queue an event for the outbox; the same event twice in one transaction is stored once."""
     emit_many(session, topic, [key], **data)
 
 
@@ -43,27 +65,205 @@ def discard_after(session: AsyncSession, count: int) -> None:
         del pending[event]
 
 
-def take_pending(session: AsyncSession) -> list[tuple[str, dict[str, Any]]]:
-    return [(name, body) for (name, _), body in session.info.pop("pending_events", {}).items()]
+@dataclass(frozen=True)
+class StoredEvent:
+    outbox_id: int
+    channel: str
+    body: dict[str, Any]
 
 
-async def publish(redis: Redis, events: list[tuple[str, dict[str, Any]]]) -> None:
-    if not events:
-        return
+@dataclass(frozen=True)
+class Event:
+    id: str  # the stream id: increasing, and what a reconnecting subscriber passes back
+    channel: str
+    body: dict[str, Any]
+
+
+async def store_pending(session: AsyncSession) -> list[StoredEvent]:
+    """Write the queued events to the outbox, inside the transaction of their change."""
+    pending = session.info.pop("pending_events", {})
+    if not pending:
+        return []
+    rows = [{"channel": name, "body": body} for (name, _), body in pending.items()]
+    ids = (await session.scalars(insert(EventOutbox).returning(EventOutbox.id, sort_by_parameter_order=True), rows)).all()
+    return [StoredEvent(outbox_id, row["channel"], row["body"]) for outbox_id, row in zip(ids, rows, strict=True)]
+
+
+async def publish(redis: Redis, stored: list[StoredEvent], *, retain: int) -> None:
     async with redis.pipeline(transaction=False) as pipe:
-        for name, body in events:
-            pipe.publish(name, orjson.dumps(body))
+        for event in stored:
+            pipe.xadd(STREAM, {"channel": event.channel, "body": orjson.dumps(event.body)}, maxlen=retain, approximate=True)
         await pipe.execute()
 
 
-async def listen(redis: Redis, *channels: str) -> AsyncIterator[dict[str, Any]]:
-    """Yield each event published on any of `channels` until the caller stops iterating."""
-    pubsub = redis.pubsub(ignore_subscribe_messages=True)
-    await pubsub.subscribe(*channels)
+async def forget_published(engine: AsyncEngine, stored: list[StoredEvent]) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(delete(EventOutbox).where(EventOutbox.id.in_([e.outbox_id for e in stored])))
+        await conn.commit()
+
+
+async def publish_committed(engine: AsyncEngine, redis: Redis, stored: list[StoredEvent], *, retain: int) -> None:
+    """After the commit: publish and clear the outbox rows; on failure the relay retries."""
+    if not stored:
+        return
     try:
-        async for message in pubsub.listen():
-            if message and message.get("type") == "message":
-                yield orjson.loads(message["data"])
-    finally:
-        await pubsub.unsubscribe()
-        await pubsub.aclose()
+        await publish(redis, stored, retain=retain)
+    except (RedisError, OSError):
+        log.warning("publishing %d change events failed; the outbox relay will publish them", len(stored))
+        return
+    try:
+        await forget_published(engine, stored)
+    except Exception:  # the events went out; the relay may send them once more, which is harmless
+        log.exception("clearing published events from the outbox failed")
+
+
+async def relay(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: Redis, *, retain: int, older_than: timedelta, batch: int = 1_000
+) -> int:
+    """Publish outbox events whose publication after commit failed (or whose process died), oldest first."""
+    published = 0
+    while True:
+        async with sessionmaker() as session, session.begin():
+            rows = (
+                await session.execute(
+                    select(EventOutbox.id, EventOutbox.channel, EventOutbox.body)
+                    .where(EventOutbox.created_at < func.now() - older_than)
+                    .order_by(EventOutbox.id)
+                    .limit(batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return published
+            stored = [StoredEvent(row.id, row.channel, row.body) for row in rows]
+            await publish(redis, stored, retain=retain)
+            await session.execute(delete(EventOutbox).where(EventOutbox.id.in_([e.outbox_id for e in stored])))
+        published += len(stored)
+
+
+def _stream_id(value: str | bytes) -> tuple[int, int]:
+    text = value.decode() if isinstance(value, bytes) else value
+    milliseconds, _, sequence = text.partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+def parse_event_id(value: str) -> tuple[int, int] | None:
+    """A stream id as a client sent it, or None when it is not one."""
+    milliseconds, dash, sequence = value.partition("-")
+    if not (milliseconds.isascii() and milliseconds.isdigit() and len(milliseconds) <= 20):
+        return None
+    if dash and not (sequence.isascii() and sequence.isdigit() and len(sequence) <= 20):
+        return None
+    return int(milliseconds), int(sequence or 0)
+
+
+def _decode(entry_id: bytes, fields: dict[bytes, bytes]) -> Event:
+    return Event(entry_id.decode(), fields[b"channel"].decode(), orjson.loads(fields[b"body"]))
+
+
+class EventsExpired(Exception):
+    """The events after the id a subscriber gave are no longer retained: it must reload."""
+
+
+class FellBehind(Exception):
+    """A subscriber did not take its events fast enough; it can resume from its last id."""
+
+
+@dataclass(eq=False)
+class _Subscriber:
+    channels: frozenset[str]
+    pending: deque[Event] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    overflowed: bool = False
+
+
+class EventHub:
+    """One reader of the event stream per process, shared by every subscriber in it."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._subscribers: dict[str, set[_Subscriber]] = defaultdict(set)
+        self._reader: asyncio.Task | None = None
+        self._position: bytes | str | None = None
+        self._starting = asyncio.Lock()
+
+    def listening(self, channel_name: str) -> bool:
+        return self._position is not None and bool(self._subscribers.get(channel_name))
+
+    async def listen(self, channels: Iterable[str], *, after: str | None = None) -> AsyncIterator[Event]:
+        """Events on `channels` from now on, or from just after the event id `after`."""
+        subscriber = _Subscriber(frozenset(channels))
+        for name in subscriber.channels:
+            self._subscribers[name].add(subscriber)
+        try:
+            await self._start_reader()
+            seen = None
+            if after is not None:
+                for event in await self._since(after, subscriber.channels):
+                    seen = _stream_id(event.id)
+                    yield event
+            while True:
+                await subscriber.wake.wait()
+                subscriber.wake.clear()
+                while subscriber.pending:
+                    event = subscriber.pending.popleft()
+                    if seen is None or _stream_id(event.id) > seen:
+                        yield event
+                if subscriber.overflowed:
+                    raise FellBehind()
+        finally:
+            self._remove(subscriber)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+            self._position = None
+
+    async def _since(self, after: str, channels: frozenset[str]) -> list[Event]:
+        start = parse_event_id(after)
+        if start is None:
+            raise EventsExpired(f"'{after[:40]}' is not an event id")
+        oldest = await self.redis.xrange(STREAM, count=1)
+        if oldest and _stream_id(oldest[0][0]) > start and start != (0, 0):
+            raise EventsExpired("events after that id are no longer retained")
+        entries = await self.redis.xrange(STREAM, min=f"({start[0]}-{start[1]}", count=_CATCH_UP_MAX)
+        return [event for event in (_decode(*entry) for entry in entries) if event.channel in channels]
+
+    async def _start_reader(self) -> None:
+        async with self._starting:
+            if self._reader is None:
+                latest = await self.redis.xrevrange(STREAM, count=1)
+                self._position = latest[0][0] if latest else "0-0"
+                self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                replies = await self.redis.xread({STREAM: self._position}, block=_READ_BLOCK_MS, count=500)
+            except (RedisError, OSError):
+                log.warning("reading the event stream failed; retrying", exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            for _stream, entries in replies or []:
+                for entry_id, fields in entries:
+                    self._position = entry_id
+                    self._dispatch(_decode(entry_id, fields))
+
+    def _dispatch(self, event: Event) -> None:
+        for subscriber in list(self._subscribers.get(event.channel, ())):
+            if len(subscriber.pending) >= _PENDING_PER_SUBSCRIBER:
+                subscriber.overflowed = True
+                self._remove(subscriber)
+            else:
+                subscriber.pending.append(event)
+            subscriber.wake.set()
+
+    def _remove(self, subscriber: _Subscriber) -> None:
+        for name in subscriber.channels:
+            members = self._subscribers.get(name)
+            if members is not None:
+                members.discard(subscriber)
+                if not members:
+                    del self._subscribers[name]

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app import events
 from app.settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -24,19 +20,16 @@ class Runtime:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis
+    event_hub: events.EventHub
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commit on success, then publish the events it emitted."""
+        """One unit of work: its events go to the outbox with it, and out once it committed."""
         async with self.sessionmaker() as session:
             async with session.begin():
                 yield session
-            try:
-                await events.publish(self.redis, events.take_pending(session))
-            except (RedisError, OSError):
-                # The change is committed: report it as done. Live subscribers miss this event
-                # and catch up on the next one (each event reloads the record).
-                log.exception("publishing change events failed after commit")
+                stored = await events.store_pending(session)
+            await events.publish_committed(self.engine, self.redis, stored, retain=self.settings.events_retained)
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
@@ -44,6 +37,7 @@ class Runtime:
             yield session
 
     async def close(self) -> None:
+        await self.event_hub.close()
         await self.redis.aclose()
         await self.engine.dispose()
 
@@ -62,9 +56,11 @@ def create_runtime(settings: Settings, *, pool_size: int = 10) -> Runtime:
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
     )
+    redis = Redis.from_url(settings.redis_url)
     return Runtime(
         settings=settings,
         engine=engine,
         sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
-        redis=Redis.from_url(settings.redis_url),
+        redis=redis,
+        event_hub=events.EventHub(redis),
     )

@@ -32,6 +32,7 @@ class Settings:
     ws_max_subscriptions: int
     ws_max_connections_per_token: int
     ws_init_timeout_seconds: float
+    events_retained: int
 
     @property
     def embedded_database(self) -> bool:
@@ -60,6 +61,7 @@ def load_settings() -> Settings:
         ws_max_subscriptions=int(os.environ.get("CASEGRAPH_WS_MAX_SUBSCRIPTIONS", "50")),
         ws_max_connections_per_token=int(os.environ.get("CASEGRAPH_WS_MAX_CONNECTIONS_PER_TOKEN", "20")),
         ws_init_timeout_seconds=float(os.environ.get("CASEGRAPH_WS_INIT_TIMEOUT", "10")),
+        events_retained=int(os.environ.get("CASEGRAPH_EVENTS_RETAINED", "100000")),
     )
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from arq import cron
 from arq.connections import RedisSettings
 
-from app import health
+from app import events, health
 from app.runtime import create_runtime
 from app.services.maintenance import archive
 from app.settings import get_settings
@@ -21,6 +22,12 @@ async def archive_sweep(ctx: dict[str, Any]) -> dict[str, int]:
     """Daily: apply the archive rules (archive inactive records, expire those past retention)."""
     result = await archive.sweep(ctx["runtime"])
     return {"archived": result.archived, "expired": result.expired, "batches": result.batches}
+
+
+async def relay_events(ctx: dict[str, Any]) -> int:
+    """Every few seconds: publish change events whose publication after commit failed."""
+    runtime = ctx["runtime"]
+    return await events.relay(runtime.sessionmaker, runtime.redis, retain=runtime.settings.events_retained, older_than=timedelta(seconds=5))
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -39,6 +46,7 @@ def redis_settings() -> RedisSettings:
 class WorkerSettings:
     functions: list = []
     cron_jobs = [cron(heartbeat, second={0, 15, 30, 45}, run_at_startup=True)]
+    cron_jobs.append(cron(relay_events, second=set(range(0, 60, 5)), unique=True))
     cron_jobs.append(cron(archive_sweep, hour={3}, minute={17}, second={0}, unique=True))
     on_startup = startup
     on_shutdown = shutdown

@@ -28,7 +28,7 @@ from resolvers.customers import CustomerMutation, CustomerQuery
 from resolvers.maintenance import MaintenanceMutation, MaintenanceQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from resolvers.root import RootQuery
-from resolvers.subscriptions import Subscription
+from resolvers.subscriptions import EventIds, Subscription
 from schema.types import Case, Contact, Customer, CustomerIdentifier, User
 
 QUERIES = (RootQuery, CustomerQuery, CaseQuery, ContactQuery, RecognitionQuery, MaintenanceQuery)
@@ -87,6 +87,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
         OperationNameRequired,
+        EventIds,
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)

@@ -1,15 +1,40 @@
-"""Live updates: each event arrives through Redis pub/sub and is reloaded from the database."""
+"""Live updates: each event arrives from the process's event hub and is reloaded from the database.
+
+Every `next` message carries the event's id in `extensions.eventId`; a client that reconnects
+passes the last one it saw as `after` and first receives what it missed.
+"""
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextvars import ContextVar
+from typing import Annotated, Any
 
 import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
 
 from app import events
 from schema.ids import from_global_id
 from schema.types import Case, Contact, Customer, load_case, load_contact, load_customer
+
+# Each subscription operation runs in a task of its own, so a context variable set by the source
+# stream is what the extension reads when that operation's next result is sent.
+_current_event_id: ContextVar[str | None] = ContextVar("current_event_id", default=None)
+
+After = Annotated[
+    str | None,
+    strawberry.argument(description="The id of the last event received (`extensions.eventId`): events since then are sent first."),
+]
+
+
+class EventIds(SchemaExtension):
+    """Puts the id of the event behind each subscription result in the result's extensions."""
+
+    def get_results(self) -> dict[str, Any]:
+        event_id = _current_event_id.get()
+        return {"eventId": event_id} if event_id else {}
 
 
 def _id_or_none(global_id: strawberry.ID | None, type_name: str) -> int | None:
@@ -17,29 +42,42 @@ def _id_or_none(global_id: strawberry.ID | None, type_name: str) -> int | None:
     return decoded[1] if decoded and decoded[0] == type_name else None
 
 
+async def _events(info: strawberry.Info, channels: list[str], after: str | None) -> AsyncIterator[events.Event]:
+    """The hub's events, each noted as the current one; stream problems as readable errors."""
+    try:
+        async for event in info.context.runtime.event_hub.listen(channels, after=after):
+            _current_event_id.set(event.id)
+            info.context.fresh_loaders()
+            yield event
+    except events.EventsExpired as expired:
+        raise GraphQLError(f"Cannot resume: {expired}. Reload, then subscribe without `after`.", extensions={"code": "EVENTS_EXPIRED"}) from None
+    except events.FellBehind:
+        raise GraphQLError("The subscription fell too far behind; subscribe again with `after` set to the last eventId.", extensions={"code": "FELL_BEHIND"}) from None
+
+
+async def _each_update(info: strawberry.Info, topic: str, db_id: int | None, load: Any, after: str | None) -> AsyncGenerator[Any, None]:
+    """The object, reloaded each time an event about it arrives; nothing for an id of another type."""
+    if db_id is None:
+        return
+    async for _ in _events(info, [events.channel(topic, db_id)], after):
+        found = await load(info, db_id)
+        if found is not None:
+            yield found
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(description="The customer each time it or its history changes.")
-    async def customer_updated(self, info: strawberry.Info, id: strawberry.ID) -> AsyncGenerator[Customer, None]:
-        customer_id = _id_or_none(id, "Customer")
-        if customer_id is None:
-            return
-        async for _ in events.listen(info.context.runtime.redis, events.channel("customerUpdated", customer_id)):
-            info.context.fresh_loaders()
-            customer = await load_customer(info, customer_id)
-            if customer is not None:
-                yield customer
+    def customer_updated(
+        self, info: strawberry.Info, id: strawberry.ID, after: After = None
+    ) -> AsyncGenerator[Customer, None]:
+        return _each_update(info, "customerUpdated", _id_or_none(id, "Customer"), load_customer, after)
 
     @strawberry.subscription(description="The case each time it or its contacts change.")
-    async def case_updated(self, info: strawberry.Info, id: strawberry.ID) -> AsyncGenerator[Case, None]:
-        case_id = _id_or_none(id, "Case")
-        if case_id is None:
-            return
-        async for _ in events.listen(info.context.runtime.redis, events.channel("caseUpdated", case_id)):
-            info.context.fresh_loaders()
-            case = await load_case(info, case_id)
-            if case is not None:
-                yield case
+    def case_updated(
+        self, info: strawberry.Info, id: strawberry.ID, after: After = None
+    ) -> AsyncGenerator[Case, None]:
+        return _each_update(info, "caseUpdated", _id_or_none(id, "Case"), load_case, after)
 
     @strawberry.subscription(description="Each new contact of a customer and/or a case (all contacts when neither is given).")
     async def contact_received(
@@ -47,6 +85,7 @@ class Subscription:
         info: strawberry.Info,
         customer_id: strawberry.ID | None = None,
         case_id: strawberry.ID | None = None,
+        after: After = None,
     ) -> AsyncGenerator[Contact, None]:
         wanted = {"customer": (customer_id, "Customer"), "case": (case_id, "Case")}
         channels = []
@@ -61,12 +100,11 @@ class Subscription:
             channels.append(events.channel("contactReceived", "all"))
         # A contact on both a watched customer and a watched case arrives twice, moments apart.
         recent: deque[int] = deque(maxlen=64)
-        async for event in events.listen(info.context.runtime.redis, *channels):
-            contact_id = event.get("contactId")
+        async for event in _events(info, channels, after):
+            contact_id = event.body.get("contactId")
             if contact_id in recent:
                 continue
             recent.append(contact_id)
-            info.context.fresh_loaders()
             contact = await load_contact(info, contact_id)
             if contact is not None:
                 yield contact

@@ -179,9 +179,10 @@ def count_queries(runtime):
 
 
 async def wait_for_subscriber(runtime, topic: str, key) -> None:
+    """Until a subscription served by this process (the live server) listens on the channel."""
     channel = events.channel(topic, key)
-    for _ in range(200):
-        if dict(await runtime.redis.pubsub_numsub(channel)).get(channel.encode(), 0) > 0:
+    for _ in range(250):
+        if runtime.event_hub.listening(channel):
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"nobody subscribed to {channel}")
@@ -210,3 +211,15 @@ async def second_api_process(servers):
     yield f"127.0.0.1:{port}"
     process.terminate()
     process.wait(10)
+
+
+async def last_event_id(runtime) -> str:
+    """The id of the newest event in the stream ("0-0" when empty): pass it to published_channels."""
+    newest = await runtime.redis.xrevrange(events.STREAM, count=1)
+    return newest[0][0].decode() if newest else "0-0"
+
+
+async def published_channels(runtime, after: str = "0-0") -> list[str]:
+    """The channels of the events published after the event id `after`, oldest first."""
+    entries = await runtime.redis.xrange(events.STREAM, min=f"({after}")
+    return [fields[b"channel"].decode() for _, fields in entries]

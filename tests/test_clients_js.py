@@ -4,6 +4,7 @@ GraphQL-over-HTTP conformance audits. Their npm packages are pinned in tests/cli
 
 import asyncio
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -65,7 +66,8 @@ async def test_graphql_ws_client_receives_a_subscription_event(node, gql, runtim
         await process.wait()
 
     assert connected == {"connected": True}
-    assert event == {"next": {"data": {"customerUpdated": {"name": "Ada L."}}}}
+    assert event["next"]["data"] == {"customerUpdated": {"name": "Ada L."}}
+    assert re.fullmatch(r"\d+-\d+", event["next"]["extensions"]["eventId"])  # to resume from, with `after`
 
 
 async def test_graphql_ws_client_hears_why_a_bad_token_is_refused(node, live_server):

@@ -3,6 +3,7 @@
 from sqlalchemy import func, select
 
 from app.models import AuditEvent, Contact, Customer, CustomerIdentifier
+from tests.conftest import GraphQLClient
 
 CUSTOMER_CREATE = """
 mutation($input: CustomerCreateInput!) {
@@ -240,16 +241,22 @@ async def test_numbers_and_references_keep_every_digit_past_a_million(gql, runti
     assert case["reference"] == "CASE-000001"
 
 
-async def test_a_committed_change_is_reported_done_even_when_redis_publishing_fails(gql, runtime, monkeypatch):
-    from redis.exceptions import ConnectionError as RedisConnectionError
+async def test_a_committed_change_is_reported_done_even_when_redis_publishing_fails(settings, runtime, admin_token):
+    import dataclasses
 
-    from app import events
+    import httpx
+    from redis.asyncio import Redis
 
-    async def unreachable(redis, pending):
-        raise RedisConnectionError("Redis is down")
+    from app.asgi import create_app
+    from app.models import EventOutbox
 
-    monkeypatch.setattr(events, "publish", unreachable)
-    data = await gql(CUSTOMER_CREATE, {"input": {"name": "Kept"}})
+    cut_off = Redis.from_url("unix:///nonexistent/redis.sock")
+    app = create_app(settings, runtime=dataclasses.replace(runtime, redis=cut_off))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        client = GraphQLClient(http, admin_token)
+        data = await client(CUSTOMER_CREATE, {"input": {"name": "Kept"}})
+    await cut_off.aclose()
 
+    assert await count(runtime, EventOutbox) == 1  # kept for the relay to publish
     assert data["customerCreate"]["errors"] == [] and data["customerCreate"]["customer"]["name"] == "Kept"
     assert await count(runtime, Customer) == 1

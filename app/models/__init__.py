@@ -19,6 +19,7 @@ from app.models.core import (
     case_reference_seq,
     customer_number_seq,
 )
+from app.models.events import EventOutbox
 from app.models.recognition import (
     PROMOTION_POLICIES,
     RULE_KINDS,
@@ -37,6 +38,7 @@ from app.models.maintenance import (
 
 __all__ = [
     "Base",
+    "EventOutbox",
     "CASE_STATUSES",
     "CHANNELS",
     "CUSTOMER_STATUSES",
