@@ -25,6 +25,7 @@ class Settings:
     max_query_depth: int
     max_query_tokens: int
     max_aliases: int
+    max_query_cost: int
     max_body_bytes: int
     default_phone_region: str
     cors_origins: tuple[str, ...]
@@ -53,6 +54,7 @@ def load_settings() -> Settings:
         max_query_depth=int(os.environ.get("CASEGRAPH_MAX_DEPTH", "10")),
         max_query_tokens=int(os.environ.get("CASEGRAPH_MAX_TOKENS", "2000")),
         max_aliases=int(os.environ.get("CASEGRAPH_MAX_ALIASES", "30")),
+        max_query_cost=int(os.environ.get("CASEGRAPH_MAX_COST", "50000")),
         max_body_bytes=int(os.environ.get("CASEGRAPH_MAX_BODY_BYTES", str(1024 * 1024))),
         default_phone_region=os.environ.get("CASEGRAPH_PHONE_REGION", "GB"),
         # Comma-separated origins of browser apps allowed to call the API, e.g. http://localhost:3000.

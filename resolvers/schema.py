@@ -26,6 +26,7 @@ from resolvers.cases import CaseMutation, CaseQuery
 from resolvers.contacts import ContactMutation, ContactQuery
 from resolvers.customers import CustomerMutation, CustomerQuery
 from resolvers.maintenance import MaintenanceMutation, MaintenanceQuery
+from resolvers.query_cost import QueryCostLimiter
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from resolvers.root import RootQuery
 from resolvers.subscriptions import EventIds, Subscription
@@ -87,6 +88,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
         OperationNameRequired,
+        lambda: QueryCostLimiter(max_cost=settings.max_query_cost),
         EventIds,
     ]
     if not settings.introspection:

@@ -109,3 +109,39 @@ async def test_integrators_feed_data_in_but_do_not_maintain_it(gql, runtime):
 async def test_a_spread_of_an_undefined_fragment_is_a_validation_error(gql):
     body = (await gql.post("{ ...Missing }")).json()
     assert body["errors"] == [{"message": "Unknown fragment 'Missing'.", "locations": [{"line": 1, "column": 6}]}]
+
+
+MILLION = "{ customers(first: 100) { edges { node { cases(first: 100) { edges { node { contacts(first: 100) { edges { node { id } } } } } } } } } }"
+
+
+async def test_a_query_that_multiplies_pages_is_refused_before_it_runs_with_its_cost(gql, count_queries):
+    await gql(ME)  # the token lookup is cached from here on
+    start = count_queries.count
+    body = (await gql.post(MILLION)).json()
+
+    assert "data" not in body and count_queries.count == start
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "QUERY_TOO_COSTLY"
+    assert error["extensions"]["cost"] > 1_000_000 and error["extensions"]["limit"] == 50_000
+
+
+async def test_the_cost_counts_page_sizes_given_in_variables(gql):
+    query = "query($n: Int) { customers(first: $n) { edges { node { cases(first: $n) { edges { node { contacts(first: $n) { totalCount } } } } } } } }"
+    small = await gql.post(query, {"n": 5})
+    large = await gql.post(query, {"n": 100})
+
+    assert small.json()["data"]["customers"]["edges"] == []
+    assert large.json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+
+
+def test_the_unified_history_costs_its_fields_times_the_page(settings):
+    from graphql import parse
+
+    from resolvers.query_cost import query_cost
+    from resolvers.schema import build_schema
+
+    history = "query($id: ID!) { customer(id: $id) { name contacts(first: 50) { edges { node { channel subject occurredAt case { reference } } } pageInfo { hasNextPage } } } }"
+    cost = query_cost(build_schema(settings)._schema, parse(history), None, {"id": "x"})
+
+    # customer, name, contacts once; below the page of 50: edges, node, 4 fields, reference, pageInfo, hasNextPage.
+    assert cost == 3 + 50 * 9
