@@ -77,7 +77,7 @@ def _page(node: FieldNode, field: Any, variables: dict[str, Any]) -> int:
     if "first" not in field.args:
         return 1
     first = None
-    for argument in node.arguments:
+    for argument in node.arguments or ():
         if argument.name.value != "first":
             continue
         if isinstance(argument.value, IntValueNode):
