@@ -23,7 +23,7 @@ from app.runtime import Runtime, create_runtime
 from app.settings import Settings, get_settings
 from resolvers.context import Context
 from resolvers.loaders import Loaders
-from resolvers.schema import build_schema
+from resolvers.schema import build_schema, should_mask_error
 
 
 class BodyLimit:
@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         make_context=http_context,
         persisted_queries=persisted_queries,
         render_ide=lambda request: graphiql_html(endpoint=request.url.path),
+        should_mask=None if settings.debug else should_mask_error,
     )
     graphql_ws = GraphQLWebSocket(holder, settings, schema=schema)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from strawberry import Schema
@@ -178,8 +179,10 @@ class GraphQLHTTP:
         make_context: Callable[[str | None], Awaitable[Context]],
         persisted_queries: Callable[[], PersistedQueries],
         render_ide: Callable[[Request], str],
+        should_mask: Callable[[GraphQLError], bool] | None,
     ) -> None:
         self.schema = schema
+        self.should_mask = should_mask
         self.make_context = make_context
         self.persisted_queries = persisted_queries
         self.render_ide = render_ide
@@ -212,18 +215,28 @@ class GraphQLHTTP:
             return self._respond({"errors": [_error(refused.message, refused.code)]}, status, media_type, refused.headers)
 
         if _is_request_error(result):
-            body: dict[str, Any] = {"errors": [error.formatted for error in result.errors]}
+            body: dict[str, Any] = {"errors": self._errors(result)}
             status = _request_error_status(media_type)
         else:
             body = {"data": result.data}
             if result.errors:
-                body["errors"] = [error.formatted for error in result.errors]
+                body["errors"] = self._errors(result)
             status = 200
             if register_as:
                 await store.put(register_as, document)
         if result.extensions:
             body["extensions"] = result.extensions
         return self._respond(body, status, media_type)
+
+    def _errors(self, result: ExecutionResult) -> list[dict[str, Any]]:
+        # MaskErrors covers errors from resolvers; an exception escaping an extension before
+        # execution bypasses it, so the transport masks too.
+        return [
+            {"message": "Unexpected error.", **({"path": error.path} if error.path else {})}
+            if self.should_mask and self.should_mask(error)
+            else error.formatted
+            for error in result.errors
+        ]
 
     async def _execute(self, request: Request, context: Context, document: str, params: GraphQLParams) -> ExecutionResult:
         try:

@@ -36,7 +36,7 @@ QUERIES = (RootQuery, CustomerQuery, CaseQuery, ContactQuery, RecognitionQuery, 
 MUTATIONS = (CustomerMutation, CaseMutation, ContactMutation, RecognitionMutation, MaintenanceMutation)
 
 
-def _should_mask(error: GraphQLError) -> bool:
+def should_mask_error(error: GraphQLError) -> bool:
     """Mask only the unexpected: errors raised on purpose (input refused while resolving a
     query, a permission denied, a GraphQL error) are the client's to read."""
     original = error.original_error
@@ -94,7 +94,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     if not settings.introspection:
         extensions.append(DisableIntrospection)
     if not settings.debug:
-        extensions.append(lambda: MaskErrors(should_mask_error=_should_mask))
+        extensions.append(lambda: MaskErrors(should_mask_error=should_mask_error))
     return strawberry.Schema(
         query=merge_types("Query", QUERIES),
         mutation=merge_types("Mutation", MUTATIONS),

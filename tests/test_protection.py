@@ -145,3 +145,15 @@ def test_the_unified_history_costs_its_fields_times_the_page(settings):
 
     # customer, name, contacts once; below the page of 50: edges, node, 4 fields, reference, pageInfo, hasNextPage.
     assert cost == 3 + 50 * 9
+
+
+async def test_an_unexpected_error_before_execution_is_masked_too(gql, monkeypatch):
+    from resolvers import query_cost
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(query_cost, "query_cost", broken)
+    body = (await gql.post(ME)).json()
+
+    assert body["errors"] == [{"message": "Unexpected error."}]
