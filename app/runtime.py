@@ -55,6 +55,7 @@ def create_runtime(settings: Settings, *, pool_size: int = 10) -> Runtime:
         max_overflow=pool_size,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
+        hide_parameters=True,  # a customer's data never lands in a log line or an error text
     )
     redis = Redis.from_url(settings.redis_url)
     return Runtime(

@@ -157,3 +157,15 @@ async def test_an_unexpected_error_before_execution_is_masked_too(gql, monkeypat
     body = (await gql.post(ME)).json()
 
     assert body["errors"] == [{"message": "Unexpected error."}]
+
+
+async def test_database_errors_never_carry_the_statement_parameters(runtime):
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    with pytest.raises(DBAPIError) as failed:
+        async with runtime.transaction() as session:
+            await session.execute(text("SELECT CAST(:secret AS integer)"), {"secret": "ada@example.com"})
+
+    assert "ada@example.com" not in str(failed.value)
