@@ -166,6 +166,6 @@ async def test_database_errors_never_carry_the_statement_parameters(runtime):
 
     with pytest.raises(DBAPIError) as failed:
         async with runtime.transaction() as session:
-            await session.execute(text("SELECT CAST(:secret AS integer)"), {"secret": "ada@example.com"})
+            await session.execute(text("SELECT 1 / 0 WHERE :secret <> ''"), {"secret": "ada@example.com"})
 
-    assert "ada@example.com" not in str(failed.value)
+    assert "division by zero" in str(failed.value) and "ada@example.com" not in str(failed.value)
