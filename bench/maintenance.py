@@ -75,7 +75,7 @@ async def make_duplicate_pair(conn, contacts: int) -> tuple[int, int]:
 
 async def bench_merge(runtime, survivor: int, duplicate: int) -> tuple[float, float, dict]:
     from app.auth import SYSTEM
-    from app.services.maintenance.merge import merge_customers, undo_merge
+    from app.services.customers import merge_customers, undo_merge
 
     started = time.perf_counter()
     async with runtime.transaction() as session:
@@ -90,7 +90,7 @@ async def bench_merge(runtime, survivor: int, duplicate: int) -> tuple[float, fl
 
 async def bench_sweep(runtime, inactivity_days: int, name: str) -> tuple[float, int]:
     from app.auth import SYSTEM
-    from app.services.maintenance import archive
+    from app.services import archive
 
     async with runtime.transaction() as session:
         await session.execute(archive.ArchiveRule.__table__.update().values(enabled=False))

@@ -3,7 +3,7 @@ from __future__ import annotations
 import strawberry
 
 from app.services import contacts as service
-from app.services.contacts import ContactData
+from app.contact_data import ContactData
 from resolvers.mutation_helpers import mutate
 from schema.ids import from_global_id, optional_db_id
 from schema.inputs import ContactCreateInput

@@ -7,8 +7,10 @@ from strawberry.scalars import JSON
 
 from app.pagination import page_size
 from app.services import audit
-from app.services.maintenance import archive, cases, contacts, gdpr, merge
-from app.services.maintenance.merge import FieldPick
+from app.services import archive, cases, contacts
+from app.services import archive as gdpr
+from app.services import customers as merge
+from app.services.customers import FieldPick
 from resolvers.mutation_helpers import mutate
 from resolvers.permissions import STAFF, SUPERVISOR
 from schema.ids import db_id, from_global_id, optional_db_id, to_global_id
@@ -256,7 +258,7 @@ class MaintenanceMutation:
     async def case_archive(self, info: strawberry.Info, input: CaseArchiveInput) -> CasePayload:
         row, errors = await mutate(
             info,
-            lambda session: cases.archive_case(session, actor=info.context.actor, case_id=db_id(input.case_id, "Case", "caseId")),
+            lambda session: archive.archive_case(session, actor=info.context.actor, case_id=db_id(input.case_id, "Case", "caseId")),
         )
         return CasePayload(case=_case(row), errors=errors)
 
@@ -264,7 +266,7 @@ class MaintenanceMutation:
     async def case_restore(self, info: strawberry.Info, input: CaseArchiveInput) -> CasePayload:
         row, errors = await mutate(
             info,
-            lambda session: cases.restore_case(session, actor=info.context.actor, case_id=db_id(input.case_id, "Case", "caseId")),
+            lambda session: archive.restore_case(session, actor=info.context.actor, case_id=db_id(input.case_id, "Case", "caseId")),
         )
         return CasePayload(case=_case(row), errors=errors)
 

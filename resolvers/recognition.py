@@ -5,9 +5,10 @@ from typing import Any
 import strawberry
 
 from app.errors import UserError as AppUserError
-from app.recognition import rules as service
-from app.services import ingest as ingest_service
-from app.services.contacts import ContactData
+from app.contact_data import ContactData
+from app.recognition import outcome as preview_service
+from app.services import contacts as ingest_service
+from app.services import recognition as service
 from schema.errors import UserError
 from schema.ids import db_id, to_global_id
 from schema.recognition import (
@@ -86,7 +87,7 @@ class RecognitionQuery:
         try:
             # A reading session is never committed: whatever the rules read, nothing is written.
             async with info.context.runtime.reading() as session:
-                result = await ingest_service.preview_recognition(session, data=_contact_data(input), region=_region(info))
+                result = await preview_service.preview_recognition(session, data=_contact_data(input), region=_region(info))
         except AppUserError as error:
             return RecognitionPreviewPayload(errors=[UserError.from_error(error)])
         return RecognitionPreviewPayload(

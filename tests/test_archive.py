@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from jobs import worker
-from app.services.maintenance import archive
+from app.services import archive
 from tests.test_maintenance_support import gid, make_case, make_contact, make_customer, rows, scalar, snapshot
 
 ARCHIVE = "mutation($input: CustomerArchiveInput!) { customerArchive(input: $input) { customer { id status } errors { code } } }"

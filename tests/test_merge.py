@@ -7,10 +7,10 @@ import asyncio
 from app.auth import SYSTEM
 from app.errors import UserError
 from app.services import contacts as contact_service
-from app.services import ingest
-from app.services.contacts import ContactData
-from app.services.maintenance import cases as case_maintenance
-from app.services.maintenance import merge as merge_service
+from app.services import contacts as ingest
+from app.contact_data import ContactData
+from app.services import cases as case_maintenance
+from app.services import customers as merge_service
 from tests.test_maintenance_support import (
     AGENT,
     gid,

@@ -18,9 +18,18 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+def one_of(column: str, values: tuple[str, ...]) -> str:
+    """A CHECK condition: the column holds one of the values."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
 def pk() -> Mapped[int]:
     return mapped_column(BigInteger, primary_key=True, autoincrement=True)
 
 
 def created_at() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def updated_at() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False)
