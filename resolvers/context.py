@@ -15,6 +15,11 @@ class Context:
     loaders: Loaders
     connection_params: dict[str, Any] | None = None
 
+    @property
+    def phone_region(self) -> str:
+        """The region phone numbers without a country code are read in."""
+        return self.runtime.settings.default_phone_region
+
     def fresh_loaders(self) -> None:
         """Drop cached rows: a subscription reloads from the database for every event."""
         self.loaders = Loaders(self.runtime)

@@ -19,17 +19,9 @@ from strawberry.tools import merge_types
 
 from app.errors import UserError as AppUserError
 from app.settings import Settings, load_settings
-from resolvers.cases import CaseMutation, CaseQuery
-from resolvers.contacts import ContactMutation, ContactQuery
-from resolvers.customers import CustomerMutation, CustomerQuery
-from resolvers.maintenance import MaintenanceMutation, MaintenanceQuery
-from resolvers.recognition import RecognitionMutation, RecognitionQuery
-from resolvers.root import RootQuery
+from resolvers.root import MUTATIONS, QUERIES
 from resolvers.subscriptions import Subscription
 from schema.types import Case, Contact, Customer, CustomerIdentifier, User
-
-QUERIES = (RootQuery, CustomerQuery, CaseQuery, ContactQuery, RecognitionQuery, MaintenanceQuery)
-MUTATIONS = (CustomerMutation, CaseMutation, ContactMutation, RecognitionMutation, MaintenanceMutation)
 
 
 def _should_mask(error: GraphQLError) -> bool:

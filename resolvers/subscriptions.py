@@ -8,20 +8,15 @@ from collections.abc import AsyncGenerator
 import strawberry
 
 from app import events
-from schema.ids import from_global_id
+from schema.ids import decode_id
 from schema.types import Case, Contact, Customer, load_case, load_contact, load_customer
-
-
-def _id_or_none(global_id: strawberry.ID | None, type_name: str) -> int | None:
-    decoded = from_global_id(global_id) if global_id else None
-    return decoded[1] if decoded and decoded[0] == type_name else None
 
 
 @strawberry.type
 class Subscription:
     @strawberry.subscription(description="The customer each time it or its history changes.")
     async def customer_updated(self, info: strawberry.Info, id: strawberry.ID) -> AsyncGenerator[Customer, None]:
-        customer_id = _id_or_none(id, "Customer")
+        customer_id = decode_id(id, "Customer")
         if customer_id is None:
             return
         async for _ in events.listen(info.context.runtime.redis, events.channel("customerUpdated", customer_id)):
@@ -32,7 +27,7 @@ class Subscription:
 
     @strawberry.subscription(description="The case each time it or its contacts change.")
     async def case_updated(self, info: strawberry.Info, id: strawberry.ID) -> AsyncGenerator[Case, None]:
-        case_id = _id_or_none(id, "Case")
+        case_id = decode_id(id, "Case")
         if case_id is None:
             return
         async for _ in events.listen(info.context.runtime.redis, events.channel("caseUpdated", case_id)):
@@ -53,7 +48,7 @@ class Subscription:
         for prefix, (global_id, type_name) in wanted.items():
             if global_id is None:
                 continue
-            db_id = _id_or_none(global_id, type_name)
+            db_id = decode_id(global_id, type_name)
             if db_id is None:
                 return  # not an id of that type: nothing will ever arrive
             channels.append(events.channel("contactReceived", f"{prefix}:{db_id}"))

@@ -25,7 +25,7 @@ class User(Node):
     role: Role
 
     @classmethod
-    def from_row(cls, row: Any) -> "User":
+    def from_row(cls, row: Any) -> User:
         return cls(id=to_global_id("User", row.id), db_id=row.id, name=row.name, role=Role(row.role))
 
 
@@ -36,7 +36,7 @@ class CustomerIdentifier(Node):
     value: str
 
     @classmethod
-    def from_row(cls, row: Any) -> "CustomerIdentifier":
+    def from_row(cls, row: Any) -> CustomerIdentifier:
         return cls(id=to_global_id("CustomerIdentifier", row.id), db_id=row.id, kind=IdentifierKind(row.kind), value=row.value)
 
 
@@ -53,7 +53,7 @@ class Customer(Node):
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: Any) -> "Customer":
+    def from_row(cls, row: Any) -> Customer:
         return cls(
             id=to_global_id("Customer", row.id),
             db_id=row.id,
@@ -119,7 +119,7 @@ class Case(Node):
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: Any) -> "Case":
+    def from_row(cls, row: Any) -> Case:
         return cls(
             id=to_global_id("Case", row.id),
             db_id=row.id,
@@ -195,7 +195,7 @@ class Contact(Node):
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: Any) -> "Contact":
+    def from_row(cls, row: Any) -> Contact:
         return cls(
             id=to_global_id("Contact", row.id),
             db_id=row.id,
