@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import strawberry
 
@@ -12,29 +13,26 @@ from schema.ids import decode_id
 from schema.types import Case, Contact, Customer, load_case, load_contact, load_customer
 
 
+async def _each_update(info: strawberry.Info, event: str, db_id: int | None, load: Any) -> AsyncGenerator[Any, None]:
+    """The object, reloaded each time `event` arrives for it; nothing for an id of another type."""
+    if db_id is None:
+        return
+    async for _ in events.listen(info.context.runtime.redis, events.channel(event, db_id)):
+        info.context.fresh_loaders()
+        found = await load(info, db_id)
+        if found is not None:
+            yield found
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(description="The customer each time it or its history changes.")
-    async def customer_updated(self, info: strawberry.Info, id: strawberry.ID) -> AsyncGenerator[Customer, None]:
-        customer_id = decode_id(id, "Customer")
-        if customer_id is None:
-            return
-        async for _ in events.listen(info.context.runtime.redis, events.channel("customerUpdated", customer_id)):
-            info.context.fresh_loaders()
-            customer = await load_customer(info, customer_id)
-            if customer is not None:
-                yield customer
+    def customer_updated(self, info: strawberry.Info, id: strawberry.ID) -> AsyncGenerator[Customer, None]:
+        return _each_update(info, "customerUpdated", decode_id(id, "Customer"), load_customer)
 
     @strawberry.subscription(description="The case each time it or its contacts change.")
-    async def case_updated(self, info: strawberry.Info, id: strawberry.ID) -> AsyncGenerator[Case, None]:
-        case_id = decode_id(id, "Case")
-        if case_id is None:
-            return
-        async for _ in events.listen(info.context.runtime.redis, events.channel("caseUpdated", case_id)):
-            info.context.fresh_loaders()
-            case = await load_case(info, case_id)
-            if case is not None:
-                yield case
+    def case_updated(self, info: strawberry.Info, id: strawberry.ID) -> AsyncGenerator[Case, None]:
+        return _each_update(info, "caseUpdated", decode_id(id, "Case"), load_case)
 
     @strawberry.subscription(description="Each new contact of a customer and/or a case (all contacts when neither is given).")
     async def contact_received(

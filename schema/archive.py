@@ -65,18 +65,7 @@ class ArchiveRule(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> ArchiveRule:
-        return cls(
-            id=to_global_id("ArchiveRule", row.id),
-            db_id=row.id,
-            name=row.name,
-            entity=ArchiveEntity(row.entity),
-            inactivity_days=row.inactivity_days,
-            exempt_when=row.exempt_when,
-            retention_days=row.retention_days,
-            expiry_action=ExpiryAction(row.expiry_action),
-            enabled=row.enabled,
-            created_at=row.created_at,
-        )
+        return super().from_row(row, entity=ArchiveEntity(row.entity), expiry_action=ExpiryAction(row.expiry_action))
 
 
 @strawberry.type(description="What an archive rule would do if it ran now.")

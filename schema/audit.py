@@ -30,18 +30,7 @@ class AuditEvent(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> AuditEvent:
-        return cls(
-            id=to_global_id("AuditEvent", row.id),
-            db_id=row.id,
-            actor_user_id=row.actor_user_id,
-            occurred_at=row.occurred_at,
-            actor_name=row.actor_name,
-            action=row.action,
-            entity_type=row.entity_type,
-            entity_id=to_global_id(_TYPE_NAMES.get(row.entity_type, row.entity_type), row.entity_id),
-            before=row.before,
-            after=row.after,
-        )
+        return super().from_row(row, entity_id=to_global_id(_TYPE_NAMES.get(row.entity_type, row.entity_type), row.entity_id))
 
     @strawberry.field
     async def actor(self, info: strawberry.Info) -> User | None:

@@ -9,7 +9,7 @@ from strawberry.scalars import JSON
 
 from schema.enums import Channel, Direction, Priority
 from schema.errors import UserError
-from schema.types import Case, Contact, Customer, load_case, load_customer, load_customers
+from schema.types import Case, Contact, Customer, candidates_of, case_of, customer_of
 
 
 @strawberry.input
@@ -100,14 +100,8 @@ class ContactIngestPayload:
     case_id: strawberry.Private[int | None] = None
     candidate_ids: strawberry.Private[list[int]] = strawberry.field(default_factory=list)
 
-    @strawberry.field
-    async def customer(self, info: strawberry.Info) -> Customer | None:
-        return await load_customer(info, self.customer_id)
-
-    @strawberry.field
-    async def case(self, info: strawberry.Info) -> Case | None:
-        return await load_case(info, self.case_id)
-
-    @strawberry.field(description="Customers sharing the sender's identifier, when there was no single match.")
-    async def candidates(self, info: strawberry.Info) -> list[Customer]:
-        return await load_customers(info, self.candidate_ids)
+    customer: Customer | None = strawberry.field(resolver=customer_of)
+    case: Case | None = strawberry.field(resolver=case_of)
+    candidates: list[Customer] = strawberry.field(
+        resolver=candidates_of, description="Customers sharing the sender's identifier, when there was no single match."
+    )

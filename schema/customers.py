@@ -91,17 +91,8 @@ class CustomerMerge(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> CustomerMerge:
-        return cls(
-            id=to_global_id("CustomerMerge", row.id),
-            db_id=row.id,
-            survivor_id=row.survivor_id,
-            duplicate_ids=list(row.duplicate_ids),
-            field_strategy=row.field_strategy.upper(),
-            moved=row.counts,
-            actor_name=row.actor_name,
-            created_at=row.created_at,
-            undone_at=row.undone_at,
-            undone_by=row.undone_by,
+        return super().from_row(
+            row, duplicate_ids=list(row.duplicate_ids), field_strategy=row.field_strategy.upper(), moved=row.counts
         )
 
     @strawberry.field

@@ -12,7 +12,7 @@ from app.recognition.config import masked
 from schema.enums import Channel, values_enum
 from schema.errors import UserError
 from schema.ids import to_global_id
-from schema.types import Case, Customer, Node, load_case, load_customer, load_customers
+from schema.types import Case, Customer, Node, candidates_of, case_of, customer_of
 
 
 RecognitionTarget = values_enum(
@@ -35,10 +35,12 @@ class RecognitionRule(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> RecognitionRule:
-        return cls(
-            id=to_global_id("RecognitionRule", row.id), db_id=row.id, name=row.name,
-            target=RecognitionTarget(row.target), kind=RecognitionRuleKind(row.kind), config=masked(row.config),
-            position=row.position, channels=[Channel(c) for c in row.channels], enabled=row.enabled,
+        return super().from_row(
+            row,
+            target=RecognitionTarget(row.target),
+            kind=RecognitionRuleKind(row.kind),
+            config=masked(row.config),
+            channels=[Channel(c) for c in row.channels],
         )
 
 
@@ -56,10 +58,8 @@ class PromotionRule(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> PromotionRule:
-        return cls(
-            id=to_global_id("PromotionRule", row.id), db_id=row.id, name=row.name, source=row.source,
-            target=RecognitionTarget(row.target), field=row.field, policy=PromotionPolicy(row.policy),
-            position=row.position, channels=[Channel(c) for c in row.channels], enabled=row.enabled,
+        return super().from_row(
+            row, target=RecognitionTarget(row.target), policy=PromotionPolicy(row.policy), channels=[Channel(c) for c in row.channels]
         )
 
 
@@ -185,17 +185,9 @@ class RecognitionPreview:
     case_id: strawberry.Private[int | None] = None
     candidate_ids: strawberry.Private[list[int]] = strawberry.field(default_factory=list)
 
-    @strawberry.field
-    async def customer(self, info: strawberry.Info) -> Customer | None:
-        return await load_customer(info, self.customer_id)
-
-    @strawberry.field
-    async def case(self, info: strawberry.Info) -> Case | None:
-        return await load_case(info, self.case_id)
-
-    @strawberry.field
-    async def candidates(self, info: strawberry.Info) -> list[Customer]:
-        return await load_customers(info, self.candidate_ids)
+    customer: Customer | None = strawberry.field(resolver=customer_of)
+    case: Case | None = strawberry.field(resolver=case_of)
+    candidates: list[Customer] = strawberry.field(resolver=candidates_of)
 
 
 @strawberry.type

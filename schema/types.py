@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import strawberry
@@ -17,6 +19,19 @@ from schema.pagination import Connection
 class Node:
     id: strawberry.ID
 
+    @classmethod
+    def from_row(cls, row: Any, **values: Any) -> Any:
+        """The object of a database row: its global id, and each field from the column of the same name
+        unless given in `values` (enums, renamed fields)."""
+        columns = {name: getattr(row, name) for name in _column_fields(cls) if name not in values}
+        return cls(id=to_global_id(cls.__name__, row.id), db_id=row.id, **columns, **values)
+
+
+@cache
+def _column_fields(cls: type) -> tuple[str, ...]:
+    # Fields with a resolver are not constructor arguments.
+    return tuple(f.name for f in dataclasses.fields(cls) if f.init and f.name not in ("id", "db_id"))
+
 
 @strawberry.type
 class User(Node):
@@ -26,7 +41,7 @@ class User(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> User:
-        return cls(id=to_global_id("User", row.id), db_id=row.id, name=row.name, role=Role(row.role))
+        return super().from_row(row, role=Role(row.role))
 
 
 @strawberry.type
@@ -37,7 +52,7 @@ class CustomerIdentifier(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> CustomerIdentifier:
-        return cls(id=to_global_id("CustomerIdentifier", row.id), db_id=row.id, kind=IdentifierKind(row.kind), value=row.value)
+        return super().from_row(row, kind=IdentifierKind(row.kind))
 
 
 @strawberry.type
@@ -54,18 +69,7 @@ class Customer(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Customer:
-        return cls(
-            id=to_global_id("Customer", row.id),
-            db_id=row.id,
-            merged_into_id=row.merged_into_id,
-            number=row.number,
-            name=row.name,
-            status=CustomerStatus(row.status),
-            fields=row.fields,
-            last_activity_at=row.last_activity_at,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-        )
+        return super().from_row(row, status=CustomerStatus(row.status))
 
     @strawberry.field
     async def identifiers(self, info: strawberry.Info) -> list[CustomerIdentifier]:
@@ -120,25 +124,7 @@ class Case(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Case:
-        return cls(
-            id=to_global_id("Case", row.id),
-            db_id=row.id,
-            parent_id=row.parent_id,
-            assignee_id=row.assignee_id,
-            merged_into_id=row.merged_into_id,
-            reference=row.reference,
-            subject=row.subject,
-            description=row.description,
-            status=CaseStatus(row.status),
-            reason_code=row.reason_code,
-            priority=Priority(row.priority),
-            severity=row.severity,
-            fields=row.fields,
-            archived_at=row.archived_at,
-            closed_at=row.closed_at,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-        )
+        return super().from_row(row, status=CaseStatus(row.status), priority=Priority(row.priority))
 
     @strawberry.field(description="Every customer this case concerns, the primary one first.")
     async def customers(self, info: strawberry.Info) -> list[Customer]:
@@ -196,28 +182,13 @@ class Contact(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Contact:
-        return cls(
-            id=to_global_id("Contact", row.id),
-            db_id=row.id,
-            customer_id=row.customer_id,
-            case_id=row.case_id,
-            agent_id=row.agent_id,
+        return super().from_row(
+            row,
             candidate_ids=list(getattr(row, "candidate_customer_ids", None) or []),
             channel=Channel(row.channel),
             direction=Direction(row.direction),
-            occurred_at=row.occurred_at,
-            subject=row.subject,
-            text=row.text,
-            html=row.html,
             from_=row.from_address,
             to=row.to_addresses,
-            headers=row.headers,
-            source=row.source,
-            external_id=row.external_id,
-            payload=row.payload,
-            needs_review=row.needs_review,
-            recognition=row.recognition,
-            created_at=row.created_at,
         )
 
     @strawberry.field
@@ -265,3 +236,18 @@ async def load_contact(info: strawberry.Info, contact_id: int | None) -> Contact
 
 async def load_user(info: strawberry.Info, user_id: int | None) -> User | None:
     return None if user_id is None else await info.context.loaders.user.load(user_id)
+
+
+# Shared resolvers for payloads that carry a recognised customer, case and candidate customers by id.
+
+
+async def customer_of(root: Any, info: strawberry.Info) -> Customer | None:
+    return await load_customer(info, root.customer_id)
+
+
+async def case_of(root: Any, info: strawberry.Info) -> Case | None:
+    return await load_case(info, root.case_id)
+
+
+async def candidates_of(root: Any, info: strawberry.Info) -> list[Customer]:
+    return await load_customers(info, root.candidate_ids)

@@ -10,7 +10,7 @@ from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, created_at, one_of, pk, updated_at
+from app.models.base import Base, created_at, human_number, one_of, pk, updated_at
 
 case_reference_seq = Sequence("case_reference_seq")
 
@@ -23,12 +23,7 @@ class Case(Base):
     __tablename__ = "cases"
 
     id: Mapped[int] = pk()
-    reference: Mapped[str] = mapped_column(
-        Text,
-        nullable=False,
-        unique=True,
-        server_default=sql("human_number('CASE-', nextval('case_reference_seq'))"),
-    )
+    reference: Mapped[str] = human_number("CASE-", "case_reference_seq")
     subject: Mapped[str] = mapped_column(Text, nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="new")

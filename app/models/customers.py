@@ -10,7 +10,7 @@ from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, created_at, one_of, pk, updated_at
+from app.models.base import Base, created_at, human_number, one_of, pk, updated_at
 
 customer_number_seq = Sequence("customer_number_seq")
 
@@ -28,12 +28,7 @@ class Customer(Base):
     __tablename__ = "customers"
 
     id: Mapped[int] = pk()
-    number: Mapped[str] = mapped_column(
-        Text,
-        nullable=False,
-        unique=True,
-        server_default=sql("human_number('C-', nextval('customer_number_seq'))"),
-    )
+    number: Mapped[str] = human_number("C-", "customer_number_seq")
     name: Mapped[str | None] = mapped_column(Text)
     fields: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=sql("'{}'"))
     status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="active")

@@ -28,16 +28,12 @@ def _default(flag: str) -> Any:
     return sql("true" if NO_ROW_POLICY[flag] else "false")
 
 
-class RecognitionRule(Base):
-    """One way of recognising a contact's case or customer; tried in `position` order."""
-
-    __tablename__ = "recognition_rules"
+class _Rule:
+    """The columns recognition and promotion rules share."""
 
     id: Mapped[int] = pk()
     name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
     target: Mapped[str] = mapped_column(String(16), nullable=False)
-    kind: Mapped[str] = mapped_column(String(32), nullable=False)
-    config: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=sql("'{}'"))
     position: Mapped[int] = mapped_column(Integer, nullable=False)
     # Empty: every channel.
     channels: Mapped[list[str]] = mapped_column(JSONB, nullable=False, server_default=sql("'[]'"))
@@ -45,29 +41,30 @@ class RecognitionRule(Base):
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
 
+
+class RecognitionRule(_Rule, Base):
+    """One way of recognising a contact's case or customer; tried in `position` order."""
+
+    __tablename__ = "recognition_rules"
+
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=sql("'{}'"))
+
     __table_args__ = (
         CheckConstraint(one_of("target", RULE_TARGETS), name="target"),
         CheckConstraint(one_of("kind", RULE_KINDS), name="kind"),
     )
 
 
-class PromotionRule(Base):
+class PromotionRule(_Rule, Base):
     """Copies one piece of contact data (a field or payload path) to the customer or the case."""
 
     __tablename__ = "promotion_rules"
 
-    id: Mapped[int] = pk()
-    name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
     source: Mapped[str] = mapped_column(Text, nullable=False)
-    target: Mapped[str] = mapped_column(String(16), nullable=False)
     # "name" or "fields.<key>" for FILL_EMPTY/OVERWRITE; an identifier kind for ADD_IDENTIFIER.
     field: Mapped[str] = mapped_column(Text, nullable=False)
     policy: Mapped[str] = mapped_column(String(16), nullable=False)
-    position: Mapped[int] = mapped_column(Integer, nullable=False)
-    channels: Mapped[list[str]] = mapped_column(JSONB, nullable=False, server_default=sql("'[]'"))
-    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql("true"))
-    created_at: Mapped[datetime] = created_at()
-    updated_at: Mapped[datetime] = updated_at()
 
     __table_args__ = (
         CheckConstraint(one_of("target", RULE_TARGETS), name="target"),

@@ -150,35 +150,31 @@ _ANONYMISE = [
 
 async def archive_customer(session: AsyncSession, *, actor: Actor, customer_id: int) -> Row[Any]:
     """Take a customer out of default listings and recognition; they stay readable by id."""
-    customer = (await lock_customers(session, [customer_id]))[customer_id]
-    require_live_customer(customer, "customerId")
-    if customer.status != "active":
-        raise UserError(ErrorCode.WRONG_STATUS, f"customer {customer.number} is {customer.status}, not active", "customerId")
-    await session.execute(
-        update(Customer).where(Customer.id == customer_id).values(status="archived", archived_at=func.now())
+    return await _change_customer_status(
+        session, actor=actor, customer_id=customer_id, action="customer.archive", current="active", new="archived",
+        archived_at=func.now(),
     )
-    audit.record(
-        session, actor=actor, action="customer.archive", entity_type="customer", entity_id=customer_id,
-        before={"status": "active"}, after={"status": "archived"},
-    )
-    events.emit(session, "customerUpdated", customer_id)
-    return (await session.execute(select(Customer.__table__).where(Customer.id == customer_id))).one()
 
 
 async def restore_customer(session: AsyncSession, *, actor: Actor, customer_id: int) -> Row[Any]:
     """Bring an archived customer back; the restore counts as activity, so rules do not re-archive at once."""
+    return await _change_customer_status(
+        session, actor=actor, customer_id=customer_id, action="customer.restore", current="archived", new="active",
+        archived_at=None, last_activity_at=func.now(),
+    )
+
+
+async def _change_customer_status(
+    session: AsyncSession, *, actor: Actor, customer_id: int, action: str, current: str, new: str, **values: Any
+) -> Row[Any]:
     customer = (await lock_customers(session, [customer_id]))[customer_id]
     require_live_customer(customer, "customerId")
-    if customer.status != "archived":
-        raise UserError(ErrorCode.WRONG_STATUS, f"customer {customer.number} is {customer.status}, not archived", "customerId")
-    await session.execute(
-        update(Customer)
-        .where(Customer.id == customer_id)
-        .values(status="active", archived_at=None, last_activity_at=func.now())
-    )
+    if customer.status != current:
+        raise UserError(ErrorCode.WRONG_STATUS, f"customer {customer.number} is {customer.status}, not {current}", "customerId")
+    await session.execute(update(Customer).where(Customer.id == customer_id).values(status=new, **values))
     audit.record(
-        session, actor=actor, action="customer.restore", entity_type="customer", entity_id=customer_id,
-        before={"status": "archived"}, after={"status": "active"},
+        session, actor=actor, action=action, entity_type="customer", entity_id=customer_id,
+        before={"status": current}, after={"status": new},
     )
     events.emit(session, "customerUpdated", customer_id)
     return (await session.execute(select(Customer.__table__).where(Customer.id == customer_id))).one()
@@ -186,27 +182,24 @@ async def restore_customer(session: AsyncSession, *, actor: Actor, customer_id: 
 
 async def archive_case(session: AsyncSession, *, actor: Actor, case_id: int) -> Row[Any]:
     """Take a case out of default listings; it stays readable by id."""
-    _, locked, links = await lock_case_graph(session, [case_id])
-    case = locked[case_id]
-    require_live_case(case, "caseId")
-    if case.archived_at is not None:
-        raise UserError(ErrorCode.WRONG_STATUS, f"case {case.reference} is already archived", "caseId")
-    await session.execute(update(Case).where(Case.id == case_id).values(archived_at=func.now()))
-    audit.record(session, actor=actor, action="case.archive", entity_type="case", entity_id=case_id)
-    events.emit(session, "caseUpdated", case_id)
-    events.emit_many(session, "customerUpdated", links[case_id])
-    return await read_case(session, case_id)
+    return await _set_case_archived(session, actor=actor, case_id=case_id, archived=True)
 
 
 async def restore_case(session: AsyncSession, *, actor: Actor, case_id: int) -> Row[Any]:
     """Bring an archived case back into the working set."""
+    return await _set_case_archived(session, actor=actor, case_id=case_id, archived=False)
+
+
+async def _set_case_archived(session: AsyncSession, *, actor: Actor, case_id: int, archived: bool) -> Row[Any]:
     _, locked, links = await lock_case_graph(session, [case_id])
     case = locked[case_id]
     require_live_case(case, "caseId")
-    if case.archived_at is None:
-        raise UserError(ErrorCode.WRONG_STATUS, f"case {case.reference} is not archived", "caseId")
-    await session.execute(update(Case).where(Case.id == case_id).values(archived_at=None))
-    audit.record(session, actor=actor, action="case.restore", entity_type="case", entity_id=case_id)
+    if (case.archived_at is not None) == archived:
+        state = "already archived" if archived else "not archived"
+        raise UserError(ErrorCode.WRONG_STATUS, f"case {case.reference} is {state}", "caseId")
+    await session.execute(update(Case).where(Case.id == case_id).values(archived_at=func.now() if archived else None))
+    action = "case.archive" if archived else "case.restore"
+    audit.record(session, actor=actor, action=action, entity_type="case", entity_id=case_id)
     events.emit(session, "caseUpdated", case_id)
     events.emit_many(session, "customerUpdated", links[case_id])
     return await read_case(session, case_id)
