@@ -11,7 +11,6 @@ from strawberry.scalars import JSON
 from app.models import ARCHIVE_ENTITIES, EXPIRY_ACTIONS
 from schema.enums import values_enum
 from schema.errors import UserError
-from schema.ids import to_global_id
 from schema.types import Node
 
 ArchiveEntity = values_enum("ArchiveEntity", ARCHIVE_ENTITIES)

@@ -11,7 +11,6 @@ from strawberry.scalars import JSON
 from app.models import FIELD_STRATEGIES
 from schema.enums import CustomerStatus, IdentifierKind, values_enum
 from schema.errors import UserError
-from schema.ids import to_global_id
 from schema.types import Customer, CustomerIdentifier, Node, load_customer, load_customers
 
 FieldStrategy = values_enum("FieldStrategy", FIELD_STRATEGIES)

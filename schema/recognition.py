@@ -11,7 +11,6 @@ from app.models import PROMOTION_POLICIES, RULE_KINDS, RULE_TARGETS
 from app.recognition.config import masked
 from schema.enums import Channel, values_enum
 from schema.errors import UserError
-from schema.ids import to_global_id
 from schema.types import Case, Customer, Node, candidates_of, case_of, customer_of
 
 

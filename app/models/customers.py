@@ -17,11 +17,6 @@ customer_number_seq = Sequence("customer_number_seq")
 CUSTOMER_STATUSES = ("active", "merged", "archived", "erased")
 IDENTIFIER_KINDS = ("email", "phone", "account_id", "external_ref")
 FIELD_STRATEGIES = ("survivor_wins", "fill_empty")
-# What a journal entry records: a contact, a case link or an identifier that moved (or was
-# dropped as a duplicate of one the survivor already had), a survivor link promoted to
-# primary, an older tombstone re-pointed at the survivor, or a contact's candidate list that
-# named a duplicate.
-MERGE_ENTRY_KINDS = ("contact", "case_link", "case_primary", "identifier", "tombstone", "candidates")
 
 
 class Customer(Base):
@@ -109,6 +104,9 @@ class CustomerMergeEntry(Base):
     __tablename__ = "customer_merge_entries"
 
     merge_id: Mapped[int] = mapped_column(ForeignKey("customer_merges.id", ondelete="CASCADE"), primary_key=True)
+    # What moved (or was dropped as a duplicate of one the survivor already had): a 'contact', a
+    # 'case_link' or an 'identifier'; a survivor link promoted to primary ('case_primary'), an older
+    # 'tombstone' re-pointed at the survivor, or a contact's 'candidates' list that named a duplicate.
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     row_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     from_customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

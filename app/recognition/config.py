@@ -51,7 +51,7 @@ def _bool(config: dict, key: str, default: bool) -> bool:
     return value
 
 
-def _number(config: dict, key: str, default: float, *, minimum: float, maximum: float, integer: bool = False) -> Any:
+def _number(config: dict, key: str, default: float, *, minimum: float, maximum: float, integer: bool = False) -> float | int:
     value = config.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not minimum <= value <= maximum:
         raise UserError(ErrorCode.INVALID, f"{key} must be a number from {minimum} to {maximum}", f"config.{key}")

@@ -327,7 +327,7 @@ _RECORD = select(_recorded).add_cte(activity_forward(_recorded.c.customer_id, _r
 
 @dataclass
 class IngestResult:
-    contact: Any  # the contacts row
+    contact: Row[Any]  # the contacts row
     duplicate: bool
     customer_id: int | None
     case_id: int | None

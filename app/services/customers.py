@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Update, delete, exists, func, or_, select, text, update
+from sqlalchemy import Row, Update, delete, exists, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -260,7 +260,7 @@ def _is_empty(value: Any) -> bool:
 
 
 def merged_values(
-    survivor: Any, duplicates: list[Any], *, strategy: str, picks: list[FieldPick]
+    survivor: Row[Any], duplicates: list[Row[Any]], *, strategy: str, picks: list[FieldPick]
 ) -> tuple[str | None, dict[str, Any]]:
     """The survivor's name and custom fields after the merge, by strategy then explicit picks."""
     name, fields = survivor.name, dict(survivor.fields)
@@ -368,7 +368,7 @@ SELECT :m, 'tombstone', id, from_id FROM moved
 """)
 
 
-def _customer_state(row: Any) -> dict[str, Any]:
+def _customer_state(row: Row[Any]) -> dict[str, Any]:
     return {
         "name": row.name,
         "fields": row.fields,
@@ -573,7 +573,7 @@ async def undo_merge(session: AsyncSession, *, actor: Actor, merge_id: int) -> C
     return merge
 
 
-def _record_conflicts(merge: CustomerMerge, rows: dict[int, Any]) -> list[str]:
+def _record_conflicts(merge: CustomerMerge, rows: dict[int, Row[Any]]) -> list[str]:
     conflicts = []
     survivor = rows[merge.survivor_id]
     if survivor.status in ("merged", "erased"):

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +24,7 @@ links = CaseCustomer.__table__
 
 async def lock_customers(
     session: AsyncSession, customer_ids: Iterable[int], field: str = "customerId", fields: dict[int, str] | None = None
-) -> dict[int, Any]:
+) -> dict[int, Row[Any]]:
     """Lock customers FOR UPDATE by ascending id; returns their rows by id.
 
     A missing one is NOT_FOUND on `fields[id]` when given, else on `field`.
@@ -42,7 +42,7 @@ async def lock_customers(
     return found
 
 
-async def lock_cases(session: AsyncSession, case_ids: Iterable[int], field: str = "caseId") -> dict[int, Any]:
+async def lock_cases(session: AsyncSession, case_ids: Iterable[int], field: str = "caseId") -> dict[int, Row[Any]]:
     """Lock cases FOR UPDATE by ascending id; returns their rows by id, NOT_FOUND if any is missing."""
     wanted = sorted(set(case_ids))
     if not wanted:
@@ -67,7 +67,7 @@ async def case_links(session: AsyncSession, case_ids: Iterable[int]) -> dict[int
 
 async def lock_case_graph(
     session: AsyncSession, case_ids: list[int], extra_customer_ids: Iterable[int] = (), field: str = "caseId"
-) -> tuple[dict[int, Any], dict[int, Any], dict[int, dict[int, bool]]]:
+) -> tuple[dict[int, Row[Any]], dict[int, Row[Any]], dict[int, dict[int, bool]]]:
     """Lock the cases' customers (plus `extra_customer_ids`) and then the cases, in the global order.
 
     The links are read before locking to know which customers to lock, so they are re-read
@@ -85,7 +85,7 @@ async def lock_case_graph(
     raise UserError(ErrorCode.CONFLICT, "the case changed concurrently; try again", field)
 
 
-async def lock_with_tombstones(session: AsyncSession, customer_id: int) -> dict[int, Any]:
+async def lock_with_tombstones(session: AsyncSession, customer_id: int) -> dict[int, Row[Any]]:
     """Lock a customer and the tombstones merged into it in one ascending-id call (the global order).
 
     The tombstones are read before locking; a merge committed in between adds one, so read again.
