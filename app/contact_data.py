@@ -4,7 +4,7 @@ data, validation and header access. Below both the services and recognition, whi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import nh3
@@ -40,6 +40,26 @@ def header(headers: dict[str, Any], name: str) -> str | None:
         if key.lower() == lowered:
             return str(value).strip() if value is not None else None
     return None
+
+
+def stored_columns(data: ContactData) -> dict[str, Any]:
+    """The contacts-table columns that come from the contact itself: HTML sanitised, Message-ID read
+    from the headers, the time defaulting to now."""
+    return {
+        "channel": data.channel,
+        "direction": data.direction,
+        "occurred_at": data.occurred_at or datetime.now(timezone.utc),
+        "subject": data.subject,
+        "text": data.text,
+        "html": sanitize_html(data.html),
+        "from_address": data.from_address,
+        "to_addresses": data.to_addresses,
+        "headers": data.headers,
+        "message_id": header(data.headers, "Message-ID"),
+        "source": data.source,
+        "external_id": data.external_id,
+        "payload": data.payload,
+    }
 
 
 def validate(data: ContactData) -> None:

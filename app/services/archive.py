@@ -34,7 +34,7 @@ from app.models import (
 from app.services import audit
 from app.services.cases import read_case, require_live_case
 from app.services.customers import require_live_customer
-from app.services.locking import lock_case_graph, lock_customers, lock_with_tombstones
+from app.services.locking import lock_case_graph, lock_customers, lock_with_tombstones, tombstones_of
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -427,7 +427,7 @@ async def _expire(session: AsyncSession, rule: ArchiveRule, ids: list[int]) -> l
         return ids
     if rule.expiry_action == "anonymise":
         return await anonymise_customers(session, customer_ids=ids)
-    tombstones = list(await session.scalars(select(Customer.id).where(Customer.merged_into_id.in_(ids))))
+    tombstones = list(await session.scalars(tombstones_of(ids)))
     ids = sorted(set(ids) | set(tombstones))
     orphans = list(await session.scalars(_ORPHAN_CASES, {"ids": ids}))
     if orphans:
@@ -508,9 +508,7 @@ async def sweep(runtime: Runtime, *, actor: Actor = SYSTEM, batch_size: int = 10
 
 async def anonymise_customers(session: AsyncSession, *, customer_ids: list[int]) -> list[int]:
     """Anonymise customers (and tombstones merged into them), set-based; returns every id anonymised."""
-    tombstones = list(
-        await session.scalars(select(Customer.id).where(Customer.merged_into_id.in_(customer_ids)))
-    )
+    tombstones = list(await session.scalars(tombstones_of(customer_ids)))
     ids = sorted(set(customer_ids) | set(tombstones))
     for statement in _ANONYMISE:
         await session.execute(statement, {"ids": ids})
@@ -548,7 +546,7 @@ async def export_customer(session: AsyncSession, *, customer_id: int) -> dict[st
     customer = (await session.execute(select(Customer.__table__).where(Customer.id == customer_id))).one_or_none()
     if customer is None:
         return None
-    profile_ids = [customer_id, *await session.scalars(select(Customer.id).where(Customer.merged_into_id == customer_id))]
+    profile_ids = [customer_id, *await session.scalars(tombstones_of([customer_id]))]
     customer_columns = [c.name for c in Customer.__table__.columns]
     profiles = (await session.execute(select(Customer.__table__).where(Customer.id.in_(profile_ids)).order_by(Customer.id))).all()
     identifiers = (

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import BigInteger, Row, bindparam, func, insert, select, text, update
@@ -14,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import events
 from app.auth import Actor
-from app.contact_data import ContactData, header, sanitize_html, validate
+from app.contact_data import ContactData, stored_columns, validate
 from app.errors import ErrorCode, UserError, not_found
 from app.models import Case, CaseCustomer, Contact, Customer
 from app.recognition.connector import LookupConnectors, connectors
@@ -69,27 +68,14 @@ async def insert_contact(
     needs_review: bool = False,
 ) -> tuple[Contact, bool]:
     """Insert a contact, idempotent on (source, external id); returns (contact, created)."""
-    occurred_at = data.occurred_at or datetime.now(timezone.utc)
-    values = dict(
-        channel=data.channel,
-        direction=data.direction,
-        occurred_at=occurred_at,
-        customer_id=customer_id,
-        case_id=case_id,
-        agent_id=agent_id,
-        subject=data.subject,
-        text=data.text,
-        html=sanitize_html(data.html),
-        from_address=data.from_address,
-        to_addresses=data.to_addresses,
-        headers=data.headers,
-        message_id=header(data.headers, "Message-ID"),
-        source=data.source,
-        external_id=data.external_id,
-        payload=data.payload,
-        recognition=recognition,
-        needs_review=needs_review,
-    )
+    values = {
+        **stored_columns(data),
+        "customer_id": customer_id,
+        "case_id": case_id,
+        "agent_id": agent_id,
+        "recognition": recognition,
+        "needs_review": needs_review,
+    }
     statement = pg_insert(Contact).values(**values).returning(Contact)
     if data.external_id is not None:
         statement = statement.on_conflict_do_nothing(
@@ -104,7 +90,7 @@ async def insert_contact(
         assert existing is not None  # the conflicting row is committed or ours
         return existing, False
     if customer_id is not None:
-        await touch_activity(session, customer_id=customer_id, occurred_at=occurred_at)
+        await touch_activity(session, customer_id=customer_id, occurred_at=values["occurred_at"])
     publish_contact(session, contact)
     return contact, True
 
@@ -292,13 +278,10 @@ async def create_case_from_contact(
 
 # Built once (this is the integrators' hot path). The insert claims (source, external_id) first:
 # a concurrent twin blocks on the unique index until we commit, then finds our row.
-_CLAIM_COLUMNS = (
-    "channel", "direction", "occurred_at", "subject", "text", "html", "from_address", "to_addresses",
-    "headers", "message_id", "source", "external_id", "payload",
-)
 _claimed = (
     pg_insert(contacts)
-    .values({name: bindparam(name) for name in _CLAIM_COLUMNS})
+    # One bind parameter per column stored_columns() fills (its keys, read from an empty contact).
+    .values({name: bindparam(name) for name in stored_columns(ContactData(channel="", direction=""))})
     .on_conflict_do_nothing(index_elements=["source", "external_id"], index_where=text("external_id IS NOT NULL"))
     .returning(contacts.c.id)
     .cte("claimed")
@@ -350,19 +333,9 @@ async def ingest_contact(
 ) -> IngestResult:
     """Store an integrator's contact, recognised and promoted; a repeated (source, externalId) returns the first."""
     _check_ingest(data)
-    occurred_at = data.occurred_at or datetime.now(timezone.utc)
     # Core statements go straight to the session's connection (same transaction, less overhead).
     connection = await session.connection()
-    claimed = (await connection.execute(
-        _CLAIM,
-        {
-            "channel": data.channel, "direction": data.direction, "occurred_at": occurred_at,
-            "subject": data.subject, "text": data.text, "html": sanitize_html(data.html),
-            "from_address": data.from_address, "to_addresses": data.to_addresses, "headers": data.headers,
-            "message_id": header(data.headers, "Message-ID"), "source": data.source,
-            "external_id": data.external_id, "payload": data.payload,
-        },
-    )).first()
+    claimed = (await connection.execute(_CLAIM, stored_columns(data))).first()
     if claimed is None:
         existing = (await connection.execute(_EXISTING, {"source": data.source, "external_id": data.external_id})).one()
         return IngestResult(

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -85,16 +85,20 @@ async def lock_case_graph(
     raise UserError(ErrorCode.CONFLICT, "the case changed concurrently; try again", field)
 
 
+def tombstones_of(customer_ids: Iterable[int]) -> Select[tuple[int]]:
+    """The customers merged into these. Merges re-point older tombstones at the survivor, so one hop finds them all."""
+    return select(customers.c.id).where(customers.c.merged_into_id.in_(list(customer_ids)))
+
+
 async def lock_with_tombstones(session: AsyncSession, customer_id: int) -> dict[int, Row[Any]]:
     """Lock a customer and the tombstones merged into it in one ascending-id call (the global order).
 
     The tombstones are read before locking; a merge committed in between adds one, so read again.
     """
-    tombstones_of = select(customers.c.id).where(customers.c.merged_into_id == customer_id)
     for _ in range(5):
-        tombstones = set(await session.scalars(tombstones_of))
+        tombstones = set(await session.scalars(tombstones_of([customer_id])))
         rows = await lock_customers(session, [customer_id, *tombstones])
-        if set(await session.scalars(tombstones_of)) <= set(rows):
+        if set(await session.scalars(tombstones_of([customer_id]))) <= set(rows):
             return rows
     raise UserError(ErrorCode.CONFLICT, "the customer changed concurrently; try again", "customerId")
 
