@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from jobs import worker
 from app.services import archive
-from tests.test_maintenance_support import gid, make_case, make_contact, make_customer, rows, scalar, snapshot
+from tests.support import gid, make_case, make_contact, make_customer, rows, scalar, snapshot
 
 ARCHIVE = "mutation($input: CustomerArchiveInput!) { customerArchive(input: $input) { customer { id status } errors { code } } }"
 RESTORE = "mutation($input: CustomerArchiveInput!) { customerRestore(input: $input) { customer { id status } errors { code } } }"
@@ -104,7 +104,7 @@ async def test_expiry_deletes_a_customer_with_their_own_cases_and_hands_shared_c
     await make_contact(runtime, customer_id=gone, case_id=shared_case)
     kept_contact = await make_contact(runtime, customer_id=stays, case_id=shared_case)
     async with runtime.transaction() as session:
-        from tests.test_maintenance_support import SUPERVISOR
+        from tests.support import SUPERVISOR
 
         await archive.create_rule(session, actor=SUPERVISOR, name="expire", entity="customer", inactivity_days=3650,
                                   retention_days=30, expiry_action="delete")
@@ -127,7 +127,7 @@ async def test_expiry_deletes_a_customer_with_their_own_cases_and_hands_shared_c
 
 
 async def test_expiry_can_anonymise_instead(runtime):
-    from tests.test_maintenance_support import SUPERVISOR
+    from tests.support import SUPERVISOR
 
     ada = await make_customer(runtime, "Ada", emails=["ada@example.com"])
     contact = await make_contact(runtime, customer_id=ada, text_body="my address is 1 Main St")
@@ -145,7 +145,7 @@ async def test_expiry_can_anonymise_instead(runtime):
 
 async def test_case_rules_archive_closed_cases(runtime):
     from sqlalchemy import text
-    from tests.test_maintenance_support import SUPERVISOR
+    from tests.support import SUPERVISOR
 
     ada = await make_customer(runtime, "Ada")
     closed = await make_case(runtime, [ada])
@@ -168,7 +168,7 @@ async def test_the_daily_job_runs_the_sweep(runtime):
     stale = await make_customer(runtime, "Stale")
     await _age(runtime, stale, 40)
     async with runtime.transaction() as session:
-        from tests.test_maintenance_support import SUPERVISOR
+        from tests.support import SUPERVISOR
 
         await archive.create_rule(session, actor=SUPERVISOR, name="month", entity="customer", inactivity_days=30)
     assert await worker.archive_sweep({"runtime": runtime}) == {"archived": 1, "expired": 0, "batches": 2}
@@ -176,7 +176,7 @@ async def test_the_daily_job_runs_the_sweep(runtime):
 
 async def test_case_anonymisation_expires_each_case_once_and_clears_its_contacts_trail(runtime):
     from sqlalchemy import text
-    from tests.test_maintenance_support import SUPERVISOR
+    from tests.support import SUPERVISOR
 
     ada = await make_customer(runtime, "Ada")
     case = await make_case(runtime, [ada], "Boiler at 12 Main St")
@@ -212,7 +212,7 @@ async def _preview(runtime):
 
 async def test_preview_counts_every_candidate_and_samples_the_first(runtime):
     from sqlalchemy import text
-    from tests.test_maintenance_support import SUPERVISOR
+    from tests.support import SUPERVISOR
 
     ids = [await make_customer(runtime, f"C{i}") for i in range(25)]
     await make_customer(runtime, "Kept", fields={"vip": True})

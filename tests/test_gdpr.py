@@ -13,7 +13,7 @@ from app.services import contacts as contact_service
 from app.contact_data import ContactData
 from app.services import archive as gdpr
 from app.services import customers as merge_service
-from tests.test_maintenance_support import (
+from tests.support import (
     AGENT,
     SUPERVISOR,
     gid,

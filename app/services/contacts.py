@@ -294,7 +294,7 @@ _recorded = (
     .where(contacts.c.id == bindparam("contact_id"))
     .values(
         # A merge may have committed since recognition looked: follow tombstones as inserts do
-        # (the functions come with the maintenance migration and wait for a merge in progress).
+        # (the functions come with migration 0003 and wait for a merge in progress).
         customer_id=func.casegraph_live_customer(bindparam("customer_id", type_=BigInteger)),
         case_id=func.casegraph_live_case(bindparam("case_id", type_=BigInteger)),
         candidate_customer_ids=bindparam("candidates"),

@@ -1,4 +1,4 @@
-"""Shared builders for the maintenance tests: records made through the services, and table snapshots."""
+"""Shared builders for the tests of corrections, merges, archiving and GDPR: records made through the services, and table snapshots."""
 
 from __future__ import annotations
 

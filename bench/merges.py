@@ -6,7 +6,7 @@ table of --customers rows loaded with COPY. The sweep then runs an archive rule 
 of those customers inactive, and another that finds 1%. Prints times and the ratios that show
 how cost grows; the last line is one JSON object.
 
-    python bench/maintenance.py [--customers 1000000] [--sizes 1000,10000,100000]
+    python bench/merges.py [--customers 1000000] [--sizes 1000,10000,100000]
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Contact and case maintenance: associate, move, split, close/reopen, move between customers, link, merge, archive."""
+"""Fixing contacts and cases by hand: associate, move, split, close/reopen, move between customers, link, merge, archive."""
 
 from __future__ import annotations
 
-from tests.test_maintenance_support import gid, make_case, make_contact, make_customer, rows, scalar, snapshot
+from tests.support import gid, make_case, make_contact, make_customer, rows, scalar, snapshot
 
 ASSOCIATE = """
 mutation($input: ContactAssociateInput!) {
@@ -276,7 +276,7 @@ async def test_concurrent_link_swaps_and_unlinks_always_leave_exactly_one_primar
 
     from app.errors import UserError
     from app.services import cases as maintenance
-    from tests.test_maintenance_support import AGENT
+    from tests.support import AGENT
 
     customers = [await make_customer(runtime, f"C{i}") for i in range(4)]
     case_ids = [await make_case(runtime, customers) for _ in range(3)]
@@ -328,7 +328,7 @@ async def test_case_move_publishes_updates_for_the_case_and_both_customers(gql, 
 async def test_a_case_merge_and_a_contact_move_carry_an_erased_customers_links(gql, runtime):
     # Erasure keeps an erased customer's case links (non-personal statistics); a merge carries them.
     from app.services import archive as gdpr
-    from tests.test_maintenance_support import SUPERVISOR
+    from tests.support import SUPERVISOR
 
     ada = await make_customer(runtime, "Ada")
     bob = await make_customer(runtime, "Bob")
