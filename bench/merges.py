@@ -94,7 +94,7 @@ async def bench_sweep(runtime, inactivity_days: int, name: str) -> tuple[float, 
 
     async with runtime.transaction() as session:
         await session.execute(archive.ArchiveRule.__table__.update().values(enabled=False))
-        await archive.create_rule(session, actor=SYSTEM, name=name, entity="customer", inactivity_days=inactivity_days,
+        await archive.create_archive_rule(session, actor=SYSTEM, name=name, entity="customer", inactivity_days=inactivity_days,
                                   exempt_when={"vip": True})
     started = time.perf_counter()
     result = await archive.sweep(runtime, batch_size=1000)

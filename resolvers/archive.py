@@ -46,12 +46,12 @@ class ArchiveQuery:
     @strawberry.field(permission_classes=[SUPERVISOR])
     async def archive_rules(self, info: strawberry.Info) -> list[ArchiveRule]:
         async with info.context.runtime.reading() as session:
-            return [ArchiveRule.from_row(r) for r in await service.list_rules(session)]
+            return [ArchiveRule.from_row(r) for r in await service.list_archive_rules(session)]
 
     @strawberry.field(permission_classes=[SUPERVISOR], description="What an archive rule would touch if it ran now.")
     async def archive_rule_preview(self, info: strawberry.Info, id: strawberry.ID) -> ArchiveRulePreview:
         async with info.context.runtime.reading() as session:
-            preview = await service.preview_rule(session, rule_id=db_id(id, "ArchiveRule", "id"))
+            preview = await service.preview_archive_rule(session, rule_id=db_id(id, "ArchiveRule", "id"))
         type_name = "Customer" if preview.rule.entity == "customer" else "Case"
         return ArchiveRulePreview(
             rule=ArchiveRule.from_row(preview.rule),
@@ -129,7 +129,7 @@ class ArchiveMutation:
         return await mutate(
             info,
             ArchiveRulePayload,
-            lambda session: service.create_rule(
+            lambda session: service.create_archive_rule(
                 session,
                 actor=info.context.actor,
                 name=input.name,
@@ -147,6 +147,6 @@ class ArchiveMutation:
         return await mutate(
             info,
             ArchiveRuleDeletePayload,
-            lambda session: service.delete_rule(session, actor=info.context.actor, rule_id=db_id(input.id, "ArchiveRule", "id")),
+            lambda session: service.delete_archive_rule(session, actor=info.context.actor, rule_id=db_id(input.id, "ArchiveRule", "id")),
             lambda _: {"deleted_id": input.id},
         )

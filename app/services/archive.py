@@ -208,7 +208,7 @@ async def _set_case_archived(session: AsyncSession, *, actor: Actor, case_id: in
 # ---- rules -------------------------------------------------------------------------------------
 
 
-async def create_rule(
+async def create_archive_rule(
     session: AsyncSession,
     *,
     actor: Actor,
@@ -249,7 +249,7 @@ async def create_rule(
     return rule
 
 
-async def delete_rule(session: AsyncSession, *, actor: Actor, rule_id: int) -> None:
+async def delete_archive_rule(session: AsyncSession, *, actor: Actor, rule_id: int) -> None:
     """Remove an archive rule; what it archived stays archived."""
     rule = await session.get(ArchiveRule, rule_id)
     if rule is None:
@@ -259,7 +259,7 @@ async def delete_rule(session: AsyncSession, *, actor: Actor, rule_id: int) -> N
                  before={"name": rule.name})
 
 
-async def list_rules(session: AsyncSession) -> list[ArchiveRule]:
+async def list_archive_rules(session: AsyncSession) -> list[ArchiveRule]:
     return list(await session.scalars(select(ArchiveRule).order_by(ArchiveRule.id)))
 
 
@@ -337,7 +337,7 @@ class RulePreview:
     expire_sample: list[int] = field(default_factory=list)
 
 
-async def preview_rule(session: AsyncSession, *, rule_id: int, now: datetime | None = None) -> RulePreview:
+async def preview_archive_rule(session: AsyncSession, *, rule_id: int, now: datetime | None = None) -> RulePreview:
     """What a rule would archive and expire if it ran now (counts and the first ids)."""
     rule = await session.get(ArchiveRule, rule_id)
     if rule is None:
@@ -486,7 +486,7 @@ async def sweep(runtime: Runtime, *, actor: Actor = SYSTEM, batch_size: int = 10
     now = now or datetime.now(timezone.utc)
     result = SweepResult()
     async with runtime.reading() as session:
-        rules = [r for r in await list_rules(session) if r.enabled]
+        rules = [r for r in await list_archive_rules(session) if r.enabled]
     for rule in rules:
         for phase in ("archive", "expire"):
             after: tuple[datetime, int] | None = (_EPOCH, 0)
