@@ -32,7 +32,7 @@ def snapshot(case: Case) -> dict[str, Any]:
     }
 
 
-def require_live_case(case: Any, field: str) -> None:
+def require_live_case(case: Case | Row[Any] | None, field: str) -> None:
     """A case that exists in its own right: NOT_FOUND or MERGED otherwise (archived is live)."""
     if case is None:
         raise not_found("case", field)
@@ -166,14 +166,25 @@ def _check_status_change(case: Case, status: str) -> None:
 
 async def _check_parent(session: AsyncSession, case: Case, parent_id: int) -> None:
     """A parent must exist and must not be the case itself or one of its descendants."""
-    ancestor_id: int | None = parent_id
-    while ancestor_id is not None:
-        if ancestor_id == case.id:
-            raise UserError(ErrorCode.INVALID, "a case cannot be its own ancestor", "parentId")
-        ancestor = await session.get(Case, ancestor_id)
-        if ancestor is None:
-            raise not_found("case", "parentId")
-        ancestor_id = ancestor.parent_id
+    if await session.get(Case, parent_id) is None:
+        raise not_found("case", "parentId")
+    if await _is_ancestor(session, case.id, of=parent_id):
+        raise UserError(ErrorCode.INVALID, "a case cannot be its own ancestor", "parentId")
+
+
+_IS_ANCESTOR = text("""
+WITH RECURSIVE ancestors(id, parent_id, depth) AS (
+    SELECT id, parent_id, 0 FROM cases WHERE id = :start
+    UNION ALL
+    SELECT c.id, c.parent_id, a.depth + 1 FROM cases c JOIN ancestors a ON c.id = a.parent_id WHERE a.depth < 1000
+)
+SELECT EXISTS (SELECT 1 FROM ancestors WHERE id = :candidate)
+""")
+
+
+async def _is_ancestor(session: AsyncSession, case_id: int, *, of: int) -> bool:
+    """Whether `case_id` is the case `of` or one of its ancestors (the case tree has no cycles)."""
+    return bool(await session.scalar(_IS_ANCESTOR, {"start": of, "candidate": case_id}))
 
 
 async def list_cases(
@@ -217,6 +228,11 @@ async def read_case(session: AsyncSession, case_id: int) -> Row[Any]:
     return (await session.execute(select(cases).where(cases.c.id == case_id))).one()
 
 
+def _closing(reason_code: str) -> dict[str, Any]:
+    """What closing sets: the status, the reason, and the time (kept if the case was closed before)."""
+    return {"status": "closed", "reason_code": reason_code, "closed_at": func.coalesce(Case.closed_at, func.now())}
+
+
 async def close_case(session: AsyncSession, *, actor: Actor, case_id: int, reason_code: str) -> Row[Any]:
     """Close a case with a reason code."""
     if not reason_code or not reason_code.strip():
@@ -227,7 +243,7 @@ async def close_case(session: AsyncSession, *, actor: Actor, case_id: int, reaso
     if case.status == "closed":
         raise UserError(ErrorCode.WRONG_STATUS, f"case {case.reference} is already closed", "caseId")
     await session.execute(
-        update(Case).where(Case.id == case_id).values(status="closed", reason_code=reason_code.strip(), closed_at=func.now())
+        update(Case).where(Case.id == case_id).values(**_closing(reason_code.strip()))
     )
     audit.record(
         session, actor=actor, action="case.close", entity_type="case", entity_id=case_id,
@@ -351,16 +367,6 @@ async def unlink_customer(session: AsyncSession, *, actor: Actor, case_id: int, 
     return await read_case(session, case_id)
 
 
-_IS_ANCESTOR = text("""
-WITH RECURSIVE ancestors(id, parent_id, depth) AS (
-    SELECT id, parent_id, 0 FROM cases WHERE id = :start
-    UNION ALL
-    SELECT c.id, c.parent_id, a.depth + 1 FROM cases c JOIN ancestors a ON c.id = a.parent_id WHERE a.depth < 1000
-)
-SELECT EXISTS (SELECT 1 FROM ancestors WHERE id = :candidate)
-""")
-
-
 async def merge_cases(session: AsyncSession, *, actor: Actor, source_case_id: int, target_case_id: int) -> Row[Any]:
     """Merge one case into another: contacts, customers and child cases move; the source becomes a tombstone."""
     if source_case_id == target_case_id:
@@ -369,7 +375,7 @@ async def merge_cases(session: AsyncSession, *, actor: Actor, source_case_id: in
     source, target = locked[source_case_id], locked[target_case_id]
     require_live_case(source, "sourceCaseId")
     require_live_case(target, "targetCaseId")
-    if await session.scalar(_IS_ANCESTOR, {"start": target_case_id, "candidate": source_case_id}):
+    if await _is_ancestor(session, source_case_id, of=target_case_id):
         raise UserError(
             ErrorCode.CIRCULAR, f"{target.reference} is a descendant of {source.reference}; merge the other way", "targetCaseId"
         )
@@ -395,7 +401,7 @@ async def merge_cases(session: AsyncSession, *, actor: Actor, source_case_id: in
     await session.execute(
         update(Case)
         .where(Case.id == source_case_id)
-        .values(merged_into_id=target_case_id, status="closed", reason_code="merged", closed_at=func.coalesce(Case.closed_at, func.now()))
+        .values(merged_into_id=target_case_id, **_closing("merged"))
     )
     await session.execute(update(Case).where(Case.id == target_case_id).values(updated_at=func.now()))
     audit.record(

@@ -45,7 +45,7 @@ def normalize_identifiers(identifiers: list[IdentifierInput], *, region: str) ->
     return seen
 
 
-def require_live_customer(customer: Any, field: str) -> None:
+def require_live_customer(customer: Customer | Row[Any] | None, field: str) -> None:
     """A customer that exists in its own right: NOT_FOUND, MERGED or ERASED otherwise (archived is live)."""
     if customer is None:
         raise not_found("customer", field)
