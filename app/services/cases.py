@@ -16,7 +16,7 @@ from app.models import CASE_STATUSES, OPEN_CASE_STATUSES, PRIORITIES, Case, Case
 from app.pagination import Page, decode_cursor
 from app.services import audit
 from app.services.customers import require_live_customer
-from app.services.locking import cases, lock_case_graph
+from app.services.locking import cases, lock_case_graph, primary_of
 
 
 def snapshot(case: Case) -> dict[str, Any]:
@@ -340,7 +340,8 @@ async def link_customer(
         after={"customerId": customer_id, "primary": primary},
     )
     events.emit(session, "caseUpdated", case_id)
-    events.emit_many(session, "customerUpdated", [customer_id] + ([c for c, p in case_links.items() if p] if primary else []))
+    previous_primary = primary_of(case_links) if primary else None
+    events.emit_many(session, "customerUpdated", [c for c in (customer_id, previous_primary) if c is not None])
     return await read_case(session, case_id)
 
 

@@ -25,7 +25,7 @@ from app.services import cases as case_service
 from app.services.recognition import apply_outcome
 from app.services.cases import require_live_case
 from app.services.customers import activity_forward, require_live_customer, touch_activity
-from app.services.locking import erased_customer_refused, lock_case_graph, lock_customers
+from app.services.locking import case_links, erased_customer_refused, lock_case_graph, lock_customers, primary_of
 
 log = logging.getLogger(__name__)
 contacts = Contact.__table__
@@ -43,11 +43,9 @@ async def resolve_links(
     # FOR SHARE: a concurrent caseMove/merge (FOR UPDATE) finishes first, so the links read below are current.
     case = await session.get(Case, case_id, with_for_update={"read": True})
     require_live_case(case, "caseId")
-    links = dict(
-        (await session.execute(select(CaseCustomer.customer_id, CaseCustomer.is_primary).where(CaseCustomer.case_id == case_id))).all()
-    )
+    links = (await case_links(session, [case_id]))[case_id]
     if customer_id is None:
-        customer_id = next((cid for cid, primary in links.items() if primary), None)
+        customer_id = primary_of(links)
     elif customer_id not in links:
         raise UserError(
             ErrorCode.CUSTOMER_NOT_ON_CASE,
@@ -165,7 +163,7 @@ async def associate_contact(
     if customer_id is None:
         customer_id = contact.customer_id
         if customer_id is None or customers[customer_id].status in ("merged", "erased"):
-            customer_id = next((c for c, primary in links[case_id].items() if primary), None)
+            customer_id = primary_of(links[case_id])
     if customer_id is not None:
         require_live_customer(customers.get(customer_id) or (await lock_customers(session, [customer_id]))[customer_id], "customerId")
     detached_from = None
@@ -223,7 +221,7 @@ async def move_contacts(session: AsyncSession, *, actor: Actor, contact_ids: lis
                 "the contact's customer is not linked to the target case; link them to the case first",
                 f"contactIds.{index}",
             )
-    primary = next((c for c, is_primary in target_links.items() if is_primary), None)
+    primary = primary_of(target_links)
     await session.execute(
         update(Contact)
         .where(Contact.id.in_(contact_ids))

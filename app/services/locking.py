@@ -65,6 +65,11 @@ async def case_links(session: AsyncSession, case_ids: Iterable[int]) -> dict[int
     return result
 
 
+def primary_of(case_links: dict[int, bool]) -> int | None:
+    """The primary customer among one case's links ({customer id: is primary})."""
+    return next((customer_id for customer_id, is_primary in case_links.items() if is_primary), None)
+
+
 async def lock_case_graph(
     session: AsyncSession, case_ids: list[int], extra_customer_ids: Iterable[int] = (), field: str = "caseId"
 ) -> tuple[dict[int, Row[Any]], dict[int, Row[Any]], dict[int, dict[int, bool]]]:
