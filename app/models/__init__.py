@@ -4,7 +4,15 @@ from app.models.archive import ARCHIVE_ENTITIES, EXPIRY_ACTIONS, ArchiveRule
 from app.models.audit import AuditEvent
 from app.models.auth import ROLES, ApiToken, User
 from app.models.base import Base
-from app.models.cases import CASE_STATUSES, OPEN_CASE_STATUSES, PRIORITIES, Case, CaseCustomer, case_reference_seq
+from app.models.cases import (
+    CASE_STATUSES,
+    FINISHED_CASE_STATUSES,
+    OPEN_CASE_STATUSES,
+    PRIORITIES,
+    Case,
+    CaseCustomer,
+    case_reference_seq,
+)
 from app.models.contacts import CHANNELS, DIRECTIONS, Contact
 from app.models.customers import (
     CUSTOMER_STATUSES,
@@ -39,6 +47,7 @@ __all__ = [
     "DIRECTIONS",
     "EXPIRY_ACTIONS",
     "FIELD_STRATEGIES",
+    "FINISHED_CASE_STATUSES",
     "IDENTIFIER_KINDS",
     "NO_ROW_POLICY",
     "OPEN_CASE_STATUSES",

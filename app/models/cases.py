@@ -15,7 +15,9 @@ from app.models.base import Base, created_at, human_number, one_of, pk, updated_
 case_reference_seq = Sequence("case_reference_seq")
 
 CASE_STATUSES = ("new", "open", "pending", "consultation", "resolved", "closed")
-OPEN_CASE_STATUSES = ("new", "open", "pending", "consultation")
+# Finished cases can be reopened, and are the ones archive rules look at; the others are open.
+FINISHED_CASE_STATUSES = ("resolved", "closed")
+OPEN_CASE_STATUSES = tuple(s for s in CASE_STATUSES if s not in FINISHED_CASE_STATUSES)
 PRIORITIES = ("low", "normal", "high", "urgent")
 
 
@@ -57,7 +59,7 @@ class Case(Base):
             "updated_at",
             "id",
             postgresql_where=sql(
-                "archived_at IS NULL AND merged_into_id IS NULL AND status IN ('resolved', 'closed')"
+                f"archived_at IS NULL AND merged_into_id IS NULL AND {one_of('status', FINISHED_CASE_STATUSES)}"
             ),
         ),
         Index(

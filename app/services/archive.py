@@ -265,7 +265,7 @@ async def list_archive_rules(session: AsyncSession) -> list[ArchiveRule]:
 
 # ---- candidates ----------------------------------------------------------------------------------
 # Per (entity, phase): the table, the sort time and the condition, each matching one partial index
-# (see migration 0003), so every query reads only the candidates, whatever the table size.
+# (declared on the models), so every query reads only the candidates, whatever the table size.
 
 @dataclass(frozen=True)
 class _Candidates:
@@ -274,19 +274,19 @@ class _Candidates:
     where: str
 
 
+def _candidates_of(model: type, index_name: str, at: str) -> _Candidates:
+    """The rows in one partial index (its predicate, declared on the model) that have been there since before :cutoff."""
+    table = model.__table__
+    index = next(i for i in table.indexes if i.name == index_name)
+    return _Candidates(table.name, at, f"{index.dialect_options['postgresql']['where']} AND {at} < :cutoff")
+
+
 _CANDIDATES = {
-    ("customer", "archive"): _Candidates(
-        "customers", "coalesce(last_activity_at, created_at)", "status = 'active' AND coalesce(last_activity_at, created_at) < :cutoff"
-    ),
-    ("customer", "expire"): _Candidates("customers", "archived_at", "status = 'archived' AND archived_at < :cutoff"),
-    ("case", "archive"): _Candidates(
-        "cases", "updated_at",
-        "archived_at IS NULL AND merged_into_id IS NULL AND status IN ('resolved', 'closed') AND updated_at < :cutoff",
-    ),
+    ("customer", "archive"): _candidates_of(Customer, "ix_customers_inactive", "coalesce(last_activity_at, created_at)"),
+    ("customer", "expire"): _candidates_of(Customer, "ix_customers_archived_at", "archived_at"),
+    ("case", "archive"): _candidates_of(Case, "ix_cases_inactive", "updated_at"),
     # An anonymised case stays archived; it has nothing left to expire.
-    ("case", "expire"): _Candidates(
-        "cases", "archived_at", "archived_at IS NOT NULL AND anonymised_at IS NULL AND archived_at < :cutoff"
-    ),
+    ("case", "expire"): _candidates_of(Case, "ix_cases_archived_at", "archived_at"),
 }
 _EXEMPT = "coalesce(CAST(:exempt AS jsonb) IS NOT NULL AND fields @> CAST(:exempt AS jsonb), false)"
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import events
 from app.auth import Actor
 from app.errors import ErrorCode, UserError, not_found
-from app.models import CASE_STATUSES, OPEN_CASE_STATUSES, PRIORITIES, Case, CaseCustomer, Contact, Customer, User
+from app.models import CASE_STATUSES, FINISHED_CASE_STATUSES, OPEN_CASE_STATUSES, PRIORITIES, Case, CaseCustomer, Contact, Customer, User
 from app.pagination import Page, decode_cursor
 from app.services import audit
 from app.services.customers import require_live_customer
@@ -160,7 +160,7 @@ def _check_status_change(case: Case, status: str) -> None:
         raise UserError(ErrorCode.INVALID, f"status must be one of {', '.join(CASE_STATUSES)}", "status")
     if status == "closed":
         raise UserError(ErrorCode.WRONG_STATUS, "close a case with caseClose (it takes a reason code)", "status")
-    if case.status == "closed" or (case.status == "resolved" and status in OPEN_CASE_STATUSES):
+    if case.status == "closed" or (case.status in FINISHED_CASE_STATUSES and status in OPEN_CASE_STATUSES):
         raise UserError(ErrorCode.WRONG_STATUS, f"case {case.reference} is {case.status}: reopen it with caseReopen", "status")
 
 
@@ -259,7 +259,7 @@ async def reopen_case(session: AsyncSession, *, actor: Actor, case_id: int, reas
     _, locked, _ = await lock_case_graph(session, [case_id])
     case = locked[case_id]
     require_live_case(case, "caseId")
-    if case.status not in ("resolved", "closed"):
+    if case.status not in FINISHED_CASE_STATUSES:
         raise UserError(ErrorCode.WRONG_STATUS, f"case {case.reference} is {case.status}, not resolved or closed", "caseId")
     reason = reason_code.strip() if reason_code and reason_code.strip() else None
     await session.execute(

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import events
-from app.auth import Actor
+from app.auth import STAFF_ROLES, Actor
 from app.contact_data import ContactData, stored_columns, validate
 from app.errors import ErrorCode, UserError, not_found
 from app.models import Case, CaseCustomer, Contact, Customer
@@ -119,7 +119,7 @@ async def create_contact(
         data=data,
         customer_id=customer_id,
         case_id=case_id,
-        agent_id=actor.user_id if actor.role in ("agent", "supervisor") else None,
+        agent_id=actor.user_id if actor.role in STAFF_ROLES else None,
     )
     if created:
         audit.record(
