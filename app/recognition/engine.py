@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.errors import UserError
 from app.identifiers import normalize_identifier
-from app.models import IDENTIFIER_KINDS, OPEN_CASE_STATUSES, Case, CaseCustomer, Contact, Customer, CustomerIdentifier, RecognitionConfig, User
+from app.models import OPEN_CASE_STATUSES, Case, CaseCustomer, Contact, Customer, CustomerIdentifier, RecognitionConfig, User
 from app.recognition.config import check_rule_config
 from app.recognition.connector import ConnectorUnavailable, LookupConnectors, connectors
 from app.recognition.patterns import PatternTimeout, find_all
@@ -353,7 +353,7 @@ class _Context:
                 pair = (str(item.get("kind")), normalize_identifier(str(item.get("kind")), str(item.get("value") or ""), region=self.region))
             except UserError:
                 continue
-            if pair[0] in IDENTIFIER_KINDS and pair not in pairs:
+            if pair not in pairs:
                 pairs.append(pair)
                 self.observe(*pair)
         if not pairs:

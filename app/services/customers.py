@@ -17,7 +17,7 @@ from app import events
 from app.auth import Actor
 from app.errors import ErrorCode, UserError, not_found
 from app.identifiers import normalize_identifier
-from app.models import FIELD_STRATEGIES, IDENTIFIER_KINDS, Customer, CustomerIdentifier, CustomerMerge
+from app.models import FIELD_STRATEGIES, Customer, CustomerIdentifier, CustomerMerge
 from app.pagination import Page, decode_cursor
 from app.services import audit
 from app.services.locking import lock_customers
@@ -37,9 +37,10 @@ def normalize_identifiers(identifiers: list[IdentifierInput], *, region: str) ->
     """Validate and normalise, dropping exact repeats; raises INVALID on the offending field."""
     seen: list[tuple[str, str]] = []
     for index, item in enumerate(identifiers):
-        if item.kind not in IDENTIFIER_KINDS:
-            raise UserError(ErrorCode.INVALID, f"unknown identifier kind '{item.kind}'", f"identifiers.{index}.kind")
-        pair = (item.kind, normalize_identifier(item.kind, item.value, region=region, field=f"{item.kind}s.{index}"))
+        value = normalize_identifier(
+            item.kind, item.value, region=region, field=f"{item.kind}s.{index}", kind_field=f"identifiers.{index}.kind"
+        )
+        pair = (item.kind, value)
         if pair not in seen:
             seen.append(pair)
     return seen
@@ -146,8 +147,6 @@ async def add_identifier(
 ) -> CustomerIdentifier:
     """Add an identifier; the same one twice on one customer is DUPLICATE (others may share it)."""
     customer = await get_customer_for_update(session, customer_id, "customerId")
-    if kind not in IDENTIFIER_KINDS:
-        raise UserError(ErrorCode.INVALID, f"unknown identifier kind '{kind}'", "kind")
     normalized = normalize_identifier(kind, value, region=region, field="value")
     identifier = (
         await session.execute(
