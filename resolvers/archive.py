@@ -21,9 +21,8 @@ from schema.archive import (
     CustomerEraseInput,
 )
 from schema.cases import CasePayload
-from schema.customers import CustomerPayload
 from schema.ids import db_id, decode_id, to_global_id
-from schema.types import Customer
+from schema.customers import Customer, CustomerPayload
 
 
 def _customer_payload(row) -> dict:

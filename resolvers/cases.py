@@ -9,6 +9,7 @@ from app.services import cases as service
 from resolvers.mutation_helpers import mutate
 from resolvers.permissions import STAFF
 from schema.cases import (
+    Case,
     CaseCloseInput,
     CaseCreateInput,
     CaseCustomerLinkInput,
@@ -23,7 +24,7 @@ from schema.cases import (
 )
 from schema.ids import db_id, decode_id, optional_db_id
 from schema.pagination import Connection
-from schema.types import Case, load_case
+from schema.node import load_case
 
 
 def case_payload(row) -> dict:

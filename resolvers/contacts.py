@@ -10,6 +10,7 @@ from resolvers.mutation_helpers import mutate
 from resolvers.permissions import STAFF, roles
 from schema.contacts import (
     CaseCreateFromContactInput,
+    Contact,
     CaseFromContactPayload,
     ContactAssociateInput,
     ContactCreateInput,
@@ -20,7 +21,8 @@ from schema.contacts import (
     ContactsPayload,
 )
 from schema.ids import db_id, decode_id, optional_db_id
-from schema.types import Case, Contact, load_contact
+from schema.cases import Case
+from schema.node import load_contact
 
 INGEST = roles("integrator", "supervisor")
 

@@ -11,8 +11,10 @@ from app.services.customers import IdentifierInput as ServiceIdentifier
 from resolvers.mutation_helpers import mutate
 from resolvers.permissions import STAFF
 from schema.customers import (
+    Customer,
     CustomerCreateInput,
     CustomerFilter,
+    CustomerIdentifier,
     CustomerIdentifierAddInput,
     CustomerIdentifierPayload,
     CustomerIdentifierRemoveInput,
@@ -27,7 +29,7 @@ from schema.customers import (
 from schema.enums import CustomerStatus
 from schema.ids import db_id, decode_id
 from schema.pagination import Connection
-from schema.types import Customer, CustomerIdentifier, load_customer
+from schema.node import load_customer
 
 
 @strawberry.type

@@ -12,7 +12,8 @@ from resolvers.customers import CustomerMergeMutation, CustomerMergeQuery, Custo
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 
 from schema.ids import from_global_id
-from schema.types import Node, User, load_case, load_contact, load_customer, load_user
+from schema.auth import User
+from schema.node import Node, load_case, load_contact, load_customer, load_user
 
 _NODE_LOADERS = {
     "Customer": load_customer,

@@ -21,7 +21,10 @@ from app.errors import UserError as AppUserError
 from app.settings import Settings, load_settings
 from resolvers.root import MUTATIONS, QUERIES
 from resolvers.subscriptions import Subscription
-from schema.types import Case, Contact, Customer, CustomerIdentifier, User
+from schema.auth import User
+from schema.cases import Case
+from schema.contacts import Contact
+from schema.customers import Customer, CustomerIdentifier
 
 
 def _should_mask(error: GraphQLError) -> bool:

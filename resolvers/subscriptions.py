@@ -10,7 +10,10 @@ import strawberry
 
 from app import events
 from schema.ids import decode_id
-from schema.types import Case, Contact, Customer, load_case, load_contact, load_customer
+from schema.cases import Case
+from schema.contacts import Contact
+from schema.customers import Customer
+from schema.node import load_case, load_contact, load_customer
 
 
 async def _each_update(info: strawberry.Info, event: str, db_id: int | None, load: Any) -> AsyncGenerator[Any, None]:

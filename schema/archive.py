@@ -11,7 +11,7 @@ from strawberry.scalars import JSON
 from app.models import ARCHIVE_ENTITIES, EXPIRY_ACTIONS
 from schema.enums import values_enum
 from schema.errors import UserError
-from schema.types import Node
+from schema.node import Node
 
 ArchiveEntity = values_enum("ArchiveEntity", ARCHIVE_ENTITIES)
 ExpiryAction = values_enum("ExpiryAction", EXPIRY_ACTIONS)

@@ -9,7 +9,8 @@ import strawberry
 from strawberry.scalars import JSON
 
 from schema.ids import to_global_id
-from schema.types import Node, User, load_user
+from schema.auth import User
+from schema.node import Node, load_user
 
 # Audit entity types and the global-id type names they correspond to.
 AUDIT_ENTITY_TYPES = {"Customer": "customer", "Case": "case", "Contact": "contact", "ArchiveRule": "archive_rule"}

@@ -1,15 +1,87 @@
-"""Contacts: inputs and payloads of logging, ingesting, associating, moving and splitting contacts."""
+"""Contacts, and the inputs and payloads of logging, ingesting, associating, moving and splitting them."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
 
+from schema.auth import User
+from schema.cases import Case
+from schema.customers import Customer
 from schema.enums import Channel, Direction, Priority
 from schema.errors import UserError
-from schema.types import Case, Contact, Customer, candidates_of, case_of, customer_of
+from schema.node import Node, load_case, load_customer, load_customers, load_later
+
+
+@strawberry.type
+class Contact(Node):
+    db_id: strawberry.Private[int]
+    customer_id: strawberry.Private[int | None]
+    case_id: strawberry.Private[int | None]
+    agent_id: strawberry.Private[int | None]
+    candidate_ids: strawberry.Private[list[int]]
+    channel: Channel
+    direction: Direction
+    occurred_at: datetime
+    subject: str | None
+    text: str | None
+    html: str | None = strawberry.field(description="Sanitised HTML body.")
+    from_: str | None = strawberry.field(name="from")
+    to: list[str]
+    headers: JSON
+    source: str | None
+    external_id: str | None
+    payload: JSON
+    needs_review: bool
+    recognition: JSON | None = strawberry.field(description="How the contact was recognised: each rule tried and why.")
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> Contact:
+        return super().from_row(
+            row,
+            candidate_ids=list(getattr(row, "candidate_customer_ids", None) or []),
+            channel=Channel(row.channel),
+            direction=Direction(row.direction),
+            from_=row.from_address,
+            to=row.to_addresses,
+        )
+
+    @strawberry.field
+    def customer(self, info: strawberry.Info) -> Customer | None:
+        return load_later(info.context.loaders.customer, self.customer_id)
+
+    @strawberry.field
+    def case(self, info: strawberry.Info) -> Case | None:
+        return load_later(info.context.loaders.case, self.case_id)
+
+    @strawberry.field
+    def agent(self, info: strawberry.Info) -> User | None:
+        return load_later(info.context.loaders.user, self.agent_id)
+
+    @strawberry.field(
+        description="When several customers share the sender's identifier: the profiles an agent chooses from."
+    )
+    async def candidates(self, info: strawberry.Info) -> list[Customer]:
+        return await load_customers(info, self.candidate_ids)
+
+
+# Resolvers shared by the payloads that carry a recognised customer, case and candidate customers by id.
+
+
+async def customer_of(root: Any, info: strawberry.Info) -> Customer | None:
+    return await load_customer(info, root.customer_id)
+
+
+async def case_of(root: Any, info: strawberry.Info) -> Case | None:
+    return await load_case(info, root.case_id)
+
+
+async def candidates_of(root: Any, info: strawberry.Info) -> list[Customer]:
+    return await load_customers(info, root.candidate_ids)
 
 
 @strawberry.input

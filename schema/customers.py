@@ -1,19 +1,87 @@
-"""Customers: inputs, payloads, merges and likely duplicates."""
+"""Customers and their identifiers, their inputs and payloads, merges and likely duplicates."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
 
 from app.models import FIELD_STRATEGIES
-from schema.enums import CustomerStatus, IdentifierKind, values_enum
+from schema.enums import Channel, CustomerStatus, IdentifierKind, values_enum
 from schema.errors import UserError
-from schema.types import Customer, CustomerIdentifier, Node, load_customer, load_customers
+from schema.node import Node, load_customer, load_customers
+from schema.pagination import Connection
+
+if TYPE_CHECKING:
+    from schema.cases import Case
+    from schema.contacts import Contact
 
 FieldStrategy = values_enum("FieldStrategy", FIELD_STRATEGIES)
+
+
+@strawberry.type
+class CustomerIdentifier(Node):
+    db_id: strawberry.Private[int]
+    kind: IdentifierKind
+    value: str
+
+    @classmethod
+    def from_row(cls, row: Any) -> CustomerIdentifier:
+        return super().from_row(row, kind=IdentifierKind(row.kind))
+
+
+@strawberry.type
+class Customer(Node):
+    db_id: strawberry.Private[int]
+    merged_into_id: strawberry.Private[int | None]
+    number: str
+    name: str | None
+    status: CustomerStatus
+    fields: JSON
+    last_activity_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> Customer:
+        return super().from_row(row, status=CustomerStatus(row.status))
+
+    @strawberry.field
+    async def identifiers(self, info: strawberry.Info) -> list[CustomerIdentifier]:
+        rows = await info.context.loaders.identifiers_by_customer.load(self.db_id)
+        return [CustomerIdentifier.from_row(r) for r in rows]
+
+    @strawberry.field(description="The cases concerning this customer, newest first.")
+    async def cases(
+        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[Case, strawberry.lazy("schema.cases")]]:
+        from schema.cases import Case  # cases refer to customers: imported when first used
+
+        page = await info.context.loaders.customer_cases_page(self.db_id, first, after)
+        return Connection.from_page(page, Case.from_row)
+
+    @strawberry.field(
+        description="The unified contact history: every contact of this customer across all cases, newest first."
+    )
+    async def contacts(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        channel: Channel | None = None,
+    ) -> Connection[Annotated[Contact, strawberry.lazy("schema.contacts")]]:
+        from schema.contacts import Contact  # contacts refer to customers: imported when first used
+
+        page = await info.context.loaders.customer_contacts_page(
+            self.db_id, first, after, channel.value if channel else None
+        )
+        return Connection.from_page(page, Contact.from_row)
+
+    @strawberry.field(description="For a merged customer: the customer it now lives on.")
+    async def merged_into(self, info: strawberry.Info) -> Customer | None:
+        return await load_customer(info, self.merged_into_id)
 
 
 @strawberry.input

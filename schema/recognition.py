@@ -11,7 +11,10 @@ from app.models import PROMOTION_POLICIES, RULE_KINDS, RULE_TARGETS
 from app.recognition.config import masked
 from schema.enums import Channel, values_enum
 from schema.errors import UserError
-from schema.types import Case, Customer, Node, candidates_of, case_of, customer_of
+from schema.cases import Case
+from schema.contacts import candidates_of, case_of, customer_of
+from schema.customers import Customer
+from schema.node import Node
 
 
 RecognitionTarget = values_enum(
