@@ -429,9 +429,10 @@ async def customers_with(conn: AsyncConnection, pairs: list[tuple[str, str]]) ->
     return list(await conn.scalars(_active_holders(tuple_(CustomerIdentifier.kind, CustomerIdentifier.value).in_(pairs))))
 
 
-# A merged case's contacts go to the case it was merged into: the database function (migration
-# 0003) is the one implementation of tombstone following.
-_LIVE_CASE = select(func.casegraph_live_case(bindparam("case_id", type_=BigInteger)))
+# A merged case's contacts go to the case it was merged into: the database function (migrations
+# 0003, 0004) is the one implementation of tombstone following. The engine only reads, so it
+# takes no lock (one held here could deadlock with the writes that follow in the ingest).
+_LIVE_CASE = select(func.casegraph_live_case(bindparam("case_id", type_=BigInteger), False))
 
 
 async def _live_case(conn: AsyncConnection, case_id: int) -> int:

@@ -215,9 +215,10 @@ async def list_cases(
 
 async def case_id_by_reference(session: AsyncSession, *, reference: str) -> int | None:
     """The case with this reference; a merged case's reference resolves to the case it was merged into."""
-    # The database function (migration 0003) is the one implementation of tombstone following.
+    # The database function (migrations 0003, 0004) is the one implementation of tombstone
+    # following; a read takes no lock.
     return await session.scalar(
-        select(func.casegraph_live_case(Case.id)).where(Case.reference == reference.strip().upper())
+        select(func.casegraph_live_case(Case.id, False)).where(Case.reference == reference.strip().upper())
     )
 
 

@@ -217,16 +217,19 @@ async def list_customers(
 async def customer_id_by_number(session: AsyncSession, *, number: str) -> int | None:
     """The customer with this number; a merged customer's number resolves to the survivor."""
     return await session.scalar(
-        select(func.casegraph_live_customer(Customer.id, False)).where(Customer.number == number.strip().upper())
+        select(_live_customer(Customer.id)).where(Customer.number == number.strip().upper())
     )
 
 
 async def live_customer_id(session: AsyncSession, *, customer_id: int) -> int | None:
     """Follow merge tombstones to the customer a merged id now lives on (the id itself if not merged)."""
-    # The database function (migration 0003) is the one implementation of tombstone following.
-    return await session.scalar(
-        select(func.casegraph_live_customer(Customer.id, False)).where(Customer.id == customer_id)
-    )
+    return await session.scalar(select(_live_customer(Customer.id)).where(Customer.id == customer_id))
+
+
+def _live_customer(customer_id: Any) -> Any:
+    # The database function (migrations 0003, 0004) is the one implementation of tombstone
+    # following; a read follows erased customers too and takes no lock.
+    return func.casegraph_live_customer(customer_id, False, False)
 
 
 def _escape_like(text: str) -> str:
