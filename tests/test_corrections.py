@@ -275,7 +275,7 @@ async def test_concurrent_link_swaps_and_unlinks_always_leave_exactly_one_primar
     import asyncio
 
     from app.errors import UserError
-    from app.services import cases as maintenance
+    from app.services import cases as case_service
     from tests.support import AGENT
 
     customers = [await make_customer(runtime, f"C{i}") for i in range(4)]
@@ -292,9 +292,9 @@ async def test_concurrent_link_swaps_and_unlinks_always_leave_exactly_one_primar
     for i in range(24):
         case_id, customer_id = case_ids[i % 3], customers[i % 4]
         if i % 3 == 0:
-            work.append(lambda s, c=case_id, u=customer_id: maintenance.unlink_customer(s, actor=AGENT, case_id=c, customer_id=u))
+            work.append(lambda s, c=case_id, u=customer_id: case_service.unlink_customer(s, actor=AGENT, case_id=c, customer_id=u))
         else:
-            work.append(lambda s, c=case_id, u=customer_id: maintenance.link_customer(s, actor=AGENT, case_id=c, customer_id=u, primary=True))
+            work.append(lambda s, c=case_id, u=customer_id: case_service.link_customer(s, actor=AGENT, case_id=c, customer_id=u, primary=True))
     await asyncio.gather(*(attempt(w) for w in work))
 
     assert await rows(runtime, "SELECT case_id, count(*) FILTER (WHERE is_primary) FROM case_customers GROUP BY case_id ORDER BY case_id") == [
