@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench schema clean
+.PHONY: run test lint bench schema clean
 
 $(BIN)/casegraph: pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,9 @@ run: $(BIN)/casegraph
 
 test: $(BIN)/casegraph
 	$(BIN)/pytest -q
+
+lint: $(BIN)/casegraph
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 bench: $(BIN)/casegraph
 	$(BIN)/python bench/history.py

@@ -30,6 +30,8 @@ class Actor:
         return self.role in roles or self.role == "admin"
 
 
+# Agents and supervisors work cases; integrators only feed contacts in.
+STAFF_ROLES = ("agent", "supervisor")
 SYSTEM = Actor(user_id=None, name="system", role="admin")
 
 

@@ -211,7 +211,7 @@ def export_schema() -> None:
 @rules_cli.command("export")
 def rules_export(file: str = typer.Argument(..., help="The YAML file to write.")) -> None:
     """Write the recognition rules, promotion rules and no-match policies to FILE."""
-    from app.recognition.rules_file import export_to_file
+    from app.services.recognition import export_to_file
 
     with servers():
         _migrate()
@@ -223,7 +223,7 @@ def rules_export(file: str = typer.Argument(..., help="The YAML file to write.")
 def rules_import(file: str = typer.Argument(..., help="The YAML file to read.")) -> None:
     """Replace the whole rule set with FILE's (all or nothing)."""
     from app.errors import UserError
-    from app.recognition.rules_file import import_from_file
+    from app.services.recognition import import_from_file
 
     with servers():
         _migrate()

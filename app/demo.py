@@ -66,7 +66,7 @@ async def generate(
             for _ in customer_ids
         ]
         case_ids = iter(await _reserve_ids(conn, "cases", sum(case_counts)))
-        for customer_id, n_cases in zip(customer_ids, case_counts):
+        for customer_id, n_cases in zip(customer_ids, case_counts, strict=True):
             name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
             created = now - timedelta(days=rng.randint(30, 900))
             email = f"{name.lower().replace(' ', '.').replace(chr(39), '')}.{customer_id}@example.com"

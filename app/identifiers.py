@@ -5,6 +5,7 @@ from __future__ import annotations
 import phonenumbers
 
 from app.errors import ErrorCode, UserError
+from app.models import IDENTIFIER_KINDS
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321's limit on a forward path
 
@@ -41,7 +42,10 @@ def normalize_phone(value: str, region: str, field: str = "phone") -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def normalize_identifier(kind: str, value: str, *, region: str, field: str = "value") -> str:
+def normalize_identifier(kind: str, value: str, *, region: str, field: str = "value", kind_field: str = "kind") -> str:
+    """The stored form of an identifier; INVALID on `kind_field` for an unknown kind, on `field` for a bad value."""
+    if kind not in IDENTIFIER_KINDS:
+        raise UserError(ErrorCode.INVALID, f"unknown identifier kind '{kind}'", kind_field)
     if kind == "email":
         return normalize_email(value, field)
     if kind == "phone":

@@ -26,7 +26,7 @@ def decode_cursor(cursor: str, *types: type) -> list[Any]:
         values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         if not isinstance(values, list) or len(values) != len(types):
             raise ValueError
-        return [_typed(value, kind) for value, kind in zip(values, types)]
+        return [_typed(value, kind) for value, kind in zip(values, types, strict=True)]
     except (ValueError, TypeError):
         raise UserError(ErrorCode.INVALID, "malformed cursor", "after") from None
 

@@ -85,7 +85,7 @@ async def case_references(runtime) -> list[str]:
 
 
 def contact(customers: int, references: list[str]):
-    from app.services.contacts import ContactData
+    from app.contact_data import ContactData
 
     kind = random.random()
     customer = random.randrange(1, customers + 1)
@@ -104,7 +104,7 @@ async def ingest_batch(*, customers: int, count: int, concurrency: int, referenc
     """One process's share: `count` ingests, `concurrency` in flight; its latencies and wall-clock span."""
     from app.auth import Actor
     from app.runtime import create_runtime
-    from app.services.ingest import ingest_contact
+    from app.services.contacts import ingest_contact
     from app.settings import load_settings
 
     random.seed(seed)

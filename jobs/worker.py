@@ -10,7 +10,7 @@ from arq.connections import RedisSettings
 
 from app import events, health
 from app.runtime import create_runtime
-from app.services.maintenance import archive
+from app.services import archive
 from app.settings import get_settings
 
 

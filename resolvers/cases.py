@@ -1,3 +1,5 @@
+"""Cases: lookups, listing, creating and updating; closing, reopening, moving, linking and merging."""
+
 from __future__ import annotations
 
 import strawberry
@@ -5,21 +7,35 @@ import strawberry
 from app.pagination import page_size
 from app.services import cases as service
 from resolvers.mutation_helpers import mutate
-from schema.ids import db_id, from_global_id, optional_db_id
-from schema.inputs import CaseCreateInput, CaseFilter, CaseUpdateInput
+from resolvers.permissions import STAFF
+from schema.cases import (
+    Case,
+    CaseCloseInput,
+    CaseCreateInput,
+    CaseCustomerLinkInput,
+    CaseCustomerUnlinkInput,
+    CaseFilter,
+    CaseMergeInput,
+    CaseMergePayload,
+    CaseMoveInput,
+    CasePayload,
+    CaseReopenInput,
+    CaseUpdateInput,
+)
+from schema.ids import db_id, decode_id, optional_db_id
 from schema.pagination import Connection
-from schema.payloads import CasePayload
-from schema.types import Case, load_case
+from schema.node import load_case
+
+
+def case_payload(row) -> dict:
+    return {"case": Case.from_row(row)}
 
 
 @strawberry.type
 class CaseQuery:
     @strawberry.field
     async def case(self, info: strawberry.Info, id: strawberry.ID) -> Case | None:
-        decoded = from_global_id(id)
-        if decoded is None or decoded[0] != "Case":
-            return None
-        return await load_case(info, decoded[1])
+        return await load_case(info, decode_id(id, "Case"))
 
     @strawberry.field
     async def case_by_reference(self, info: strawberry.Info, reference: str) -> Case | None:
@@ -36,34 +52,33 @@ class CaseQuery:
         filter: CaseFilter | None = None,
     ) -> Connection[Case]:
         f = filter or CaseFilter()
-        # An id of the wrong type matches nothing rather than failing the whole query.
-        customer_id = _filter_id(f.customer_id, "Customer")
-        assignee_id = _filter_id(f.assignee_id, "User")
         async with info.context.runtime.reading() as session:
             page = await service.list_cases(
                 session,
                 first=page_size(first),
                 after=after,
                 status=f.status.value if f.status else None,
-                customer_id=customer_id,
-                assignee_id=assignee_id,
+                customer_id=_filter_id(f.customer_id, "Customer"),
+                assignee_id=_filter_id(f.assignee_id, "User"),
             )
         return Connection.from_page(page, Case.from_row)
 
 
 def _filter_id(global_id: str | None, type_name: str) -> int | None:
+    """An id of the wrong type matches nothing (-1) rather than failing the whole query."""
     if global_id is None:
         return None
-    decoded = from_global_id(global_id)
-    return decoded[1] if decoded and decoded[0] == type_name else -1
+    found = decode_id(global_id, type_name)
+    return -1 if found is None else found
 
 
 @strawberry.type
 class CaseMutation:
     @strawberry.mutation
     async def case_create(self, info: strawberry.Info, input: CaseCreateInput) -> CasePayload:
-        case, errors = await mutate(
+        return await mutate(
             info,
+            CasePayload,
             lambda session: service.create_case(
                 session,
                 actor=info.context.actor,
@@ -75,13 +90,14 @@ class CaseMutation:
                 fields=input.fields,
                 parent_id=optional_db_id(input.parent_id, "Case", "parentId"),
             ),
+            case_payload,
         )
-        return CasePayload(case=Case.from_row(case) if case else None, errors=errors)
 
     @strawberry.mutation
     async def case_update(self, info: strawberry.Info, input: CaseUpdateInput) -> CasePayload:
-        case, errors = await mutate(
+        return await mutate(
             info,
+            CasePayload,
             lambda session: service.update_case(
                 session,
                 actor=info.context.actor,
@@ -95,5 +111,93 @@ class CaseMutation:
                 assignee_id=optional_db_id(input.assignee_id, "User", "assigneeId"),
                 parent_id=optional_db_id(input.parent_id, "Case", "parentId"),
             ),
+            case_payload,
         )
-        return CasePayload(case=Case.from_row(case) if case else None, errors=errors)
+
+
+@strawberry.type
+class CaseLifecycleMutation:
+    @strawberry.mutation(permission_classes=[STAFF])
+    async def case_close(self, info: strawberry.Info, input: CaseCloseInput) -> CasePayload:
+        return await mutate(
+            info,
+            CasePayload,
+            lambda session: service.close_case(
+                session, actor=info.context.actor, case_id=db_id(input.case_id, "Case", "caseId"), reason_code=input.reason_code
+            ),
+            case_payload,
+        )
+
+    @strawberry.mutation(permission_classes=[STAFF])
+    async def case_reopen(self, info: strawberry.Info, input: CaseReopenInput) -> CasePayload:
+        return await mutate(
+            info,
+            CasePayload,
+            lambda session: service.reopen_case(
+                session, actor=info.context.actor, case_id=db_id(input.case_id, "Case", "caseId"), reason_code=input.reason_code
+            ),
+            case_payload,
+        )
+
+    @strawberry.mutation(permission_classes=[STAFF], description="Move a case from one customer to another; that customer's contacts on it follow.")
+    async def case_move(self, info: strawberry.Info, input: CaseMoveInput) -> CasePayload:
+        return await mutate(
+            info,
+            CasePayload,
+            lambda session: service.move_case(
+                session,
+                actor=info.context.actor,
+                case_id=db_id(input.case_id, "Case", "caseId"),
+                from_customer_id=db_id(input.from_customer_id, "Customer", "fromCustomerId"),
+                to_customer_id=db_id(input.to_customer_id, "Customer", "toCustomerId"),
+            ),
+            case_payload,
+        )
+
+    @strawberry.mutation(permission_classes=[STAFF])
+    async def case_customer_link(self, info: strawberry.Info, input: CaseCustomerLinkInput) -> CasePayload:
+        return await mutate(
+            info,
+            CasePayload,
+            lambda session: service.link_customer(
+                session,
+                actor=info.context.actor,
+                case_id=db_id(input.case_id, "Case", "caseId"),
+                customer_id=db_id(input.customer_id, "Customer", "customerId"),
+                primary=input.primary,
+            ),
+            case_payload,
+        )
+
+    @strawberry.mutation(permission_classes=[STAFF], description="Unlink a customer from a case; the primary customer stays.")
+    async def case_customer_unlink(self, info: strawberry.Info, input: CaseCustomerUnlinkInput) -> CasePayload:
+        return await mutate(
+            info,
+            CasePayload,
+            lambda session: service.unlink_customer(
+                session,
+                actor=info.context.actor,
+                case_id=db_id(input.case_id, "Case", "caseId"),
+                customer_id=db_id(input.customer_id, "Customer", "customerId"),
+            ),
+            case_payload,
+        )
+
+    @strawberry.mutation(permission_classes=[STAFF], description="Merge a case into another; the source's reference resolves to the target.")
+    async def case_merge(self, info: strawberry.Info, input: CaseMergeInput) -> CaseMergePayload:
+        async def shape(target) -> dict:
+            # The merge succeeded, so the source id was valid.
+            source = await load_case(info, db_id(input.source_case_id, "Case", "sourceCaseId"))
+            return {"case": Case.from_row(target), "source": source}
+
+        return await mutate(
+            info,
+            CaseMergePayload,
+            lambda session: service.merge_cases(
+                session,
+                actor=info.context.actor,
+                source_case_id=db_id(input.source_case_id, "Case", "sourceCaseId"),
+                target_case_id=db_id(input.target_case_id, "Case", "targetCaseId"),
+            ),
+            shape,
+        )

@@ -1,46 +1,68 @@
+"""Contacts: lookup, logging, integrator ingest, and fixing by hand (associate, move, split)."""
+
 from __future__ import annotations
 
 import strawberry
 
+from app.contact_data import ContactData
 from app.services import contacts as service
-from app.services.contacts import ContactData
 from resolvers.mutation_helpers import mutate
-from schema.ids import from_global_id, optional_db_id
-from schema.inputs import ContactCreateInput
-from schema.payloads import ContactPayload
-from schema.types import Contact, load_contact
+from resolvers.permissions import STAFF, roles
+from schema.contacts import (
+    CaseCreateFromContactInput,
+    Contact,
+    CaseFromContactPayload,
+    ContactAssociateInput,
+    ContactCreateInput,
+    ContactIngestInput,
+    ContactIngestPayload,
+    ContactMoveInput,
+    ContactPayload,
+    ContactsPayload,
+)
+from schema.ids import db_id, decode_id, optional_db_id
+from schema.cases import Case
+from schema.node import load_contact
+
+INGEST = roles("integrator", "supervisor")
+
+
+def contact_data(input: ContactCreateInput | ContactIngestInput, *, source: str | None) -> ContactData:
+    return ContactData(
+        channel=input.channel.value,
+        direction=input.direction.value,
+        occurred_at=input.occurred_at,
+        subject=input.subject,
+        text=input.text,
+        html=input.html,
+        from_address=input.from_,
+        to_addresses=list(input.to),
+        headers=input.headers or {},
+        source=source,
+        external_id=input.external_id,
+        payload=input.payload or {},
+    )
+
+
+def contact_payload(row) -> dict:
+    return {"contact": Contact.from_row(row)}
 
 
 @strawberry.type
 class ContactQuery:
     @strawberry.field
     async def contact(self, info: strawberry.Info, id: strawberry.ID) -> Contact | None:
-        decoded = from_global_id(id)
-        if decoded is None or decoded[0] != "Contact":
-            return None
-        return await load_contact(info, decoded[1])
+        return await load_contact(info, decode_id(id, "Contact"))
 
 
 @strawberry.type
 class ContactMutation:
     @strawberry.mutation(description="Log a contact on a customer and/or case. A repeated externalId returns the first contact.")
     async def contact_create(self, info: strawberry.Info, input: ContactCreateInput) -> ContactPayload:
-        data = ContactData(
-            channel=input.channel.value,
-            direction=input.direction.value,
-            occurred_at=input.occurred_at,
-            subject=input.subject,
-            text=input.text,
-            html=input.html,
-            from_address=input.from_,
-            to_addresses=input.to,
-            headers=input.headers or {},
-            source="api" if input.external_id else None,
-            external_id=input.external_id,
-            payload=input.payload or {},
-        )
-        contact, errors = await mutate(
+        data = contact_data(input, source="api" if input.external_id else None)
+        return await mutate(
             info,
+            ContactPayload,
             lambda session: service.create_contact(
                 session,
                 actor=info.context.actor,
@@ -48,5 +70,84 @@ class ContactMutation:
                 customer_id=optional_db_id(input.customer_id, "Customer", "customerId"),
                 case_id=optional_db_id(input.case_id, "Case", "caseId"),
             ),
+            contact_payload,
         )
-        return ContactPayload(contact=Contact.from_row(contact) if contact else None, errors=errors)
+
+    @strawberry.mutation(
+        permission_classes=[INGEST],
+        description="Store a contact from an integrator, recognised and promoted in one transaction. "
+        "Idempotent on (source, externalId): a repeat returns the first contact and creates nothing.",
+    )
+    async def contact_ingest(self, info: strawberry.Info, input: ContactIngestInput) -> ContactIngestPayload:
+        return await mutate(
+            info,
+            ContactIngestPayload,
+            lambda session: service.ingest_contact(
+                session, actor=info.context.actor, data=contact_data(input, source=input.source), region=info.context.phone_region
+            ),
+            lambda result: {
+                "contact": Contact.from_row(result.contact),
+                "duplicate": result.duplicate,
+                "customer_created": result.customer_created,
+                "case_created": result.case_created,
+                "customer_id": result.customer_id,
+                "case_id": result.case_id,
+                "candidate_ids": result.candidates,
+            },
+        )
+
+
+@strawberry.type
+class ContactFixMutation:
+    @strawberry.mutation(permission_classes=[STAFF], description="Link a contact to a customer and/or one case.")
+    async def contact_associate(self, info: strawberry.Info, input: ContactAssociateInput) -> ContactPayload:
+        return await mutate(
+            info,
+            ContactPayload,
+            lambda session: service.associate_contact(
+                session,
+                actor=info.context.actor,
+                contact_id=db_id(input.contact_id, "Contact", "contactId"),
+                customer_id=optional_db_id(input.customer_id, "Customer", "customerId"),
+                case_id=optional_db_id(input.case_id, "Case", "caseId"),
+            ),
+            contact_payload,
+        )
+
+    @strawberry.mutation(permission_classes=[STAFF], description="Move contacts to another case of their customer.")
+    async def contact_move(self, info: strawberry.Info, input: ContactMoveInput) -> ContactsPayload:
+        return await mutate(
+            info,
+            ContactsPayload,
+            lambda session: service.move_contacts(
+                session,
+                actor=info.context.actor,
+                contact_ids=[db_id(c, "Contact", f"contactIds.{i}") for i, c in enumerate(input.contact_ids)],
+                to_case_id=db_id(input.to_case_id, "Case", "toCaseId"),
+            ),
+            lambda rows: {"contacts": [Contact.from_row(r) for r in rows]},
+        )
+
+    @strawberry.mutation(permission_classes=[STAFF], description="Split a contact off into a new case.")
+    async def case_create_from_contact(
+        self, info: strawberry.Info, input: CaseCreateFromContactInput
+    ) -> CaseFromContactPayload:
+        async def shape(case) -> dict:
+            # The split succeeded, so the contact id was valid.
+            contact = await load_contact(info, db_id(input.contact_id, "Contact", "contactId"))
+            return {"case": Case.from_row(case), "contact": contact}
+
+        return await mutate(
+            info,
+            CaseFromContactPayload,
+            lambda session: service.create_case_from_contact(
+                session,
+                actor=info.context.actor,
+                contact_id=db_id(input.contact_id, "Contact", "contactId"),
+                subject=input.subject,
+                customer_id=optional_db_id(input.customer_id, "Customer", "customerId"),
+                description=input.description,
+                priority=input.priority.value,
+            ),
+            shape,
+        )

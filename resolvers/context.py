@@ -16,6 +16,11 @@ class Context:
     connection_params: dict[str, Any] | None = None
     token_key: str | None = None  # the hash of a WebSocket's token, once it is admitted
 
+    @property
+    def phone_region(self) -> str:
+        """The region phone numbers without a country code are read in."""
+        return self.runtime.settings.default_phone_region
+
     def fresh_loaders(self) -> None:
         """Drop cached rows: a subscription reloads from the database for every event."""
         self.loaders = Loaders(self.runtime)

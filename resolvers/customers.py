@@ -1,42 +1,47 @@
+"""Customers: lookups, listing, creating and updating, identifiers, merges and likely duplicates."""
+
 from __future__ import annotations
 
 import strawberry
 
 from app.pagination import page_size
 from app.services import customers as service
+from app.services.customers import FieldPick
 from app.services.customers import IdentifierInput as ServiceIdentifier
 from resolvers.mutation_helpers import mutate
-from schema.ids import db_id, from_global_id
-from schema.inputs import (
+from resolvers.permissions import STAFF
+from schema.customers import (
+    Customer,
     CustomerCreateInput,
     CustomerFilter,
+    CustomerIdentifier,
     CustomerIdentifierAddInput,
+    CustomerIdentifierPayload,
     CustomerIdentifierRemoveInput,
+    CustomerMerge,
+    CustomerMergeInput,
+    CustomerMergePayload,
+    CustomerMergeUndoInput,
+    CustomerPayload,
     CustomerUpdateInput,
+    DuplicateCandidate,
 )
 from schema.enums import CustomerStatus
+from schema.ids import db_id, decode_id
 from schema.pagination import Connection
-from schema.payloads import CustomerIdentifierPayload, CustomerPayload
-from schema.types import Customer, CustomerIdentifier, load_customer
-
-
-def _region(info: strawberry.Info) -> str:
-    return info.context.runtime.settings.default_phone_region
+from schema.node import load_customer
 
 
 @strawberry.type
 class CustomerQuery:
     @strawberry.field
     async def customer(self, info: strawberry.Info, id: strawberry.ID) -> Customer | None:
-        decoded = from_global_id(id)
-        if decoded is None or decoded[0] != "Customer":
-            return None
-        customer = await load_customer(info, decoded[1])
+        customer = await load_customer(info, decode_id(id, "Customer"))
         if customer is None or customer.merged_into_id is None or customer.status != CustomerStatus.MERGED:
             return customer
         # A merged customer's id resolves to the survivor (node(id) still shows the tombstone).
         async with info.context.runtime.reading() as session:
-            customer_id = await service.live_customer_id(session, customer_id=decoded[1])
+            customer_id = await service.live_customer_id(session, customer_id=customer.db_id)
         return await load_customer(info, customer_id)
 
     @strawberry.field
@@ -62,7 +67,7 @@ class CustomerQuery:
                 search=f.search,
                 identifier=ServiceIdentifier(f.identifier.kind.value, f.identifier.value) if f.identifier else None,
                 status=f.status.value if f.status else None,
-                region=_region(info),
+                region=info.context.phone_region,
             )
         return Connection.from_page(page, Customer.from_row)
 
@@ -76,23 +81,25 @@ class CustomerMutation:
             + [ServiceIdentifier("phone", v) for v in input.phones]
             + [ServiceIdentifier("account_id", v) for v in input.account_ids]
         )
-        customer, errors = await mutate(
+        return await mutate(
             info,
+            CustomerPayload,
             lambda session: service.create_customer(
                 session,
                 actor=info.context.actor,
                 name=input.name,
                 identifiers=identifiers,
                 fields=input.fields,
-                region=_region(info),
+                region=info.context.phone_region,
             ),
+            lambda row: {"customer": Customer.from_row(row)},
         )
-        return CustomerPayload(customer=Customer.from_row(customer) if customer else None, errors=errors)
 
     @strawberry.mutation
     async def customer_update(self, info: strawberry.Info, input: CustomerUpdateInput) -> CustomerPayload:
-        customer, errors = await mutate(
+        return await mutate(
             info,
+            CustomerPayload,
             lambda session: service.update_customer(
                 session,
                 actor=info.context.actor,
@@ -100,39 +107,111 @@ class CustomerMutation:
                 name=input.name,
                 fields=input.fields,
             ),
+            lambda row: {"customer": Customer.from_row(row)},
         )
-        return CustomerPayload(customer=Customer.from_row(customer) if customer else None, errors=errors)
 
     @strawberry.mutation
     async def customer_identifier_add(
         self, info: strawberry.Info, input: CustomerIdentifierAddInput
     ) -> CustomerIdentifierPayload:
-        identifier, errors = await mutate(
+        async def shape(identifier) -> dict:
+            return {
+                "identifier": CustomerIdentifier.from_row(identifier),
+                "customer": await load_customer(info, identifier.customer_id),
+            }
+
+        return await mutate(
             info,
+            CustomerIdentifierPayload,
             lambda session: service.add_identifier(
                 session,
                 actor=info.context.actor,
                 customer_id=db_id(input.customer_id, "Customer", "customerId"),
                 kind=input.kind.value,
                 value=input.value,
-                region=_region(info),
+                region=info.context.phone_region,
             ),
-        )
-        if identifier is None:
-            return CustomerIdentifierPayload(errors=errors)
-        return CustomerIdentifierPayload(
-            identifier=CustomerIdentifier.from_row(identifier),
-            customer=await load_customer(info, identifier.customer_id),
+            shape,
         )
 
     @strawberry.mutation
     async def customer_identifier_remove(
         self, info: strawberry.Info, input: CustomerIdentifierRemoveInput
     ) -> CustomerIdentifierPayload:
-        customer, errors = await mutate(
+        return await mutate(
             info,
+            CustomerIdentifierPayload,
             lambda session: service.remove_identifier(
                 session, actor=info.context.actor, identifier_id=db_id(input.id, "CustomerIdentifier", "id")
             ),
+            lambda row: {"customer": Customer.from_row(row)},
         )
-        return CustomerIdentifierPayload(customer=Customer.from_row(customer) if customer else None, errors=errors)
+
+
+# Merges come second in the schema: Query and Mutation list their fields in the order of
+# resolvers.root.QUERIES / MUTATIONS.
+
+
+@strawberry.type
+class CustomerMergeQuery:
+    @strawberry.field(
+        permission_classes=[STAFF],
+        description="Likely duplicates of a customer: shared identifiers and similar names, best first.",
+    )
+    async def customer_duplicates(
+        self, info: strawberry.Info, customer_id: strawberry.ID, first: int | None = None
+    ) -> list[DuplicateCandidate] | None:
+        customer_db_id = decode_id(customer_id, "Customer")
+        if customer_db_id is None:
+            return None
+        async with info.context.runtime.reading() as session:
+            found = await service.find_duplicates(session, customer_id=customer_db_id, limit=page_size(first))
+        if found is None:
+            return None
+        return [DuplicateCandidate(customer_id=c.customer_id, score=c.score, reasons=c.reasons) for c in found]
+
+    @strawberry.field(permission_classes=[STAFF])
+    async def customer_merge(self, info: strawberry.Info, id: strawberry.ID) -> CustomerMerge | None:
+        merge_id = decode_id(id, "CustomerMerge")
+        if merge_id is None:
+            return None
+        async with info.context.runtime.reading() as session:
+            row = await service.get_merge(session, merge_id=merge_id)
+        return CustomerMerge.from_row(row) if row else None
+
+
+async def _merge_payload(info: strawberry.Info, merge) -> dict:
+    return {"merge": CustomerMerge.from_row(merge), "survivor": await load_customer(info, merge.survivor_id)}
+
+
+@strawberry.type
+class CustomerMergeMutation:
+    @strawberry.mutation(permission_classes=[STAFF], description="Merge duplicates into a survivor; undo with customerMergeUndo.")
+    async def customer_merge(self, info: strawberry.Info, input: CustomerMergeInput) -> CustomerMergePayload:
+        return await mutate(
+            info,
+            CustomerMergePayload,
+            lambda session: service.merge_customers(
+                session,
+                actor=info.context.actor,
+                survivor_id=db_id(input.survivor_id, "Customer", "survivorId"),
+                duplicate_ids=[db_id(d, "Customer", f"duplicateIds.{i}") for i, d in enumerate(input.duplicate_ids)],
+                field_strategy=input.field_strategy.value,
+                field_picks=[
+                    FieldPick(field=p.field, customer_id=db_id(p.customer_id, "Customer", f"fieldPicks.{i}.customerId"))
+                    for i, p in enumerate(input.field_picks)
+                ],
+            ),
+            lambda merge: _merge_payload(info, merge),
+        )
+
+    @strawberry.mutation(permission_classes=[STAFF], description="Undo a customer merge from its journal, unless something changed since.")
+    async def customer_merge_undo(self, info: strawberry.Info, input: CustomerMergeUndoInput) -> CustomerMergePayload:
+        return await mutate(
+            info,
+            CustomerMergePayload,
+            lambda session: service.undo_merge(
+                session, actor=info.context.actor, merge_id=db_id(input.merge_id, "CustomerMerge", "mergeId")
+            ),
+            lambda merge: _merge_payload(info, merge),
+        )

@@ -18,7 +18,10 @@ from app import history
 from app.models import Case, CaseCustomer, Contact, Customer, CustomerIdentifier, User
 from app.pagination import Page, page_size
 from app.runtime import Runtime
-from schema import types
+from schema.auth import User as UserType
+from schema.cases import Case as CaseType
+from schema.contacts import Contact as ContactType
+from schema.customers import Customer as CustomerType
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,10 @@ class PageKey:
 class Loaders:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.customer = self._by_id(Customer, types.Customer.from_row)
-        self.case = self._by_id(Case, types.Case.from_row)
-        self.contact = self._by_id(Contact, types.Contact.from_row)
-        self.user = self._by_id(User, types.User.from_row)
+        self.customer = self._by_id(Customer, CustomerType.from_row)
+        self.case = self._by_id(Case, CaseType.from_row)
+        self.contact = self._by_id(Contact, ContactType.from_row)
+        self.user = self._by_id(User, UserType.from_row)
         self.identifiers_by_customer = DataLoader(self._identifiers)
         self.case_links = DataLoader(self._case_links)
         self.customer_contacts = DataLoader(self._paged(self._customer_contacts))

@@ -1,9 +1,10 @@
-"""Run a mutation's service call in one transaction and turn a UserError into payload data."""
+"""Run a mutation's service call in one transaction and shape its payload; a UserError becomes payload data."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,12 +13,20 @@ from app.errors import UserError as AppUserError
 from schema.errors import UserError
 
 T = TypeVar("T")
+P = TypeVar("P")
 
 
-async def mutate(info: strawberry.Info, work: Callable[[AsyncSession], Awaitable[T]]) -> tuple[T | None, list[UserError]]:
-    """(result, []) when `work` commits; (None, [error]) when it refused the input and changed nothing."""
+async def mutate(
+    info: strawberry.Info,
+    payload: type[P],
+    work: Callable[[AsyncSession], Awaitable[T]],
+    shape: Callable[[T], dict[str, Any] | Awaitable[dict[str, Any]]],
+) -> P:
+    """`payload(**shape(result))` when `work` commits; `payload(errors=[error])` when it refused the input and changed nothing."""
     try:
         async with info.context.runtime.transaction() as session:
-            return await work(session), []
+            result = await work(session)
     except AppUserError as error:
-        return None, [UserError.from_error(error)]
+        return payload(errors=[UserError.from_error(error)])
+    fields = shape(result)
+    return payload(**(await fields if inspect.isawaitable(fields) else fields))

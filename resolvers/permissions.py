@@ -7,6 +7,8 @@ from typing import Any
 import strawberry
 from strawberry.permission import BasePermission
 
+from app.auth import STAFF_ROLES
+
 
 def roles(*allowed: str) -> type[BasePermission]:
     """A permission class admitting the given roles (admins are always admitted)."""
@@ -24,5 +26,5 @@ def roles(*allowed: str) -> type[BasePermission]:
 
 
 # Agents and supervisors maintain data; integrators only feed it in.
-STAFF = roles("agent", "supervisor")
+STAFF = roles(*STAFF_ROLES)
 SUPERVISOR = roles("supervisor")

@@ -1,3 +1,5 @@
+"""Recognition: the rule set (recognition rules, promotion rules, no-match policies) and the preview."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -5,14 +7,15 @@ from typing import Any
 import strawberry
 
 from app.errors import UserError as AppUserError
-from app.recognition import rules as service
-from app.services import ingest as ingest_service
-from app.services.contacts import ContactData
+from app.recognition.outcome import preview_recognition
+from app.services import recognition as service
+from resolvers.contacts import INGEST, contact_data
+from resolvers.mutation_helpers import mutate
+from resolvers.permissions import SUPERVISOR
+from schema.contacts import ContactIngestInput
 from schema.errors import UserError
 from schema.ids import db_id, to_global_id
 from schema.recognition import (
-    ContactIngestInput,
-    ContactIngestPayload,
     NoMatchPolicy,
     NoMatchPolicyPayload,
     NoMatchPolicySetInput,
@@ -32,36 +35,23 @@ from schema.recognition import (
     RuleDeletePayload,
     RulesReorderInput,
 )
-from schema.types import Contact
-from resolvers.mutation_helpers import mutate
-from resolvers.permissions import SUPERVISOR, roles
-
-INGEST = roles("integrator", "supervisor")
-
-
-def _region(info: strawberry.Info) -> str:
-    return info.context.runtime.settings.default_phone_region
-
-
-def _contact_data(input: ContactIngestInput) -> ContactData:
-    return ContactData(
-        channel=input.channel.value,
-        direction=input.direction.value,
-        occurred_at=input.occurred_at,
-        subject=input.subject,
-        text=input.text,
-        html=input.html,
-        from_address=input.from_,
-        to_addresses=list(input.to),
-        headers=input.headers or {},
-        source=input.source,
-        external_id=input.external_id,
-        payload=input.payload or {},
-    )
 
 
 def _channels(channels: list[Any] | None) -> list[str] | None:
     return None if channels is None else [c.value for c in channels]
+
+
+def _ids(global_ids: list[strawberry.ID], type_name: str) -> list[int]:
+    return [db_id(i, type_name, f"ids.{n}") for n, i in enumerate(global_ids)]
+
+
+async def _delete(info: strawberry.Info, global_id: strawberry.ID, type_name: str, delete: Any) -> RuleDeletePayload:
+    return await mutate(
+        info,
+        RuleDeletePayload,
+        lambda session: delete(session, actor=info.context.actor, rule_id=db_id(global_id, type_name, "id")),
+        lambda _: {"deleted_id": to_global_id(type_name, db_id(global_id, type_name, "id"))},
+    )
 
 
 @strawberry.type
@@ -86,7 +76,9 @@ class RecognitionQuery:
         try:
             # A reading session is never committed: whatever the rules read, nothing is written.
             async with info.context.runtime.reading() as session:
-                result = await ingest_service.preview_recognition(session, data=_contact_data(input), region=_region(info))
+                result = await preview_recognition(
+                    session, data=contact_data(input, source=input.source), region=info.context.phone_region
+                )
         except AppUserError as error:
             return RecognitionPreviewPayload(errors=[UserError.from_error(error)])
         return RecognitionPreviewPayload(
@@ -100,120 +92,91 @@ class RecognitionQuery:
 
 @strawberry.type
 class RecognitionMutation:
-    @strawberry.mutation(
-        permission_classes=[INGEST],
-        description="Store a contact from an integrator, recognised and promoted in one transaction. "
-        "Idempotent on (source, externalId): a repeat returns the first contact and creates nothing.",
-    )
-    async def contact_ingest(self, info: strawberry.Info, input: ContactIngestInput) -> ContactIngestPayload:
-        result, errors = await mutate(
-            info,
-            lambda session: ingest_service.ingest_contact(
-                session, actor=info.context.actor, data=_contact_data(input), region=_region(info)
-            ),
-        )
-        if result is None:
-            return ContactIngestPayload(errors=errors)
-        return ContactIngestPayload(
-            contact=Contact.from_row(result.contact), duplicate=result.duplicate,
-            customer_created=result.customer_created, case_created=result.case_created,
-            customer_id=result.customer_id, case_id=result.case_id, candidate_ids=result.candidates,
-        )
-
     @strawberry.mutation(permission_classes=[SUPERVISOR])
     async def recognition_rule_create(self, info: strawberry.Info, input: RecognitionRuleCreateInput) -> RecognitionRulePayload:
-        rule, errors = await mutate(
+        return await mutate(
             info,
+            RecognitionRulePayload,
             lambda session: service.create_rule(
                 session, actor=info.context.actor, name=input.name, kind=input.kind.value, config=input.config,
                 channels=_channels(input.channels), enabled=input.enabled, position=input.position,
             ),
+            lambda rule: {"rule": RecognitionRule.from_row(rule)},
         )
-        return RecognitionRulePayload(rule=RecognitionRule.from_row(rule) if rule else None, errors=errors)
 
     @strawberry.mutation(permission_classes=[SUPERVISOR])
     async def recognition_rule_update(self, info: strawberry.Info, input: RecognitionRuleUpdateInput) -> RecognitionRulePayload:
-        rule, errors = await mutate(
+        return await mutate(
             info,
+            RecognitionRulePayload,
             lambda session: service.update_rule(
                 session, actor=info.context.actor, rule_id=db_id(input.id, "RecognitionRule", "id"), name=input.name,
                 config=input.config, channels=_channels(input.channels), enabled=input.enabled,
             ),
+            lambda rule: {"rule": RecognitionRule.from_row(rule)},
         )
-        return RecognitionRulePayload(rule=RecognitionRule.from_row(rule) if rule else None, errors=errors)
 
     @strawberry.mutation(permission_classes=[SUPERVISOR])
     async def recognition_rule_delete(self, info: strawberry.Info, input: RuleDeleteInput) -> RuleDeletePayload:
-        async def work(session):
-            rule_id = db_id(input.id, "RecognitionRule", "id")
-            await service.delete_rule(session, actor=info.context.actor, rule_id=rule_id)
-            return rule_id
-
-        rule_id, errors = await mutate(info, work)
-        return RuleDeletePayload(deleted_id=to_global_id("RecognitionRule", rule_id) if rule_id else None, errors=errors)
+        return await _delete(info, input.id, "RecognitionRule", service.delete_rule)
 
     @strawberry.mutation(permission_classes=[SUPERVISOR])
     async def recognition_rules_reorder(self, info: strawberry.Info, input: RulesReorderInput) -> RecognitionRulesPayload:
-        rules, errors = await mutate(
+        return await mutate(
             info,
-            lambda session: service.reorder_rules(
-                session, actor=info.context.actor, ids=[db_id(i, "RecognitionRule", f"ids.{n}") for n, i in enumerate(input.ids)]
-            ),
+            RecognitionRulesPayload,
+            lambda session: service.reorder_rules(session, actor=info.context.actor, ids=_ids(input.ids, "RecognitionRule")),
+            lambda rules: {"rules": [RecognitionRule.from_row(r) for r in rules]},
         )
-        return RecognitionRulesPayload(rules=[RecognitionRule.from_row(r) for r in rules or []], errors=errors)
 
     @strawberry.mutation(permission_classes=[SUPERVISOR])
     async def promotion_rule_create(self, info: strawberry.Info, input: PromotionRuleCreateInput) -> PromotionRulePayload:
-        rule, errors = await mutate(
+        return await mutate(
             info,
+            PromotionRulePayload,
             lambda session: service.create_promotion_rule(
                 session, actor=info.context.actor, name=input.name, source=input.source, target=input.target.value,
                 field=input.field, policy=input.policy.value, channels=_channels(input.channels),
                 enabled=input.enabled, position=input.position,
             ),
+            lambda rule: {"rule": PromotionRule.from_row(rule)},
         )
-        return PromotionRulePayload(rule=PromotionRule.from_row(rule) if rule else None, errors=errors)
 
     @strawberry.mutation(permission_classes=[SUPERVISOR])
     async def promotion_rule_update(self, info: strawberry.Info, input: PromotionRuleUpdateInput) -> PromotionRulePayload:
-        rule, errors = await mutate(
+        return await mutate(
             info,
+            PromotionRulePayload,
             lambda session: service.update_promotion_rule(
                 session, actor=info.context.actor, rule_id=db_id(input.id, "PromotionRule", "id"), name=input.name,
                 source=input.source, target=input.target.value if input.target else None, field=input.field,
                 policy=input.policy.value if input.policy else None, channels=_channels(input.channels),
                 enabled=input.enabled,
             ),
+            lambda rule: {"rule": PromotionRule.from_row(rule)},
         )
-        return PromotionRulePayload(rule=PromotionRule.from_row(rule) if rule else None, errors=errors)
 
     @strawberry.mutation(permission_classes=[SUPERVISOR])
     async def promotion_rule_delete(self, info: strawberry.Info, input: RuleDeleteInput) -> RuleDeletePayload:
-        async def work(session):
-            rule_id = db_id(input.id, "PromotionRule", "id")
-            await service.delete_promotion_rule(session, actor=info.context.actor, rule_id=rule_id)
-            return rule_id
-
-        rule_id, errors = await mutate(info, work)
-        return RuleDeletePayload(deleted_id=to_global_id("PromotionRule", rule_id) if rule_id else None, errors=errors)
+        return await _delete(info, input.id, "PromotionRule", service.delete_promotion_rule)
 
     @strawberry.mutation(permission_classes=[SUPERVISOR])
     async def promotion_rules_reorder(self, info: strawberry.Info, input: RulesReorderInput) -> PromotionRulesPayload:
-        rules, errors = await mutate(
+        return await mutate(
             info,
-            lambda session: service.reorder_promotion_rules(
-                session, actor=info.context.actor, ids=[db_id(i, "PromotionRule", f"ids.{n}") for n, i in enumerate(input.ids)]
-            ),
+            PromotionRulesPayload,
+            lambda session: service.reorder_promotion_rules(session, actor=info.context.actor, ids=_ids(input.ids, "PromotionRule")),
+            lambda rules: {"rules": [PromotionRule.from_row(r) for r in rules]},
         )
-        return PromotionRulesPayload(rules=[PromotionRule.from_row(r) for r in rules or []], errors=errors)
 
     @strawberry.mutation(permission_classes=[SUPERVISOR], description="Set what a channel does with an unrecognised contact.")
     async def no_match_policy_set(self, info: strawberry.Info, input: NoMatchPolicySetInput) -> NoMatchPolicyPayload:
-        policy, errors = await mutate(
+        return await mutate(
             info,
+            NoMatchPolicyPayload,
             lambda session: service.set_policy(
                 session, actor=info.context.actor, channel=input.channel.value, create_customer=input.create_customer,
                 create_case=input.create_case, flag_for_review=input.flag_for_review,
             ),
+            lambda policy: {"policy": NoMatchPolicy.from_row(policy)},
         )
-        return NoMatchPolicyPayload(policy=NoMatchPolicy.from_row(policy) if policy else None, errors=errors)

@@ -1,9 +1,19 @@
+"""The root fields, and the domains' Query and Mutation classes merged into the one schema."""
+
 from __future__ import annotations
 
 import strawberry
 
+from resolvers.archive import ArchiveMutation, ArchiveQuery, CaseArchiveMutation
+from resolvers.audit import AuditQuery
+from resolvers.cases import CaseLifecycleMutation, CaseMutation, CaseQuery
+from resolvers.contacts import ContactFixMutation, ContactMutation, ContactQuery
+from resolvers.customers import CustomerMergeMutation, CustomerMergeQuery, CustomerMutation, CustomerQuery
+from resolvers.recognition import RecognitionMutation, RecognitionQuery
+
 from schema.ids import from_global_id
-from schema.types import Node, User, load_case, load_contact, load_customer, load_user
+from schema.auth import User
+from schema.node import Node, load_case, load_contact, load_customer, load_user
 
 _NODE_LOADERS = {
     "Customer": load_customer,
@@ -26,3 +36,27 @@ class RootQuery:
     async def me(self, info: strawberry.Info) -> User | None:
         actor = info.context.actor
         return await load_user(info, actor.user_id if actor else None)
+
+
+# The order of the classes is the order of the fields in the exported schema (schema/schema.graphql).
+QUERIES = (
+    RootQuery,
+    CustomerQuery,
+    CaseQuery,
+    ContactQuery,
+    RecognitionQuery,
+    CustomerMergeQuery,
+    ArchiveQuery,
+    AuditQuery,
+)
+MUTATIONS = (
+    CustomerMutation,
+    CaseMutation,
+    ContactMutation,
+    RecognitionMutation,
+    ContactFixMutation,
+    CaseLifecycleMutation,
+    CaseArchiveMutation,
+    CustomerMergeMutation,
+    ArchiveMutation,
+)

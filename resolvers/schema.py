@@ -22,18 +22,13 @@ from strawberry.tools import merge_types
 
 from app.errors import UserError as AppUserError
 from app.settings import Settings, load_settings
-from resolvers.cases import CaseMutation, CaseQuery
-from resolvers.contacts import ContactMutation, ContactQuery
-from resolvers.customers import CustomerMutation, CustomerQuery
-from resolvers.maintenance import MaintenanceMutation, MaintenanceQuery
 from resolvers.query_cost import QueryCostLimiter
-from resolvers.recognition import RecognitionMutation, RecognitionQuery
-from resolvers.root import RootQuery
+from resolvers.root import MUTATIONS, QUERIES
 from resolvers.subscriptions import EventIds, Subscription
-from schema.types import Case, Contact, Customer, CustomerIdentifier, User
-
-QUERIES = (RootQuery, CustomerQuery, CaseQuery, ContactQuery, RecognitionQuery, MaintenanceQuery)
-MUTATIONS = (CustomerMutation, CaseMutation, ContactMutation, RecognitionMutation, MaintenanceMutation)
+from schema.auth import User
+from schema.cases import Case
+from schema.contacts import Contact
+from schema.customers import Customer, CustomerIdentifier
 
 
 def should_mask_error(error: GraphQLError) -> bool:

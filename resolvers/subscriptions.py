@@ -16,8 +16,11 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from app import events
-from schema.ids import from_global_id
-from schema.types import Case, Contact, Customer, load_case, load_contact, load_customer
+from schema.cases import Case
+from schema.contacts import Contact
+from schema.customers import Customer
+from schema.ids import decode_id
+from schema.node import load_case, load_contact, load_customer
 
 # Each subscription operation runs in a task of its own, so a context variable set by the source
 # stream is what the extension reads when that operation's next result is sent.
@@ -35,11 +38,6 @@ class EventIds(SchemaExtension):
     def get_results(self) -> dict[str, Any]:
         event_id = _current_event_id.get()
         return {"eventId": event_id} if event_id else {}
-
-
-def _id_or_none(global_id: strawberry.ID | None, type_name: str) -> int | None:
-    decoded = from_global_id(global_id) if global_id else None
-    return decoded[1] if decoded and decoded[0] == type_name else None
 
 
 async def _events(info: strawberry.Info, channels: list[str], after: str | None) -> AsyncIterator[events.Event]:
@@ -71,13 +69,13 @@ class Subscription:
     def customer_updated(
         self, info: strawberry.Info, id: strawberry.ID, after: After = None
     ) -> AsyncGenerator[Customer, None]:
-        return _each_update(info, "customerUpdated", _id_or_none(id, "Customer"), load_customer, after)
+        return _each_update(info, "customerUpdated", decode_id(id, "Customer"), load_customer, after)
 
     @strawberry.subscription(description="The case each time it or its contacts change.")
     def case_updated(
         self, info: strawberry.Info, id: strawberry.ID, after: After = None
     ) -> AsyncGenerator[Case, None]:
-        return _each_update(info, "caseUpdated", _id_or_none(id, "Case"), load_case, after)
+        return _each_update(info, "caseUpdated", decode_id(id, "Case"), load_case, after)
 
     @strawberry.subscription(description="Each new contact of a customer and/or a case (all contacts when neither is given).")
     async def contact_received(
@@ -92,7 +90,7 @@ class Subscription:
         for prefix, (global_id, type_name) in wanted.items():
             if global_id is None:
                 continue
-            db_id = _id_or_none(global_id, type_name)
+            db_id = decode_id(global_id, type_name)
             if db_id is None:
                 return  # not an id of that type: nothing will ever arrive
             channels.append(events.channel("contactReceived", f"{prefix}:{db_id}"))

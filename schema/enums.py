@@ -1,69 +1,27 @@
+"""GraphQL enums, generated from the value lists in app.models so the two cannot drift apart."""
+
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 import strawberry
 
 from app.errors import ErrorCode as AppErrorCode
+from app.models import CASE_STATUSES, CHANNELS, CUSTOMER_STATUSES, DIRECTIONS, IDENTIFIER_KINDS, PRIORITIES, ROLES
 
 ErrorCode = strawberry.enum(AppErrorCode, name="ErrorCode", description="Why an input was refused.")
 
 
-@strawberry.enum
-class Channel(Enum):
-    EMAIL = "email"
-    PHONE = "phone"
-    CHAT = "chat"
-    SMS = "sms"
-    WEB = "web"
-    SOCIAL = "social"
-    NOTE = "note"
+def values_enum(name: str, values: tuple[str, ...], description: str | None = None) -> Any:
+    """A GraphQL enum whose names are the upper-cased values: ("fill_empty",) gives FILL_EMPTY = "fill_empty"."""
+    return strawberry.enum(Enum(name, {value.upper(): value for value in values}), description=description)
 
 
-@strawberry.enum
-class Direction(Enum):
-    INBOUND = "inbound"
-    OUTBOUND = "outbound"
-    INTERNAL = "internal"
-
-
-@strawberry.enum
-class CustomerStatus(Enum):
-    ACTIVE = "active"
-    MERGED = "merged"
-    ARCHIVED = "archived"
-    ERASED = "erased"
-
-
-@strawberry.enum
-class CaseStatus(Enum):
-    NEW = "new"
-    OPEN = "open"
-    PENDING = "pending"
-    CONSULTATION = "consultation"
-    RESOLVED = "resolved"
-    CLOSED = "closed"
-
-
-@strawberry.enum
-class Priority(Enum):
-    LOW = "low"
-    NORMAL = "normal"
-    HIGH = "high"
-    URGENT = "urgent"
-
-
-@strawberry.enum
-class IdentifierKind(Enum):
-    EMAIL = "email"
-    PHONE = "phone"
-    ACCOUNT_ID = "account_id"
-    EXTERNAL_REF = "external_ref"
-
-
-@strawberry.enum
-class Role(Enum):
-    AGENT = "agent"
-    SUPERVISOR = "supervisor"
-    ADMIN = "admin"
-    INTEGRATOR = "integrator"
+Channel = values_enum("Channel", CHANNELS)
+Direction = values_enum("Direction", DIRECTIONS)
+CustomerStatus = values_enum("CustomerStatus", CUSTOMER_STATUSES)
+CaseStatus = values_enum("CaseStatus", CASE_STATUSES)
+Priority = values_enum("Priority", PRIORITIES)
+IdentifierKind = values_enum("IdentifierKind", IDENTIFIER_KINDS)
+Role = values_enum("Role", ROLES)

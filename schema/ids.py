@@ -31,3 +31,9 @@ def db_id(global_id: str, type_name: str, field: str) -> int:
 
 def optional_db_id(global_id: str | None, type_name: str, field: str) -> int | None:
     return None if global_id is None else db_id(global_id, type_name, field)
+
+
+def decode_id(global_id: str | None, type_name: str) -> int | None:
+    """The database id behind a global id of `type_name`; None for anything else (a lookup then finds nothing)."""
+    decoded = from_global_id(global_id) if global_id else None
+    return decoded[1] if decoded is not None and decoded[0] == type_name else None

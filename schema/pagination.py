@@ -43,7 +43,7 @@ class Connection(Generic[T]):
 
     @classmethod
     def from_page(cls, page: RowPage, convert: Callable[[Any], T]) -> "Connection[T]":
-        edges = [Edge(cursor=c, node=convert(r)) for c, r in zip(page.cursors, page.rows)]
+        edges = [Edge(cursor=c, node=convert(r)) for c, r in zip(page.cursors, page.rows, strict=True)]
         return cls(
             edges=edges,
             page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.cursors[-1] if page.cursors else None),

@@ -1,43 +1,27 @@
-"""Recognition: rules, promotion rules, no-match policies, ingest and preview."""
+"""Recognition: rules, promotion rules, no-match policies and the preview."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from enum import Enum
 from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
 
+from app.models import PROMOTION_POLICIES, RULE_KINDS, RULE_TARGETS
 from app.recognition.config import masked
-from schema.enums import Channel, Direction
+from schema.enums import Channel, values_enum
 from schema.errors import UserError
-from schema.ids import to_global_id
-from schema.types import Case, Contact, Customer, Node, load_case, load_customer, load_customers
+from schema.cases import Case
+from schema.contacts import candidates_of, case_of, customer_of
+from schema.customers import Customer
+from schema.node import Node
 
 
-@strawberry.enum(description="Whether a rule recognises the contact's case or its customer.")
-class RecognitionTarget(Enum):
-    CASE = "case"
-    CUSTOMER = "customer"
-
-
-@strawberry.enum
-class RecognitionRuleKind(Enum):
-    REFERENCE_IN_TEXT = "reference_in_text"
-    THREAD = "thread"
-    EXTERNAL_REFERENCE = "external_reference"
-    OPEN_CASE_OF_CUSTOMER = "open_case_of_customer"
-    IDENTIFIER = "identifier"
-    FIELD_MATCH = "field_match"
-    LOOKUP = "lookup"
-
-
-@strawberry.enum
-class PromotionPolicy(Enum):
-    FILL_EMPTY = "fill_empty"
-    OVERWRITE = "overwrite"
-    ADD_IDENTIFIER = "add_identifier"
+RecognitionTarget = values_enum(
+    "RecognitionTarget", RULE_TARGETS, "Whether a rule recognises the contact's case or its customer."
+)
+RecognitionRuleKind = values_enum("RecognitionRuleKind", RULE_KINDS)
+PromotionPolicy = values_enum("PromotionPolicy", PROMOTION_POLICIES)
 
 
 @strawberry.type(description="One way of recognising a contact's case or customer; rules are tried in position order.")
@@ -52,11 +36,13 @@ class RecognitionRule(Node):
     enabled: bool
 
     @classmethod
-    def from_row(cls, row: Any) -> "RecognitionRule":
-        return cls(
-            id=to_global_id("RecognitionRule", row.id), db_id=row.id, name=row.name,
-            target=RecognitionTarget(row.target), kind=RecognitionRuleKind(row.kind), config=masked(row.config),
-            position=row.position, channels=[Channel(c) for c in row.channels], enabled=row.enabled,
+    def from_row(cls, row: Any) -> RecognitionRule:
+        return super().from_row(
+            row,
+            target=RecognitionTarget(row.target),
+            kind=RecognitionRuleKind(row.kind),
+            config=masked(row.config),
+            channels=[Channel(c) for c in row.channels],
         )
 
 
@@ -73,11 +59,9 @@ class PromotionRule(Node):
     enabled: bool
 
     @classmethod
-    def from_row(cls, row: Any) -> "PromotionRule":
-        return cls(
-            id=to_global_id("PromotionRule", row.id), db_id=row.id, name=row.name, source=row.source,
-            target=RecognitionTarget(row.target), field=row.field, policy=PromotionPolicy(row.policy),
-            position=row.position, channels=[Channel(c) for c in row.channels], enabled=row.enabled,
+    def from_row(cls, row: Any) -> PromotionRule:
+        return super().from_row(
+            row, target=RecognitionTarget(row.target), policy=PromotionPolicy(row.policy), channels=[Channel(c) for c in row.channels]
         )
 
 
@@ -89,7 +73,7 @@ class NoMatchPolicy:
     flag_for_review: bool
 
     @classmethod
-    def from_row(cls, row: Any) -> "NoMatchPolicy":
+    def from_row(cls, row: Any) -> NoMatchPolicy:
         return cls(
             channel=Channel(row.channel), create_customer=row.create_customer, create_case=row.create_case,
             flag_for_review=row.flag_for_review,
@@ -157,22 +141,6 @@ class NoMatchPolicySetInput:
     flag_for_review: bool
 
 
-@strawberry.input
-class ContactIngestInput:
-    source: str = strawberry.field(description="The integrator's system, e.g. 'telephony'.")
-    external_id: str = strawberry.field(description="Idempotency key within the source: a repeat returns the first contact.")
-    channel: Channel
-    direction: Direction = Direction.INBOUND
-    occurred_at: datetime | None = None
-    from_: str | None = strawberry.field(default=None, name="from")
-    to: list[str] = strawberry.field(default_factory=list)
-    subject: str | None = None
-    text: str | None = None
-    html: str | None = None
-    headers: JSON | None = None
-    payload: JSON | None = None
-
-
 @strawberry.type
 class RecognitionRulePayload:
     rule: RecognitionRule | None = None
@@ -209,34 +177,6 @@ class NoMatchPolicyPayload:
     errors: list[UserError] = strawberry.field(default_factory=list)
 
 
-async def _customers(info: strawberry.Info, ids: list[int]) -> list[Customer]:
-    return await load_customers(info, ids)
-
-
-@strawberry.type
-class ContactIngestPayload:
-    contact: Contact | None = None
-    duplicate: bool = strawberry.field(default=False, description="The (source, externalId) was already ingested: this is the first contact, nothing was created.")
-    customer_created: bool = False
-    case_created: bool = False
-    errors: list[UserError] = strawberry.field(default_factory=list)
-    customer_id: strawberry.Private[int | None] = None
-    case_id: strawberry.Private[int | None] = None
-    candidate_ids: strawberry.Private[list[int]] = strawberry.field(default_factory=list)
-
-    @strawberry.field
-    async def customer(self, info: strawberry.Info) -> Customer | None:
-        return await load_customer(info, self.customer_id)
-
-    @strawberry.field
-    async def case(self, info: strawberry.Info) -> Case | None:
-        return await load_case(info, self.case_id)
-
-    @strawberry.field(description="Customers sharing the sender's identifier, when there was no single match.")
-    async def candidates(self, info: strawberry.Info) -> list[Customer]:
-        return await _customers(info, self.candidate_ids)
-
-
 @strawberry.type(description="What ingesting this contact would do now; nothing was written.")
 class RecognitionPreview:
     needs_review: bool
@@ -247,17 +187,9 @@ class RecognitionPreview:
     case_id: strawberry.Private[int | None] = None
     candidate_ids: strawberry.Private[list[int]] = strawberry.field(default_factory=list)
 
-    @strawberry.field
-    async def customer(self, info: strawberry.Info) -> Customer | None:
-        return await load_customer(info, self.customer_id)
-
-    @strawberry.field
-    async def case(self, info: strawberry.Info) -> Case | None:
-        return await load_case(info, self.case_id)
-
-    @strawberry.field
-    async def candidates(self, info: strawberry.Info) -> list[Customer]:
-        return await _customers(info, self.candidate_ids)
+    customer: Customer | None = strawberry.field(resolver=customer_of)
+    case: Case | None = strawberry.field(resolver=case_of)
+    candidates: list[Customer] = strawberry.field(resolver=candidates_of)
 
 
 @strawberry.type

@@ -76,7 +76,7 @@ async def clean_state(request, table_names):
 # Migrations that ship default rows register a function here that puts them back after TRUNCATE.
 SEEDS: list = []
 
-from app.recognition.defaults import seed_defaults as _seed_recognition_defaults  # noqa: E402
+from app.services.recognition import seed_defaults as _seed_recognition_defaults  # noqa: E402
 
 SEEDS.append(_seed_recognition_defaults)
 

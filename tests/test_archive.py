@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from jobs import worker
-from app.services.maintenance import archive
-from tests.test_maintenance_support import gid, make_case, make_contact, make_customer, rows, scalar, snapshot
+from app.services import archive
+from tests.support import gid, make_case, make_contact, make_customer, rows, scalar, snapshot
 
 ARCHIVE = "mutation($input: CustomerArchiveInput!) { customerArchive(input: $input) { customer { id status } errors { code } } }"
 RESTORE = "mutation($input: CustomerArchiveInput!) { customerRestore(input: $input) { customer { id status } errors { code } } }"
@@ -104,9 +104,9 @@ async def test_expiry_deletes_a_customer_with_their_own_cases_and_hands_shared_c
     await make_contact(runtime, customer_id=gone, case_id=shared_case)
     kept_contact = await make_contact(runtime, customer_id=stays, case_id=shared_case)
     async with runtime.transaction() as session:
-        from tests.test_maintenance_support import SUPERVISOR
+        from tests.support import SUPERVISOR
 
-        await archive.create_rule(session, actor=SUPERVISOR, name="expire", entity="customer", inactivity_days=3650,
+        await archive.create_archive_rule(session, actor=SUPERVISOR, name="expire", entity="customer", inactivity_days=3650,
                                   retention_days=30, expiry_action="delete")
         await archive.archive_customer(session, actor=SUPERVISOR, customer_id=gone)
     await _archived_days_ago(runtime, gone, 31)
@@ -127,12 +127,12 @@ async def test_expiry_deletes_a_customer_with_their_own_cases_and_hands_shared_c
 
 
 async def test_expiry_can_anonymise_instead(runtime):
-    from tests.test_maintenance_support import SUPERVISOR
+    from tests.support import SUPERVISOR
 
     ada = await make_customer(runtime, "Ada", emails=["ada@example.com"])
     contact = await make_contact(runtime, customer_id=ada, text_body="my address is 1 Main St")
     async with runtime.transaction() as session:
-        await archive.create_rule(session, actor=SUPERVISOR, name="anon", entity="customer", inactivity_days=3650,
+        await archive.create_archive_rule(session, actor=SUPERVISOR, name="anon", entity="customer", inactivity_days=3650,
                                   retention_days=0, expiry_action="anonymise")
         await archive.archive_customer(session, actor=SUPERVISOR, customer_id=ada)
     await _archived_days_ago(runtime, ada, 1)
@@ -145,7 +145,7 @@ async def test_expiry_can_anonymise_instead(runtime):
 
 async def test_case_rules_archive_closed_cases(runtime):
     from sqlalchemy import text
-    from tests.test_maintenance_support import SUPERVISOR
+    from tests.support import SUPERVISOR
 
     ada = await make_customer(runtime, "Ada")
     closed = await make_case(runtime, [ada])
@@ -154,7 +154,7 @@ async def test_case_rules_archive_closed_cases(runtime):
         await conn.execute(text("UPDATE cases SET status = 'closed' WHERE id = :c"), {"c": closed})
         await conn.execute(text("UPDATE cases SET updated_at = now() - interval '100 days'"))
     async with runtime.transaction() as session:
-        await archive.create_rule(session, actor=SUPERVISOR, name="cases", entity="case", inactivity_days=90)
+        await archive.create_archive_rule(session, actor=SUPERVISOR, name="cases", entity="case", inactivity_days=90)
 
     result = await archive.sweep(runtime)
 
@@ -168,15 +168,15 @@ async def test_the_daily_job_runs_the_sweep(runtime):
     stale = await make_customer(runtime, "Stale")
     await _age(runtime, stale, 40)
     async with runtime.transaction() as session:
-        from tests.test_maintenance_support import SUPERVISOR
+        from tests.support import SUPERVISOR
 
-        await archive.create_rule(session, actor=SUPERVISOR, name="month", entity="customer", inactivity_days=30)
+        await archive.create_archive_rule(session, actor=SUPERVISOR, name="month", entity="customer", inactivity_days=30)
     assert await worker.archive_sweep({"runtime": runtime}) == {"archived": 1, "expired": 0, "batches": 2}
 
 
 async def test_case_anonymisation_expires_each_case_once_and_clears_its_contacts_trail(runtime):
     from sqlalchemy import text
-    from tests.test_maintenance_support import SUPERVISOR
+    from tests.support import SUPERVISOR
 
     ada = await make_customer(runtime, "Ada")
     case = await make_case(runtime, [ada], "Boiler at 12 Main St")
@@ -185,7 +185,7 @@ async def test_case_anonymisation_expires_each_case_once_and_clears_its_contacts
         await conn.execute(text("UPDATE audit_events SET after = after || '{\"note\": \"12 Main St\"}' WHERE entity_type = 'contact'"))
         await conn.execute(text("UPDATE cases SET status = 'closed', archived_at = now() - interval '40 days' WHERE id = :c"), {"c": case})
     async with runtime.transaction() as session:
-        await archive.create_rule(session, actor=SUPERVISOR, name="cases", entity="case", inactivity_days=90,
+        await archive.create_archive_rule(session, actor=SUPERVISOR, name="cases", entity="case", inactivity_days=90,
                                   retention_days=30, expiry_action="anonymise")
 
     first = await archive.sweep(runtime)
@@ -207,12 +207,12 @@ async def _preview(runtime):
 
     async with runtime.reading() as session:
         rule_id = await session.scalar(text("SELECT id FROM archive_rules"))
-        return await archive.preview_rule(session, rule_id=rule_id)
+        return await archive.preview_archive_rule(session, rule_id=rule_id)
 
 
 async def test_preview_counts_every_candidate_and_samples_the_first(runtime):
     from sqlalchemy import text
-    from tests.test_maintenance_support import SUPERVISOR
+    from tests.support import SUPERVISOR
 
     ids = [await make_customer(runtime, f"C{i}") for i in range(25)]
     await make_customer(runtime, "Kept", fields={"vip": True})
@@ -222,7 +222,7 @@ async def test_preview_counts_every_candidate_and_samples_the_first(runtime):
             "UPDATE customers SET last_activity_at = now() - make_interval(days => 400 - (id - (SELECT min(id) FROM customers))::int)"
         ))
     async with runtime.transaction() as session:
-        await archive.create_rule(session, actor=SUPERVISOR, name="year", entity="customer", inactivity_days=365,
+        await archive.create_archive_rule(session, actor=SUPERVISOR, name="year", entity="customer", inactivity_days=365,
                                   exempt_when={"vip": True})
 
     preview = await _preview(runtime)

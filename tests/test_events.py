@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from app import events
 from app.models import EventOutbox
+from app.services import customers
 from app.auth import SYSTEM
 from tests.conftest import wait_for_subscriber
 
@@ -61,8 +62,6 @@ async def test_events_survive_an_unreachable_redis_and_the_relay_delivers_them(g
     cut_off = Redis.from_url("unix:///nonexistent/redis.sock")
     isolated = dataclasses.replace(runtime, redis=cut_off)
     try:
-        from app.services import customers  # noqa: PLC0415 (moves with the domain layout)
-
         async with isolated.transaction() as session:
             await customers.update_customer(session, actor=SYSTEM, customer_id=1, name="Ada Lovelace")
         stranded = await outbox_size(runtime)

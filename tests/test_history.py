@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 from app.auth import SYSTEM
 from app.pagination import encode_cursor
 from app.services import cases, contacts, customers
-from app.services.contacts import ContactData
+from app.contact_data import ContactData
 from schema.ids import to_global_id
 
 HISTORY = """

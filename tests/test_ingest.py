@@ -12,8 +12,9 @@ from app import events
 from app.auth import SYSTEM
 from app.models import AuditEvent, Case, CaseCustomer, Contact, Customer, CustomerIdentifier
 from app.services import customers as customer_service
-from app.services.contacts import ContactData
-from app.services.ingest import ingest_contact, preview_recognition
+from app.contact_data import ContactData
+from app.recognition.outcome import preview_recognition
+from app.services.contacts import ingest_contact
 
 INGEST = """
 mutation($input: ContactIngestInput!) {
@@ -221,7 +222,7 @@ async def test_malformed_headers_or_payload_are_refused(runtime):
 async def test_a_fault_during_recognition_keeps_the_contact_and_nothing_of_the_undone_work(runtime, monkeypatch):
     from sqlalchemy import text
 
-    from app.recognition import promotion
+    from app.services import recognition as promotion
 
     real_create_case = promotion.case_service.create_case
 

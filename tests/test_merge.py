@@ -7,12 +7,11 @@ import asyncio
 from app.auth import SYSTEM
 from app.errors import UserError
 from app.services import contacts as contact_service
-from app.services import ingest
-from app.services.contacts import ContactData
-from app.services.maintenance import cases as case_maintenance
-from app.services.maintenance import merge as merge_service
+from app.contact_data import ContactData
+from app.services import cases as case_service
+from app.services import customers as merge_service
 from tests.conftest import last_event_id, published_channels
-from tests.test_maintenance_support import (
+from tests.support import (
     AGENT,
     gid,
     make_case,
@@ -150,7 +149,7 @@ async def test_undo_after_a_conflicting_change_lists_the_conflict_and_changes_no
     other = await make_customer(runtime, "Someone Else")
     # A moved contact now belongs to another customer: undoing would take it from them.
     async with runtime.transaction() as session:
-        await case_maintenance.move_case(session, actor=AGENT, case_id=own_case, from_customer_id=survivor, to_customer_id=other)
+        await case_service.move_case(session, actor=AGENT, case_id=own_case, from_customer_id=survivor, to_customer_id=other)
     before = await snapshot(runtime)
 
     result = await gql(UNDO, {"input": {"mergeId": merged["customerMerge"]["merge"]["id"]}})
@@ -261,7 +260,7 @@ async def test_an_ingest_recording_a_customer_merged_since_recognition_lands_on_
     async with runtime.transaction() as session:
         await merge_service.merge_customers(session, actor=AGENT, survivor_id=survivor, duplicate_ids=[duplicate])
     async with runtime.engine.begin() as conn:
-        recorded = (await conn.execute(ingest._RECORD, {
+        recorded = (await conn.execute(contact_service._RECORD, {
             "contact_id": contact.id, "customer_id": duplicate, "case_id": None,
             "candidates": [], "needs_review": False, "recognition": None,
         })).one()
@@ -316,7 +315,7 @@ async def test_concurrent_ingests_moves_and_merges_leave_no_contact_on_a_tombsto
     async def move(case_id: int) -> None:
         try:
             async with runtime.transaction() as session:
-                await case_maintenance.move_case(session, actor=AGENT, case_id=case_id, from_customer_id=duplicate, to_customer_id=other)
+                await case_service.move_case(session, actor=AGENT, case_id=case_id, from_customer_id=duplicate, to_customer_id=other)
         except UserError:
             pass  # the merge got there first: the case is no longer the duplicate's
 

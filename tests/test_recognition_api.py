@@ -7,8 +7,8 @@ from sqlalchemy import func, select
 from app.auth import SYSTEM
 from app.errors import ErrorCode, UserError
 from app.models import AuditEvent, RecognitionRule
-from app.recognition import rules as rule_service
-from app.recognition.rules_file import export_rules, import_rules
+from app.services import recognition as rule_service
+from app.services.recognition import export_rules, import_rules
 
 RULES = "{ recognitionRules { id name target kind config position channels enabled } }"
 CREATE = """

@@ -17,12 +17,12 @@ from starlette.routing import Route
 
 from app.auth import SYSTEM
 from app.models import Contact
-from app.recognition import rules as rule_service
+from app.services import recognition as rule_service
 from app.recognition.connector import SIGNATURE_HEADER, TIMESTAMP_HEADER, connectors, verify_signature
 from app.services import cases as case_service
 from app.services import customers as customer_service
-from app.services.contacts import ContactData
-from app.services.ingest import ingest_contact
+from app.contact_data import ContactData
+from app.services.contacts import ingest_contact
 
 SECRET = "s3cret"
 _ids = itertools.count(1)

@@ -12,12 +12,12 @@ from sqlalchemy import func, select, update
 from app.auth import SYSTEM
 from app.errors import ErrorCode, UserError
 from app.models import Case, Contact, Customer, CustomerIdentifier, User
-from app.recognition import rules as rule_service
+from app.services import recognition as rule_service
 from app.recognition.connector import connectors
 from app.services import cases as case_service
 from app.services import customers as customer_service
-from app.services.contacts import ContactData
-from app.services.ingest import ingest_contact
+from app.contact_data import ContactData
+from app.services.contacts import ingest_contact
 
 _ids = itertools.count(1)
 
@@ -42,7 +42,9 @@ async def make_customer(runtime, name, *identifiers, fields=None, status="active
 async def make_case(runtime, subject, *customer_ids, fields=None, status=None) -> Case:
     async with runtime.transaction() as session:
         case = await case_service.create_case(session, actor=SYSTEM, subject=subject, customer_ids=list(customer_ids), fields=fields)
-        if status:
+        if status == "closed":  # closing has its own transition, which takes a reason code
+            await case_service.close_case(session, actor=SYSTEM, case_id=case.id, reason_code="done")
+        elif status:
             case = await case_service.update_case(session, actor=SYSTEM, case_id=case.id, status=status)
         return case
 

@@ -1,69 +1,79 @@
-"""SQLAlchemy models. Every table module is imported here so Alembic sees one metadata."""
+"""SQLAlchemy models, one module per domain. Every table module is imported here so Alembic sees one metadata."""
 
+from app.models.archive import ARCHIVE_ENTITIES, EXPIRY_ACTIONS, ArchiveRule
+from app.models.audit import AuditEvent
+from app.models.auth import ROLES, ApiToken, User
 from app.models.base import Base
-from app.models.core import (
+from app.models.cases import (
     CASE_STATUSES,
-    CHANNELS,
-    CUSTOMER_STATUSES,
-    DIRECTIONS,
-    IDENTIFIER_KINDS,
-    ROLES,
-    ApiToken,
-    AuditEvent,
+    FINISHED_CASE_STATUSES,
+    OPEN_CASE_STATUSES,
+    PRIORITIES,
     Case,
     CaseCustomer,
-    Contact,
+    case_reference_seq,
+)
+from app.models.contacts import CHANNELS, DIRECTIONS, Contact
+from app.models.customers import (
+    CUSTOMER_STATUSES,
+    FIELD_STRATEGIES,
+    IDENTIFIER_KINDS,
     Customer,
     CustomerIdentifier,
-    User,
-    case_reference_seq,
+    CustomerMerge,
+    CustomerMergeEntry,
     customer_number_seq,
 )
 from app.models.events import EventOutbox
 from app.models.recognition import (
+    CASE_RULE_KINDS,
+    CUSTOMER_RULE_KINDS,
+    NO_ROW_POLICY,
     PROMOTION_POLICIES,
     RULE_KINDS,
+    RULE_TARGETS,
     NoMatchPolicy,
     PromotionRule,
     RecognitionConfig,
     RecognitionRule,
 )
-from app.models.maintenance import (
-    ARCHIVE_ENTITIES,
-    EXPIRY_ACTIONS,
-    ArchiveRule,
-    CustomerMerge,
-    CustomerMergeEntry,
-)
 
 __all__ = [
-    "Base",
+    "ARCHIVE_ENTITIES",
+    "CASE_RULE_KINDS",
     "EventOutbox",
     "CASE_STATUSES",
     "CHANNELS",
+    "CUSTOMER_RULE_KINDS",
     "CUSTOMER_STATUSES",
     "DIRECTIONS",
+    "EXPIRY_ACTIONS",
+    "FIELD_STRATEGIES",
+    "FINISHED_CASE_STATUSES",
     "IDENTIFIER_KINDS",
+    "NO_ROW_POLICY",
+    "OPEN_CASE_STATUSES",
+    "PRIORITIES",
+    "PROMOTION_POLICIES",
     "ROLES",
+    "RULE_KINDS",
+    "RULE_TARGETS",
     "ApiToken",
+    "ArchiveRule",
     "AuditEvent",
+    "Base",
     "Case",
     "CaseCustomer",
     "Contact",
     "Customer",
     "CustomerIdentifier",
-    "User",
-    "case_reference_seq",
-    "customer_number_seq",
-    "PROMOTION_POLICIES",
-    "RULE_KINDS",
+    "CustomerMerge",
+    "CustomerMergeEntry",
     "NoMatchPolicy",
     "PromotionRule",
     "RecognitionConfig",
     "RecognitionRule",
-    "ARCHIVE_ENTITIES",
-    "EXPIRY_ACTIONS",
-    "ArchiveRule",
-    "CustomerMerge",
-    "CustomerMergeEntry",
+    "User",
+    "case_reference_seq",
+    "customer_number_seq",
 ]

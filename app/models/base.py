@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, MetaData, func
+from sqlalchemy import BigInteger, DateTime, MetaData, Text, func
+from sqlalchemy import text as sql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -18,9 +19,25 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+def one_of(column: str, values: tuple[str, ...]) -> str:
+    """A CHECK condition: the column holds one of the values."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
 def pk() -> Mapped[int]:
     return mapped_column(BigInteger, primary_key=True, autoincrement=True)
 
 
 def created_at() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def updated_at() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False)
+
+
+def human_number(prefix: str, sequence: str) -> Mapped[str]:
+    """A unique, human-readable key numbered by the database (C-000042, CASE-000123)."""
+    return mapped_column(
+        Text, nullable=False, unique=True, server_default=sql(f"human_number('{prefix}', nextval('{sequence}'))")
+    )

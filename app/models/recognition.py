@@ -6,69 +6,69 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, Integer, Sequence, SmallInteger, String, Text, func
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Integer, Sequence, SmallInteger, String, Text
 from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, created_at, pk
-from app.models.core import CHANNELS, _in
+from app.models.base import Base, created_at, one_of, pk, updated_at
+from app.models.contacts import CHANNELS
 
 RULE_TARGETS = ("case", "customer")
 CASE_RULE_KINDS = ("reference_in_text", "thread", "external_reference", "open_case_of_customer")
 CUSTOMER_RULE_KINDS = ("identifier", "field_match", "lookup")
 RULE_KINDS = CASE_RULE_KINDS + CUSTOMER_RULE_KINDS
 PROMOTION_POLICIES = ("fill_empty", "overwrite", "add_identifier")
+# What a channel without a no-match policy row does: creates nothing and flags the contact for an
+# agent. The columns' defaults say the same.
+NO_ROW_POLICY = {"create_customer": False, "create_case": False, "flag_for_review": True}
 
 
-class RecognitionRule(Base):
-    """One way of recognising a contact's case or customer; tried in `position` order."""
+def _default(flag: str) -> Any:
+    return sql("true" if NO_ROW_POLICY[flag] else "false")
 
-    __tablename__ = "recognition_rules"
+
+class _Rule:
+    """The columns recognition and promotion rules share."""
 
     id: Mapped[int] = pk()
     name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
     target: Mapped[str] = mapped_column(String(16), nullable=False)
-    kind: Mapped[str] = mapped_column(String(32), nullable=False)
-    config: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=sql("'{}'"))
     position: Mapped[int] = mapped_column(Integer, nullable=False)
     # Empty: every channel.
     channels: Mapped[list[str]] = mapped_column(JSONB, nullable=False, server_default=sql("'[]'"))
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql("true"))
     created_at: Mapped[datetime] = created_at()
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
-    )
+    updated_at: Mapped[datetime] = updated_at()
+
+
+class RecognitionRule(_Rule, Base):
+    """One way of recognising a contact's case or customer; tried in `position` order."""
+
+    __tablename__ = "recognition_rules"
+
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=sql("'{}'"))
 
     __table_args__ = (
-        CheckConstraint(_in("target", RULE_TARGETS), name="target"),
-        CheckConstraint(_in("kind", RULE_KINDS), name="kind"),
+        CheckConstraint(one_of("target", RULE_TARGETS), name="target"),
+        CheckConstraint(one_of("kind", RULE_KINDS), name="kind"),
     )
 
 
-class PromotionRule(Base):
+class PromotionRule(_Rule, Base):
     """Copies one piece of contact data (a field or payload path) to the customer or the case."""
 
     __tablename__ = "promotion_rules"
 
-    id: Mapped[int] = pk()
-    name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
     source: Mapped[str] = mapped_column(Text, nullable=False)
-    target: Mapped[str] = mapped_column(String(16), nullable=False)
     # "name" or "fields.<key>" for FILL_EMPTY/OVERWRITE; an identifier kind for ADD_IDENTIFIER.
     field: Mapped[str] = mapped_column(Text, nullable=False)
     policy: Mapped[str] = mapped_column(String(16), nullable=False)
-    position: Mapped[int] = mapped_column(Integer, nullable=False)
-    channels: Mapped[list[str]] = mapped_column(JSONB, nullable=False, server_default=sql("'[]'"))
-    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql("true"))
-    created_at: Mapped[datetime] = created_at()
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
-    )
 
     __table_args__ = (
-        CheckConstraint(_in("target", RULE_TARGETS), name="target"),
-        CheckConstraint(_in("policy", PROMOTION_POLICIES), name="policy"),
+        CheckConstraint(one_of("target", RULE_TARGETS), name="target"),
+        CheckConstraint(one_of("policy", PROMOTION_POLICIES), name="policy"),
     )
 
 
@@ -93,26 +93,10 @@ class NoMatchPolicy(Base):
     __tablename__ = "no_match_policies"
 
     channel: Mapped[str] = mapped_column(String(16), primary_key=True)
-    create_customer: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql("false"))
+    create_customer: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=_default("create_customer"))
     # Applies whenever no case was recognised, for a recognised or a newly created customer.
-    create_case: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql("false"))
-    flag_for_review: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql("true"))
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
-    )
+    create_case: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=_default("create_case"))
+    flag_for_review: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=_default("flag_for_review"))
+    updated_at: Mapped[datetime] = updated_at()
 
-    __table_args__ = (CheckConstraint(_in("channel", CHANNELS), name="channel"),)
-
-
-# The recognition work owns these additions to tables defined in app.models.core.
-from sqlalchemy import ARRAY, Column, Index  # noqa: E402
-
-from app.models.core import Case, Contact, Customer  # noqa: E402
-
-# A contact whose sender matched several customers keeps them here for an agent to choose.
-Contact.candidate_customer_ids = Column(
-    "candidate_customer_ids", ARRAY(BigInteger), nullable=False, server_default=sql("'{}'")
-)
-# FIELD_MATCH and EXTERNAL_REFERENCE look customers and cases up by a custom field (`fields @> ...`).
-Index("ix_customers_fields", Customer.fields, postgresql_using="gin", postgresql_ops={"fields": "jsonb_path_ops"})
-Index("ix_cases_fields", Case.fields, postgresql_using="gin", postgresql_ops={"fields": "jsonb_path_ops"})
+    __table_args__ = (CheckConstraint(one_of("channel", CHANNELS), name="channel"),)

@@ -1,1 +1,2 @@
-"""Automatic case and customer recognition: rules as data, an explainable trace, data promotion."""
+"""The recognition engine: rules as data, an explainable trace, what should be promoted. It reads and
+decides only; `app.services.recognition` edits the rules and carries out a decision."""

@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 
 from app.errors import ErrorCode, UserError
 from app.models import CHANNELS, IDENTIFIER_KINDS
-from app.models.recognition import CASE_RULE_KINDS, CUSTOMER_RULE_KINDS, PROMOTION_POLICIES, RULE_KINDS
+from app.models import CASE_RULE_KINDS, CUSTOMER_RULE_KINDS, PROMOTION_POLICIES, RULE_KINDS, RULE_TARGETS
 from app.recognition.defaults import CASE_REFERENCE_PATTERN
 from app.recognition.patterns import check_pattern
 
@@ -51,7 +51,7 @@ def _bool(config: dict, key: str, default: bool) -> bool:
     return value
 
 
-def _number(config: dict, key: str, default: float, *, minimum: float, maximum: float, integer: bool = False) -> Any:
+def _number(config: dict, key: str, default: float, *, minimum: float, maximum: float, integer: bool = False) -> float | int:
     value = config.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not minimum <= value <= maximum:
         raise UserError(ErrorCode.INVALID, f"{key} must be a number from {minimum} to {maximum}", f"config.{key}")
@@ -175,7 +175,7 @@ def check_rule_config(kind: str, config: dict[str, Any] | None) -> dict[str, Any
 def check_promotion(source: object, target: object, field: object, policy: object) -> tuple[str, str, str, str]:
     if policy not in PROMOTION_POLICIES:
         raise UserError(ErrorCode.INVALID, f"policy must be one of {', '.join(PROMOTION_POLICIES)}", "policy")
-    if target not in ("case", "customer"):
+    if target not in RULE_TARGETS:
         raise UserError(ErrorCode.INVALID, "target must be case or customer", "target")
     source = check_source(source, "source", PROMOTION_SOURCE_ROOTS)
     if not isinstance(field, str) or not field.strip():

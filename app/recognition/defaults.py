@@ -1,13 +1,8 @@
-"""The rule set and no-match policies a fresh install ships with (also seeded by migration 0002)."""
+"""The rule set and no-match policies a fresh install ships with (migration 0002 seeds a frozen copy)."""
 
 from __future__ import annotations
 
 from typing import Any
-
-from sqlalchemy import func, insert
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from app.models import NoMatchPolicy, RecognitionConfig, RecognitionRule
 
 CASE_REFERENCE_PATTERN = r"(?i)\b(CASE-\d{6,})\b"
 
@@ -50,30 +45,18 @@ DEFAULT_RULES: list[dict[str, Any]] = [
     },
 ]
 
-# channel: (create_customer, create_case, flag_for_review)
-DEFAULT_POLICIES: dict[str, tuple[bool, bool, bool]] = {
-    "email": (True, True, False),
-    "web": (True, True, False),
-    "phone": (False, False, True),
-    "chat": (False, False, True),
-    "sms": (False, False, True),
-    "social": (False, False, True),
-    "note": (False, False, False),
+
+def _policy(create_customer: bool, create_case: bool, flag_for_review: bool) -> dict[str, bool]:
+    return {"create_customer": create_customer, "create_case": create_case, "flag_for_review": flag_for_review}
+
+
+# Email and web forms carry an address to build a profile from; calls and chats are flagged for an agent.
+DEFAULT_POLICIES: dict[str, dict[str, bool]] = {
+    "email": _policy(True, True, False),
+    "web": _policy(True, True, False),
+    "phone": _policy(False, False, True),
+    "chat": _policy(False, False, True),
+    "sms": _policy(False, False, True),
+    "social": _policy(False, False, True),
+    "note": _policy(False, False, False),
 }
-
-
-def default_policy_rows() -> list[dict[str, Any]]:
-    return [
-        {"channel": channel, "create_customer": c, "create_case": k, "flag_for_review": r}
-        for channel, (c, k, r) in DEFAULT_POLICIES.items()
-    ]
-
-
-async def seed_defaults(conn: AsyncConnection) -> None:
-    """Insert the default rules and policies (into empty tables)."""
-    await conn.execute(insert(RecognitionRule.__table__), DEFAULT_RULES)
-    await conn.execute(insert(NoMatchPolicy.__table__), default_policy_rows())
-    # A fresh version (never a reused one): a process's cached rule set must not survive a reset.
-    await conn.execute(
-        insert(RecognitionConfig.__table__).values(id=1, version=func.nextval("recognition_config_version_seq"))
-    )

@@ -10,13 +10,13 @@ from typing import Any
 
 import orjson
 import regex
-from sqlalchemy import bindparam, cast, exists, func, literal, or_, select, text, tuple_
+from sqlalchemy import BigInteger, bindparam, cast, exists, func, literal, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.errors import UserError
 from app.identifiers import normalize_identifier
-from app.models import Case, CaseCustomer, Contact, Customer, CustomerIdentifier, RecognitionConfig, User
+from app.models import OPEN_CASE_STATUSES, Case, CaseCustomer, Contact, Customer, CustomerIdentifier, RecognitionConfig, User
 from app.recognition.config import check_rule_config
 from app.recognition.connector import ConnectorUnavailable, LookupConnectors, connectors
 from app.recognition.patterns import PatternTimeout, find_all
@@ -24,7 +24,6 @@ from app.recognition.view import ContactView, address_of, display_name
 
 # More matches than this are reported as "more than N" rather than listed.
 MAX_CANDIDATES = 20
-OPEN_CASE_STATUSES = ("new", "open", "pending", "consultation")
 _MESSAGE_ID = regex.compile(r"<[^<>\s]+>")
 
 
@@ -201,7 +200,7 @@ class _Context:
         if not references:
             return Step([], "no_match", f"no reference found in {' or '.join(config['fields'])}")
         rows = (await self.conn.execute(_CASES_BY_REFERENCE, {"references": references})).all()
-        ids = list(dict.fromkeys([await _surviving_case(self.session, row.id, row.merged_into_id) for row in rows]))
+        ids = list(dict.fromkeys([row.id if row.merged_into_id is None else await _live_case(self.conn, row.id) for row in rows]))
         found = [row.reference for row in rows]
         if not ids:
             return Step([], "no_match", f"no case has reference {', '.join(references)}", references)
@@ -219,7 +218,7 @@ class _Context:
         case_id = await self.conn.scalar(_THREAD_CASE, {"message_ids": forms, "own_id": self.view.contact_id or 0})
         if case_id is None:
             return Step([], "no_match", "no stored message is referenced by this thread", message_ids)
-        case_id = await _surviving_case(self.session, case_id)
+        case_id = await _live_case(self.conn, case_id)
         if config["require_known_sender"]:
             sender = address_of(self.view.from_address or "").strip().lower()
             if not sender or not await _sender_belongs_to_case(self.session, case_id, sender):
@@ -354,7 +353,7 @@ class _Context:
                 pair = (str(item.get("kind")), normalize_identifier(str(item.get("kind")), str(item.get("value") or ""), region=self.region))
             except UserError:
                 continue
-            if pair[0] in ("email", "phone", "account_id", "external_ref") and pair not in pairs:
+            if pair not in pairs:
                 pairs.append(pair)
                 self.observe(*pair)
         if not pairs:
@@ -430,19 +429,14 @@ async def customers_with(conn: AsyncConnection, pairs: list[tuple[str, str]]) ->
     return list(await conn.scalars(_active_holders(tuple_(CustomerIdentifier.kind, CustomerIdentifier.value).in_(pairs))))
 
 
-_UNKNOWN: Any = object()
+# A merged case's contacts go to the case it was merged into: the database function (migrations
+# 0003, 0004) is the one implementation of tombstone following. The engine only reads, so it
+# takes no lock (one held here could deadlock with the writes that follow in the ingest).
+_LIVE_CASE = select(func.casegraph_live_case(bindparam("case_id", type_=BigInteger), False))
 
 
-async def _surviving_case(session: AsyncSession, case_id: int, merged_into_id: int | None = _UNKNOWN) -> int:
-    """A merged case's contacts go to the case it was merged into."""
-    seen = {case_id}
-    if merged_into_id is _UNKNOWN:
-        merged_into_id = await session.scalar(select(Case.merged_into_id).where(Case.id == case_id))
-    while merged_into_id is not None and merged_into_id not in seen:
-        seen.add(merged_into_id)
-        case_id = merged_into_id
-        merged_into_id = await session.scalar(select(Case.merged_into_id).where(Case.id == case_id))
-    return case_id
+async def _live_case(conn: AsyncConnection, case_id: int) -> int:
+    return await conn.scalar(_LIVE_CASE, {"case_id": case_id})
 
 
 async def _primary_active_customer(conn: AsyncConnection, case_id: int) -> int | None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from email.utils import getaddresses, parseaddr
+from email.utils import parseaddr
 from typing import Any
 
-from app.services.contacts import ContactData, header
+from app.contact_data import ContactData, header
 
 
 @dataclass
@@ -87,7 +87,3 @@ def display_name(value: str | None) -> str | None:
         return None
     name, address = parseaddr(value)
     return name.strip() or None if address else None
-
-
-def all_addresses(values: list[str]) -> list[str]:
-    return [address for _, address in getaddresses(values) if address]

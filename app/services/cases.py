@@ -1,21 +1,22 @@
-"""Cases and the customers they concern."""
+"""Cases: the customers they concern, their status transitions (each owned by one function),
+moves between customers, and merges."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import exists, select, text
+from sqlalchemy import Row, delete, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import events
 from app.auth import Actor
 from app.errors import ErrorCode, UserError, not_found
-from app.models import CASE_STATUSES, Case, CaseCustomer, Customer, User
+from app.models import CASE_STATUSES, FINISHED_CASE_STATUSES, OPEN_CASE_STATUSES, PRIORITIES, Case, CaseCustomer, Contact, Customer, User
 from app.pagination import Page, decode_cursor
 from app.services import audit
-
-PRIORITIES = ("low", "normal", "high", "urgent")
+from app.services.customers import require_live_customer
+from app.services.locking import cases, lock_case_graph, primary_of
 
 
 def snapshot(case: Case) -> dict[str, Any]:
@@ -31,23 +32,23 @@ def snapshot(case: Case) -> dict[str, Any]:
     }
 
 
-async def _active_customers(session: AsyncSession, customer_ids: list[int], field: str) -> None:
-    found = set(
-        await session.scalars(
-            select(Customer.id).where(Customer.id.in_(customer_ids), Customer.status.in_(("active", "archived")))
-        )
-    )
+def require_live_case(case: Case | Row[Any] | None, field: str) -> None:
+    """A case that exists in its own right: NOT_FOUND or MERGED otherwise (archived is live)."""
+    if case is None:
+        raise not_found("case", field)
+    if case.merged_into_id is not None:
+        raise UserError(ErrorCode.MERGED, f"case {case.reference} was merged into another case", field)
+
+
+async def _require_live_customers(session: AsyncSession, customer_ids: list[int], field: str) -> None:
+    rows = {r.id: r for r in await session.execute(select(Customer.id, Customer.number, Customer.status).where(Customer.id.in_(customer_ids)))}
     for index, customer_id in enumerate(customer_ids):
-        if customer_id not in found:
-            raise not_found("customer", f"{field}.{index}")
+        require_live_customer(rows.get(customer_id), f"{field}.{index}")
 
 
 async def get_case_for_update(session: AsyncSession, case_id: int, field: str = "id") -> Case:
     case = await session.get(Case, case_id, with_for_update=True)
-    if case is None:
-        raise not_found("case", field)
-    if case.merged_into_id is not None:
-        raise UserError(ErrorCode.INVALID, f"case {case.reference} was merged", field)
+    require_live_case(case, field)
     return case
 
 
@@ -71,7 +72,7 @@ async def create_case(
     if not customer_ids:
         raise UserError(ErrorCode.REQUIRED, "a case concerns at least one customer", "customerIds")
     customer_ids = list(dict.fromkeys(customer_ids))
-    await _active_customers(session, customer_ids, "customerIds")
+    await _require_live_customers(session, customer_ids, "customerIds")
     if parent_id is not None and await session.get(Case, parent_id) is None:
         raise not_found("case", "parentId")
     case = (
@@ -125,9 +126,8 @@ async def update_case(
         case.subject = subject.strip()
     if description is not None:
         case.description = description
-    if status is not None:
-        if status not in CASE_STATUSES:
-            raise UserError(ErrorCode.INVALID, f"status must be one of {', '.join(CASE_STATUSES)}", "status")
+    if status is not None and status != case.status:
+        _check_status_change(case, status)
         case.status = status
     if priority is not None:
         if priority not in PRIORITIES:
@@ -154,16 +154,37 @@ async def update_case(
     return case
 
 
+def _check_status_change(case: Case, status: str) -> None:
+    """caseUpdate moves a case between working statuses; closing and reopening have their own mutations."""
+    if status not in CASE_STATUSES:
+        raise UserError(ErrorCode.INVALID, f"status must be one of {', '.join(CASE_STATUSES)}", "status")
+    if status == "closed":
+        raise UserError(ErrorCode.WRONG_STATUS, "close a case with caseClose (it takes a reason code)", "status")
+    if case.status == "closed" or (case.status in FINISHED_CASE_STATUSES and status in OPEN_CASE_STATUSES):
+        raise UserError(ErrorCode.WRONG_STATUS, f"case {case.reference} is {case.status}: reopen it with caseReopen", "status")
+
+
 async def _check_parent(session: AsyncSession, case: Case, parent_id: int) -> None:
     """A parent must exist and must not be the case itself or one of its descendants."""
-    ancestor_id: int | None = parent_id
-    while ancestor_id is not None:
-        if ancestor_id == case.id:
-            raise UserError(ErrorCode.INVALID, "a case cannot be its own ancestor", "parentId")
-        ancestor = await session.get(Case, ancestor_id)
-        if ancestor is None:
-            raise not_found("case", "parentId")
-        ancestor_id = ancestor.parent_id
+    if await session.get(Case, parent_id) is None:
+        raise not_found("case", "parentId")
+    if await _is_ancestor(session, case.id, of=parent_id):
+        raise UserError(ErrorCode.INVALID, "a case cannot be its own ancestor", "parentId")
+
+
+_IS_ANCESTOR = text("""
+WITH RECURSIVE ancestors(id, parent_id, depth) AS (
+    SELECT id, parent_id, 0 FROM cases WHERE id = :start
+    UNION ALL
+    SELECT c.id, c.parent_id, a.depth + 1 FROM cases c JOIN ancestors a ON c.id = a.parent_id WHERE a.depth < 1000
+)
+SELECT EXISTS (SELECT 1 FROM ancestors WHERE id = :candidate)
+""")
+
+
+async def _is_ancestor(session: AsyncSession, case_id: int, *, of: int) -> bool:
+    """Whether `case_id` is the case `of` or one of its ancestors (the case tree has no cycles)."""
+    return bool(await session.scalar(_IS_ANCESTOR, {"start": of, "candidate": case_id}))
 
 
 async def list_cases(
@@ -192,16 +213,208 @@ async def list_cases(
     return Page.from_overfetch(list(rows), first)
 
 
-_FOLLOW_CASE_MERGES = text("""
-WITH RECURSIVE chain(id, next_id, depth) AS (
-    SELECT id, merged_into_id, 0 FROM cases WHERE reference = :reference
-    UNION ALL
-    SELECT c.id, c.merged_into_id, chain.depth + 1 FROM cases c JOIN chain ON c.id = chain.next_id WHERE chain.depth < 16
-)
-SELECT id FROM chain ORDER BY depth DESC LIMIT 1
-""")
-
-
 async def case_id_by_reference(session: AsyncSession, *, reference: str) -> int | None:
     """The case with this reference; a merged case's reference resolves to the case it was merged into."""
-    return await session.scalar(_FOLLOW_CASE_MERGES, {"reference": reference.strip().upper()})
+    # The database function (migrations 0003, 0004) is the one implementation of tombstone
+    # following; a read takes no lock.
+    return await session.scalar(
+        select(func.casegraph_live_case(Case.id, False)).where(Case.reference == reference.strip().upper())
+    )
+
+
+# ---- close, reopen, move, link, merge -------------------------------------------------------------
+
+
+async def read_case(session: AsyncSession, case_id: int) -> Row[Any]:
+    return (await session.execute(select(cases).where(cases.c.id == case_id))).one()
+
+
+def _closing(reason_code: str) -> dict[str, Any]:
+    """What closing sets: the status, the reason, and the time (kept if the case was closed before)."""
+    return {"status": "closed", "reason_code": reason_code, "closed_at": func.coalesce(Case.closed_at, func.now())}
+
+
+async def close_case(session: AsyncSession, *, actor: Actor, case_id: int, reason_code: str) -> Row[Any]:
+    """Close a case with a reason code."""
+    if not reason_code or not reason_code.strip():
+        raise UserError(ErrorCode.REQUIRED, "a reason code is required to close a case", "reasonCode")
+    _, locked, _ = await lock_case_graph(session, [case_id])
+    case = locked[case_id]
+    require_live_case(case, "caseId")
+    if case.status == "closed":
+        raise UserError(ErrorCode.WRONG_STATUS, f"case {case.reference} is already closed", "caseId")
+    await session.execute(
+        update(Case).where(Case.id == case_id).values(**_closing(reason_code.strip()))
+    )
+    audit.record(
+        session, actor=actor, action="case.close", entity_type="case", entity_id=case_id,
+        before={"status": case.status, "reasonCode": case.reason_code},
+        after={"status": "closed", "reasonCode": reason_code.strip()},
+    )
+    events.emit(session, "caseUpdated", case_id)
+    return await read_case(session, case_id)
+
+
+async def reopen_case(session: AsyncSession, *, actor: Actor, case_id: int, reason_code: str | None = None) -> Row[Any]:
+    """Reopen a resolved or closed case."""
+    _, locked, _ = await lock_case_graph(session, [case_id])
+    case = locked[case_id]
+    require_live_case(case, "caseId")
+    if case.status not in FINISHED_CASE_STATUSES:
+        raise UserError(ErrorCode.WRONG_STATUS, f"case {case.reference} is {case.status}, not resolved or closed", "caseId")
+    reason = reason_code.strip() if reason_code and reason_code.strip() else None
+    await session.execute(
+        update(Case).where(Case.id == case_id).values(status="open", reason_code=reason, closed_at=None)
+    )
+    audit.record(
+        session, actor=actor, action="case.reopen", entity_type="case", entity_id=case_id,
+        before={"status": case.status, "reasonCode": case.reason_code}, after={"status": "open", "reasonCode": reason},
+    )
+    events.emit(session, "caseUpdated", case_id)
+    return await read_case(session, case_id)
+
+
+async def move_case(
+    session: AsyncSession, *, actor: Actor, case_id: int, from_customer_id: int, to_customer_id: int
+) -> Row[Any]:
+    """Move a case from one customer to another: the link (and its primary role) and that customer's contacts follow."""
+    if from_customer_id == to_customer_id:
+        raise UserError(ErrorCode.INVALID, "the case is already on that customer", "toCustomerId")
+    customers, locked, links = await lock_case_graph(session, [case_id], [from_customer_id, to_customer_id])
+    require_live_case(locked[case_id], "caseId")
+    require_live_customer(customers[to_customer_id], "toCustomerId")
+    case_links = links[case_id]
+    if from_customer_id not in case_links:
+        raise UserError(ErrorCode.CUSTOMER_NOT_ON_CASE, "the case is not linked to that customer", "fromCustomerId")
+    was_primary = case_links[from_customer_id]
+    link = CaseCustomer.__table__
+    if to_customer_id in case_links:
+        await session.execute(delete(link).where(link.c.case_id == case_id, link.c.customer_id == from_customer_id))
+        if was_primary:
+            await session.execute(
+                update(link).where(link.c.case_id == case_id, link.c.customer_id == to_customer_id).values(is_primary=True)
+            )
+    else:
+        await session.execute(
+            update(link).where(link.c.case_id == case_id, link.c.customer_id == from_customer_id).values(customer_id=to_customer_id)
+        )
+    moved = (
+        await session.execute(
+            update(Contact)
+            .where(Contact.case_id == case_id, Contact.customer_id == from_customer_id)
+            .values(customer_id=to_customer_id)
+        )
+    ).rowcount
+    await session.execute(update(Case).where(Case.id == case_id).values(updated_at=func.now()))
+    audit.record(
+        session, actor=actor, action="case.move", entity_type="case", entity_id=case_id,
+        before={"customerId": from_customer_id, "primary": was_primary},
+        after={"customerId": to_customer_id, "contactsMoved": moved},
+    )
+    events.emit(session, "caseUpdated", case_id)
+    events.emit_many(session, "customerUpdated", [from_customer_id, to_customer_id])
+    return await read_case(session, case_id)
+
+
+async def link_customer(
+    session: AsyncSession, *, actor: Actor, case_id: int, customer_id: int, primary: bool = False
+) -> Row[Any]:
+    """Link another customer to a case, optionally making them the primary customer."""
+    customers, locked, links = await lock_case_graph(session, [case_id], [customer_id])
+    require_live_case(locked[case_id], "caseId")
+    require_live_customer(customers[customer_id], "customerId")
+    case_links = links[case_id]
+    if customer_id in case_links and (case_links[customer_id] or not primary):
+        raise UserError(ErrorCode.DUPLICATE, "the customer is already linked to this case", "customerId")
+    link = CaseCustomer.__table__
+    if primary:
+        await session.execute(update(link).where(link.c.case_id == case_id, link.c.is_primary).values(is_primary=False))
+    if customer_id in case_links:
+        await session.execute(
+            update(link).where(link.c.case_id == case_id, link.c.customer_id == customer_id).values(is_primary=True)
+        )
+    else:
+        await session.execute(insert(link).values(case_id=case_id, customer_id=customer_id, is_primary=primary))
+    await session.execute(update(Case).where(Case.id == case_id).values(updated_at=func.now()))
+    audit.record(
+        session, actor=actor, action="case.customer.link", entity_type="case", entity_id=case_id,
+        after={"customerId": customer_id, "primary": primary},
+    )
+    events.emit(session, "caseUpdated", case_id)
+    previous_primary = primary_of(case_links) if primary else None
+    events.emit_many(session, "customerUpdated", [c for c in (customer_id, previous_primary) if c is not None])
+    return await read_case(session, case_id)
+
+
+async def unlink_customer(session: AsyncSession, *, actor: Actor, case_id: int, customer_id: int) -> Row[Any]:
+    """Unlink a customer from a case; the primary customer cannot be unlinked (a case always keeps one)."""
+    _, locked, links = await lock_case_graph(session, [case_id], [customer_id])
+    require_live_case(locked[case_id], "caseId")
+    case_links = links[case_id]
+    if customer_id not in case_links:
+        raise UserError(ErrorCode.CUSTOMER_NOT_ON_CASE, "the customer is not linked to this case", "customerId")
+    if case_links[customer_id]:
+        raise UserError(
+            ErrorCode.PRIMARY_REQUIRED, "a case keeps its primary customer; make another customer primary first", "customerId"
+        )
+    link = CaseCustomer.__table__
+    await session.execute(delete(link).where(link.c.case_id == case_id, link.c.customer_id == customer_id))
+    await session.execute(update(Case).where(Case.id == case_id).values(updated_at=func.now()))
+    audit.record(
+        session, actor=actor, action="case.customer.unlink", entity_type="case", entity_id=case_id,
+        before={"customerId": customer_id},
+    )
+    events.emit(session, "caseUpdated", case_id)
+    events.emit(session, "customerUpdated", customer_id)
+    return await read_case(session, case_id)
+
+
+async def merge_cases(session: AsyncSession, *, actor: Actor, source_case_id: int, target_case_id: int) -> Row[Any]:
+    """Merge one case into another: contacts, customers and child cases move; the source becomes a tombstone."""
+    if source_case_id == target_case_id:
+        raise UserError(ErrorCode.SELF_MERGE, "a case cannot be merged into itself", "targetCaseId")
+    _, locked, links = await lock_case_graph(session, [source_case_id, target_case_id], field="sourceCaseId")
+    source, target = locked[source_case_id], locked[target_case_id]
+    require_live_case(source, "sourceCaseId")
+    require_live_case(target, "targetCaseId")
+    if await _is_ancestor(session, source_case_id, of=target_case_id):
+        raise UserError(
+            ErrorCode.CIRCULAR, f"{target.reference} is a descendant of {source.reference}; merge the other way", "targetCaseId"
+        )
+    moved = (
+        await session.execute(update(Contact).where(Contact.case_id == source_case_id).values(case_id=target_case_id))
+    ).rowcount
+    new_customers = [cid for cid in links[source_case_id] if cid not in links[target_case_id]]
+    if new_customers:
+        await session.execute(
+            insert(CaseCustomer.__table__),
+            [{"case_id": target_case_id, "customer_id": cid, "is_primary": False} for cid in new_customers],
+        )
+    children = list(
+        await session.scalars(
+            update(Case).where(Case.parent_id == source_case_id).values(parent_id=target_case_id).returning(Case.id)
+        )
+    )
+    tombstones = list(
+        await session.scalars(
+            update(Case).where(Case.merged_into_id == source_case_id).values(merged_into_id=target_case_id).returning(Case.id)
+        )
+    )
+    await session.execute(
+        update(Case)
+        .where(Case.id == source_case_id)
+        .values(merged_into_id=target_case_id, **_closing("merged"))
+    )
+    await session.execute(update(Case).where(Case.id == target_case_id).values(updated_at=func.now()))
+    audit.record(
+        session, actor=actor, action="case.merge", entity_type="case", entity_id=source_case_id,
+        before={"status": source.status, "reasonCode": source.reason_code},
+        after={"mergedInto": target_case_id, "contactsMoved": moved},
+    )
+    audit.record(
+        session, actor=actor, action="case.merge.receive", entity_type="case", entity_id=target_case_id,
+        after={"mergedFrom": source_case_id, "contactsMoved": moved, "customersLinked": new_customers, "childrenMoved": children},
+    )
+    events.emit_many(session, "caseUpdated", [source_case_id, target_case_id, *children, *tombstones])
+    events.emit_many(session, "customerUpdated", sorted(set(links[source_case_id]) | set(links[target_case_id])))
+    return await read_case(session, target_case_id)

@@ -1,4 +1,4 @@
-"""Shared builders for the maintenance tests: records made through the services, and table snapshots."""
+"""Shared builders for the tests of corrections, merges, archiving and GDPR: records made through the services, and table snapshots."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from app.auth import Actor
 from app.services import cases as case_service
 from app.services import contacts as contact_service
 from app.services import customers as customer_service
-from app.services.contacts import ContactData
+from app.contact_data import ContactData
 from app.services.customers import IdentifierInput
 from schema.ids import to_global_id
 

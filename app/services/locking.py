@@ -1,4 +1,8 @@
-"""Row locks in the one order maintenance uses: customers by ascending id, then cases by ascending id."""
+"""Row locks in one global order: customers by ascending id, then cases by ascending id.
+
+Every function that changes more than one record locks through these, so concurrent changes and
+ingest serialise instead of deadlocking or leaving a contact on a tombstone.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,7 +24,7 @@ links = CaseCustomer.__table__
 
 async def lock_customers(
     session: AsyncSession, customer_ids: Iterable[int], field: str = "customerId", fields: dict[int, str] | None = None
-) -> dict[int, Any]:
+) -> dict[int, Row[Any]]:
     """Lock customers FOR UPDATE by ascending id; returns their rows by id.
 
     A missing one is NOT_FOUND on `fields[id]` when given, else on `field`.
@@ -38,7 +42,7 @@ async def lock_customers(
     return found
 
 
-async def lock_cases(session: AsyncSession, case_ids: Iterable[int], field: str = "caseId") -> dict[int, Any]:
+async def lock_cases(session: AsyncSession, case_ids: Iterable[int], field: str = "caseId") -> dict[int, Row[Any]]:
     """Lock cases FOR UPDATE by ascending id; returns their rows by id, NOT_FOUND if any is missing."""
     wanted = sorted(set(case_ids))
     if not wanted:
@@ -61,9 +65,14 @@ async def case_links(session: AsyncSession, case_ids: Iterable[int]) -> dict[int
     return result
 
 
+def primary_of(case_links: dict[int, bool]) -> int | None:
+    """The primary customer among one case's links ({customer id: is primary})."""
+    return next((customer_id for customer_id, is_primary in case_links.items() if is_primary), None)
+
+
 async def lock_case_graph(
     session: AsyncSession, case_ids: list[int], extra_customer_ids: Iterable[int] = (), field: str = "caseId"
-) -> tuple[dict[int, Any], dict[int, Any], dict[int, dict[int, bool]]]:
+) -> tuple[dict[int, Row[Any]], dict[int, Row[Any]], dict[int, dict[int, bool]]]:
     """Lock the cases' customers (plus `extra_customer_ids`) and then the cases, in the global order.
 
     The links are read before locking to know which customers to lock, so they are re-read
@@ -81,12 +90,22 @@ async def lock_case_graph(
     raise UserError(ErrorCode.CONFLICT, "the case changed concurrently; try again", field)
 
 
-def check_live_customer(row: Any, field: str) -> None:
-    """Refuse a merged or erased customer with its own code."""
-    if row.status == "merged":
-        raise UserError(ErrorCode.MERGED, f"customer {row.number} was merged into another customer", field)
-    if row.status == "erased":
-        raise UserError(ErrorCode.ERASED, f"customer {row.number} was erased", field)
+def tombstones_of(customer_ids: Iterable[int]) -> Select[tuple[int]]:
+    """The customers merged into these. Merges re-point older tombstones at the survivor, so one hop finds them all."""
+    return select(customers.c.id).where(customers.c.merged_into_id.in_(list(customer_ids)))
+
+
+async def lock_with_tombstones(session: AsyncSession, customer_id: int) -> dict[int, Row[Any]]:
+    """Lock a customer and the tombstones merged into it in one ascending-id call (the global order).
+
+    The tombstones are read before locking; a merge committed in between adds one, so read again.
+    """
+    for _ in range(5):
+        tombstones = set(await session.scalars(tombstones_of([customer_id])))
+        rows = await lock_customers(session, [customer_id, *tombstones])
+        if set(await session.scalars(tombstones_of([customer_id]))) <= set(rows):
+            return rows
+    raise UserError(ErrorCode.CONFLICT, "the customer changed concurrently; try again", "customerId")
 
 
 # The constraint name the tombstone guard (migration 0003) gives its refusal of an erased customer.
@@ -106,8 +125,3 @@ async def erased_customer_refused(field: str = "customerId") -> AsyncIterator[No
         if getattr(cause, "constraint_name", None) != ERASED_GUARD:
             raise
         raise UserError(ErrorCode.ERASED, "the customer was erased", field) from error
-
-
-def check_live_case(row: Any, field: str) -> None:
-    if row.merged_into_id is not None:
-        raise UserError(ErrorCode.MERGED, f"case {row.reference} was merged into another case", field)

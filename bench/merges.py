@@ -6,7 +6,7 @@ table of --customers rows loaded with COPY. The sweep then runs an archive rule 
 of those customers inactive, and another that finds 1%. Prints times and the ratios that show
 how cost grows; the last line is one JSON object.
 
-    python bench/maintenance.py [--customers 1000000] [--sizes 1000,10000,100000]
+    python bench/merges.py [--customers 1000000] [--sizes 1000,10000,100000]
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ async def make_duplicate_pair(conn, contacts: int) -> tuple[int, int]:
 
 async def bench_merge(runtime, survivor: int, duplicate: int) -> tuple[float, float, dict]:
     from app.auth import SYSTEM
-    from app.services.maintenance.merge import merge_customers, undo_merge
+    from app.services.customers import merge_customers, undo_merge
 
     started = time.perf_counter()
     async with runtime.transaction() as session:
@@ -90,11 +90,11 @@ async def bench_merge(runtime, survivor: int, duplicate: int) -> tuple[float, fl
 
 async def bench_sweep(runtime, inactivity_days: int, name: str) -> tuple[float, int]:
     from app.auth import SYSTEM
-    from app.services.maintenance import archive
+    from app.services import archive
 
     async with runtime.transaction() as session:
         await session.execute(archive.ArchiveRule.__table__.update().values(enabled=False))
-        await archive.create_rule(session, actor=SYSTEM, name=name, entity="customer", inactivity_days=inactivity_days,
+        await archive.create_archive_rule(session, actor=SYSTEM, name=name, entity="customer", inactivity_days=inactivity_days,
                                   exempt_when={"vip": True})
     started = time.perf_counter()
     result = await archive.sweep(runtime, batch_size=1000)

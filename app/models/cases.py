@@ -1,0 +1,87 @@
+"""Cases and the customers they concern."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Index, Sequence, String, Text
+from sqlalchemy import text as sql
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, created_at, human_number, one_of, pk, updated_at
+
+case_reference_seq = Sequence("case_reference_seq")
+
+CASE_STATUSES = ("new", "open", "pending", "consultation", "resolved", "closed")
+# Finished cases can be reopened, and are the ones archive rules look at; the others are open.
+FINISHED_CASE_STATUSES = ("resolved", "closed")
+OPEN_CASE_STATUSES = tuple(s for s in CASE_STATUSES if s not in FINISHED_CASE_STATUSES)
+PRIORITIES = ("low", "normal", "high", "urgent")
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = pk()
+    reference: Mapped[str] = human_number("CASE-", "case_reference_seq")
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="new")
+    reason_code: Mapped[str | None] = mapped_column(Text)
+    priority: Mapped[str] = mapped_column(String(16), nullable=False, server_default="normal")
+    severity: Mapped[str | None] = mapped_column(String(16))
+    fields: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=sql("'{}'"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+    # Set when archive expiry (or an erasure) anonymised the case, so the sweep does not do it again.
+    anonymised_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(one_of("status", CASE_STATUSES), name="status"),
+        CheckConstraint(one_of("priority", PRIORITIES), name="priority"),
+        Index("ix_cases_status_id", "status", "id"),
+        Index("ix_cases_assignee_id_id", "assignee_id", "id"),
+        Index("ix_cases_parent_id", "parent_id"),
+        # EXTERNAL_REFERENCE recognition looks cases up by a custom field (`fields @> ...`).
+        Index("ix_cases_fields", "fields", postgresql_using="gin", postgresql_ops={"fields": "jsonb_path_ops"}),
+        Index("ix_cases_merged_into_id", "merged_into_id", postgresql_where=sql("merged_into_id IS NOT NULL")),
+        # The archive sweep reads only the inactive rows, then only the archived ones not yet
+        # anonymised (an anonymised case leaves the index the expiry sweep reads).
+        Index(
+            "ix_cases_inactive",
+            "updated_at",
+            "id",
+            postgresql_where=sql(
+                f"archived_at IS NULL AND merged_into_id IS NULL AND {one_of('status', FINISHED_CASE_STATUSES)}"
+            ),
+        ),
+        Index(
+            "ix_cases_archived_at",
+            "archived_at",
+            "id",
+            postgresql_where=sql("archived_at IS NOT NULL AND anonymised_at IS NULL"),
+        ),
+    )
+
+
+class CaseCustomer(Base):
+    """Links a case to each customer it concerns; exactly one link per case is primary."""
+
+    __tablename__ = "case_customers"
+
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
+    is_primary: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql("false"))
+    created_at: Mapped[datetime] = created_at()
+
+    __table_args__ = (
+        Index("ix_case_customers_customer_case", "customer_id", "case_id"),
+        Index("uq_case_customers_primary", "case_id", unique=True, postgresql_where=sql("is_primary")),
+    )
