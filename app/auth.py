@@ -17,7 +17,7 @@ TOKEN_PREFIX = "cg_"
 # Token lookups are cached briefly per process: revocation takes effect within this many seconds.
 _CACHE_SECONDS = 10.0
 _CACHE_MAX = 10_000  # bounds memory when clients send many unknown tokens
-_cache: dict[str, tuple[float, "Actor | None"]] = {}
+_cache: dict[str, tuple[float, Actor | None]] = {}
 
 
 @dataclass(frozen=True)

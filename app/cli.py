@@ -65,7 +65,9 @@ def _migrate() -> None:
 
 
 def _banner(host: str, port: int) -> None:
-    console.print(f"[bold green]Casegraph[/] is running at [bold]http://{host}:{port}/graphql[/] (GraphiQL in a browser)")
+    console.print(
+        f"[bold green]Casegraph[/] is running at [bold]http://{host}:{port}/graphql[/] (GraphiQL in a browser)"
+    )
     console.print("Create a token with: [bold]casegraph token create --name NAME --role admin[/]")
 
 
@@ -76,7 +78,12 @@ async def _run_api(host: str, port: int, *, with_worker: bool, access_log: bool 
 
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(), host=host, port=port, log_level="info", lifespan="on", access_log=access_log,
+            create_app(),
+            host=host,
+            port=port,
+            log_level="info",
+            lifespan="on",
+            access_log=access_log,
             ws_max_size=get_settings().max_body_bytes,
         )
     )
@@ -124,7 +131,12 @@ def api(
             import uvicorn
 
             uvicorn.run(
-                "app.asgi:create_app", factory=True, host=host, port=port, workers=workers, access_log=access_log,
+                "app.asgi:create_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                access_log=access_log,
                 ws_max_size=get_settings().max_body_bytes,
             )
 

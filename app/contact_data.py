@@ -4,7 +4,7 @@ data, validation and header access. Below both the services and recognition, whi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import nh3
@@ -48,7 +48,7 @@ def stored_columns(data: ContactData) -> dict[str, Any]:
     return {
         "channel": data.channel,
         "direction": data.direction,
-        "occurred_at": data.occurred_at or datetime.now(timezone.utc),
+        "occurred_at": data.occurred_at or datetime.now(UTC),
         "subject": data.subject,
         "text": data.text,
         "html": sanitize_html(data.html),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 from rich.progress import Progress
@@ -13,13 +13,70 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.runtime import create_runtime
 from app.settings import get_settings
 
-FIRST = ["Ada", "Ben", "Chloe", "Dev", "Elif", "Farah", "Gus", "Hana", "Ivan", "Jade", "Kofi", "Lena", "Mo",
-         "Nia", "Omar", "Priya", "Quinn", "Rosa", "Sam", "Tariq", "Uma", "Vik", "Wen", "Yusuf", "Zoe"]
-LAST = ["Adams", "Brown", "Chen", "Davies", "Evans", "Fischer", "Garcia", "Hughes", "Ito", "Jones", "Khan",
-        "Lopez", "Murphy", "Novak", "O'Brien", "Patel", "Quinn", "Rossi", "Smith", "Taylor", "Wilson"]
-SUBJECTS = ["Broadband keeps dropping", "Refund for order", "Change of address", "Billing question",
-            "Router not delivered", "Complaint about engineer visit", "Upgrade request", "Cancel contract",
-            "Password reset", "Wrong charge on invoice", "Moving house", "Speed slower than promised"]
+FIRST = [
+    "Ada",
+    "Ben",
+    "Chloe",
+    "Dev",
+    "Elif",
+    "Farah",
+    "Gus",
+    "Hana",
+    "Ivan",
+    "Jade",
+    "Kofi",
+    "Lena",
+    "Mo",
+    "Nia",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sam",
+    "Tariq",
+    "Uma",
+    "Vik",
+    "Wen",
+    "Yusuf",
+    "Zoe",
+]
+LAST = [
+    "Adams",
+    "Brown",
+    "Chen",
+    "Davies",
+    "Evans",
+    "Fischer",
+    "Garcia",
+    "Hughes",
+    "Ito",
+    "Jones",
+    "Khan",
+    "Lopez",
+    "Murphy",
+    "Novak",
+    "O'Brien",
+    "Patel",
+    "Quinn",
+    "Rossi",
+    "Smith",
+    "Taylor",
+    "Wilson",
+]
+SUBJECTS = [
+    "Broadband keeps dropping",
+    "Refund for order",
+    "Change of address",
+    "Billing question",
+    "Router not delivered",
+    "Complaint about engineer visit",
+    "Upgrade request",
+    "Cancel contract",
+    "Password reset",
+    "Wrong charge on invoice",
+    "Moving house",
+    "Speed slower than promised",
+]
 CHANNELS = ["email", "email", "phone", "phone", "chat", "sms", "web"]
 STATUSES = ["new", "open", "open", "pending", "resolved", "closed", "closed"]
 PRIORITIES = ["low", "normal", "normal", "normal", "high", "urgent"]
@@ -54,7 +111,7 @@ async def generate(
     otherwise the numbers vary around those averages.
     """
     rng = random.Random(seed)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     batch = 1000
     done: list[int] = []
     for start in range(0, customers, batch):
@@ -71,7 +128,9 @@ async def generate(
             created = now - timedelta(days=rng.randint(30, 900))
             email = f"{name.lower().replace(' ', '.').replace(chr(39), '')}.{customer_id}@example.com"
             phone = f"+4477009{customer_id % 100000:05d}"
-            customer_rows.append((customer_id, name, "{}" if rng.random() > 0.1 else '{"vip": true}', "active", created, created))
+            customer_rows.append(
+                (customer_id, name, "{}" if rng.random() > 0.1 else '{"vip": true}', "active", created, created)
+            )
             identifier_rows += [(customer_id, "email", email, created), (customer_id, "phone", phone, created)]
             if rng.random() < 0.5:
                 identifier_rows.append((customer_id, "account_id", f"ACC{customer_id:08d}", created))
@@ -79,28 +138,60 @@ async def generate(
             for _ in range(n_cases):
                 case_id = next(case_ids)
                 mine.append(case_id)
-                case_rows.append((case_id, rng.choice(SUBJECTS), rng.choice(STATUSES), rng.choice(PRIORITIES), created, created))
+                case_rows.append(
+                    (case_id, rng.choice(SUBJECTS), rng.choice(STATUSES), rng.choice(PRIORITIES), created, created)
+                )
                 link_rows.append((case_id, customer_id, True))
-            n_contacts = int(contacts_per_customer) if fixed_shape else max(1, round(rng.gauss(contacts_per_customer, 6)))
+            n_contacts = (
+                int(contacts_per_customer) if fixed_shape else max(1, round(rng.gauss(contacts_per_customer, 6)))
+            )
             for i in range(n_contacts):
                 occurred = created + timedelta(minutes=rng.randint(0, 60 * 24 * 30))
                 case_id = mine[i % len(mine)] if mine and (fixed_shape or rng.random() < 0.85) else None
                 channel = rng.choice(CHANNELS)
                 subject = rng.choice(SUBJECTS)
-                contact_rows.append((
-                    channel, rng.choice(["inbound", "inbound", "outbound"]), occurred, customer_id, case_id,
-                    subject, f"{subject}. Customer {name} got in touch by {channel}.",
-                    email if channel == "email" else phone, "[]", "{}", "{}", False,
-                ))
-        await _copy(conn, "customers", ["id", "name", "fields", "status", "created_at", "last_activity_at"],
-                    [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in customer_rows])
+                contact_rows.append(
+                    (
+                        channel,
+                        rng.choice(["inbound", "inbound", "outbound"]),
+                        occurred,
+                        customer_id,
+                        case_id,
+                        subject,
+                        f"{subject}. Customer {name} got in touch by {channel}.",
+                        email if channel == "email" else phone,
+                        "[]",
+                        "{}",
+                        "{}",
+                        False,
+                    )
+                )
+        await _copy(
+            conn,
+            "customers",
+            ["id", "name", "fields", "status", "created_at", "last_activity_at"],
+            [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in customer_rows],
+        )
         await _copy(conn, "customer_identifiers", ["customer_id", "kind", "value", "created_at"], identifier_rows)
         await _copy(conn, "cases", ["id", "subject", "status", "priority", "created_at", "updated_at"], case_rows)
         await _copy(conn, "case_customers", ["case_id", "customer_id", "is_primary"], link_rows)
         await _copy(
-            conn, "contacts",
-            ["channel", "direction", "occurred_at", "customer_id", "case_id", "subject", "text",
-             "from_address", "to_addresses", "headers", "payload", "needs_review"],
+            conn,
+            "contacts",
+            [
+                "channel",
+                "direction",
+                "occurred_at",
+                "customer_id",
+                "case_id",
+                "subject",
+                "text",
+                "from_address",
+                "to_addresses",
+                "headers",
+                "payload",
+                "needs_review",
+            ],
             contact_rows,
         )
         done += customer_ids

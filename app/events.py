@@ -85,14 +85,18 @@ async def store_pending(session: AsyncSession) -> list[StoredEvent]:
     if not pending:
         return []
     rows = [{"channel": name, "body": body} for (name, _), body in pending.items()]
-    ids = (await session.scalars(insert(EventOutbox).returning(EventOutbox.id, sort_by_parameter_order=True), rows)).all()
+    ids = (
+        await session.scalars(insert(EventOutbox).returning(EventOutbox.id, sort_by_parameter_order=True), rows)
+    ).all()
     return [StoredEvent(outbox_id, row["channel"], row["body"]) for outbox_id, row in zip(ids, rows, strict=True)]
 
 
 async def publish(redis: Redis, stored: list[StoredEvent], *, retain: int) -> None:
     async with redis.pipeline(transaction=False) as pipe:
         for event in stored:
-            pipe.xadd(STREAM, {"channel": event.channel, "body": orjson.dumps(event.body)}, maxlen=retain, approximate=True)
+            pipe.xadd(
+                STREAM, {"channel": event.channel, "body": orjson.dumps(event.body)}, maxlen=retain, approximate=True
+            )
         await pipe.execute()
 
 
@@ -118,7 +122,12 @@ async def publish_committed(engine: AsyncEngine, redis: Redis, stored: list[Stor
 
 
 async def relay(
-    sessionmaker: async_sessionmaker[AsyncSession], redis: Redis, *, retain: int, older_than: timedelta, batch: int = 1_000
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: Redis,
+    *,
+    retain: int,
+    older_than: timedelta,
+    batch: int = 1_000,
 ) -> int:
     """Publish outbox events whose publication after commit failed (or whose process died), oldest first."""
     published = 0

@@ -148,6 +148,4 @@ _PAGE = """<!doctype html>
 
 def graphiql_html(*, endpoint: str = "/graphql") -> str:
     """Complete GraphiQL page for `endpoint`, loading only assets served from ASSETS_PATH."""
-    return _PAGE.format(
-        assets=ASSETS_PATH, endpoint=_js(endpoint), placeholder=_js(PLACEHOLDER_HEADERS)
-    )
+    return _PAGE.format(assets=ASSETS_PATH, endpoint=_js(endpoint), placeholder=_js(PLACEHOLDER_HEADERS))

@@ -198,21 +198,27 @@ class GraphQLHTTP:
         media_type = response_media_type(request.headers.get("accept"))
         try:
             if request.method not in ("GET", "POST"):
-                raise RequestRefused(405, "GraphQL is served over GET and POST", "METHOD_NOT_ALLOWED", {"Allow": "GET, POST"})
+                raise RequestRefused(
+                    405, "GraphQL is served over GET and POST", "METHOD_NOT_ALLOWED", {"Allow": "GET, POST"}
+                )
             if media_type is None:
                 raise RequestRefused(406, f"Accept {GRAPHQL_RESPONSE_JSON} or {JSON}", "NOT_ACCEPTABLE")
             token = bearer_token(request.headers.get("authorization"))
             context = await self.make_context(token)
             if context.actor is None:
                 challenge = 'Bearer realm="casegraph"' + (', error="invalid_token"' if token else "")
-                raise RequestRefused(401, "A valid bearer token is required", "UNAUTHENTICATED", {"WWW-Authenticate": challenge})
+                raise RequestRefused(
+                    401, "A valid bearer token is required", "UNAUTHENTICATED", {"WWW-Authenticate": challenge}
+                )
             params = await read_params(request)
             store = self.persisted_queries()
             document, register_as = await resolve_document(params, store)
             result = await self._execute(request, context, document, params)
         except RequestRefused as refused:
             status = refused.status or _request_error_status(media_type)
-            return self._respond({"errors": [_error(refused.message, refused.code)]}, status, media_type, refused.headers)
+            return self._respond(
+                {"errors": [_error(refused.message, refused.code)]}, status, media_type, refused.headers
+            )
 
         if _is_request_error(result):
             body: dict[str, Any] = {"errors": self._errors(result)}
@@ -238,7 +244,9 @@ class GraphQLHTTP:
             for error in result.errors
         ]
 
-    async def _execute(self, request: Request, context: Context, document: str, params: GraphQLParams) -> ExecutionResult:
+    async def _execute(
+        self, request: Request, context: Context, document: str, params: GraphQLParams
+    ) -> ExecutionResult:
         try:
             return await self.schema.execute(
                 document,
@@ -255,14 +263,18 @@ class GraphQLHTTP:
                     "Subscriptions are served over WebSocket (graphql-transport-ws) at this URL, not over HTTP",
                     "SUBSCRIPTION_OVER_HTTP",
                 ) from None
-            raise RequestRefused(405, "Mutations must be sent with POST", "METHOD_NOT_ALLOWED", {"Allow": "POST"}) from None
+            raise RequestRefused(
+                405, "Mutations must be sent with POST", "METHOD_NOT_ALLOWED", {"Allow": "POST"}
+            ) from None
         except CannotGetOperationTypeError as refused:
             raise RequestRefused(400, refused.as_http_error_reason(), "OPERATION_NOT_FOUND") from None
         except MissingQueryError:
             raise RequestRefused(400, "No GraphQL query found in the request", "BAD_REQUEST") from None
 
     @staticmethod
-    def _respond(body: dict[str, Any], status: int, media_type: str | None, headers: dict[str, str] | None = None) -> Response:
+    def _respond(
+        body: dict[str, Any], status: int, media_type: str | None, headers: dict[str, str] | None = None
+    ) -> Response:
         return Response(
             orjson.dumps(body),
             status_code=status,

@@ -61,9 +61,7 @@ class Page(Generic[T]):
     count: Callable[[], Awaitable[int]] | None = None
 
     @classmethod
-    def from_overfetch(
-        cls, rows: list[T], first: int, sort_key: Callable[[T], tuple[Any, ...]] = by_id
-    ) -> "Page[T]":
+    def from_overfetch(cls, rows: list[T], first: int, sort_key: Callable[[T], tuple[Any, ...]] = by_id) -> Page[T]:
         """Build from `first + 1` fetched rows: the extra row only says there is a next page."""
         kept = rows[:first]
         return cls(rows=kept, cursors=[encode_cursor(*sort_key(r)) for r in kept], has_next=len(rows) > first)

@@ -58,7 +58,9 @@ def load_settings() -> Settings:
         max_body_bytes=int(os.environ.get("CASEGRAPH_MAX_BODY_BYTES", str(1024 * 1024))),
         default_phone_region=os.environ.get("CASEGRAPH_PHONE_REGION", "GB"),
         # Comma-separated origins of browser apps allowed to call the API, e.g. http://localhost:3000.
-        cors_origins=tuple(o.strip().rstrip("/") for o in os.environ.get("CASEGRAPH_CORS_ORIGINS", "").split(",") if o.strip()),
+        cors_origins=tuple(
+            o.strip().rstrip("/") for o in os.environ.get("CASEGRAPH_CORS_ORIGINS", "").split(",") if o.strip()
+        ),
         persisted_queries_max=int(os.environ.get("CASEGRAPH_PERSISTED_QUERIES_MAX", "10000")),
         ws_max_subscriptions=int(os.environ.get("CASEGRAPH_WS_MAX_SUBSCRIPTIONS", "50")),
         ws_max_connections_per_token=int(os.environ.get("CASEGRAPH_WS_MAX_CONNECTIONS_PER_TOKEN", "20")),

@@ -46,7 +46,9 @@ def free_port() -> int:
 
 @contextmanager
 def server_process(args: list[str], port: int, env: dict[str, str]):
-    process = subprocess.Popen(args, env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        args, env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -100,10 +102,14 @@ async def _one_connection(port: int, make_request: Callable[[], bytes], stop_at:
 async def run_load(port: int, make_request: Callable[[], bytes], *, concurrency: int, seconds: float) -> LoadResult:
     """Closed-loop load: `concurrency` keep-alive connections, each sending as fast as answered."""
     warmup: list[float] = []
-    await asyncio.gather(*[_one_connection(port, make_request, time.monotonic() + 1.0, warmup) for _ in range(concurrency)])
+    await asyncio.gather(
+        *[_one_connection(port, make_request, time.monotonic() + 1.0, warmup) for _ in range(concurrency)]
+    )
     latencies: list[float] = []
     started = time.monotonic()
-    await asyncio.gather(*[_one_connection(port, make_request, started + seconds, latencies) for _ in range(concurrency)])
+    await asyncio.gather(
+        *[_one_connection(port, make_request, started + seconds, latencies) for _ in range(concurrency)]
+    )
     return LoadResult(requests=len(latencies), seconds=time.monotonic() - started, latencies_ms=latencies)
 
 

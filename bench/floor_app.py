@@ -34,8 +34,13 @@ async def lifespan(app):
 async def history(request):
     rows = await state["pool"].fetch(QUERY, int(request.path_params["customer_id"]))
     body = [
-        {"id": r["id"], "channel": r["channel"], "subject": r["subject"],
-         "occurredAt": r["occurred_at"].isoformat(), "case": {"reference": r["reference"]} if r["reference"] else None}
+        {
+            "id": r["id"],
+            "channel": r["channel"],
+            "subject": r["subject"],
+            "occurredAt": r["occurred_at"].isoformat(),
+            "case": {"reference": r["reference"]} if r["reference"] else None,
+        }
         for r in rows
     ]
     return Response(orjson.dumps({"data": body}), media_type="application/json")

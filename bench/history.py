@@ -31,7 +31,9 @@ async def prepare(customers: int) -> tuple[list[int], str]:
     runtime = create_runtime(load_settings(), pool_size=1)
     try:
         async with runtime.engine.begin() as conn:
-            ids = await generate(conn, customers=customers, cases_per_customer=5, contacts_per_customer=50, fixed_shape=True)
+            ids = await generate(
+                conn, customers=customers, cases_per_customer=5, contacts_per_customer=50, fixed_shape=True
+            )
         async with runtime.transaction() as session:
             token = await create_token(session, name="bench", role="agent")
     finally:
@@ -54,22 +56,53 @@ def main() -> None:
         from schema.ids import to_global_id
 
         def graphql_request() -> bytes:
-            body = json.dumps({"query": QUERY, "variables": {"id": to_global_id("Customer", random.choice(ids))}}).encode()
-            return http_request("POST", "/graphql", body, {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+            body = json.dumps(
+                {"query": QUERY, "variables": {"id": to_global_id("Customer", random.choice(ids))}}
+            ).encode()
+            return http_request(
+                "POST", "/graphql", body, {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+            )
 
         def floor_request() -> bytes:
             return http_request("GET", f"/history/{random.choice(ids)}")
 
         results = {}
         port = free_port()
-        api = [sys.executable, "-m", "app.cli", "api", "--port", str(port), "--workers", str(args.workers), "--no-access-log"]
+        api = [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "api",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+            "--no-access-log",
+        ]
         with server_process(api, port, urls):
-            results["graphql"] = asyncio.run(run_load(port, graphql_request, concurrency=args.concurrency, seconds=args.seconds))
+            results["graphql"] = asyncio.run(
+                run_load(port, graphql_request, concurrency=args.concurrency, seconds=args.seconds)
+            )
         port = free_port()
-        floor = [sys.executable, "-m", "uvicorn", "floor_app:app", "--app-dir", str(ROOT / "bench"), "--port", str(port),
-                 "--log-level", "warning", "--no-access-log", "--workers", str(args.workers)]
+        floor = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "floor_app:app",
+            "--app-dir",
+            str(ROOT / "bench"),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--workers",
+            str(args.workers),
+        ]
         with server_process(floor, port, urls):
-            results["floor"] = asyncio.run(run_load(port, floor_request, concurrency=args.concurrency, seconds=args.seconds))
+            results["floor"] = asyncio.run(
+                run_load(port, floor_request, concurrency=args.concurrency, seconds=args.seconds)
+            )
 
     g, f = results["graphql"], results["floor"]
     print(f"{'':8} {'req/s':>10} {'p50 ms':>10} {'p99 ms':>10}")

@@ -16,11 +16,11 @@ import asyncio
 import json
 import random
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from _common import embedded_servers  # noqa: F401  (puts the project root on sys.path)
 
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 COPY_CHUNK = 100_000
 
 
@@ -34,8 +34,13 @@ async def load_customers(conn, count: int, eligible: dict[int, int]) -> None:
     random.shuffle(ages)
     for start in range(0, count, COPY_CHUNK):
         rows = [
-            (f"B-{start + i:08d}", f"Customer {start + i} {random.choice('ABCDEFGH')}", "{}" if i % 50 else '{"vip": true}',
-             NOW - timedelta(days=ages[start + i]), NOW - timedelta(days=ages[start + i] + 30))
+            (
+                f"B-{start + i:08d}",
+                f"Customer {start + i} {random.choice('ABCDEFGH')}",
+                "{}" if i % 50 else '{"vip": true}',
+                NOW - timedelta(days=ages[start + i]),
+                NOW - timedelta(days=ages[start + i] + 30),
+            )
             for i in range(min(COPY_CHUNK, count - start))
         ]
         await conn.copy_records_to_table(
@@ -46,29 +51,44 @@ async def load_customers(conn, count: int, eligible: dict[int, int]) -> None:
 async def make_duplicate_pair(conn, contacts: int) -> tuple[int, int]:
     """A survivor and a duplicate holding `contacts` contacts over contacts/10 cases (a tenth shared)."""
     survivor, duplicate = [
-        r["id"] for r in await conn.fetch("INSERT INTO customers (name) VALUES ('Bench Survivor'), ('Bench Duplicate') RETURNING id")
+        r["id"]
+        for r in await conn.fetch(
+            "INSERT INTO customers (name) VALUES ('Bench Survivor'), ('Bench Duplicate') RETURNING id"
+        )
     ]
     cases = contacts // 10
-    case_ids = [r["id"] for r in await conn.fetch(
-        "INSERT INTO cases (subject) SELECT 'bench case ' || g FROM generate_series(1, $1) g RETURNING id", cases
-    )]
+    case_ids = [
+        r["id"]
+        for r in await conn.fetch(
+            "INSERT INTO cases (subject) SELECT 'bench case ' || g FROM generate_series(1, $1) g RETURNING id", cases
+        )
+    ]
     # Bulk load only: skip the per-row tombstone triggers (and FK checks) while filling.
     await conn.execute("SET session_replication_role = replica")
     await conn.copy_records_to_table(
-        "case_customers", records=[(c, duplicate, True) for c in case_ids], columns=["case_id", "customer_id", "is_primary"]
+        "case_customers",
+        records=[(c, duplicate, True) for c in case_ids],
+        columns=["case_id", "customer_id", "is_primary"],
     )
     await conn.copy_records_to_table(
-        "case_customers", records=[(c, survivor, False) for c in case_ids[::10]], columns=["case_id", "customer_id", "is_primary"]
+        "case_customers",
+        records=[(c, survivor, False) for c in case_ids[::10]],
+        columns=["case_id", "customer_id", "is_primary"],
     )
     await conn.copy_records_to_table(
         "contacts",
-        records=[("email", "inbound", NOW - timedelta(minutes=i), duplicate, case_ids[i % cases], f"message {i}") for i in range(contacts)],
+        records=[
+            ("email", "inbound", NOW - timedelta(minutes=i), duplicate, case_ids[i % cases], f"message {i}")
+            for i in range(contacts)
+        ],
         columns=["channel", "direction", "occurred_at", "customer_id", "case_id", "text"],
     )
     await conn.execute("SET session_replication_role = DEFAULT")
     identifiers = [(duplicate, "email", f"dup{i}@example.com") for i in range(10)]
     identifiers += [(survivor, "email", f"dup{i}@example.com") for i in range(5)]
-    await conn.copy_records_to_table("customer_identifiers", records=identifiers, columns=["customer_id", "kind", "value"])
+    await conn.copy_records_to_table(
+        "customer_identifiers", records=identifiers, columns=["customer_id", "kind", "value"]
+    )
     await conn.execute("ANALYZE customers; ANALYZE contacts; ANALYZE case_customers; ANALYZE cases")
     return survivor, duplicate
 
@@ -94,8 +114,14 @@ async def bench_sweep(runtime, inactivity_days: int, name: str) -> tuple[float, 
 
     async with runtime.transaction() as session:
         await session.execute(archive.ArchiveRule.__table__.update().values(enabled=False))
-        await archive.create_archive_rule(session, actor=SYSTEM, name=name, entity="customer", inactivity_days=inactivity_days,
-                                  exempt_when={"vip": True})
+        await archive.create_archive_rule(
+            session,
+            actor=SYSTEM,
+            name=name,
+            entity="customer",
+            inactivity_days=inactivity_days,
+            exempt_when={"vip": True},
+        )
     started = time.perf_counter()
     result = await archive.sweep(runtime, batch_size=1000)
     return time.perf_counter() - started, result.archived
@@ -130,9 +156,11 @@ async def run(args) -> dict:
             label = f"{size // 1000}k"
             figures[f"merge_{label}_s"] = round(merge_s, 4)
             figures[f"undo_{label}_s"] = round(undo_s, 4)
-            print(f"merge {size:>7,} contacts ({counts.get('case_link', 0):,} case links, {counts.get('identifier', 0)} identifiers): "
-                  f"merge {merge_s * 1000:8.1f} ms, undo {undo_s * 1000:8.1f} ms, "
-                  f"{merge_s / size * 1e6:.1f} µs per contact moved")
+            print(
+                f"merge {size:>7,} contacts ({counts.get('case_link', 0):,} case links, {counts.get('identifier', 0)} identifiers): "
+                f"merge {merge_s * 1000:8.1f} ms, undo {undo_s * 1000:8.1f} ms, "
+                f"{merge_s / size * 1e6:.1f} µs per contact moved"
+            )
         small_s, small_n = await bench_sweep(runtime, 300, "bench 0.1%")
         large_s, large_n = await bench_sweep(runtime, 150, "bench 1%")
     finally:
@@ -140,7 +168,9 @@ async def run(args) -> dict:
         await conn.close()
 
     exempt_small = eligible_small - small_n
-    print(f"sweep over {args.customers:,} customers, 0.1% eligible: archived {small_n:,} ({exempt_small} VIP kept) in {small_s * 1000:.1f} ms")
+    print(
+        f"sweep over {args.customers:,} customers, 0.1% eligible: archived {small_n:,} ({exempt_small} VIP kept) in {small_s * 1000:.1f} ms"
+    )
     print(f"sweep over {args.customers:,} customers, 1% eligible:   archived {large_n:,} in {large_s * 1000:.1f} ms")
     results = dict(figures)
     if "merge_1k_s" in figures and "merge_10k_s" in figures:
@@ -158,8 +188,12 @@ async def run(args) -> dict:
         sweep_ratio=round(large_s / small_s, 2),
         sweep_rows_ratio=round(large_n / max(small_n, 1), 2),
     )
-    print("ratios: merge 10k/1k {merge_ratio_10k_1k} (rows x10), merge 100k/10k {merge_ratio_100k_10k} (rows x10), "
-          "sweep 1%/0.1% {sweep_ratio} (rows x{sweep_rows_ratio})".format(**{"merge_ratio_10k_1k": None, "merge_ratio_100k_10k": None, **results}))
+    print(
+        "ratios: merge 10k/1k {merge_ratio_10k_1k} (rows x10), merge 100k/10k {merge_ratio_100k_10k} (rows x10), "
+        "sweep 1%/0.1% {sweep_ratio} (rows x{sweep_rows_ratio})".format(
+            **{"merge_ratio_10k_1k": None, "merge_ratio_100k_10k": None, **results}
+        )
+    )
     return results
 
 

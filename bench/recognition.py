@@ -52,26 +52,40 @@ async def load_customers(runtime, start: int, stop: int) -> None:
         for low in range(start, stop, chunk):
             high = min(stop, low + chunk)
             await raw.copy_records_to_table(
-                "customers", columns=["id", "number", "name"],
+                "customers",
+                columns=["id", "number", "name"],
                 records=[(i, f"C-{i:07d}", f"Customer {i}") for i in range(low, high)],
             )
             await raw.copy_records_to_table(
-                "customer_identifiers", columns=["customer_id", "kind", "value"],
+                "customer_identifiers",
+                columns=["customer_id", "kind", "value"],
                 records=[
                     row
                     for i in range(low, high)
-                    for row in ((i, "email", f"c{i}@bench.test"), (i, "phone", phone(i)), (i, "account_id", f"ACC-{i:07d}"))
+                    for row in (
+                        (i, "email", f"c{i}@bench.test"),
+                        (i, "phone", phone(i)),
+                        (i, "account_id", f"ACC-{i:07d}"),
+                    )
                 ],
             )
         first_case = await raw.fetchval(f"SELECT coalesce(max(id), 0) + 1 FROM cases WHERE id < {CREATED_IDS_FROM}")
-        cases = [(first_case + n, f"CASE-{first_case + n:06d}", "Bench case") for n in range((stop - start) * CASES_PER_THOUSAND // 1000)]
+        cases = [
+            (first_case + n, f"CASE-{first_case + n:06d}", "Bench case")
+            for n in range((stop - start) * CASES_PER_THOUSAND // 1000)
+        ]
         await raw.copy_records_to_table("cases", columns=["id", "reference", "subject"], records=cases)
         await raw.copy_records_to_table(
-            "case_customers", columns=["case_id", "customer_id", "is_primary"],
+            "case_customers",
+            columns=["case_id", "customer_id", "is_primary"],
             records=[(case_id, random.randrange(start, stop), True) for case_id, _, _ in cases],
         )
-        for sequence, floor in (("customers_id_seq", CREATED_IDS_FROM), ("cases_id_seq", CREATED_IDS_FROM),
-                                ("customer_number_seq", CREATED_NUMBERS_FROM), ("case_reference_seq", CREATED_NUMBERS_FROM)):
+        for sequence, floor in (
+            ("customers_id_seq", CREATED_IDS_FROM),
+            ("cases_id_seq", CREATED_IDS_FROM),
+            ("customer_number_seq", CREATED_NUMBERS_FROM),
+            ("case_reference_seq", CREATED_NUMBERS_FROM),
+        ):
             await raw.execute(f"SELECT setval('{sequence}', greatest({floor}, (SELECT last_value FROM {sequence})))")
         await conn.commit()
         # Vacuumed and analysed now, so autovacuum does not wake up on these tables mid-measurement.
@@ -92,12 +106,28 @@ def contact(customers: int, references: list[str]):
     # Client processes are forked from one parent: the pid keeps their ids apart.
     common = dict(direction="inbound", source="bench", external_id=f"b-{os.getpid()}-{next(_external_ids)}")
     if kind < 0.3:
-        return ContactData(channel="email", from_address=f"Customer <c{customer}@bench.test>", subject="Question", text="Hello", **common)
+        return ContactData(
+            channel="email",
+            from_address=f"Customer <c{customer}@bench.test>",
+            subject="Question",
+            text="Hello",
+            **common,
+        )
     if kind < 0.6:
         return ContactData(channel="phone", from_address=phone(customer), **common)
     if kind < 0.8:
-        return ContactData(channel="email", from_address=f"c{customer}@bench.test", subject=f"Re: [{random.choice(references)}] update", **common)
-    return ContactData(channel="email", from_address=f"new{os.getpid()}-{next(_external_ids)}@unknown.test", subject="First contact", **common)
+        return ContactData(
+            channel="email",
+            from_address=f"c{customer}@bench.test",
+            subject=f"Re: [{random.choice(references)}] update",
+            **common,
+        )
+    return ContactData(
+        channel="email",
+        from_address=f"new{os.getpid()}-{next(_external_ids)}@unknown.test",
+        subject="First contact",
+        **common,
+    )
 
 
 async def ingest_batch(*, customers: int, count: int, concurrency: int, references: list[str], seed: int) -> dict:
@@ -143,13 +173,20 @@ def _batch_in_process(kwargs: dict) -> dict:
     return asyncio.run(ingest_batch(**kwargs))
 
 
-def run_ingests(*, customers: int, count: int, concurrency: int, processes: int, references: list[str]) -> dict[str, float]:
+def run_ingests(
+    *, customers: int, count: int, concurrency: int, processes: int, references: list[str]
+) -> dict[str, float]:
     """`processes` client processes (like N API processes) share the ingests; figures over all."""
     from concurrent.futures import ProcessPoolExecutor
 
     shares = [
-        {"customers": customers, "count": count // processes, "concurrency": concurrency, "references": references,
-         "seed": random.randrange(1 << 30)}
+        {
+            "customers": customers,
+            "count": count // processes,
+            "concurrency": concurrency,
+            "references": references,
+            "seed": random.randrange(1 << 30),
+        }
         for _ in range(processes)
     ]
     with ProcessPoolExecutor(processes) as pool:
@@ -185,7 +222,10 @@ async def load(size_from: int, size_to: int) -> list[str]:
     try:
         started = time.perf_counter()
         await load_customers(runtime, size_from + 1, size_to + 1)
-        print(f"loaded {size_to:,} customers ({size_to * 3:,} identifiers) in {time.perf_counter() - started:.1f}s", flush=True)
+        print(
+            f"loaded {size_to:,} customers ({size_to * 3:,} identifiers) in {time.perf_counter() - started:.1f}s",
+            flush=True,
+        )
         return await case_references(runtime)
     finally:
         await runtime.close()
@@ -199,7 +239,12 @@ def bench(args) -> dict[str, float]:
         loaded = size
         # Latency without contention (one ingest at a time), then throughput with every core busy.
         latency = {"customers": size, "concurrency": 1, "processes": 1, "references": references}
-        throughput = {"customers": size, "concurrency": args.concurrency, "processes": args.processes, "references": references}
+        throughput = {
+            "customers": size,
+            "concurrency": args.concurrency,
+            "processes": args.processes,
+            "references": references,
+        }
         # Several rounds, reporting each figure's median: one burst of unrelated load on the
         # machine must not decide a p99.
         run_ingests(count=args.warmup, **throughput)
@@ -245,8 +290,10 @@ def main() -> None:
     random.seed(args.seed)
     with embedded_servers():
         summary = bench(args)
-    print(f"p99 recognition ratio {args.large:,}/{args.small:,}: {summary['p99_ratio']:.2f}   "
-          f"p99 ingest ratio: {summary['ingest_p99_ratio']:.2f}   ingests/s (lower of the two): {summary['ingests_per_s']:.0f}")
+    print(
+        f"p99 recognition ratio {args.large:,}/{args.small:,}: {summary['p99_ratio']:.2f}   "
+        f"p99 ingest ratio: {summary['ingest_p99_ratio']:.2f}   ingests/s (lower of the two): {summary['ingests_per_s']:.0f}"
+    )
     print(json.dumps(summary))
 
 

@@ -27,7 +27,9 @@ async def archive_sweep(ctx: dict[str, Any]) -> dict[str, int]:
 async def relay_events(ctx: dict[str, Any]) -> int:
     """Every few seconds: publish change events whose publication after commit failed."""
     runtime = ctx["runtime"]
-    return await events.relay(runtime.sessionmaker, runtime.redis, retain=runtime.settings.events_retained, older_than=timedelta(seconds=5))
+    return await events.relay(
+        runtime.sessionmaker, runtime.redis, retain=runtime.settings.events_retained, older_than=timedelta(seconds=5)
+    )
 
 
 async def startup(ctx: dict[str, Any]) -> None:

@@ -21,8 +21,8 @@ from schema.archive import (
     CustomerEraseInput,
 )
 from schema.cases import CasePayload
-from schema.ids import db_id, decode_id, to_global_id
 from schema.customers import Customer, CustomerPayload
+from schema.ids import db_id, decode_id, to_global_id
 
 
 def _customer_payload(row) -> dict:
@@ -68,7 +68,9 @@ class CaseArchiveMutation:
         return await mutate(
             info,
             CasePayload,
-            lambda session: service.archive_case(session, actor=info.context.actor, case_id=db_id(input.case_id, "Case", "caseId")),
+            lambda session: service.archive_case(
+                session, actor=info.context.actor, case_id=db_id(input.case_id, "Case", "caseId")
+            ),
             case_payload,
         )
 
@@ -77,7 +79,9 @@ class CaseArchiveMutation:
         return await mutate(
             info,
             CasePayload,
-            lambda session: service.restore_case(session, actor=info.context.actor, case_id=db_id(input.case_id, "Case", "caseId")),
+            lambda session: service.restore_case(
+                session, actor=info.context.actor, case_id=db_id(input.case_id, "Case", "caseId")
+            ),
             case_payload,
         )
 
@@ -142,10 +146,14 @@ class ArchiveMutation:
         )
 
     @strawberry.mutation(permission_classes=[SUPERVISOR])
-    async def archive_rule_delete(self, info: strawberry.Info, input: ArchiveRuleDeleteInput) -> ArchiveRuleDeletePayload:
+    async def archive_rule_delete(
+        self, info: strawberry.Info, input: ArchiveRuleDeleteInput
+    ) -> ArchiveRuleDeletePayload:
         return await mutate(
             info,
             ArchiveRuleDeletePayload,
-            lambda session: service.delete_archive_rule(session, actor=info.context.actor, rule_id=db_id(input.id, "ArchiveRule", "id")),
+            lambda session: service.delete_archive_rule(
+                session, actor=info.context.actor, rule_id=db_id(input.id, "ArchiveRule", "id")
+            ),
             lambda _: {"deleted_id": input.id},
         )

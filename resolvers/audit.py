@@ -23,6 +23,10 @@ class AuditQuery:
             return Connection(edges=[], page_info=PageInfo(has_next_page=False, end_cursor=None))
         async with info.context.runtime.reading() as session:
             page = await service.list_events(
-                session, entity_type=AUDIT_ENTITY_TYPES[decoded[0]], entity_id=decoded[1], first=page_size(first), after=after
+                session,
+                entity_type=AUDIT_ENTITY_TYPES[decoded[0]],
+                entity_id=decoded[1],
+                first=page_size(first),
+                after=after,
             )
         return Connection.from_page(page, AuditEvent.from_row)

@@ -23,8 +23,8 @@ from schema.cases import (
     CaseUpdateInput,
 )
 from schema.ids import db_id, decode_id, optional_db_id
-from schema.pagination import Connection
 from schema.node import load_case
+from schema.pagination import Connection
 
 
 def case_payload(row) -> dict:
@@ -123,7 +123,10 @@ class CaseLifecycleMutation:
             info,
             CasePayload,
             lambda session: service.close_case(
-                session, actor=info.context.actor, case_id=db_id(input.case_id, "Case", "caseId"), reason_code=input.reason_code
+                session,
+                actor=info.context.actor,
+                case_id=db_id(input.case_id, "Case", "caseId"),
+                reason_code=input.reason_code,
             ),
             case_payload,
         )
@@ -134,12 +137,18 @@ class CaseLifecycleMutation:
             info,
             CasePayload,
             lambda session: service.reopen_case(
-                session, actor=info.context.actor, case_id=db_id(input.case_id, "Case", "caseId"), reason_code=input.reason_code
+                session,
+                actor=info.context.actor,
+                case_id=db_id(input.case_id, "Case", "caseId"),
+                reason_code=input.reason_code,
             ),
             case_payload,
         )
 
-    @strawberry.mutation(permission_classes=[STAFF], description="Move a case from one customer to another; that customer's contacts on it follow.")
+    @strawberry.mutation(
+        permission_classes=[STAFF],
+        description="Move a case from one customer to another; that customer's contacts on it follow.",
+    )
     async def case_move(self, info: strawberry.Info, input: CaseMoveInput) -> CasePayload:
         return await mutate(
             info,
@@ -169,7 +178,9 @@ class CaseLifecycleMutation:
             case_payload,
         )
 
-    @strawberry.mutation(permission_classes=[STAFF], description="Unlink a customer from a case; the primary customer stays.")
+    @strawberry.mutation(
+        permission_classes=[STAFF], description="Unlink a customer from a case; the primary customer stays."
+    )
     async def case_customer_unlink(self, info: strawberry.Info, input: CaseCustomerUnlinkInput) -> CasePayload:
         return await mutate(
             info,
@@ -183,7 +194,10 @@ class CaseLifecycleMutation:
             case_payload,
         )
 
-    @strawberry.mutation(permission_classes=[STAFF], description="Merge a case into another; the source's reference resolves to the target.")
+    @strawberry.mutation(
+        permission_classes=[STAFF],
+        description="Merge a case into another; the source's reference resolves to the target.",
+    )
     async def case_merge(self, info: strawberry.Info, input: CaseMergeInput) -> CaseMergePayload:
         async def shape(target) -> dict:
             # The merge succeeded, so the source id was valid.

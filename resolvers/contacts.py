@@ -8,10 +8,11 @@ from app.contact_data import ContactData
 from app.services import contacts as service
 from resolvers.mutation_helpers import mutate
 from resolvers.permissions import STAFF, roles
+from schema.cases import Case
 from schema.contacts import (
     CaseCreateFromContactInput,
-    Contact,
     CaseFromContactPayload,
+    Contact,
     ContactAssociateInput,
     ContactCreateInput,
     ContactIngestInput,
@@ -21,7 +22,6 @@ from schema.contacts import (
     ContactsPayload,
 )
 from schema.ids import db_id, decode_id, optional_db_id
-from schema.cases import Case
 from schema.node import load_contact
 
 INGEST = roles("integrator", "supervisor")
@@ -57,7 +57,9 @@ class ContactQuery:
 
 @strawberry.type
 class ContactMutation:
-    @strawberry.mutation(description="Log a contact on a customer and/or case. A repeated externalId returns the first contact.")
+    @strawberry.mutation(
+        description="Log a contact on a customer and/or case. A repeated externalId returns the first contact."
+    )
     async def contact_create(self, info: strawberry.Info, input: ContactCreateInput) -> ContactPayload:
         data = contact_data(input, source="api" if input.external_id else None)
         return await mutate(
@@ -83,7 +85,10 @@ class ContactMutation:
             info,
             ContactIngestPayload,
             lambda session: service.ingest_contact(
-                session, actor=info.context.actor, data=contact_data(input, source=input.source), region=info.context.phone_region
+                session,
+                actor=info.context.actor,
+                data=contact_data(input, source=input.source),
+                region=info.context.phone_region,
             ),
             lambda result: {
                 "contact": Contact.from_row(result.contact),

@@ -28,8 +28,8 @@ from schema.customers import (
 )
 from schema.enums import CustomerStatus
 from schema.ids import db_id, decode_id
-from schema.pagination import Connection
 from schema.node import load_customer
+from schema.pagination import Connection
 
 
 @strawberry.type
@@ -186,7 +186,9 @@ async def _merge_payload(info: strawberry.Info, merge) -> dict:
 
 @strawberry.type
 class CustomerMergeMutation:
-    @strawberry.mutation(permission_classes=[STAFF], description="Merge duplicates into a survivor; undo with customerMergeUndo.")
+    @strawberry.mutation(
+        permission_classes=[STAFF], description="Merge duplicates into a survivor; undo with customerMergeUndo."
+    )
     async def customer_merge(self, info: strawberry.Info, input: CustomerMergeInput) -> CustomerMergePayload:
         return await mutate(
             info,
@@ -205,7 +207,10 @@ class CustomerMergeMutation:
             lambda merge: _merge_payload(info, merge),
         )
 
-    @strawberry.mutation(permission_classes=[STAFF], description="Undo a customer merge from its journal, unless something changed since.")
+    @strawberry.mutation(
+        permission_classes=[STAFF],
+        description="Undo a customer merge from its journal, unless something changed since.",
+    )
     async def customer_merge_undo(self, info: strawberry.Info, input: CustomerMergeUndoInput) -> CustomerMergePayload:
         return await mutate(
             info,

@@ -132,7 +132,9 @@ class Loaders:
 
     # Page entry points used by the types: validate the arguments, load, attach a lazy count.
 
-    async def customer_contacts_page(self, customer_id: int, first: int | None, after: str | None, channel: str | None) -> Page:
+    async def customer_contacts_page(
+        self, customer_id: int, first: int | None, after: str | None, channel: str | None
+    ) -> Page:
         page = await self.customer_contacts.load(PageKey(customer_id, page_size(first), after, channel))
         return _with_count(page, lambda: self.customer_contact_count.load((customer_id, channel)))
 

@@ -33,7 +33,9 @@ from strawberry.extensions import SchemaExtension
 from app.pagination import MAX_PAGE, page_size
 
 
-def query_cost(schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, variables: dict[str, Any]) -> int:
+def query_cost(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, variables: dict[str, Any]
+) -> int:
     operation = get_operation_ast(document, operation_name)
     if operation is None:
         return 0
@@ -43,7 +45,9 @@ def query_cost(schema: GraphQLSchema, document: DocumentNode, operation_name: st
 
 
 class _Walk:
-    def __init__(self, schema: GraphQLSchema, fragments: dict[str, FragmentDefinitionNode], variables: dict[str, Any]) -> None:
+    def __init__(
+        self, schema: GraphQLSchema, fragments: dict[str, FragmentDefinitionNode], variables: dict[str, Any]
+    ) -> None:
         self.schema = schema
         self.fragments = fragments
         self.variables = variables
@@ -64,7 +68,9 @@ def _cost(selection_set: SelectionSetNode, parent: GraphQLNamedType | None, pare
     return total
 
 
-def _fragment(selection: Any, parent: GraphQLNamedType | None, walk: _Walk) -> Iterator[tuple[GraphQLNamedType | None, SelectionSetNode]]:
+def _fragment(
+    selection: Any, parent: GraphQLNamedType | None, walk: _Walk
+) -> Iterator[tuple[GraphQLNamedType | None, SelectionSetNode]]:
     if isinstance(selection, InlineFragmentNode):
         condition = selection.type_condition
         yield (walk.schema.get_type(condition.name.value) if condition else parent), selection.selection_set
@@ -98,7 +104,9 @@ class QueryCostLimiter(SchemaExtension):
         context = self.execution_context
         operation = context.graphql_document and get_operation_ast(context.graphql_document, context.operation_name)
         if isinstance(operation, OperationDefinitionNode):
-            cost = query_cost(context.schema._schema, context.graphql_document, context.operation_name, context.variables or {})
+            cost = query_cost(
+                context.schema._schema, context.graphql_document, context.operation_name, context.variables or {}
+            )
             if cost > self.max_cost:
                 error = GraphQLError(
                     f"This query may resolve {cost} fields, over the limit of {self.max_cost}: ask for smaller pages or nest less",

@@ -66,12 +66,16 @@ class RecognitionQuery:
         async with info.context.runtime.reading() as session:
             return [PromotionRule.from_row(r) for r in await service.list_promotion_rules(session)]
 
-    @strawberry.field(permission_classes=[SUPERVISOR], description="What each channel does with an unrecognised contact.")
+    @strawberry.field(
+        permission_classes=[SUPERVISOR], description="What each channel does with an unrecognised contact."
+    )
     async def no_match_policies(self, info: strawberry.Info) -> list[NoMatchPolicy]:
         async with info.context.runtime.reading() as session:
             return [NoMatchPolicy.from_row(p) for p in await service.list_policies(session)]
 
-    @strawberry.field(permission_classes=[INGEST], description="Run the rules on a contact without storing or creating anything.")
+    @strawberry.field(
+        permission_classes=[INGEST], description="Run the rules on a contact without storing or creating anything."
+    )
     async def recognition_preview(self, info: strawberry.Info, input: ContactIngestInput) -> RecognitionPreviewPayload:
         try:
             # A reading session is never committed: whatever the rules read, nothing is written.
@@ -83,9 +87,13 @@ class RecognitionQuery:
             return RecognitionPreviewPayload(errors=[UserError.from_error(error)])
         return RecognitionPreviewPayload(
             preview=RecognitionPreview(
-                needs_review=result.needs_review, would_create_customer=result.customer_created,
-                would_create_case=result.case_created, trace=result.trace, customer_id=result.customer_id,
-                case_id=result.case_id, candidate_ids=result.candidates,
+                needs_review=result.needs_review,
+                would_create_customer=result.customer_created,
+                would_create_case=result.case_created,
+                trace=result.trace,
+                customer_id=result.customer_id,
+                case_id=result.case_id,
+                candidate_ids=result.candidates,
             )
         )
 
@@ -93,25 +101,40 @@ class RecognitionQuery:
 @strawberry.type
 class RecognitionMutation:
     @strawberry.mutation(permission_classes=[SUPERVISOR])
-    async def recognition_rule_create(self, info: strawberry.Info, input: RecognitionRuleCreateInput) -> RecognitionRulePayload:
+    async def recognition_rule_create(
+        self, info: strawberry.Info, input: RecognitionRuleCreateInput
+    ) -> RecognitionRulePayload:
         return await mutate(
             info,
             RecognitionRulePayload,
             lambda session: service.create_rule(
-                session, actor=info.context.actor, name=input.name, kind=input.kind.value, config=input.config,
-                channels=_channels(input.channels), enabled=input.enabled, position=input.position,
+                session,
+                actor=info.context.actor,
+                name=input.name,
+                kind=input.kind.value,
+                config=input.config,
+                channels=_channels(input.channels),
+                enabled=input.enabled,
+                position=input.position,
             ),
             lambda rule: {"rule": RecognitionRule.from_row(rule)},
         )
 
     @strawberry.mutation(permission_classes=[SUPERVISOR])
-    async def recognition_rule_update(self, info: strawberry.Info, input: RecognitionRuleUpdateInput) -> RecognitionRulePayload:
+    async def recognition_rule_update(
+        self, info: strawberry.Info, input: RecognitionRuleUpdateInput
+    ) -> RecognitionRulePayload:
         return await mutate(
             info,
             RecognitionRulePayload,
             lambda session: service.update_rule(
-                session, actor=info.context.actor, rule_id=db_id(input.id, "RecognitionRule", "id"), name=input.name,
-                config=input.config, channels=_channels(input.channels), enabled=input.enabled,
+                session,
+                actor=info.context.actor,
+                rule_id=db_id(input.id, "RecognitionRule", "id"),
+                name=input.name,
+                config=input.config,
+                channels=_channels(input.channels),
+                enabled=input.enabled,
             ),
             lambda rule: {"rule": RecognitionRule.from_row(rule)},
         )
@@ -121,36 +144,57 @@ class RecognitionMutation:
         return await _delete(info, input.id, "RecognitionRule", service.delete_rule)
 
     @strawberry.mutation(permission_classes=[SUPERVISOR])
-    async def recognition_rules_reorder(self, info: strawberry.Info, input: RulesReorderInput) -> RecognitionRulesPayload:
+    async def recognition_rules_reorder(
+        self, info: strawberry.Info, input: RulesReorderInput
+    ) -> RecognitionRulesPayload:
         return await mutate(
             info,
             RecognitionRulesPayload,
-            lambda session: service.reorder_rules(session, actor=info.context.actor, ids=_ids(input.ids, "RecognitionRule")),
+            lambda session: service.reorder_rules(
+                session, actor=info.context.actor, ids=_ids(input.ids, "RecognitionRule")
+            ),
             lambda rules: {"rules": [RecognitionRule.from_row(r) for r in rules]},
         )
 
     @strawberry.mutation(permission_classes=[SUPERVISOR])
-    async def promotion_rule_create(self, info: strawberry.Info, input: PromotionRuleCreateInput) -> PromotionRulePayload:
+    async def promotion_rule_create(
+        self, info: strawberry.Info, input: PromotionRuleCreateInput
+    ) -> PromotionRulePayload:
         return await mutate(
             info,
             PromotionRulePayload,
             lambda session: service.create_promotion_rule(
-                session, actor=info.context.actor, name=input.name, source=input.source, target=input.target.value,
-                field=input.field, policy=input.policy.value, channels=_channels(input.channels),
-                enabled=input.enabled, position=input.position,
+                session,
+                actor=info.context.actor,
+                name=input.name,
+                source=input.source,
+                target=input.target.value,
+                field=input.field,
+                policy=input.policy.value,
+                channels=_channels(input.channels),
+                enabled=input.enabled,
+                position=input.position,
             ),
             lambda rule: {"rule": PromotionRule.from_row(rule)},
         )
 
     @strawberry.mutation(permission_classes=[SUPERVISOR])
-    async def promotion_rule_update(self, info: strawberry.Info, input: PromotionRuleUpdateInput) -> PromotionRulePayload:
+    async def promotion_rule_update(
+        self, info: strawberry.Info, input: PromotionRuleUpdateInput
+    ) -> PromotionRulePayload:
         return await mutate(
             info,
             PromotionRulePayload,
             lambda session: service.update_promotion_rule(
-                session, actor=info.context.actor, rule_id=db_id(input.id, "PromotionRule", "id"), name=input.name,
-                source=input.source, target=input.target.value if input.target else None, field=input.field,
-                policy=input.policy.value if input.policy else None, channels=_channels(input.channels),
+                session,
+                actor=info.context.actor,
+                rule_id=db_id(input.id, "PromotionRule", "id"),
+                name=input.name,
+                source=input.source,
+                target=input.target.value if input.target else None,
+                field=input.field,
+                policy=input.policy.value if input.policy else None,
+                channels=_channels(input.channels),
                 enabled=input.enabled,
             ),
             lambda rule: {"rule": PromotionRule.from_row(rule)},
@@ -165,18 +209,26 @@ class RecognitionMutation:
         return await mutate(
             info,
             PromotionRulesPayload,
-            lambda session: service.reorder_promotion_rules(session, actor=info.context.actor, ids=_ids(input.ids, "PromotionRule")),
+            lambda session: service.reorder_promotion_rules(
+                session, actor=info.context.actor, ids=_ids(input.ids, "PromotionRule")
+            ),
             lambda rules: {"rules": [PromotionRule.from_row(r) for r in rules]},
         )
 
-    @strawberry.mutation(permission_classes=[SUPERVISOR], description="Set what a channel does with an unrecognised contact.")
+    @strawberry.mutation(
+        permission_classes=[SUPERVISOR], description="Set what a channel does with an unrecognised contact."
+    )
     async def no_match_policy_set(self, info: strawberry.Info, input: NoMatchPolicySetInput) -> NoMatchPolicyPayload:
         return await mutate(
             info,
             NoMatchPolicyPayload,
             lambda session: service.set_policy(
-                session, actor=info.context.actor, channel=input.channel.value, create_customer=input.create_customer,
-                create_case=input.create_case, flag_for_review=input.flag_for_review,
+                session,
+                actor=info.context.actor,
+                channel=input.channel.value,
+                create_customer=input.create_customer,
+                create_case=input.create_case,
+                flag_for_review=input.flag_for_review,
             ),
             lambda policy: {"policy": NoMatchPolicy.from_row(policy)},
         )

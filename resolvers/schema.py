@@ -73,7 +73,9 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     # The limit rules are built once: the validation cache is keyed by the rule classes, and
     # a limiter constructed per request would make a new class each time and never hit.
     limit_rules = [
-        *map(_standing_down_on_unknown_fragments, QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules),
+        *map(
+            _standing_down_on_unknown_fragments, QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules
+        ),
         *MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules,
     ]
     # Factories: a fresh extension per request (the parser and validation caches are module-level).

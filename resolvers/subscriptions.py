@@ -7,7 +7,7 @@ passes the last one it saw as `after` and first receives what it missed.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextvars import ContextVar
 from typing import Annotated, Any
 
@@ -28,7 +28,9 @@ _current_event_id: ContextVar[str | None] = ContextVar("current_event_id", defau
 
 After = Annotated[
     str | None,
-    strawberry.argument(description="The id of the last event received (`extensions.eventId`): events since then are sent first."),
+    strawberry.argument(
+        description="The id of the last event received (`extensions.eventId`): events since then are sent first."
+    ),
 ]
 
 
@@ -48,12 +50,19 @@ async def _events(info: strawberry.Info, channels: list[str], after: str | None)
             info.context.fresh_loaders()
             yield event
     except events.EventsExpired as expired:
-        raise GraphQLError(f"Cannot resume: {expired}. Reload, then subscribe without `after`.", extensions={"code": "EVENTS_EXPIRED"}) from None
+        raise GraphQLError(
+            f"Cannot resume: {expired}. Reload, then subscribe without `after`.", extensions={"code": "EVENTS_EXPIRED"}
+        ) from None
     except events.FellBehind:
-        raise GraphQLError("The subscription fell too far behind; subscribe again with `after` set to the last eventId.", extensions={"code": "FELL_BEHIND"}) from None
+        raise GraphQLError(
+            "The subscription fell too far behind; subscribe again with `after` set to the last eventId.",
+            extensions={"code": "FELL_BEHIND"},
+        ) from None
 
 
-async def _each_update(info: strawberry.Info, topic: str, db_id: int | None, load: Any, after: str | None) -> AsyncGenerator[Any, None]:
+async def _each_update(
+    info: strawberry.Info, topic: str, db_id: int | None, load: Any, after: str | None
+) -> AsyncGenerator[Any, None]:
     """The object, reloaded each time an event about it arrives; nothing for an id of another type."""
     if db_id is None:
         return
@@ -72,12 +81,12 @@ class Subscription:
         return _each_update(info, "customerUpdated", decode_id(id, "Customer"), load_customer, after)
 
     @strawberry.subscription(description="The case each time it or its contacts change.")
-    def case_updated(
-        self, info: strawberry.Info, id: strawberry.ID, after: After = None
-    ) -> AsyncGenerator[Case, None]:
+    def case_updated(self, info: strawberry.Info, id: strawberry.ID, after: After = None) -> AsyncGenerator[Case, None]:
         return _each_update(info, "caseUpdated", decode_id(id, "Case"), load_case, after)
 
-    @strawberry.subscription(description="Each new contact of a customer and/or a case (all contacts when neither is given).")
+    @strawberry.subscription(
+        description="Each new contact of a customer and/or a case (all contacts when neither is given)."
+    )
     async def contact_received(
         self,
         info: strawberry.Info,

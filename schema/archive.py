@@ -41,7 +41,9 @@ class ArchiveRuleCreateInput:
     exempt_when: JSON | None = strawberry.field(
         default=None, description='Records whose custom fields contain this object are kept, e.g. {"vip": true}.'
     )
-    retention_days: int | None = strawberry.field(default=None, description="Days after archiving until expiry; null keeps forever.")
+    retention_days: int | None = strawberry.field(
+        default=None, description="Days after archiving until expiry; null keeps forever."
+    )
     expiry_action: ExpiryAction = ExpiryAction.ANONYMISE
 
 

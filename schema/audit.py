@@ -8,8 +8,8 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
-from schema.ids import to_global_id
 from schema.auth import User
+from schema.ids import to_global_id
 from schema.node import Node, load_user
 
 # Audit entity types and the global-id type names they correspond to.
@@ -31,7 +31,9 @@ class AuditEvent(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> AuditEvent:
-        return super().from_row(row, entity_id=to_global_id(_TYPE_NAMES.get(row.entity_type, row.entity_type), row.entity_id))
+        return super().from_row(
+            row, entity_id=to_global_id(_TYPE_NAMES.get(row.entity_type, row.entity_type), row.entity_id)
+        )
 
     @strawberry.field
     async def actor(self, info: strawberry.Info) -> User | None:

@@ -152,6 +152,8 @@ class CasePayload:
 
 @strawberry.type
 class CaseMergePayload:
-    case: Case | None = strawberry.field(default=None, description="The target case, now holding the source's contacts.")
+    case: Case | None = strawberry.field(
+        default=None, description="The target case, now holding the source's contacts."
+    )
     source: Case | None = strawberry.field(default=None, description="The source case, now a tombstone.")
     errors: list[UserError] = strawberry.field(default_factory=list)

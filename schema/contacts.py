@@ -97,14 +97,18 @@ class ContactCreateInput:
     from_: str | None = strawberry.field(default=None, name="from")
     to: list[str] = strawberry.field(default_factory=list)
     headers: JSON | None = None
-    external_id: str | None = strawberry.field(default=None, description="Idempotency key: a repeat returns the first contact.")
+    external_id: str | None = strawberry.field(
+        default=None, description="Idempotency key: a repeat returns the first contact."
+    )
     payload: JSON | None = None
 
 
 @strawberry.input
 class ContactIngestInput:
     source: str = strawberry.field(description="The integrator's system, e.g. 'telephony'.")
-    external_id: str = strawberry.field(description="Idempotency key within the source: a repeat returns the first contact.")
+    external_id: str = strawberry.field(
+        description="Idempotency key within the source: a repeat returns the first contact."
+    )
     channel: Channel
     direction: Direction = Direction.INBOUND
     occurred_at: datetime | None = None
@@ -137,7 +141,9 @@ class ContactMoveInput:
 class CaseCreateFromContactInput:
     contact_id: strawberry.ID
     subject: str
-    customer_id: strawberry.ID | None = strawberry.field(default=None, description="Defaults to the contact's customer.")
+    customer_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Defaults to the contact's customer."
+    )
     description: str | None = None
     priority: Priority = Priority.NORMAL
 
@@ -164,7 +170,10 @@ class CaseFromContactPayload:
 @strawberry.type
 class ContactIngestPayload:
     contact: Contact | None = None
-    duplicate: bool = strawberry.field(default=False, description="The (source, externalId) was already ingested: this is the first contact, nothing was created.")
+    duplicate: bool = strawberry.field(
+        default=False,
+        description="The (source, externalId) was already ingested: this is the first contact, nothing was created.",
+    )
     customer_created: bool = False
     case_created: bool = False
     errors: list[UserError] = strawberry.field(default_factory=list)

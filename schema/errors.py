@@ -13,5 +13,5 @@ class UserError:
     message: str
 
     @classmethod
-    def from_error(cls, error: AppUserError) -> "UserError":
+    def from_error(cls, error: AppUserError) -> UserError:
         return cls(field=error.field, code=error.code, message=error.message)

@@ -42,7 +42,7 @@ class Connection(Generic[T]):
         return await self.count() if self.count else None
 
     @classmethod
-    def from_page(cls, page: RowPage, convert: Callable[[Any], T]) -> "Connection[T]":
+    def from_page(cls, page: RowPage, convert: Callable[[Any], T]) -> Connection[T]:
         edges = [Edge(cursor=c, node=convert(r)) for c, r in zip(page.cursors, page.rows, strict=True)]
         return cls(
             edges=edges,

@@ -9,13 +9,12 @@ from strawberry.scalars import JSON
 
 from app.models import PROMOTION_POLICIES, RULE_KINDS, RULE_TARGETS
 from app.recognition.config import masked
-from schema.enums import Channel, values_enum
-from schema.errors import UserError
 from schema.cases import Case
 from schema.contacts import candidates_of, case_of, customer_of
 from schema.customers import Customer
+from schema.enums import Channel, values_enum
+from schema.errors import UserError
 from schema.node import Node
-
 
 RecognitionTarget = values_enum(
     "RecognitionTarget", RULE_TARGETS, "Whether a rule recognises the contact's case or its customer."
@@ -50,9 +49,13 @@ class RecognitionRule(Node):
 class PromotionRule(Node):
     db_id: strawberry.Private[int]
     name: str
-    source: str = strawberry.field(description="from, to, subject, text, payload.<path>, headers.<name> or lookup.<path>.")
+    source: str = strawberry.field(
+        description="from, to, subject, text, payload.<path>, headers.<name> or lookup.<path>."
+    )
     target: RecognitionTarget
-    field: str = strawberry.field(description="'fields.<key>', the customer's 'name' or the case's 'subject'; for ADD_IDENTIFIER an identifier kind.")
+    field: str = strawberry.field(
+        description="'fields.<key>', the customer's 'name' or the case's 'subject'; for ADD_IDENTIFIER an identifier kind."
+    )
     policy: PromotionPolicy
     position: int
     channels: list[Channel]
@@ -61,7 +64,10 @@ class PromotionRule(Node):
     @classmethod
     def from_row(cls, row: Any) -> PromotionRule:
         return super().from_row(
-            row, target=RecognitionTarget(row.target), policy=PromotionPolicy(row.policy), channels=[Channel(c) for c in row.channels]
+            row,
+            target=RecognitionTarget(row.target),
+            policy=PromotionPolicy(row.policy),
+            channels=[Channel(c) for c in row.channels],
         )
 
 
@@ -75,7 +81,9 @@ class NoMatchPolicy:
     @classmethod
     def from_row(cls, row: Any) -> NoMatchPolicy:
         return cls(
-            channel=Channel(row.channel), create_customer=row.create_customer, create_case=row.create_case,
+            channel=Channel(row.channel),
+            create_customer=row.create_customer,
+            create_case=row.create_case,
             flag_for_review=row.flag_for_review,
         )
 

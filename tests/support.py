@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from app.auth import Actor
+from app.contact_data import ContactData
 from app.services import cases as case_service
 from app.services import contacts as contact_service
 from app.services import customers as customer_service
-from app.contact_data import ContactData
 from app.services.customers import IdentifierInput
 from schema.ids import to_global_id
 
@@ -49,7 +49,9 @@ async def make_customer(runtime, name: str | None = None, *, emails=(), phones=(
         return customer.id
 
 
-async def make_case(runtime, customer_ids: list[int], subject: str = "Broken boiler", parent_id: int | None = None) -> int:
+async def make_case(
+    runtime, customer_ids: list[int], subject: str = "Broken boiler", parent_id: int | None = None
+) -> int:
     async with runtime.transaction() as session:
         case = await case_service.create_case(
             session, actor=AGENT, subject=subject, customer_ids=customer_ids, parent_id=parent_id
@@ -57,15 +59,27 @@ async def make_case(runtime, customer_ids: list[int], subject: str = "Broken boi
         return case.id
 
 
-async def make_contact(runtime, *, customer_id: int | None = None, case_id: int | None = None, text_body: str = "hello",
-                       from_address: str | None = None) -> int:
+async def make_contact(
+    runtime,
+    *,
+    customer_id: int | None = None,
+    case_id: int | None = None,
+    text_body: str = "hello",
+    from_address: str | None = None,
+) -> int:
     async with runtime.transaction() as session:
         contact = await contact_service.create_contact(
             session,
             actor=AGENT,
-            data=ContactData(channel="email", direction="inbound", subject="Re: boiler", text=text_body,
-                             from_address=from_address, headers={"Message-ID": f"<{text_body}@x>"},
-                             payload={"raw": text_body}),
+            data=ContactData(
+                channel="email",
+                direction="inbound",
+                subject="Re: boiler",
+                text=text_body,
+                from_address=from_address,
+                headers={"Message-ID": f"<{text_body}@x>"},
+                payload={"raw": text_body},
+            ),
             customer_id=customer_id,
             case_id=case_id,
         )

@@ -16,6 +16,7 @@ from tests.conftest import wait_for_subscriber
 
 CLIENTS = Path(__file__).parent / "clients"
 
+
 @pytest.fixture(scope="session")
 def node() -> str:
     node = shutil.which("node")
@@ -44,7 +45,7 @@ async def create_customer(gql, name: str) -> dict:
 async def test_graphql_http_audits_all_pass_musts_shoulds_and_mays(node, live_server, admin_token):
     results = json.loads(await run_node(node, "audit.mjs", f"http://{live_server}/graphql", admin_token))
 
-    failed = {r["id"]: f'{r["name"]}: {r["reason"]}' for r in results if r["status"] != "ok"}
+    failed = {r["id"]: f"{r['name']}: {r['reason']}" for r in results if r["status"] != "ok"}
     assert len([r for r in results if r["name"].startswith("MUST")]) >= 10
     assert failed == {}
 
@@ -52,14 +53,22 @@ async def test_graphql_http_audits_all_pass_musts_shoulds_and_mays(node, live_se
 async def test_graphql_ws_client_receives_a_subscription_event(node, gql, runtime, live_server, admin_token):
     customer = await create_customer(gql, "Ada")
     process = await asyncio.create_subprocess_exec(
-        node, str(CLIENTS / "subscribe.mjs"), f"ws://{live_server}/graphql", admin_token,
-        "subscription($id: ID!) { customerUpdated(id: $id) { name } }", json.dumps({"id": customer["id"]}),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        node,
+        str(CLIENTS / "subscribe.mjs"),
+        f"ws://{live_server}/graphql",
+        admin_token,
+        "subscription($id: ID!) { customerUpdated(id: $id) { name } }",
+        json.dumps({"id": customer["id"]}),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         connected = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
         await wait_for_subscriber(runtime, "customerUpdated", 1)
-        await gql('mutation($id: ID!) { customerUpdate(input: {id: $id, name: "Ada L."}) { errors { code } } }', {"id": customer["id"]})
+        await gql(
+            'mutation($id: ID!) { customerUpdate(input: {id: $id, name: "Ada L."}) { errors { code } } }',
+            {"id": customer["id"]},
+        )
         event = json.loads(await asyncio.wait_for(process.stdout.readline(), 10))
     finally:
         process.kill()
@@ -71,7 +80,9 @@ async def test_graphql_ws_client_receives_a_subscription_event(node, gql, runtim
 
 
 async def test_graphql_ws_client_hears_why_a_bad_token_is_refused(node, live_server):
-    output = await run_node(node, "subscribe.mjs", f"ws://{live_server}/graphql", "cg_wrong", "subscription { contactReceived { id } }")
+    output = await run_node(
+        node, "subscribe.mjs", f"ws://{live_server}/graphql", "cg_wrong", "subscription { contactReceived { id } }"
+    )
     messages = [json.loads(line) for line in output.splitlines()]
 
     assert {"closed": {"code": 4403, "reason": "A valid token is required in connection_params"}} in messages
@@ -86,6 +97,9 @@ async def test_apollo_client_registers_and_reuses_a_persisted_query(node, live_s
     # (400: Apollo asks for graphql-response+json), Apollo sends the document with its hash by POST,
     # which registers it, and from then on the hash alone is enough, by GET for queries.
     assert [(r["method"], r["sentQuery"], r["sentHash"], r["status"]) for r in result["requests"]] == [
-        ("POST", False, True, 400), ("POST", True, True, 200),
-        ("GET", False, True, 400), ("POST", True, True, 200), ("GET", False, True, 200),
+        ("POST", False, True, 400),
+        ("POST", True, True, 200),
+        ("GET", False, True, 400),
+        ("POST", True, True, 200),
+        ("GET", False, True, 200),
     ]

@@ -16,7 +16,7 @@ CREATE = GraphQLRequest(
 )
 READ = GraphQLRequest("query($id: ID!) { customer(id: $id) { name contacts(first: 5) { totalCount } } }")
 LOG_CALL = GraphQLRequest(
-    "mutation($id: ID!) { contactCreate(input: {channel: PHONE, direction: INBOUND, customerId: $id, subject: \"call\"}) { errors { code } } }"
+    'mutation($id: ID!) { contactCreate(input: {channel: PHONE, direction: INBOUND, customerId: $id, subject: "call"}) { errors { code } } }'
 )
 WATCH = GraphQLRequest("subscription($id: ID!) { customerUpdated(id: $id) { name contacts(first: 5) { totalCount } } }")
 
@@ -58,7 +58,9 @@ async def test_gql_over_http_without_a_token_reads_the_401_as_a_graphql_error(li
     with pytest.raises(TransportQueryError) as refused:
         async with Client(transport=transport) as session:
             await session.execute(GraphQLRequest("{ me { name } }"))
-    assert refused.value.errors == [{"message": "A valid bearer token is required", "extensions": {"code": "UNAUTHENTICATED"}}]
+    assert refused.value.errors == [
+        {"message": "A valid bearer token is required", "extensions": {"code": "UNAUTHENTICATED"}}
+    ]
 
 
 async def test_gql_subscription_over_websocket_receives_committed_changes(live_server, admin_token, runtime):
@@ -94,7 +96,9 @@ async def test_gql_websocket_with_a_bad_token_is_told_why(live_server):
 
 
 async def test_gql_sees_field_errors_as_graphql_errors(live_server, agent_token):
-    erase = GraphQLRequest('mutation { customerErase(input: {customerId: "Q3VzdG9tZXI6MQ==", reason: "x"}) { errors { code } } }')
+    erase = GraphQLRequest(
+        'mutation { customerErase(input: {customerId: "Q3VzdG9tZXI6MQ==", reason: "x"}) { errors { code } } }'
+    )
     async with http_client(live_server, agent_token) as session:
         with pytest.raises(TransportQueryError) as refused:
             await session.execute(erase)

@@ -53,8 +53,12 @@ mutation($input: CaseMergeInput!) {
 }
 """
 BY_REFERENCE = "query($r: String!) { caseByReference(reference: $r) { id } }"
-CASE_ARCHIVE = "mutation($input: CaseArchiveInput!) { caseArchive(input: $input) { case { id archivedAt } errors { code } } }"
-CASE_RESTORE = "mutation($input: CaseArchiveInput!) { caseRestore(input: $input) { case { id archivedAt } errors { code } } }"
+CASE_ARCHIVE = (
+    "mutation($input: CaseArchiveInput!) { caseArchive(input: $input) { case { id archivedAt } errors { code } } }"
+)
+CASE_RESTORE = (
+    "mutation($input: CaseArchiveInput!) { caseRestore(input: $input) { case { id archivedAt } errors { code } } }"
+)
 CASES = "{ cases(first: 50) { edges { node { id } } } }"
 CASE_BY_ID = "query($id: ID!) { case(id: $id) { id archivedAt } }"
 
@@ -65,15 +69,23 @@ async def test_associate_links_a_contact_and_joins_its_customer_to_the_case(gql,
     case = await make_case(runtime, [bob])
     contact = await make_contact(runtime, text_body="loose")
 
-    data = await gql(ASSOCIATE, {"input": {"contactId": gid("Contact", contact), "customerId": gid("Customer", ada),
-                                            "caseId": gid("Case", case)}})
+    data = await gql(
+        ASSOCIATE,
+        {
+            "input": {
+                "contactId": gid("Contact", contact),
+                "customerId": gid("Customer", ada),
+                "caseId": gid("Case", case),
+            }
+        },
+    )
 
     assert data["contactAssociate"]["errors"] == []
     assert data["contactAssociate"]["contact"]["customer"]["id"] == gid("Customer", ada)
     assert data["contactAssociate"]["contact"]["case"]["id"] == gid("Case", case)
-    assert await rows(runtime, "SELECT customer_id, is_primary FROM case_customers WHERE case_id = :c ORDER BY customer_id", c=case) == [
-        (ada, False), (bob, True)
-    ]
+    assert await rows(
+        runtime, "SELECT customer_id, is_primary FROM case_customers WHERE case_id = :c ORDER BY customer_id", c=case
+    ) == [(ada, False), (bob, True)]
 
 
 async def test_associate_refuses_when_the_role_may_not_link_the_customer(gql, runtime):
@@ -104,9 +116,13 @@ async def test_moving_a_contact_to_a_case_of_an_unrelated_customer_is_refused_an
     contact = await make_contact(runtime, customer_id=ada, case_id=ada_case)
     before = await snapshot(runtime)
 
-    data = await gql(MOVE_CONTACTS, {"input": {"contactIds": [gid("Contact", contact)], "toCaseId": gid("Case", bob_case)}})
+    data = await gql(
+        MOVE_CONTACTS, {"input": {"contactIds": [gid("Contact", contact)], "toCaseId": gid("Case", bob_case)}}
+    )
 
-    assert [(e["code"], e["field"]) for e in data["contactMove"]["errors"]] == [("CUSTOMER_NOT_ON_CASE", "contactIds.0")]
+    assert [(e["code"], e["field"]) for e in data["contactMove"]["errors"]] == [
+        ("CUSTOMER_NOT_ON_CASE", "contactIds.0")
+    ]
     assert await snapshot(runtime) == before
 
 
@@ -116,7 +132,9 @@ async def test_contacts_move_to_another_case_of_their_customer(gql, runtime):
     second = await make_case(runtime, [ada])
     contacts = [await make_contact(runtime, customer_id=ada, case_id=first, text_body=str(i)) for i in range(2)]
 
-    data = await gql(MOVE_CONTACTS, {"input": {"contactIds": [gid("Contact", c) for c in contacts], "toCaseId": gid("Case", second)}})
+    data = await gql(
+        MOVE_CONTACTS, {"input": {"contactIds": [gid("Contact", c) for c in contacts], "toCaseId": gid("Case", second)}}
+    )
 
     assert [c["case"]["id"] for c in data["contactMove"]["contacts"]] == [gid("Case", second)] * 2
     assert await scalar(runtime, "SELECT count(*) FROM contacts WHERE case_id = :c", c=second) == 2
@@ -160,14 +178,30 @@ async def test_case_move_carries_the_primary_role_and_the_customers_contacts(gql
     ada_contact = await make_contact(runtime, customer_id=ada, case_id=case)
     carl_contact = await make_contact(runtime, customer_id=carl, case_id=case)
 
-    data = await gql(CASE_MOVE, {"input": {"caseId": gid("Case", case), "fromCustomerId": gid("Customer", ada),
-                                            "toCustomerId": gid("Customer", bob)}})
+    data = await gql(
+        CASE_MOVE,
+        {
+            "input": {
+                "caseId": gid("Case", case),
+                "fromCustomerId": gid("Customer", ada),
+                "toCustomerId": gid("Customer", bob),
+            }
+        },
+    )
 
     assert data["caseMove"]["case"]["primaryCustomer"]["id"] == gid("Customer", bob)
     assert await scalar(runtime, "SELECT customer_id FROM contacts WHERE id = :c", c=ada_contact) == bob
     assert await scalar(runtime, "SELECT customer_id FROM contacts WHERE id = :c", c=carl_contact) == carl
-    unrelated = await gql(CASE_MOVE, {"input": {"caseId": gid("Case", case), "fromCustomerId": gid("Customer", ada),
-                                                 "toCustomerId": gid("Customer", bob)}})
+    unrelated = await gql(
+        CASE_MOVE,
+        {
+            "input": {
+                "caseId": gid("Case", case),
+                "fromCustomerId": gid("Customer", ada),
+                "toCustomerId": gid("Customer", bob),
+            }
+        },
+    )
     assert [e["code"] for e in unrelated["caseMove"]["errors"]] == ["CUSTOMER_NOT_ON_CASE"]
 
 
@@ -228,7 +262,9 @@ async def test_bad_case_merges_have_their_own_codes_and_change_nothing(gql, runt
         ("MERGED", merged, parent),
         ("MERGED", parent, merged),
     ]:
-        result = await gql(CASE_MERGE, {"input": {"sourceCaseId": gid("Case", source), "targetCaseId": gid("Case", target)}})
+        result = await gql(
+            CASE_MERGE, {"input": {"sourceCaseId": gid("Case", source), "targetCaseId": gid("Case", target)}}
+        )
         assert [e["code"] for e in result["caseMerge"]["errors"]] == [code], (code, source, target)
     assert await snapshot(runtime) == before
 
@@ -293,14 +329,23 @@ async def test_concurrent_link_swaps_and_unlinks_always_leave_exactly_one_primar
     for i in range(24):
         case_id, customer_id = case_ids[i % 3], customers[i % 4]
         if i % 3 == 0:
-            work.append(lambda s, c=case_id, u=customer_id: case_service.unlink_customer(s, actor=AGENT, case_id=c, customer_id=u))
+            work.append(
+                lambda s, c=case_id, u=customer_id: case_service.unlink_customer(
+                    s, actor=AGENT, case_id=c, customer_id=u
+                )
+            )
         else:
-            work.append(lambda s, c=case_id, u=customer_id: case_service.link_customer(s, actor=AGENT, case_id=c, customer_id=u, primary=True))
+            work.append(
+                lambda s, c=case_id, u=customer_id: case_service.link_customer(
+                    s, actor=AGENT, case_id=c, customer_id=u, primary=True
+                )
+            )
     await asyncio.gather(*(attempt(w) for w in work))
 
-    assert await rows(runtime, "SELECT case_id, count(*) FILTER (WHERE is_primary) FROM case_customers GROUP BY case_id ORDER BY case_id") == [
-        (c, 1) for c in case_ids
-    ]
+    assert await rows(
+        runtime,
+        "SELECT case_id, count(*) FILTER (WHERE is_primary) FROM case_customers GROUP BY case_id ORDER BY case_id",
+    ) == [(c, 1) for c in case_ids]
 
 
 async def test_case_move_publishes_updates_for_the_case_and_both_customers(gql, runtime):
@@ -308,7 +353,16 @@ async def test_case_move_publishes_updates_for_the_case_and_both_customers(gql, 
     bob = await make_customer(runtime, "Bob")
     case = await make_case(runtime, [ada])
     mark = await last_event_id(runtime)
-    await gql(CASE_MOVE, {"input": {"caseId": gid("Case", case), "fromCustomerId": gid("Customer", ada), "toCustomerId": gid("Customer", bob)}})
+    await gql(
+        CASE_MOVE,
+        {
+            "input": {
+                "caseId": gid("Case", case),
+                "fromCustomerId": gid("Customer", ada),
+                "toCustomerId": gid("Customer", bob),
+            }
+        },
+    )
     seen = set(await published_channels(runtime, mark))
     assert seen == {
         f"casegraph:events:caseUpdated:{case}",
@@ -331,13 +385,17 @@ async def test_a_case_merge_and_a_contact_move_carry_an_erased_customers_links(g
     async with runtime.transaction() as session:
         await gdpr.erase_customer(session, actor=SUPERVISOR, customer_id=ada, reason="request")
 
-    merged = await gql(CASE_MERGE, {"input": {"sourceCaseId": gid("Case", source), "targetCaseId": gid("Case", target)}})
-    moved = await gql(MOVE_CONTACTS, {"input": {"contactIds": [gid("Contact", contact)], "toCaseId": gid("Case", target)}})
+    merged = await gql(
+        CASE_MERGE, {"input": {"sourceCaseId": gid("Case", source), "targetCaseId": gid("Case", target)}}
+    )
+    moved = await gql(
+        MOVE_CONTACTS, {"input": {"contactIds": [gid("Contact", contact)], "toCaseId": gid("Case", target)}}
+    )
 
     assert merged["caseMerge"]["errors"] == []
-    assert await rows(runtime, "SELECT customer_id, is_primary FROM case_customers WHERE case_id = :c ORDER BY customer_id", c=target) == [
-        (ada, False), (bob, True)
-    ]
+    assert await rows(
+        runtime, "SELECT customer_id, is_primary FROM case_customers WHERE case_id = :c ORDER BY customer_id", c=target
+    ) == [(ada, False), (bob, True)]
     # The erased customer's contact may join the target too, staying theirs.
     assert moved["contactMove"]["errors"] == []
     assert await rows(runtime, "SELECT customer_id, case_id FROM contacts WHERE id = :c", c=contact) == [(ada, target)]
@@ -355,10 +413,12 @@ async def test_re_assigning_a_contact_to_a_customer_not_on_its_case_takes_it_off
     assert data["contactAssociate"]["contact"]["customer"]["id"] == gid("Customer", bob)
     assert data["contactAssociate"]["contact"]["case"] is None
     assert await rows(runtime, "SELECT customer_id FROM case_customers WHERE case_id = :c", c=ada_case) == [(ada,)]
-    assert await rows(runtime, "SELECT before, after FROM audit_events WHERE action = 'contact.associate'") == [(
-        {"customerId": ada, "caseId": ada_case},
-        {"customerId": bob, "caseId": None, "linkedCustomerToCase": False, "detachedFromCaseId": ada_case},
-    )]
+    assert await rows(runtime, "SELECT before, after FROM audit_events WHERE action = 'contact.associate'") == [
+        (
+            {"customerId": ada, "caseId": ada_case},
+            {"customerId": bob, "caseId": None, "linkedCustomerToCase": False, "detachedFromCaseId": ada_case},
+        )
+    ]
 
 
 async def test_re_assigning_a_contact_to_another_customer_on_its_case_keeps_the_case(gql, runtime):

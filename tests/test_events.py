@@ -11,12 +11,12 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from app import events
+from app.auth import SYSTEM
 from app.models import EventOutbox
 from app.services import customers
-from app.auth import SYSTEM
 from tests.conftest import wait_for_subscriber
 
-RENAME = 'mutation($id: ID!, $name: String!) { customerUpdate(input: {id: $id, name: $name}) { errors { code } } }'
+RENAME = "mutation($id: ID!, $name: String!) { customerUpdate(input: {id: $id, name: $name}) { errors { code } } }"
 WATCH = "subscription($id: ID!, $after: String) { customerUpdated(id: $id, after: $after) { name } }"
 
 
@@ -65,7 +65,9 @@ async def test_events_survive_an_unreachable_redis_and_the_relay_delivers_them(g
         async with isolated.transaction() as session:
             await customers.update_customer(session, actor=SYSTEM, customer_id=1, name="Ada Lovelace")
         stranded = await outbox_size(runtime)
-        relayed_too_early = await events.relay(runtime.sessionmaker, runtime.redis, retain=1000, older_than=timedelta(minutes=1))
+        relayed_too_early = await events.relay(
+            runtime.sessionmaker, runtime.redis, retain=1000, older_than=timedelta(minutes=1)
+        )
         relayed = await events.relay(runtime.sessionmaker, runtime.redis, retain=1000, older_than=timedelta(0))
         message = await next_message(ws)
     finally:
@@ -86,9 +88,11 @@ async def test_a_subscriber_resumes_from_the_last_event_it_saw(gql, runtime, liv
     await ws.close()
 
     await gql(RENAME, {"id": customer_id, "name": "Ada 2"})  # while disconnected
-    await gql("mutation { customerCreate(input: {name: \"Someone else\"}) { errors { code } } }")
+    await gql('mutation { customerCreate(input: {name: "Someone else"}) { errors { code } } }')
     await gql(RENAME, {"id": customer_id, "name": "Ada 3"})
-    resumed = await subscribe(live_server, admin_token, {"id": customer_id, "after": first["payload"]["extensions"]["eventId"]})
+    resumed = await subscribe(
+        live_server, admin_token, {"id": customer_id, "after": first["payload"]["extensions"]["eventId"]}
+    )
     try:
         missed = [await next_message(resumed), await next_message(resumed)]
     finally:

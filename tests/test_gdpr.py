@@ -7,11 +7,11 @@ import json
 
 from sqlalchemy import text
 
+from app.contact_data import ContactData
 from app.errors import UserError
+from app.services import archive as gdpr
 from app.services import cases as case_service
 from app.services import contacts as contact_service
-from app.contact_data import ContactData
-from app.services import archive as gdpr
 from app.services import customers as merge_service
 from tests.support import (
     AGENT,
@@ -35,11 +35,15 @@ PERSONAL = ("Ada", "Lovelace", "ada@example.com", "+442079460018", "1815", "Main
 
 
 async def _customer_with_history(runtime):
-    ada = await make_customer(runtime, "Ada Lovelace", emails=["ada@example.com"], phones=["020 7946 0018"], fields={"dob": "1815-12-10"})
+    ada = await make_customer(
+        runtime, "Ada Lovelace", emails=["ada@example.com"], phones=["020 7946 0018"], fields={"dob": "1815-12-10"}
+    )
     bob = await make_customer(runtime, "Bob")
     own_case = await make_case(runtime, [ada], "Ada's boiler at 12 Main St")
     shared_case = await make_case(runtime, [bob, ada], "Shared")
-    await make_contact(runtime, customer_id=ada, case_id=own_case, text_body="I live at 12 Main St", from_address="ada@example.com")
+    await make_contact(
+        runtime, customer_id=ada, case_id=own_case, text_body="I live at 12 Main St", from_address="ada@example.com"
+    )
     bob_contact = await make_contact(runtime, customer_id=bob, case_id=shared_case, text_body="bob speaking")
     return ada, bob, own_case, shared_case, bob_contact
 
@@ -56,13 +60,19 @@ async def test_erase_anonymises_the_customer_and_keeps_case_statistics(gql, runt
 
     data = await gql(ERASE, {"input": {"customerId": gid("Customer", ada), "reason": "Art. 17 request"}})
 
-    assert data["customerErase"] == {"customer": {"id": gid("Customer", ada), "name": None, "status": "ERASED"}, "errors": []}
+    assert data["customerErase"] == {
+        "customer": {"id": gid("Customer", ada), "name": None, "status": "ERASED"},
+        "errors": [],
+    }
     assert await scalar(runtime, "SELECT count(*) FROM customer_identifiers WHERE customer_id = :c", c=ada) == 0
     assert await rows(
-        runtime, "SELECT channel, direction, case_id, text, html, from_address, headers, payload FROM contacts WHERE customer_id = :c", c=ada
+        runtime,
+        "SELECT channel, direction, case_id, text, html, from_address, headers, payload FROM contacts WHERE customer_id = :c",
+        c=ada,
     ) == [("email", "inbound", own_case, None, None, None, {}, {})]
     assert await rows(runtime, "SELECT id, subject, status FROM cases ORDER BY id") == [
-        (own_case, "[erased]", "new"), (shared_case, "Shared", "new"),
+        (own_case, "[erased]", "new"),
+        (shared_case, "Shared", "new"),
     ]
     assert await scalar(runtime, "SELECT text FROM contacts WHERE id = :c", c=bob_contact) == "bob speaking"
     everything = await _everything(runtime)
@@ -111,12 +121,16 @@ async def test_export_returns_everything_stored_about_the_customer(gql, runtime,
 async def test_erase_leaves_no_personal_data_in_any_audit_event_or_contact(runtime):
     ada, bob, own_case, shared_case, bob_contact = await _customer_with_history(runtime)
     async with runtime.transaction() as session:
-        await case_service.update_case(session, actor=AGENT, case_id=own_case, description="Ada Lovelace, 12 Main St", priority="high")
+        await case_service.update_case(
+            session, actor=AGENT, case_id=own_case, description="Ada Lovelace, 12 Main St", priority="high"
+        )
     # Recognition could not choose between Ada and Bob for one contact, and chose Bob for another.
     unassigned = await make_contact(runtime, text_body="Ada here, 12 Main St", from_address="ada@example.com")
     async with runtime.engine.begin() as conn:
         await conn.execute(
-            text("UPDATE contacts SET candidate_customer_ids = :c, recognition = CAST(:r AS jsonb) WHERE id = ANY(:ids)"),
+            text(
+                "UPDATE contacts SET candidate_customer_ids = :c, recognition = CAST(:r AS jsonb) WHERE id = ANY(:ids)"
+            ),
             {"c": [ada, bob], "r": json.dumps({"matched": "email ada@example.com"}), "ids": [unassigned, bob_contact]},
         )
     assert "Main St" in await _everything(runtime)
@@ -128,12 +142,18 @@ async def test_erase_leaves_no_personal_data_in_any_audit_event_or_contact(runti
     for personal in PERSONAL:
         assert personal not in everything, personal
     # Non-personal statistics stay in the case's trail; Bob's contact keeps its content, not Ada.
-    assert await rows(runtime, "SELECT after->>'priority' FROM audit_events WHERE entity_type = 'case' "
-                               "AND entity_id = :c AND action = 'case.update'", c=own_case) == [("high",)]
-    assert await rows(runtime, "SELECT text, candidate_customer_ids, recognition FROM contacts WHERE id = :c", c=bob_contact) == [
-        ("bob speaking", [bob], None)
+    assert await rows(
+        runtime,
+        "SELECT after->>'priority' FROM audit_events WHERE entity_type = 'case' "
+        "AND entity_id = :c AND action = 'case.update'",
+        c=own_case,
+    ) == [("high",)]
+    assert await rows(
+        runtime, "SELECT text, candidate_customer_ids, recognition FROM contacts WHERE id = :c", c=bob_contact
+    ) == [("bob speaking", [bob], None)]
+    assert await rows(runtime, "SELECT text, candidate_customer_ids FROM contacts WHERE id = :c", c=unassigned) == [
+        (None, [bob])
     ]
-    assert await rows(runtime, "SELECT text, candidate_customer_ids FROM contacts WHERE id = :c", c=unassigned) == [(None, [bob])]
 
 
 async def test_erase_locks_tombstones_and_customer_in_ascending_order(runtime):
@@ -163,7 +183,10 @@ async def test_erase_locks_tombstones_and_customer_in_ascending_order(runtime):
     await asyncio.sleep(0.3)  # the erasure is now waiting for a lock
     release.set()
     await asyncio.gather(locker, eraser)
-    assert await rows(runtime, "SELECT id, status FROM customers ORDER BY id") == [(tombstone, "erased"), (ada, "erased")]
+    assert await rows(runtime, "SELECT id, status FROM customers ORDER BY id") == [
+        (tombstone, "erased"),
+        (ada, "erased"),
+    ]
 
 
 async def test_export_and_duplicates_of_an_unknown_customer_are_null(gql, runtime):
@@ -182,7 +205,10 @@ async def test_a_contact_written_for_an_erased_customer_is_an_erased_user_error(
     try:
         async with runtime.transaction() as session:
             await contact_service.insert_contact(
-                session, data=ContactData(channel="sms", direction="inbound", text="late"), customer_id=ada, case_id=None
+                session,
+                data=ContactData(channel="sms", direction="inbound", text="late"),
+                customer_id=ada,
+                case_id=None,
             )
         raise AssertionError("expected ERASED")
     except UserError as error:

@@ -68,8 +68,15 @@ async def test_contact_on_case_without_customer_takes_the_primary_and_sanitises_
 
     data = await gql(
         CONTACT_CREATE,
-        {"input": {"channel": "EMAIL", "direction": "INBOUND", "caseId": case["id"], "subject": "Still broken",
-                   "html": "<p>Hi<script>alert(1)</script></p>"}},
+        {
+            "input": {
+                "channel": "EMAIL",
+                "direction": "INBOUND",
+                "caseId": case["id"],
+                "subject": "Still broken",
+                "html": "<p>Hi<script>alert(1)</script></p>",
+            }
+        },
     )
 
     contact = data["contactCreate"]["contact"]
@@ -136,13 +143,13 @@ async def test_unknown_ids_are_null_on_queries_and_not_found_on_mutations(gql):
     ann = await new_customer(gql)
     gone = ann["id"].replace("=", "")[:-2] + "99"  # not a valid id at all
     queried = await gql(
-        "query($a: ID!, $b: ID!) { customer(id: $a) { id } case(id: $b) { id } customerByNumber(number: \"C-999\") { id } }",
+        'query($a: ID!, $b: ID!) { customer(id: $a) { id } case(id: $b) { id } customerByNumber(number: "C-999") { id } }',
         {"a": gone, "b": ann["id"]},  # a customer id asked as a case is unknown too
     )
     assert queried == {"customer": None, "case": None, "customerByNumber": None}
 
     updated = await gql(
-        "mutation($id: ID!) { customerUpdate(input: {id: $id, name: \"X\"}) { customer { id } errors { field code } } }",
+        'mutation($id: ID!) { customerUpdate(input: {id: $id, name: "X"}) { customer { id } errors { field code } } }',
         {"id": "Q3VzdG9tZXI6OTk5OQ=="},  # Customer:9999
     )
     assert updated["customerUpdate"] == {"customer": None, "errors": [{"field": "id", "code": "NOT_FOUND"}]}
@@ -152,7 +159,7 @@ async def test_customer_update_merges_fields_and_writes_an_audit_event(gql, runt
     ann = await new_customer(gql, fields={"tier": "gold"})
 
     data = await gql(
-        "mutation($id: ID!) { customerUpdate(input: {id: $id, name: \"Ann B\", fields: {vip: true}}) { customer { name fields } } }",
+        'mutation($id: ID!) { customerUpdate(input: {id: $id, name: "Ann B", fields: {vip: true}}) { customer { name fields } } }',
         {"id": ann["id"]},
     )
 
@@ -184,7 +191,9 @@ async def test_cases_listing_by_customer_and_status(gql):
     bob = await new_customer(gql)
     await new_case(gql, [ann["id"]], "one")
     second = await new_case(gql, [bob["id"], ann["id"]], "two")
-    await gql("mutation($id: ID!) { caseUpdate(input: {id: $id, status: OPEN}) { errors { code } } }", {"id": second["id"]})
+    await gql(
+        "mutation($id: ID!) { caseUpdate(input: {id: $id, status: OPEN}) { errors { code } } }", {"id": second["id"]}
+    )
     query = "query($f: CaseFilter) { cases(filter: $f) { edges { node { subject } } } }"
 
     of_ann = await gql(query, {"f": {"customerId": ann["id"]}})
@@ -197,9 +206,9 @@ async def test_cases_listing_by_customer_and_status(gql):
 async def test_case_cannot_become_its_own_ancestor(gql):
     ann = await new_customer(gql)
     parent = await new_case(gql, [ann["id"]], "parent")
-    child = (await gql(CASE_CREATE, {"input": {"subject": "child", "customerIds": [ann["id"]], "parentId": parent["id"]}}))[
-        "caseCreate"
-    ]["case"]
+    child = (
+        await gql(CASE_CREATE, {"input": {"subject": "child", "customerIds": [ann["id"]], "parentId": parent["id"]}})
+    )["caseCreate"]["case"]
 
     data = await gql(
         "mutation($id: ID!, $p: ID!) { caseUpdate(input: {id: $id, parentId: $p}) { errors { field code } } }",
@@ -211,7 +220,15 @@ async def test_case_cannot_become_its_own_ancestor(gql):
 
 async def test_contact_create_is_idempotent_on_external_id(gql, runtime):
     ann = await new_customer(gql)
-    body = {"input": {"channel": "SMS", "direction": "INBOUND", "customerId": ann["id"], "externalId": "sms-1", "text": "hi"}}
+    body = {
+        "input": {
+            "channel": "SMS",
+            "direction": "INBOUND",
+            "customerId": ann["id"],
+            "externalId": "sms-1",
+            "text": "hi",
+        }
+    }
 
     first = await gql(CONTACT_CREATE, body)
     again = await gql(CONTACT_CREATE, body)
@@ -223,9 +240,13 @@ async def test_contact_create_is_idempotent_on_external_id(gql, runtime):
 async def test_node_and_me(gql):
     ann = await new_customer(gql)
     data = await gql(
-        "query($id: ID!) { node(id: $id) { __typename ... on Customer { number } } me { name role } }", {"id": ann["id"]}
+        "query($id: ID!) { node(id: $id) { __typename ... on Customer { number } } me { name role } }",
+        {"id": ann["id"]},
     )
-    assert data == {"node": {"__typename": "Customer", "number": ann["number"]}, "me": {"name": "admin", "role": "ADMIN"}}
+    assert data == {
+        "node": {"__typename": "Customer", "number": ann["number"]},
+        "me": {"name": "admin", "role": "ADMIN"},
+    }
 
 
 async def test_numbers_and_references_keep_every_digit_past_a_million(gql, runtime):

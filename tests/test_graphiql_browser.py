@@ -9,11 +9,20 @@ import pytest
 from tests.conftest import wait_for_subscriber
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: install Debian's chromium to run the GraphiQL browser test")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium on PATH: install Debian's chromium to run the GraphiQL browser test"
+)
 
 # Chromium as root in a sandbox with no network but loopback.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 QUERY_EDITOR = ".graphiql-query-editor .CodeMirror"
 HEADERS_EDITOR = ".graphiql-editor-tool .graphiql-editor:nth-child(2) .CodeMirror"
 RESPONSE = ".graphiql-response"
@@ -64,7 +73,10 @@ async def test_graphiql_fetches_the_schema_once_a_token_is_typed_and_runs_querie
     await set_editor(page, QUERY_EDITOR, f'subscription {{ customerUpdated(id: "{customer_id}") {{ name }} }}')
     await page.get_by_label("Execute query (Ctrl-Enter)").click()
     await wait_for_subscriber(runtime, "customerUpdated", 1)
-    await gql('mutation($id: ID!) { customerUpdate(input: {id: $id, name: "Ada Lovelace"}) { errors { code } } }', {"id": customer_id})
+    await gql(
+        'mutation($id: ID!) { customerUpdate(input: {id: $id, name: "Ada Lovelace"}) { errors { code } } }',
+        {"id": customer_id},
+    )
     await page.locator(RESPONSE).get_by_text('"Ada Lovelace"', exact=True).wait_for(timeout=10_000)
 
 

@@ -37,16 +37,24 @@ async def test_no_token_is_a_json_401_with_a_bearer_challenge(http):
     assert missing.status_code == wrong.status_code == 401
     assert missing.headers["www-authenticate"] == 'Bearer realm="casegraph"'
     assert wrong.headers["www-authenticate"] == 'Bearer realm="casegraph", error="invalid_token"'
-    assert missing.json() == {"errors": [{"message": "A valid bearer token is required", "extensions": {"code": "UNAUTHENTICATED"}}]}
+    assert missing.json() == {
+        "errors": [{"message": "A valid bearer token is required", "extensions": {"code": "UNAUTHENTICATED"}}]
+    }
     assert missing.headers["content-type"] == "application/json; charset=utf-8"
 
 
 async def test_the_answer_takes_the_media_type_the_client_prefers(http, auth):
-    new = await http.post("/graphql", json={"query": ME}, headers={**auth, "Accept": f"{RESPONSE_JSON}, application/json;q=0.9"})
-    legacy = await http.post("/graphql", json={"query": ME}, headers={**auth, "Accept": f"application/json, {RESPONSE_JSON};q=0.5"})
+    new = await http.post(
+        "/graphql", json={"query": ME}, headers={**auth, "Accept": f"{RESPONSE_JSON}, application/json;q=0.9"}
+    )
+    legacy = await http.post(
+        "/graphql", json={"query": ME}, headers={**auth, "Accept": f"application/json, {RESPONSE_JSON};q=0.5"}
+    )
     refused = await http.post("/graphql", json={"query": ME}, headers={**auth, "Accept": "text/csv"})
 
-    assert new.headers["content-type"] == f"{RESPONSE_JSON}; charset=utf-8" and new.json()["data"]["me"]["name"] == "admin"
+    assert (
+        new.headers["content-type"] == f"{RESPONSE_JSON}; charset=utf-8" and new.json()["data"]["me"]["name"] == "admin"
+    )
     assert legacy.headers["content-type"] == "application/json; charset=utf-8"
     assert refused.status_code == 406 and refused.json()["errors"][0]["extensions"]["code"] == "NOT_ACCEPTABLE"
 
@@ -62,11 +70,17 @@ async def test_a_validation_error_is_400_in_the_new_media_type_and_200_in_legacy
 
 
 async def test_a_mutation_over_get_is_405(http, auth):
-    response = await http.get("/graphql", params={"query": 'mutation { customerCreate(input: {name: "X"}) { errors { code } } }'}, headers=auth)
+    response = await http.get(
+        "/graphql",
+        params={"query": 'mutation { customerCreate(input: {name: "X"}) { errors { code } } }'},
+        headers=auth,
+    )
 
     assert response.status_code == 405 and response.headers["allow"] == "POST"
     assert response.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
-    nothing_created = await http.post("/graphql", json={"query": "{ customers(first: 1) { edges { node { id } } } }"}, headers=auth)
+    nothing_created = await http.post(
+        "/graphql", json={"query": "{ customers(first: 1) { edges { node { id } } } }"}, headers=auth
+    )
     assert nothing_created.json()["data"]["customers"]["edges"] == []
 
 
@@ -97,7 +111,9 @@ async def test_a_persisted_query_is_not_found_then_registered_then_served_by_has
     by_get = await http.get("/graphql", params={"extensions": json.dumps(persisted(ME))}, headers=auth)
 
     assert first.status_code == 200  # legacy JSON: Apollo's own server answers 200 too
-    assert first.json() == {"errors": [{"message": "PersistedQueryNotFound", "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"}}]}
+    assert first.json() == {
+        "errors": [{"message": "PersistedQueryNotFound", "extensions": {"code": "PERSISTED_QUERY_NOT_FOUND"}}]
+    }
     assert registered.json() == by_get.json() == {"data": {"me": {"name": "admin"}}}
 
 
@@ -106,7 +122,10 @@ async def test_a_persisted_query_must_match_its_hash_and_be_valid_to_be_kept(htt
     invalid = await http.post("/graphql", json={"query": "{ nope }", "extensions": persisted("{ nope }")}, headers=auth)
     retry = await http.post("/graphql", json={"extensions": persisted("{ nope }")}, headers=auth)
 
-    assert mismatch.status_code == 400 and mismatch.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_HASH_MISMATCH"
+    assert (
+        mismatch.status_code == 400
+        and mismatch.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_HASH_MISMATCH"
+    )
     assert "Cannot query field" in invalid.json()["errors"][0]["message"]
     assert retry.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
     assert await PersistedQueries(runtime.redis, max_entries=10).get(sha("{ nope }")) is None
@@ -135,11 +154,22 @@ async def cors_server(settings, runtime):
 
 
 async def test_cors_admits_only_the_configured_origins(cors_server, admin_token):
-    preflight_headers = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type"}
+    preflight_headers = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
     async with httpx.AsyncClient(base_url=f"http://{cors_server}") as client:
         preflight = await client.options("/graphql", headers={"Origin": "http://localhost:3000", **preflight_headers})
-        allowed = await client.post("/graphql", json={"query": ME}, headers={"Origin": "http://localhost:3000", "Authorization": f"Bearer {admin_token}"})
-        other = await client.post("/graphql", json={"query": ME}, headers={"Origin": "http://evil.example", "Authorization": f"Bearer {admin_token}"})
+        allowed = await client.post(
+            "/graphql",
+            json={"query": ME},
+            headers={"Origin": "http://localhost:3000", "Authorization": f"Bearer {admin_token}"},
+        )
+        other = await client.post(
+            "/graphql",
+            json={"query": ME},
+            headers={"Origin": "http://evil.example", "Authorization": f"Bearer {admin_token}"},
+        )
 
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "http://localhost:3000"

@@ -16,7 +16,9 @@ SUBSCRIBE = "subscription { contactReceived { id } }"
 @pytest.fixture
 async def ws_server(settings, runtime):
     """A server with tight WebSocket limits, on a real socket."""
-    tight = dataclasses.replace(settings, ws_max_connections_per_token=2, ws_max_subscriptions=2, ws_init_timeout_seconds=0.3)
+    tight = dataclasses.replace(
+        settings, ws_max_connections_per_token=2, ws_max_subscriptions=2, ws_init_timeout_seconds=0.3
+    )
     server, task, port = await serve_app(create_app(tight, runtime=runtime))
     yield f"ws://127.0.0.1:{port}/graphql"
     server.should_exit = True

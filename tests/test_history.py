@@ -1,11 +1,11 @@
 """The unified contact history: newest first across all of a customer's cases, paged, N+1-free."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from app.auth import SYSTEM
+from app.contact_data import ContactData
 from app.pagination import encode_cursor
 from app.services import cases, contacts, customers
-from app.contact_data import ContactData
 from schema.ids import to_global_id
 
 HISTORY = """
@@ -19,7 +19,7 @@ query($id: ID!, $first: Int, $after: String, $channel: Channel) {
   }
 }
 """
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 CHANNELS = ["email", "phone", "chat", "sms", "web"]
 
 
@@ -35,8 +35,10 @@ async def customer_with_history(runtime, *, cases_count: int, contacts_count: in
         ]
         for i in range(contacts_count + uncased):
             data = ContactData(
-                channel=CHANNELS[i % len(CHANNELS)], direction="inbound",
-                occurred_at=START + timedelta(minutes=i), subject=f"contact {i}",
+                channel=CHANNELS[i % len(CHANNELS)],
+                direction="inbound",
+                occurred_at=START + timedelta(minutes=i),
+                subject=f"contact {i}",
             )
             case_id = case_ids[i % cases_count] if i < contacts_count else None
             await contacts.create_contact(session, actor=SYSTEM, data=data, customer_id=customer.id, case_id=case_id)
@@ -80,8 +82,12 @@ async def test_page_size_and_cursor_are_validated_with_readable_errors(gql, runt
     too_many = (await gql.post(HISTORY, {"id": gid, "first": 500})).json()
     garbage = (await gql.post(HISTORY, {"id": gid, "after": "garbage"})).json()
     wrong_types = (await gql.post(HISTORY, {"id": gid, "after": encode_cursor("yesterday", "x")})).json()
-    audit = (await gql.post("query($id: ID!, $a: String) { auditEvents(entityId: $id, after: $a) { edges { cursor } } }",
-                            {"id": gid, "a": encode_cursor("x")})).json()
+    audit = (
+        await gql.post(
+            "query($id: ID!, $a: String) { auditEvents(entityId: $id, after: $a) { edges { cursor } } }",
+            {"id": gid, "a": encode_cursor("x")},
+        )
+    ).json()
 
     assert too_many["data"]["customer"] is None
     assert too_many["errors"][0]["message"] == "first must be between 1 and 100"

@@ -8,13 +8,28 @@ from app.errors import UserError
 from app.identifiers import normalize_email
 
 
-@pytest.mark.parametrize("value, expected", [(" Ada@Example.COM ", "ada@example.com"), ("bea@contact-centre.test", "bea@contact-centre.test")])
+@pytest.mark.parametrize(
+    "value, expected",
+    [(" Ada@Example.COM ", "ada@example.com"), ("bea@contact-centre.test", "bea@contact-centre.test")],
+)
 def test_emails_are_trimmed_and_lower_cased(value, expected):
     assert normalize_email(value) == expected
 
 
-@pytest.mark.parametrize("value", ["ada", "@example.com", "ada@example", "ada@.com", "ada@example.", "a@b@c.com",
-                                   "ada lovelace@example.com", "ada@exa\x00mple.com", "a@" + "b" * 300 + ".com"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ada",
+        "@example.com",
+        "ada@example",
+        "ada@.com",
+        "ada@example.",
+        "a@b@c.com",
+        "ada lovelace@example.com",
+        "ada@exa\x00mple.com",
+        "a@" + "b" * 300 + ".com",
+    ],
+)
 def test_malformed_emails_are_refused(value):
     with pytest.raises(UserError) as refused:
         normalize_email(value, "emails")

@@ -7,14 +7,14 @@ import asyncio
 
 from sqlalchemy import func, select
 
-from tests.conftest import published_channels
 from app import events
 from app.auth import SYSTEM
-from app.models import AuditEvent, Case, CaseCustomer, Contact, Customer, CustomerIdentifier
-from app.services import customers as customer_service
 from app.contact_data import ContactData
+from app.models import AuditEvent, Case, CaseCustomer, Contact, Customer, CustomerIdentifier
 from app.recognition.outcome import preview_recognition
+from app.services import customers as customer_service
 from app.services.contacts import ingest_contact
+from tests.conftest import published_channels
 
 INGEST = """
 mutation($input: ContactIngestInput!) {
@@ -47,7 +47,15 @@ async def row_counts(runtime) -> dict[str, int]:
 
 
 def email(external_id="e-1", sender="new.person@example.com", **extra) -> ContactData:
-    return ContactData(channel="email", direction="inbound", source="mailgate", external_id=external_id, from_address=sender, subject="Hello", **extra)
+    return ContactData(
+        channel="email",
+        direction="inbound",
+        source="mailgate",
+        external_id=external_id,
+        from_address=sender,
+        subject="Hello",
+        **extra,
+    )
 
 
 async def ingest_once(runtime, data):
@@ -90,7 +98,11 @@ async def test_the_same_external_id_from_another_source_is_another_contact(runti
 async def test_preview_writes_nothing(runtime):
     async with runtime.transaction() as session:
         await customer_service.create_customer(
-            session, actor=SYSTEM, name="Ann", region="GB", fields=None,
+            session,
+            actor=SYSTEM,
+            name="Ann",
+            region="GB",
+            fields=None,
             identifiers=[customer_service.IdentifierInput("phone", "01632 960123")],
         )
     before = await row_counts(runtime)
@@ -120,7 +132,11 @@ async def test_ingest_publishes_contact_received(runtime):
 async def test_known_sender_ingest_runs_a_fixed_number_of_statements(runtime, count_queries):
     async with runtime.transaction() as session:
         await customer_service.create_customer(
-            session, actor=SYSTEM, name="Ada", region="GB", fields=None,
+            session,
+            actor=SYSTEM,
+            name="Ada",
+            region="GB",
+            fields=None,
             identifiers=[customer_service.IdentifierInput("email", "ada@example.com")],
         )
     await ingest_once(runtime, email("warm-up", sender="ada@example.com"))
@@ -143,12 +159,25 @@ async def test_known_sender_ingest_runs_a_fixed_number_of_statements(runtime, co
 
 
 async def test_contact_ingest_mutation_returns_what_was_recognised_and_created(gql):
-    variables = {"input": {"source": "webform", "externalId": "f-1", "channel": "WEB", "from": "Eve <eve@example.com>", "subject": "Help", "payload": {"x": 1}}}
+    variables = {
+        "input": {
+            "source": "webform",
+            "externalId": "f-1",
+            "channel": "WEB",
+            "from": "Eve <eve@example.com>",
+            "subject": "Help",
+            "payload": {"x": 1},
+        }
+    }
 
     payload = (await gql(INGEST, variables))["contactIngest"]
 
-    assert payload["errors"] == [] and payload["customerCreated"] and payload["caseCreated"] and not payload["duplicate"]
-    assert payload["customer"]["name"] == "Eve" and payload["customer"]["identifiers"] == [{"kind": "EMAIL", "value": "eve@example.com"}]
+    assert (
+        payload["errors"] == [] and payload["customerCreated"] and payload["caseCreated"] and not payload["duplicate"]
+    )
+    assert payload["customer"]["name"] == "Eve" and payload["customer"]["identifiers"] == [
+        {"kind": "EMAIL", "value": "eve@example.com"}
+    ]
     assert payload["case"]["subject"] == "Help"
     assert payload["contact"]["case"]["reference"] == payload["case"]["reference"]
     assert payload["contact"]["recognition"]["policy"]["channel"] == "web"
@@ -159,9 +188,16 @@ async def test_contact_ingest_mutation_returns_what_was_recognised_and_created(g
 
 async def test_contact_ingest_lists_candidates_for_a_shared_number(gql):
     for name in ("Ann", "Ben", "Cat"):
-        await gql("mutation($i: CustomerCreateInput!) { customerCreate(input: $i) { errors { code } } }", {"i": {"name": name, "phones": ["01632 960123"]}})
+        await gql(
+            "mutation($i: CustomerCreateInput!) { customerCreate(input: $i) { errors { code } } }",
+            {"i": {"name": name, "phones": ["01632 960123"]}},
+        )
 
-    payload = (await gql(INGEST, {"input": {"source": "pbx", "externalId": "c-1", "channel": "PHONE", "from": "+441632960123"}}))["contactIngest"]
+    payload = (
+        await gql(
+            INGEST, {"input": {"source": "pbx", "externalId": "c-1", "channel": "PHONE", "from": "+441632960123"}}
+        )
+    )["contactIngest"]
 
     assert payload["customer"] is None and payload["contact"]["needsReview"]
     assert sorted(c["number"] for c in payload["candidates"]) == ["C-000001", "C-000002", "C-000003"]
@@ -170,26 +206,37 @@ async def test_contact_ingest_lists_candidates_for_a_shared_number(gql):
 
 async def test_contact_ingest_refuses_bad_input_as_user_errors(gql, runtime):
     blank = (await gql(INGEST, {"input": {"source": " ", "externalId": "x", "channel": "SMS"}}))["contactIngest"]
-    assert blank["errors"] == [{"field": "source", "code": "REQUIRED", "message": "source is required"}] and blank["contact"] is None
+    assert (
+        blank["errors"] == [{"field": "source", "code": "REQUIRED", "message": "source is required"}]
+        and blank["contact"] is None
+    )
     assert (await row_counts(runtime))["contacts"] == 0
 
 
 async def test_contact_ingest_needs_an_integrator_or_supervisor(gql, http, agent_token, runtime):
     from app.auth import create_token
 
-    response = await gql.post(INGEST, {"input": {"source": "pbx", "externalId": "1", "channel": "PHONE"}}, token=agent_token)
+    response = await gql.post(
+        INGEST, {"input": {"source": "pbx", "externalId": "1", "channel": "PHONE"}}, token=agent_token
+    )
     body = response.json()
     assert body["data"] is None and "requires role integrator or supervisor" in body["errors"][0]["message"]
     assert (await row_counts(runtime))["contacts"] == 0
     async with runtime.transaction() as session:
         integrator = await create_token(session, name="pbx", role="integrator")
-    ok = await gql(INGEST, {"input": {"source": "pbx", "externalId": "1", "channel": "PHONE", "from": "07700 900123"}}, token=integrator)
+    ok = await gql(
+        INGEST,
+        {"input": {"source": "pbx", "externalId": "1", "channel": "PHONE", "from": "07700 900123"}},
+        token=integrator,
+    )
     assert ok["contactIngest"]["errors"] == [] and ok["contactIngest"]["contact"]["needsReview"]
 
 
 async def test_recognition_preview_query(gql, runtime):
     before = await row_counts(runtime)
-    preview = (await gql(PREVIEW, {"input": {"source": "m", "externalId": "p", "channel": "EMAIL", "from": "zed@example.com"}}))["recognitionPreview"]["preview"]
+    preview = (
+        await gql(PREVIEW, {"input": {"source": "m", "externalId": "p", "channel": "EMAIL", "from": "zed@example.com"}})
+    )["recognitionPreview"]["preview"]
     assert preview["wouldCreateCustomer"] and preview["wouldCreateCase"] and preview["customer"] is None
     assert preview["trace"]["preview"] is True
     assert await row_counts(runtime) == before
@@ -235,7 +282,10 @@ async def test_a_fault_during_recognition_keeps_the_contact_and_nothing_of_the_u
     result = await ingest_once(runtime, email("fault-1", sender="new@example.com"))
 
     assert result.contact.needs_review and result.contact.recognition["outcome"] == "error"
-    assert "DivisionByZero" in result.contact.recognition["error"] or "division by zero" in result.contact.recognition["error"]
+    assert (
+        "DivisionByZero" in result.contact.recognition["error"]
+        or "division by zero" in result.contact.recognition["error"]
+    )
     assert result.customer_id is None and result.case_id is None
     counts = await row_counts(runtime)
     assert (counts["customers"], counts["customer_identifiers"], counts["cases"], counts["contacts"]) == (0, 0, 0, 1)

@@ -9,19 +9,21 @@ from app.services import customers as customer_service
 from tests.support import gid, make_case, make_customer, snapshot
 
 ERRORS = "errors { field code }"
-CUSTOMER_UPDATE = f"mutation($id: ID!) {{ customerUpdate(input: {{id: $id, name: \"X\"}}) {{ {ERRORS} }} }}"
+CUSTOMER_UPDATE = f'mutation($id: ID!) {{ customerUpdate(input: {{id: $id, name: "X"}}) {{ {ERRORS} }} }}'
 IDENTIFIER_ADD = (
-    "mutation($id: ID!) { customerIdentifierAdd(input: {customerId: $id, kind: EMAIL, value: \"x@example.com\"}) "
+    'mutation($id: ID!) { customerIdentifierAdd(input: {customerId: $id, kind: EMAIL, value: "x@example.com"}) '
     f"{{ {ERRORS} }} }}"
 )
-CASE_CREATE = f"mutation($id: ID!) {{ caseCreate(input: {{subject: \"S\", customerIds: [$id]}}) {{ {ERRORS} }} }}"
-CONTACT_CREATE = (
-    f"mutation($id: ID!) {{ contactCreate(input: {{channel: PHONE, direction: INBOUND, customerId: $id}}) {{ {ERRORS} }} }}"
+CASE_CREATE = f'mutation($id: ID!) {{ caseCreate(input: {{subject: "S", customerIds: [$id]}}) {{ {ERRORS} }} }}'
+CONTACT_CREATE = f"mutation($id: ID!) {{ contactCreate(input: {{channel: PHONE, direction: INBOUND, customerId: $id}}) {{ {ERRORS} }} }}"
+CASE_LINK = (
+    f"mutation($case: ID!, $id: ID!) {{ caseCustomerLink(input: {{caseId: $case, customerId: $id}}) {{ {ERRORS} }} }}"
 )
-CASE_LINK = f"mutation($case: ID!, $id: ID!) {{ caseCustomerLink(input: {{caseId: $case, customerId: $id}}) {{ {ERRORS} }} }}"
 CUSTOMER_ARCHIVE = f"mutation($id: ID!) {{ customerArchive(input: {{customerId: $id}}) {{ {ERRORS} }} }}"
-CASE_UPDATE = f"mutation($id: ID!, $status: CaseStatus!) {{ caseUpdate(input: {{id: $id, status: $status}}) {{ {ERRORS} }} }}"
-CASE_CLOSE = f"mutation($id: ID!) {{ caseClose(input: {{caseId: $id, reasonCode: \"done\"}}) {{ case {{ status closedAt }} {ERRORS} }} }}"
+CASE_UPDATE = (
+    f"mutation($id: ID!, $status: CaseStatus!) {{ caseUpdate(input: {{id: $id, status: $status}}) {{ {ERRORS} }} }}"
+)
+CASE_CLOSE = f'mutation($id: ID!) {{ caseClose(input: {{caseId: $id, reasonCode: "done"}}) {{ case {{ status closedAt }} {ERRORS} }} }}'
 CASE_REOPEN = f"mutation($id: ID!) {{ caseReopen(input: {{caseId: $id}}) {{ case {{ status closedAt }} {ERRORS} }} }}"
 
 

@@ -7,7 +7,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-WIRING = {"app/asgi.py", "app/cli.py", "app/graphiql.py"}
+# The ASGI app and its GraphQL transports, and the CLI: the wiring at the top of app/.
+WIRING = {"app/asgi.py", "app/graphql_http.py", "app/graphql_ws.py", "app/cli.py", "app/graphiql.py"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from app.auth import SYSTEM
-from app.errors import UserError
-from app.services import contacts as contact_service
 from app.contact_data import ContactData
+from app.errors import UserError
 from app.services import cases as case_service
+from app.services import contacts as contact_service
 from app.services import customers as merge_service
 from tests.conftest import last_event_id, published_channels
 from tests.support import (
@@ -54,7 +54,10 @@ async def _graph(runtime):
     """A survivor and a duplicate sharing an email and one case, each with cases and contacts of their own."""
     survivor = await make_customer(runtime, "Ada Lovelace", emails=["ada@example.com"], fields={"tier": "gold"})
     duplicate = await make_customer(
-        runtime, "Ada King", emails=["ada@example.com", "ada.king@example.com"], phones=["020 7946 0018"],
+        runtime,
+        "Ada King",
+        emails=["ada@example.com", "ada.king@example.com"],
+        phones=["020 7946 0018"],
         fields={"tier": "silver", "city": "London"},
     )
     own_case = await make_case(runtime, [duplicate], "Duplicate's case")
@@ -72,8 +75,16 @@ async def _graph(runtime):
 async def test_merge_moves_everything_to_the_survivor_and_tombstones_resolve(gql, runtime):
     survivor, duplicate, own_case, shared_case, _, contacts = await _graph(runtime)
 
-    data = await gql(MERGE, {"input": {"survivorId": gid("Customer", survivor), "duplicateIds": [gid("Customer", duplicate)],
-                                        "fieldStrategy": "FILL_EMPTY"}})
+    data = await gql(
+        MERGE,
+        {
+            "input": {
+                "survivorId": gid("Customer", survivor),
+                "duplicateIds": [gid("Customer", duplicate)],
+                "fieldStrategy": "FILL_EMPTY",
+            }
+        },
+    )
 
     payload = data["customerMerge"]
     assert payload["errors"] == []
@@ -81,19 +92,29 @@ async def test_merge_moves_everything_to_the_survivor_and_tombstones_resolve(gql
     assert payload["survivor"]["fields"] == {"tier": "gold", "city": "London"}
     assert payload["survivor"]["name"] == "Ada Lovelace"
     assert sorted((i["kind"], i["value"]) for i in payload["survivor"]["identifiers"]) == [
-        ("EMAIL", "ada.king@example.com"), ("EMAIL", "ada@example.com"), ("PHONE", "+442079460018"),
+        ("EMAIL", "ada.king@example.com"),
+        ("EMAIL", "ada@example.com"),
+        ("PHONE", "+442079460018"),
     ]
     assert await scalar(runtime, "SELECT count(*) FROM contacts WHERE customer_id = :d", d=duplicate) == 0
     assert await scalar(runtime, "SELECT count(*) FROM contacts WHERE customer_id = :s", s=survivor) == 4
-    assert await rows(runtime, "SELECT case_id, customer_id, is_primary FROM case_customers ORDER BY case_id, customer_id") == [
-        (own_case, survivor, True), (shared_case, survivor, True), (3, survivor, True),
+    assert await rows(
+        runtime, "SELECT case_id, customer_id, is_primary FROM case_customers ORDER BY case_id, customer_id"
+    ) == [
+        (own_case, survivor, True),
+        (shared_case, survivor, True),
+        (3, survivor, True),
     ]
     # The duplicate's number and id resolve to the survivor; node(id) still shows the tombstone.
     number = await scalar(runtime, "SELECT number FROM customers WHERE id = :d", d=duplicate)
     assert (await gql(BY_NUMBER, {"n": number}))["customerByNumber"]["id"] == gid("Customer", survivor)
     by_id = await gql(BY_ID, {"id": gid("Customer", duplicate)})
     assert by_id["customer"]["id"] == gid("Customer", survivor)
-    assert by_id["node"] == {"id": gid("Customer", duplicate), "status": "MERGED", "mergedInto": {"id": gid("Customer", survivor)}}
+    assert by_id["node"] == {
+        "id": gid("Customer", duplicate),
+        "status": "MERGED",
+        "mergedInto": {"id": gid("Customer", survivor)},
+    }
     events = (await gql(AUDIT, {"id": gid("Customer", survivor)}))["auditEvents"]["edges"]
     assert events[0]["node"]["action"] == "customer.merge"
     assert events[0]["node"]["actorName"] == "admin"
@@ -117,8 +138,16 @@ async def test_merge_publishes_an_update_for_every_record_touched(gql, runtime):
 async def test_undo_restores_exactly_what_moved(gql, runtime):
     survivor, duplicate, *_ = await _graph(runtime)
     before = await snapshot(runtime)
-    merged = await gql(MERGE, {"input": {"survivorId": gid("Customer", survivor), "duplicateIds": [gid("Customer", duplicate)],
-                                          "fieldStrategy": "FILL_EMPTY"}})
+    merged = await gql(
+        MERGE,
+        {
+            "input": {
+                "survivorId": gid("Customer", survivor),
+                "duplicateIds": [gid("Customer", duplicate)],
+                "fieldStrategy": "FILL_EMPTY",
+            }
+        },
+    )
     merge_id = merged["customerMerge"]["merge"]["id"]
 
     undone = await gql(UNDO, {"input": {"mergeId": merge_id}})
@@ -132,7 +161,9 @@ async def test_undo_restores_exactly_what_moved(gql, runtime):
 
 async def test_undoing_twice_is_refused_and_changes_nothing(gql, runtime):
     survivor, duplicate, *_ = await _graph(runtime)
-    merged = await gql(MERGE, {"input": {"survivorId": gid("Customer", survivor), "duplicateIds": [gid("Customer", duplicate)]}})
+    merged = await gql(
+        MERGE, {"input": {"survivorId": gid("Customer", survivor), "duplicateIds": [gid("Customer", duplicate)]}}
+    )
     merge_id = merged["customerMerge"]["merge"]["id"]
     await gql(UNDO, {"input": {"mergeId": merge_id}})
     before = await snapshot(runtime)
@@ -145,11 +176,15 @@ async def test_undoing_twice_is_refused_and_changes_nothing(gql, runtime):
 
 async def test_undo_after_a_conflicting_change_lists_the_conflict_and_changes_nothing(gql, runtime):
     survivor, duplicate, own_case, _, survivor_case, contacts = await _graph(runtime)
-    merged = await gql(MERGE, {"input": {"survivorId": gid("Customer", survivor), "duplicateIds": [gid("Customer", duplicate)]}})
+    merged = await gql(
+        MERGE, {"input": {"survivorId": gid("Customer", survivor), "duplicateIds": [gid("Customer", duplicate)]}}
+    )
     other = await make_customer(runtime, "Someone Else")
     # A moved contact now belongs to another customer: undoing would take it from them.
     async with runtime.transaction() as session:
-        await case_service.move_case(session, actor=AGENT, case_id=own_case, from_customer_id=survivor, to_customer_id=other)
+        await case_service.move_case(
+            session, actor=AGENT, case_id=own_case, from_customer_id=survivor, to_customer_id=other
+        )
     before = await snapshot(runtime)
 
     result = await gql(UNDO, {"input": {"mergeId": merged["customerMerge"]["merge"]["id"]}})
@@ -180,21 +215,40 @@ async def test_bad_merges_have_their_own_codes_and_change_nothing(gql, runtime):
         "REQUIRED": (survivor, []),
     }
     for code, (into, dups) in cases.items():
-        result = await gql(MERGE, {"input": {"survivorId": gid("Customer", into), "duplicateIds": [gid("Customer", d) for d in dups]}})
+        result = await gql(
+            MERGE, {"input": {"survivorId": gid("Customer", into), "duplicateIds": [gid("Customer", d) for d in dups]}}
+        )
         assert [e["code"] for e in result["customerMerge"]["errors"]] == [code], code
-    bad_pick = await gql(MERGE, {"input": {"survivorId": gid("Customer", survivor), "duplicateIds": [gid("Customer", duplicate)],
-                                            "fieldPicks": [{"field": "fields.nope", "customerId": gid("Customer", duplicate)}]}})
+    bad_pick = await gql(
+        MERGE,
+        {
+            "input": {
+                "survivorId": gid("Customer", survivor),
+                "duplicateIds": [gid("Customer", duplicate)],
+                "fieldPicks": [{"field": "fields.nope", "customerId": gid("Customer", duplicate)}],
+            }
+        },
+    )
     assert bad_pick["customerMerge"]["errors"][0]["field"] == "fieldPicks.0.field"
     assert await snapshot(runtime) == before
 
 
 async def test_field_picks_choose_values_per_field(gql, runtime):
     survivor, duplicate, *_ = await _graph(runtime)
-    data = await gql(MERGE, {"input": {
-        "survivorId": gid("Customer", survivor), "duplicateIds": [gid("Customer", duplicate)], "fieldStrategy": "SURVIVOR_WINS",
-        "fieldPicks": [{"field": "name", "customerId": gid("Customer", duplicate)},
-                       {"field": "fields.tier", "customerId": gid("Customer", duplicate)}],
-    }})
+    data = await gql(
+        MERGE,
+        {
+            "input": {
+                "survivorId": gid("Customer", survivor),
+                "duplicateIds": [gid("Customer", duplicate)],
+                "fieldStrategy": "SURVIVOR_WINS",
+                "fieldPicks": [
+                    {"field": "name", "customerId": gid("Customer", duplicate)},
+                    {"field": "fields.tier", "customerId": gid("Customer", duplicate)},
+                ],
+            }
+        },
+    )
     survivor_out = data["customerMerge"]["survivor"]
     assert survivor_out["name"] == "Ada King"
     assert survivor_out["fields"] == {"tier": "silver"}
@@ -207,15 +261,24 @@ async def test_merging_two_duplicates_sharing_a_case_keeps_one_primary_link(runt
     second = await make_customer(runtime, "D2", emails=["same@example.com"])
     case = await make_case(runtime, [second, first])
     async with runtime.transaction() as session:
-        merge = await merge_service.merge_customers(session, actor=AGENT, survivor_id=survivor, duplicate_ids=[first, second])
-    assert await rows(runtime, "SELECT customer_id, is_primary FROM case_customers WHERE case_id = :c", c=case) == [(survivor, True)]
-    assert await rows(runtime, "SELECT customer_id, kind, value FROM customer_identifiers") == [(survivor, "email", "same@example.com")]
+        merge = await merge_service.merge_customers(
+            session, actor=AGENT, survivor_id=survivor, duplicate_ids=[first, second]
+        )
+    assert await rows(runtime, "SELECT customer_id, is_primary FROM case_customers WHERE case_id = :c", c=case) == [
+        (survivor, True)
+    ]
+    assert await rows(runtime, "SELECT customer_id, kind, value FROM customer_identifiers") == [
+        (survivor, "email", "same@example.com")
+    ]
     async with runtime.transaction() as session:
         await merge_service.undo_merge(session, actor=AGENT, merge_id=merge.id)
-    assert await rows(runtime, "SELECT customer_id, is_primary FROM case_customers WHERE case_id = :c ORDER BY customer_id", c=case) == [
-        (first, False), (second, True)
+    assert await rows(
+        runtime, "SELECT customer_id, is_primary FROM case_customers WHERE case_id = :c ORDER BY customer_id", c=case
+    ) == [(first, False), (second, True)]
+    assert await rows(runtime, "SELECT customer_id FROM customer_identifiers ORDER BY customer_id") == [
+        (first,),
+        (second,),
     ]
-    assert await rows(runtime, "SELECT customer_id FROM customer_identifiers ORDER BY customer_id") == [(first,), (second,)]
 
 
 async def test_duplicates_rank_shared_identifiers_and_similar_names(gql, runtime):
@@ -243,7 +306,10 @@ async def test_a_contact_written_for_a_merged_customer_lands_on_the_survivor(run
     async with runtime.transaction() as session:
         # insert_contact skips the status check, as an ingest that looked the customer up earlier would.
         contact, _ = await contact_service.insert_contact(
-            session, data=ContactData(channel="sms", direction="inbound", text="late"), customer_id=duplicate, case_id=None
+            session,
+            data=ContactData(channel="sms", direction="inbound", text="late"),
+            customer_id=duplicate,
+            case_id=None,
         )
     assert await scalar(runtime, "SELECT customer_id FROM contacts WHERE id = :c", c=contact.id) == survivor
 
@@ -260,10 +326,19 @@ async def test_an_ingest_recording_a_customer_merged_since_recognition_lands_on_
     async with runtime.transaction() as session:
         await merge_service.merge_customers(session, actor=AGENT, survivor_id=survivor, duplicate_ids=[duplicate])
     async with runtime.engine.begin() as conn:
-        recorded = (await conn.execute(contact_service._RECORD, {
-            "contact_id": contact.id, "customer_id": duplicate, "case_id": None,
-            "candidates": [], "needs_review": False, "recognition": None,
-        })).one()
+        recorded = (
+            await conn.execute(
+                contact_service._RECORD,
+                {
+                    "contact_id": contact.id,
+                    "customer_id": duplicate,
+                    "case_id": None,
+                    "candidates": [],
+                    "needs_review": False,
+                    "recognition": None,
+                },
+            )
+        ).one()
 
     assert recorded.customer_id == survivor
 
@@ -277,7 +352,10 @@ async def test_an_ingest_in_flight_when_the_merge_starts_is_moved_with_it(runtim
     async def slow_ingest() -> int:
         async with runtime.transaction() as session:
             contact, _ = await contact_service.insert_contact(
-                session, data=ContactData(channel="sms", direction="inbound", text="x"), customer_id=duplicate, case_id=None
+                session,
+                data=ContactData(channel="sms", direction="inbound", text="x"),
+                customer_id=duplicate,
+                case_id=None,
             )
             inserted.set()
             await release.wait()
@@ -308,14 +386,18 @@ async def test_concurrent_ingests_moves_and_merges_leave_no_contact_on_a_tombsto
     async def ingest(i: int) -> None:
         async with runtime.transaction() as session:
             await contact_service.insert_contact(
-                session, data=ContactData(channel="sms", direction="inbound", text=str(i)),
-                customer_id=duplicate, case_id=cases[i % len(cases)],
+                session,
+                data=ContactData(channel="sms", direction="inbound", text=str(i)),
+                customer_id=duplicate,
+                case_id=cases[i % len(cases)],
             )
 
     async def move(case_id: int) -> None:
         try:
             async with runtime.transaction() as session:
-                await case_service.move_case(session, actor=AGENT, case_id=case_id, from_customer_id=duplicate, to_customer_id=other)
+                await case_service.move_case(
+                    session, actor=AGENT, case_id=case_id, from_customer_id=duplicate, to_customer_id=other
+                )
         except UserError:
             pass  # the merge got there first: the case is no longer the duplicate's
 
@@ -323,17 +405,31 @@ async def test_concurrent_ingests_moves_and_merges_leave_no_contact_on_a_tombsto
         async with runtime.transaction() as session:
             await merge_service.merge_customers(session, actor=SYSTEM, survivor_id=survivor, duplicate_ids=[duplicate])
 
-    tasks = [ingest(i) for i in range(30)] + [move(c) for c in cases[:2]] + [merge()] + [ingest(i) for i in range(30, 60)]
+    tasks = (
+        [ingest(i) for i in range(30)] + [move(c) for c in cases[:2]] + [merge()] + [ingest(i) for i in range(30, 60)]
+    )
     await asyncio.gather(*tasks)
 
     assert await scalar(runtime, "SELECT count(*) FROM contacts") == 60
     assert await scalar(runtime, "SELECT count(*) FROM contacts WHERE customer_id = :d", d=duplicate) == 0
     assert await scalar(runtime, "SELECT count(*) FROM case_customers WHERE customer_id = :d", d=duplicate) == 0
-    assert await rows(runtime, "SELECT k.id FROM cases k WHERE NOT EXISTS "
-                               "(SELECT 1 FROM case_customers l WHERE l.case_id = k.id AND l.is_primary)") == []
+    assert (
+        await rows(
+            runtime,
+            "SELECT k.id FROM cases k WHERE NOT EXISTS "
+            "(SELECT 1 FROM case_customers l WHERE l.case_id = k.id AND l.is_primary)",
+        )
+        == []
+    )
     # Every contact's customer is linked to its case.
-    assert await scalar(runtime, "SELECT count(*) FROM contacts c WHERE c.case_id IS NOT NULL AND NOT EXISTS "
-                                 "(SELECT 1 FROM case_customers l WHERE l.case_id = c.case_id AND l.customer_id = c.customer_id)") == 0
+    assert (
+        await scalar(
+            runtime,
+            "SELECT count(*) FROM contacts c WHERE c.case_id IS NOT NULL AND NOT EXISTS "
+            "(SELECT 1 FROM case_customers l WHERE l.case_id = c.case_id AND l.customer_id = c.customer_id)",
+        )
+        == 0
+    )
 
 
 async def test_merge_and_undo_cost_the_same_number_of_statements_whatever_moves(runtime, count_queries):
@@ -343,10 +439,14 @@ async def test_merge_and_undo_cost_the_same_number_of_statements_whatever_moves(
         duplicate = await make_customer(runtime, "D", emails=[f"d{contacts}@example.com"])
         cases = [await make_case(runtime, [duplicate]) for _ in range(contacts // 2)]
         for i in range(contacts):
-            await make_contact(runtime, customer_id=duplicate, case_id=cases[i % len(cases)], text_body=f"{contacts}-{i}")
+            await make_contact(
+                runtime, customer_id=duplicate, case_id=cases[i % len(cases)], text_body=f"{contacts}-{i}"
+            )
         start = count_queries.count
         async with runtime.transaction() as session:
-            merge = await merge_service.merge_customers(session, actor=AGENT, survivor_id=survivor, duplicate_ids=[duplicate])
+            merge = await merge_service.merge_customers(
+                session, actor=AGENT, survivor_id=survivor, duplicate_ids=[duplicate]
+            )
         merged_at = count_queries.count
         async with runtime.transaction() as session:
             await merge_service.undo_merge(session, actor=AGENT, merge_id=merge.id)
@@ -367,13 +467,20 @@ async def test_merge_replaces_duplicates_in_candidate_lists_and_undo_restores_th
     lists = {both: [duplicate, other, survivor], one: [other, duplicate], untouched: [other]}
     async with runtime.engine.begin() as conn:
         for contact_id, candidates in lists.items():
-            await conn.execute(text("UPDATE contacts SET candidate_customer_ids = :c WHERE id = :i"), {"c": candidates, "i": contact_id})
+            await conn.execute(
+                text("UPDATE contacts SET candidate_customer_ids = :c WHERE id = :i"),
+                {"c": candidates, "i": contact_id},
+            )
 
     async with runtime.transaction() as session:
-        merge = await merge_service.merge_customers(session, actor=AGENT, survivor_id=survivor, duplicate_ids=[duplicate])
+        merge = await merge_service.merge_customers(
+            session, actor=AGENT, survivor_id=survivor, duplicate_ids=[duplicate]
+        )
 
     assert await rows(runtime, "SELECT id, candidate_customer_ids FROM contacts ORDER BY id") == [
-        (both, [survivor, other]), (one, [other, survivor]), (untouched, [other]),
+        (both, [survivor, other]),
+        (one, [other, survivor]),
+        (untouched, [other]),
     ]
     async with runtime.transaction() as session:
         await merge_service.undo_merge(session, actor=AGENT, merge_id=merge.id)

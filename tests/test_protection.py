@@ -48,7 +48,9 @@ async def test_too_many_aliases_and_tokens_are_refused(gql):
 
 async def test_malformed_json_is_a_400(http, admin_token):
     response = await http.post(
-        "/graphql", content=b"{not json", headers={"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"}
+        "/graphql",
+        content=b"{not json",
+        headers={"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"},
     )
     assert response.status_code == 400
 
@@ -76,10 +78,13 @@ async def test_a_role_refusal_is_a_readable_forbidden_error_and_changes_nothing(
     created = await gql('mutation { customerCreate(input: {name: "Eve"}) { customer { id } } }')
     customer_id = created["customerCreate"]["customer"]["id"]
 
-    body = (await gql.post(
-        "mutation($id: ID!) { customerErase(input: {customerId: $id, reason: \"asked\"}) { errors { code } } }",
-        {"id": customer_id}, token=agent_token,
-    )).json()
+    body = (
+        await gql.post(
+            'mutation($id: ID!) { customerErase(input: {customerId: $id, reason: "asked"}) { errors { code } } }',
+            {"id": customer_id},
+            token=agent_token,
+        )
+    ).json()
     still = await gql("query($id: ID!) { customer(id: $id) { name status } }", {"id": customer_id})
 
     assert body["data"] is None
@@ -92,14 +97,24 @@ async def test_integrators_feed_data_in_but_do_not_maintain_it(gql, runtime):
     from tests.conftest import _token
 
     integrator = await _token(runtime, "crm", "integrator")
-    created = await gql('mutation { a: customerCreate(input: {name: "A"}) { customer { id } } b: customerCreate(input: {name: "B"}) { customer { id } } }', token=integrator)
+    created = await gql(
+        'mutation { a: customerCreate(input: {name: "A"}) { customer { id } } b: customerCreate(input: {name: "B"}) { customer { id } } }',
+        token=integrator,
+    )
     a, b = created["a"]["customer"]["id"], created["b"]["customer"]["id"]
 
-    merge = (await gql.post(
-        "mutation($s: ID!, $d: ID!) { customerMerge(input: {survivorId: $s, duplicateIds: [$d]}) { errors { code } } }",
-        {"s": a, "d": b}, token=integrator,
-    )).json()
-    audit = (await gql.post("query($id: ID!) { auditEvents(entityId: $id) { edges { node { action } } } }", {"id": a}, token=integrator)).json()
+    merge = (
+        await gql.post(
+            "mutation($s: ID!, $d: ID!) { customerMerge(input: {survivorId: $s, duplicateIds: [$d]}) { errors { code } } }",
+            {"s": a, "d": b},
+            token=integrator,
+        )
+    ).json()
+    audit = (
+        await gql.post(
+            "query($id: ID!) { auditEvents(entityId: $id) { edges { node { action } } } }", {"id": a}, token=integrator
+        )
+    ).json()
 
     assert merge["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert audit["errors"][0]["extensions"]["code"] == "FORBIDDEN"

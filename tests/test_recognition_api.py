@@ -21,7 +21,9 @@ mutation($input: RecognitionRuleUpdateInput!) {
   recognitionRuleUpdate(input: $input) { rule { id name config channels enabled } errors { field code message } }
 }
 """
-DELETE = "mutation($input: RuleDeleteInput!) { recognitionRuleDelete(input: $input) { deletedId errors { field code } } }"
+DELETE = (
+    "mutation($input: RuleDeleteInput!) { recognitionRuleDelete(input: $input) { deletedId errors { field code } } }"
+)
 REORDER = """
 mutation($input: RulesReorderInput!) {
   recognitionRulesReorder(input: $input) { rules { name position } errors { field code message } }
@@ -57,31 +59,69 @@ async def test_a_fresh_install_ships_the_default_rules_and_policies(gql):
     assert policies["EMAIL"] == {"channel": "EMAIL", "createCustomer": True, "createCase": True, "flagForReview": False}
     assert policies["WEB"]["createCustomer"] and policies["WEB"]["createCase"]
     for channel in ("PHONE", "CHAT", "SMS"):
-        assert policies[channel] == {"channel": channel, "createCustomer": False, "createCase": False, "flagForReview": True}
+        assert policies[channel] == {
+            "channel": channel,
+            "createCustomer": False,
+            "createCase": False,
+            "flagForReview": True,
+        }
 
 
 async def test_rule_create_fills_defaults_and_places_the_rule(gql):
-    created = (await gql(CREATE, {"input": {"name": "Order number", "kind": "EXTERNAL_REFERENCE", "position": 2,
-                                           "config": {"pattern": r"#(\d{6})", "case_field": "order"}, "channels": ["EMAIL", "WEB"]}}))["recognitionRuleCreate"]
+    created = (
+        await gql(
+            CREATE,
+            {
+                "input": {
+                    "name": "Order number",
+                    "kind": "EXTERNAL_REFERENCE",
+                    "position": 2,
+                    "config": {"pattern": r"#(\d{6})", "case_field": "order"},
+                    "channels": ["EMAIL", "WEB"],
+                }
+            },
+        )
+    )["recognitionRuleCreate"]
     assert created["errors"] == []
     rule = created["rule"]
     assert rule["target"] == "CASE" and rule["position"] == 2 and rule["channels"] == ["EMAIL", "WEB"]
     assert rule["config"] == {"case_field": "order", "pattern": r"#(\d{6})", "fields": ["subject", "text"]}
     names = [r["name"] for r in (await gql(RULES))["recognitionRules"]]
-    assert names == ["Case reference in subject or text", "Order number", "Email thread", "Sender email", "Sender phone"]
+    assert names == [
+        "Case reference in subject or text",
+        "Order number",
+        "Email thread",
+        "Sender email",
+        "Sender phone",
+    ]
 
 
 async def test_rule_create_refusals_are_typed_and_change_nothing(gql, runtime):
     cases = [
-        ({"name": "Bad", "kind": "REFERENCE_IN_TEXT", "config": {"pattern": "(["}}, ("config.pattern", "INVALID_PATTERN")),
-        ({"name": "Bad", "kind": "EXTERNAL_REFERENCE", "config": {"pattern": "ORD-\\d+", "case_field": "o"}}, ("config.pattern", "INVALID_PATTERN")),
+        (
+            {"name": "Bad", "kind": "REFERENCE_IN_TEXT", "config": {"pattern": "(["}},
+            ("config.pattern", "INVALID_PATTERN"),
+        ),
+        (
+            {"name": "Bad", "kind": "EXTERNAL_REFERENCE", "config": {"pattern": "ORD-\\d+", "case_field": "o"}},
+            ("config.pattern", "INVALID_PATTERN"),
+        ),
         ({"name": "Bad", "kind": "IDENTIFIER", "config": {"kind": "fax"}}, ("config.kind", "INVALID")),
-        ({"name": "Bad", "kind": "IDENTIFIER", "config": {"kind": "email", "source": "body"}}, ("config.source", "INVALID")),
+        (
+            {"name": "Bad", "kind": "IDENTIFIER", "config": {"kind": "email", "source": "body"}},
+            ("config.source", "INVALID"),
+        ),
         ({"name": "Bad", "kind": "LOOKUP", "config": {"url": "ftp://crm"}}, ("config.url", "INVALID")),
-        ({"name": "Bad", "kind": "LOOKUP", "config": {"url": "https://crm", "timeout_seconds": 0}}, ("config.timeout_seconds", "INVALID")),
+        (
+            {"name": "Bad", "kind": "LOOKUP", "config": {"url": "https://crm", "timeout_seconds": 0}},
+            ("config.timeout_seconds", "INVALID"),
+        ),
         ({"name": "Bad", "kind": "FIELD_MATCH", "config": {"path": "payload.member"}}, ("config.field", "REQUIRED")),
         ({"name": "Bad", "kind": "THREAD", "config": "yes"}, ("config", "INVALID")),
-        ({"name": "Bad", "kind": "THREAD", "config": {"require_known_sender": "no"}}, ("config.require_known_sender", "INVALID")),
+        (
+            {"name": "Bad", "kind": "THREAD", "config": {"require_known_sender": "no"}},
+            ("config.require_known_sender", "INVALID"),
+        ),
         ({"name": " ", "kind": "THREAD"}, ("name", "REQUIRED")),
         ({"name": "Sender email", "kind": "THREAD"}, ("name", "DUPLICATE")),
     ]
@@ -97,19 +137,42 @@ async def test_rule_update_delete_and_reorder(gql):
     rules = (await gql(RULES))["recognitionRules"]
     by_name = {r["name"]: r["id"] for r in rules}
 
-    updated = (await gql(UPDATE, {"input": {"id": by_name["Sender phone"], "config": {"kind": "phone", "region": "us"}, "channels": ["PHONE", "SMS"], "enabled": False}}))["recognitionRuleUpdate"]
+    updated = (
+        await gql(
+            UPDATE,
+            {
+                "input": {
+                    "id": by_name["Sender phone"],
+                    "config": {"kind": "phone", "region": "us"},
+                    "channels": ["PHONE", "SMS"],
+                    "enabled": False,
+                }
+            },
+        )
+    )["recognitionRuleUpdate"]
     assert updated["errors"] == [] and updated["rule"]["config"] == {"kind": "phone", "source": "from", "region": "US"}
     assert updated["rule"]["channels"] == ["PHONE", "SMS"] and not updated["rule"]["enabled"]
 
-    bad = (await gql(UPDATE, {"input": {"id": by_name["Case reference in subject or text"], "config": {"pattern": "(a)(b)"}}}))["recognitionRuleUpdate"]
+    bad = (
+        await gql(
+            UPDATE, {"input": {"id": by_name["Case reference in subject or text"], "config": {"pattern": "(a)(b)"}}}
+        )
+    )["recognitionRuleUpdate"]
     assert bad["errors"][0]["code"] == "INVALID_PATTERN"
 
-    missing_rule = (await gql(UPDATE, {"input": {"id": "UmVjb2duaXRpb25SdWxlOjk5OQ==", "name": "x"}}))["recognitionRuleUpdate"]
+    missing_rule = (await gql(UPDATE, {"input": {"id": "UmVjb2duaXRpb25SdWxlOjk5OQ==", "name": "x"}}))[
+        "recognitionRuleUpdate"
+    ]
     assert missing_rule["errors"][0]["code"] == "NOT_FOUND"
 
     order = [by_name[n] for n in ("Sender email", "Sender phone", "Email thread", "Case reference in subject or text")]
     reordered = (await gql(REORDER, {"input": {"ids": order}}))["recognitionRulesReorder"]
-    assert [r["name"] for r in reordered["rules"]] == ["Sender email", "Sender phone", "Email thread", "Case reference in subject or text"]
+    assert [r["name"] for r in reordered["rules"]] == [
+        "Sender email",
+        "Sender phone",
+        "Email thread",
+        "Case reference in subject or text",
+    ]
     assert [r["position"] for r in reordered["rules"]] == [1, 2, 3, 4]
 
     incomplete = (await gql(REORDER, {"input": {"ids": order[:3]}}))["recognitionRulesReorder"]
@@ -123,9 +186,13 @@ async def test_rule_update_delete_and_reorder(gql):
 
 
 async def test_rule_changes_are_audited(gql, runtime):
-    await gql(CREATE, {"input": {"name": "Member", "kind": "FIELD_MATCH", "config": {"path": "payload.m", "field": "member"}}})
+    await gql(
+        CREATE, {"input": {"name": "Member", "kind": "FIELD_MATCH", "config": {"path": "payload.m", "field": "member"}}}
+    )
     async with runtime.reading() as session:
-        actions = list(await session.scalars(select(AuditEvent.action).where(AuditEvent.entity_type == "recognition_rule")))
+        actions = list(
+            await session.scalars(select(AuditEvent.action).where(AuditEvent.entity_type == "recognition_rule"))
+        )
     assert actions == ["recognition_rule.create"]
 
 
@@ -137,20 +204,50 @@ async def test_agents_cannot_edit_rules(gql, agent_token, runtime):
 
 
 async def test_promotion_rules_and_policies(gql):
-    created = (await gql(PROMOTION_CREATE, {"input": {"name": "Account", "source": "payload.form.accountNumber", "target": "CUSTOMER", "field": "account_id", "policy": "ADD_IDENTIFIER"}}))["promotionRuleCreate"]
+    created = (
+        await gql(
+            PROMOTION_CREATE,
+            {
+                "input": {
+                    "name": "Account",
+                    "source": "payload.form.accountNumber",
+                    "target": "CUSTOMER",
+                    "field": "account_id",
+                    "policy": "ADD_IDENTIFIER",
+                }
+            },
+        )
+    )["promotionRuleCreate"]
     assert created["errors"] == [] and created["rule"]["position"] == 1
 
     refusals = [
-        ({"name": "X", "source": "payload", "target": "CUSTOMER", "field": "fields.a", "policy": "FILL_EMPTY"}, ("source", "INVALID")),
-        ({"name": "X", "source": "subject", "target": "CASE", "field": "account_id", "policy": "ADD_IDENTIFIER"}, ("field", "INVALID")),
-        ({"name": "X", "source": "subject", "target": "CUSTOMER", "field": "colour", "policy": "OVERWRITE"}, ("field", "INVALID")),
-        ({"name": "Account", "source": "subject", "target": "CASE", "field": "subject", "policy": "OVERWRITE"}, ("name", "DUPLICATE")),
+        (
+            {"name": "X", "source": "payload", "target": "CUSTOMER", "field": "fields.a", "policy": "FILL_EMPTY"},
+            ("source", "INVALID"),
+        ),
+        (
+            {"name": "X", "source": "subject", "target": "CASE", "field": "account_id", "policy": "ADD_IDENTIFIER"},
+            ("field", "INVALID"),
+        ),
+        (
+            {"name": "X", "source": "subject", "target": "CUSTOMER", "field": "colour", "policy": "OVERWRITE"},
+            ("field", "INVALID"),
+        ),
+        (
+            {"name": "Account", "source": "subject", "target": "CASE", "field": "subject", "policy": "OVERWRITE"},
+            ("name", "DUPLICATE"),
+        ),
     ]
     for rule_input, expected in refusals:
         payload = (await gql(PROMOTION_CREATE, {"input": rule_input}))["promotionRuleCreate"]
         assert [(e["field"], e["code"]) for e in payload["errors"]] == [expected]
 
-    changed = (await gql(POLICY_SET, {"input": {"channel": "CHAT", "createCustomer": True, "createCase": False, "flagForReview": True}}))["noMatchPolicySet"]
+    changed = (
+        await gql(
+            POLICY_SET,
+            {"input": {"channel": "CHAT", "createCustomer": True, "createCase": False, "flagForReview": True}},
+        )
+    )["noMatchPolicySet"]
     assert changed["policy"] == {"channel": "CHAT", "createCustomer": True, "createCase": False, "flagForReview": True}
     policies = {p["channel"]: p for p in (await gql(POLICIES))["noMatchPolicies"]}
     assert policies["CHAT"]["createCustomer"]
@@ -158,15 +255,35 @@ async def test_promotion_rules_and_policies(gql):
 
 async def test_yaml_export_then_import_round_trips_the_rule_set(runtime):
     async with runtime.transaction() as session:
-        await rule_service.create_rule(session, actor=SYSTEM, name="Member", kind="field_match", config={"path": "payload.m", "field": "member"}, channels=["chat"], position=1)
-        await rule_service.create_promotion_rule(session, actor=SYSTEM, name="Tier", source="payload.tier", target="customer", field="fields.tier", policy="overwrite")
-        await rule_service.set_policy(session, actor=SYSTEM, channel="sms", create_customer=True, create_case=False, flag_for_review=False)
+        await rule_service.create_rule(
+            session,
+            actor=SYSTEM,
+            name="Member",
+            kind="field_match",
+            config={"path": "payload.m", "field": "member"},
+            channels=["chat"],
+            position=1,
+        )
+        await rule_service.create_promotion_rule(
+            session,
+            actor=SYSTEM,
+            name="Tier",
+            source="payload.tier",
+            target="customer",
+            field="fields.tier",
+            policy="overwrite",
+        )
+        await rule_service.set_policy(
+            session, actor=SYSTEM, channel="sms", create_customer=True, create_case=False, flag_for_review=False
+        )
         exported = await export_rules(session)
 
     async with runtime.transaction() as session:
         rules = await rule_service.list_rules(session)
         await rule_service.delete_rule(session, actor=SYSTEM, rule_id=rules[0].id)
-        await rule_service.set_policy(session, actor=SYSTEM, channel="sms", create_customer=False, create_case=False, flag_for_review=True)
+        await rule_service.set_policy(
+            session, actor=SYSTEM, channel="sms", create_customer=False, create_case=False, flag_for_review=True
+        )
         assert await export_rules(session) != exported
 
     async with runtime.transaction() as session:
@@ -203,7 +320,9 @@ async def test_casegraph_rules_export_and_import_commands(runtime, tmp_path):
     path = tmp_path / "rules.yaml"
 
     async def run(*args: str) -> None:
-        process = await asyncio.create_subprocess_exec(cli, "rules", *args, env=dict(os.environ), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        process = await asyncio.create_subprocess_exec(
+            cli, "rules", *args, env=dict(os.environ), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
         out, err = await process.communicate()
         assert process.returncode == 0, err.decode()
 

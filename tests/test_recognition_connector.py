@@ -16,12 +16,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.auth import SYSTEM
+from app.contact_data import ContactData
 from app.models import Contact
-from app.services import recognition as rule_service
 from app.recognition.connector import SIGNATURE_HEADER, TIMESTAMP_HEADER, connectors, verify_signature
 from app.services import cases as case_service
 from app.services import customers as customer_service
-from app.contact_data import ContactData
+from app.services import recognition as rule_service
 from app.services.contacts import ingest_contact
 
 SECRET = "s3cret"
@@ -39,7 +39,9 @@ class BackOffice:
 
     async def lookup(self, request: Request) -> Response:
         body = await request.body()
-        signature_ok = verify_signature(SECRET, request.headers.get(TIMESTAMP_HEADER, ""), body, request.headers.get(SIGNATURE_HEADER, ""))
+        signature_ok = verify_signature(
+            SECRET, request.headers.get(TIMESTAMP_HEADER, ""), body, request.headers.get(SIGNATURE_HEADER, "")
+        )
         if not signature_ok:
             self.bad_signatures += 1
             return JSONResponse({"error": "bad signature"}, status_code=401)
@@ -50,7 +52,14 @@ class BackOffice:
         if self.mode == "error":
             return JSONResponse({"error": "down"}, status_code=503)
         if summary.get("from") == "+447700900001":
-            return JSONResponse({"name": "Ada Lovelace", "identifiers": [{"kind": "account_id", "value": "ACC-9"}], "externalReference": "CRM-1", "fields": {"tier": "gold"}})
+            return JSONResponse(
+                {
+                    "name": "Ada Lovelace",
+                    "identifiers": [{"kind": "account_id", "value": "ACC-9"}],
+                    "externalReference": "CRM-1",
+                    "fields": {"tier": "gold"},
+                }
+            )
         return Response(status_code=404)
 
     async def orders(self, request: Request) -> Response:
@@ -68,7 +77,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 async def back_office():
     office = BackOffice()
-    app = Starlette(routes=[Route("/lookup", office.lookup, methods=["POST"]), Route("/orders", office.orders, methods=["POST"])])
+    app = Starlette(
+        routes=[Route("/lookup", office.lookup, methods=["POST"]), Route("/orders", office.orders, methods=["POST"])]
+    )
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
@@ -89,13 +100,29 @@ def fresh(back_office):
 
 
 async def lookup_rule(runtime, url, **settings):
-    config = {"url": url, "secret": SECRET, "timeout_seconds": 1.0, "retries": 0, "cache_seconds": 30, "failure_threshold": 3, "reset_seconds": 30, **settings}
+    config = {
+        "url": url,
+        "secret": SECRET,
+        "timeout_seconds": 1.0,
+        "retries": 0,
+        "cache_seconds": 30,
+        "failure_threshold": 3,
+        "reset_seconds": 30,
+        **settings,
+    }
     async with runtime.transaction() as session:
         return await rule_service.create_rule(session, actor=SYSTEM, name="CRM lookup", kind="lookup", config=config)
 
 
 async def ingest(runtime, caller="+447700900001", channel="phone", **fields):
-    data = ContactData(channel=channel, direction="inbound", source="pbx", external_id=f"call-{next(_ids)}", from_address=caller, **fields)
+    data = ContactData(
+        channel=channel,
+        direction="inbound",
+        source="pbx",
+        external_id=f"call-{next(_ids)}",
+        from_address=caller,
+        **fields,
+    )
     async with runtime.transaction() as session:
         return await ingest_contact(session, actor=SYSTEM, data=data, region="GB")
 
@@ -106,8 +133,14 @@ def lookup_step(result):
 
 async def test_lookup_answer_recognises_the_customer_by_its_identifiers(runtime, back_office):
     async with runtime.transaction() as session:
-        ada = await customer_service.create_customer(session, actor=SYSTEM, name="Ada", region="GB", fields=None,
-                                                     identifiers=[customer_service.IdentifierInput("account_id", "ACC-9")])
+        ada = await customer_service.create_customer(
+            session,
+            actor=SYSTEM,
+            name="Ada",
+            region="GB",
+            fields=None,
+            identifiers=[customer_service.IdentifierInput("account_id", "ACC-9")],
+        )
     await lookup_rule(runtime, f"{back_office.url}/lookup")
 
     result = await ingest(runtime)
@@ -188,19 +221,33 @@ async def test_circuit_breaker_opens_after_repeated_failures_and_closes_after_a_
 
 async def test_external_reference_asks_the_back_office_when_no_case_has_it(runtime, back_office):
     async with runtime.transaction() as session:
-        ada = await customer_service.create_customer(session, actor=SYSTEM, name="Ada", region="GB", fields=None, identifiers=[])
+        ada = await customer_service.create_customer(
+            session, actor=SYSTEM, name="Ada", region="GB", fields=None, identifiers=[]
+        )
         case = await case_service.create_case(session, actor=SYSTEM, subject="Order", customer_ids=[ada.id])
         await rule_service.create_rule(
-            session, actor=SYSTEM, name="Order number", kind="external_reference", position=1,
-            config={"path": "payload.order", "case_field": "orderNumber", "connector": {"url": f"{back_office.url}/orders"}},
+            session,
+            actor=SYSTEM,
+            name="Order number",
+            kind="external_reference",
+            position=1,
+            config={
+                "path": "payload.order",
+                "case_field": "orderNumber",
+                "connector": {"url": f"{back_office.url}/orders"},
+            },
         )
 
     result = await ingest(runtime, channel="chat", caller="visitor", payload={"order": "ORD-9"})
 
-    assert result.case_id == case.id and back_office.calls == [{"reference": "ORD-9", "field": "orderNumber", "channel": "chat"}]
+    assert result.case_id == case.id and back_office.calls == [
+        {"reference": "ORD-9", "field": "orderNumber", "channel": "chat"}
+    ]
 
 
-async def test_the_secret_is_masked_in_the_api_kept_on_edit_and_may_come_from_the_environment(runtime, back_office, gql, monkeypatch):
+async def test_the_secret_is_masked_in_the_api_kept_on_edit_and_may_come_from_the_environment(
+    runtime, back_office, gql, monkeypatch
+):
     rule = await lookup_rule(runtime, f"{back_office.url}/lookup")
     from schema.ids import to_global_id
 
@@ -209,12 +256,22 @@ async def test_the_secret_is_masked_in_the_api_kept_on_edit_and_may_come_from_th
     assert shown["secret"] == "********" and SECRET not in str(listed)
 
     update = "mutation($i: RecognitionRuleUpdateInput!) { recognitionRuleUpdate(input: $i) { errors { code } } }"
-    await gql(update, {"i": {"id": to_global_id("RecognitionRule", rule.id), "config": {**shown, "timeout_seconds": 0.5}}})
+    await gql(
+        update, {"i": {"id": to_global_id("RecognitionRule", rule.id), "config": {**shown, "timeout_seconds": 0.5}}}
+    )
     result = await ingest(runtime)
     assert back_office.bad_signatures == 0 and lookup_step(result)["outcome"] != "unavailable"
 
     monkeypatch.setenv("CRM_SECRET", SECRET)
-    await gql(update, {"i": {"id": to_global_id("RecognitionRule", rule.id), "config": {**shown, "secret": None, "secret_env": "CRM_SECRET"}}})
+    await gql(
+        update,
+        {
+            "i": {
+                "id": to_global_id("RecognitionRule", rule.id),
+                "config": {**shown, "secret": None, "secret_env": "CRM_SECRET"},
+            }
+        },
+    )
     connectors.reset()
     back_office.calls.clear()
     result = await ingest(runtime, caller="+447700900002")

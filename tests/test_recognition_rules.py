@@ -4,19 +4,19 @@ promotion, through the same service the contactIngest mutation calls."""
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
 
 from app.auth import SYSTEM
+from app.contact_data import ContactData
 from app.errors import ErrorCode, UserError
 from app.models import Case, Contact, Customer, CustomerIdentifier, User
-from app.services import recognition as rule_service
 from app.recognition.connector import connectors
 from app.services import cases as case_service
 from app.services import customers as customer_service
-from app.contact_data import ContactData
+from app.services import recognition as rule_service
 from app.services.contacts import ingest_contact
 
 _ids = itertools.count(1)
@@ -31,7 +31,11 @@ def fresh_connectors():
 async def make_customer(runtime, name, *identifiers, fields=None, status="active") -> int:
     async with runtime.transaction() as session:
         customer = await customer_service.create_customer(
-            session, actor=SYSTEM, name=name, region="GB", fields=fields,
+            session,
+            actor=SYSTEM,
+            name=name,
+            region="GB",
+            fields=fields,
             identifiers=[customer_service.IdentifierInput(k, v) for k, v in identifiers],
         )
         if status != "active":
@@ -41,7 +45,9 @@ async def make_customer(runtime, name, *identifiers, fields=None, status="active
 
 async def make_case(runtime, subject, *customer_ids, fields=None, status=None) -> Case:
     async with runtime.transaction() as session:
-        case = await case_service.create_case(session, actor=SYSTEM, subject=subject, customer_ids=list(customer_ids), fields=fields)
+        case = await case_service.create_case(
+            session, actor=SYSTEM, subject=subject, customer_ids=list(customer_ids), fields=fields
+        )
         if status == "closed":  # closing has its own transition, which takes a reason code
             await case_service.close_case(session, actor=SYSTEM, case_id=case.id, reason_code="done")
         elif status:
@@ -64,7 +70,13 @@ async def add_promotion(runtime, name, source, target, field, policy):
 
 
 async def ingest(runtime, channel="email", **fields):
-    data = ContactData(channel=channel, direction=fields.pop("direction", "inbound"), source="test", external_id=f"x-{next(_ids)}", **fields)
+    data = ContactData(
+        channel=channel,
+        direction=fields.pop("direction", "inbound"),
+        source="test",
+        external_id=f"x-{next(_ids)}",
+        **fields,
+    )
     async with runtime.transaction() as session:
         return await ingest_contact(session, actor=SYSTEM, data=data, region="GB")
 
@@ -107,14 +119,19 @@ async def test_reference_to_a_merged_case_lands_on_the_surviving_case(runtime):
 
 
 async def test_archived_cases_are_not_recognised_by_reference_or_thread(runtime):
-    first = await ingest(runtime, subject="Delivery late", from_address="ada@example.com", headers={"Message-ID": "<a1@example.com>"})
+    first = await ingest(
+        runtime, subject="Delivery late", from_address="ada@example.com", headers={"Message-ID": "<a1@example.com>"}
+    )
     async with runtime.transaction() as session:
         case = await session.get(Case, first.case_id)
         case.archived_at = func.now()
 
     by_reference = await ingest(runtime, subject=f"[{case.reference}] again", from_address="ada@example.com")
     by_thread = await ingest(
-        runtime, subject="Re: Delivery late", from_address="ada@example.com", headers={"In-Reply-To": "<a1@example.com>"}
+        runtime,
+        subject="Re: Delivery late",
+        from_address="ada@example.com",
+        headers={"In-Reply-To": "<a1@example.com>"},
     )
 
     for result in (by_reference, by_thread):
@@ -132,11 +149,15 @@ async def test_unknown_reference_falls_through_to_customer_rules(runtime):
 
 
 async def test_thread_reply_from_the_customer_joins_the_case(runtime):
-    first = await ingest(runtime, subject="Delivery late", from_address="ada@example.com", headers={"Message-ID": "<m1@example.com>"})
+    first = await ingest(
+        runtime, subject="Delivery late", from_address="ada@example.com", headers={"Message-ID": "<m1@example.com>"}
+    )
     assert first.customer_created and first.case_created
 
     reply = await ingest(
-        runtime, subject="Re: Delivery late", from_address="ada@example.com",
+        runtime,
+        subject="Re: Delivery late",
+        from_address="ada@example.com",
         headers={"Message-ID": "<m2@example.com>", "In-Reply-To": "<m1@example.com>", "References": "<m1@example.com>"},
     )
 
@@ -146,10 +167,14 @@ async def test_thread_reply_from_the_customer_joins_the_case(runtime):
 
 
 async def test_thread_rule_refuses_a_strangers_reply_and_says_why(runtime):
-    first = await ingest(runtime, subject="Refund", from_address="ada@example.com", headers={"Message-ID": "<m1@example.com>"})
+    first = await ingest(
+        runtime, subject="Refund", from_address="ada@example.com", headers={"Message-ID": "<m1@example.com>"}
+    )
 
     stranger = await ingest(
-        runtime, subject="Re: Refund", from_address="mallory@evil.test",
+        runtime,
+        subject="Re: Refund",
+        from_address="mallory@evil.test",
         headers={"Message-ID": "<m9@evil.test>", "In-Reply-To": "<m1@example.com>"},
     )
 
@@ -161,22 +186,33 @@ async def test_thread_rule_refuses_a_strangers_reply_and_says_why(runtime):
 
 
 async def test_thread_accepts_an_agents_reply(runtime):
-    first = await ingest(runtime, subject="Refund", from_address="ada@example.com", headers={"Message-ID": "<m1@example.com>"})
+    first = await ingest(
+        runtime, subject="Refund", from_address="ada@example.com", headers={"Message-ID": "<m1@example.com>"}
+    )
     async with runtime.transaction() as session:
         session.add(User(name="agent-bea", email="Bea@Contact-Centre.test", role="agent"))
 
-    reply = await ingest(runtime, subject="Re: Refund", from_address="bea@contact-centre.test", headers={"In-Reply-To": "<m1@example.com>"})
+    reply = await ingest(
+        runtime,
+        subject="Re: Refund",
+        from_address="bea@contact-centre.test",
+        headers={"In-Reply-To": "<m1@example.com>"},
+    )
 
     assert reply.case_id == first.case_id
     assert step(reply, "Email thread")["outcome"] == "match"
 
 
 async def test_thread_sender_check_can_be_switched_off(runtime):
-    first = await ingest(runtime, subject="Refund", from_address="ada@example.com", headers={"Message-ID": "<m1@example.com>"})
+    first = await ingest(
+        runtime, subject="Refund", from_address="ada@example.com", headers={"Message-ID": "<m1@example.com>"}
+    )
     async with runtime.reading() as session:
         thread_rule = next(r for r in await rule_service.list_rules(session) if r.kind == "thread")
     async with runtime.transaction() as session:
-        await rule_service.update_rule(session, actor=SYSTEM, rule_id=thread_rule.id, config={"require_known_sender": False})
+        await rule_service.update_rule(
+            session, actor=SYSTEM, rule_id=thread_rule.id, config={"require_known_sender": False}
+        )
 
     reply = await ingest(runtime, from_address="colleague@example.com", headers={"In-Reply-To": "<m1@example.com>"})
 
@@ -187,10 +223,20 @@ async def test_external_reference_from_a_payload_path_and_from_the_text(runtime)
     ada = await make_customer(runtime, "Ada", ("phone", "+442079460018"))
     case = await make_case(runtime, "Order problem", ada, fields={"orderNumber": "ORD-4711"})
     await make_case(runtime, "Other order", ada, fields={"orderNumber": "ORD-0001"})
-    await add_rule(runtime, "Order in payload", "external_reference", {"path": "payload.order.number", "case_field": "orderNumber"}, position=1)
-    await add_rule(runtime, "Order in text", "external_reference", {"pattern": r"\b(ORD-\d{4})\b", "case_field": "orderNumber"})
+    await add_rule(
+        runtime,
+        "Order in payload",
+        "external_reference",
+        {"path": "payload.order.number", "case_field": "orderNumber"},
+        position=1,
+    )
+    await add_rule(
+        runtime, "Order in text", "external_reference", {"pattern": r"\b(ORD-\d{4})\b", "case_field": "orderNumber"}
+    )
 
-    by_path = await ingest(runtime, channel="chat", from_address="web-visitor-1", payload={"order": {"number": "ORD-4711"}})
+    by_path = await ingest(
+        runtime, channel="chat", from_address="web-visitor-1", payload={"order": {"number": "ORD-4711"}}
+    )
     by_text = await ingest(runtime, channel="chat", from_address="web-visitor-2", text="where is ORD-4711 please")
 
     assert (by_path.case_id, by_path.customer_id) == (case.id, ada)
@@ -204,7 +250,15 @@ async def test_open_case_of_customer_is_off_by_default_and_attaches_when_enabled
     open_case = await make_case(runtime, "Open", ada, status="open")
     for case in (closed, open_case):
         async with runtime.transaction() as session:
-            session.add(Contact(channel="phone", direction="inbound", occurred_at=datetime.now(timezone.utc) - timedelta(days=1), customer_id=ada, case_id=case.id))
+            session.add(
+                Contact(
+                    channel="phone",
+                    direction="inbound",
+                    occurred_at=datetime.now(UTC) - timedelta(days=1),
+                    customer_id=ada,
+                    case_id=case.id,
+                )
+            )
 
     before = await ingest(runtime, channel="phone", from_address="020 7946 0018")
     assert before.customer_id == ada and before.case_id is None  # phone policy opens no case
@@ -220,9 +274,13 @@ async def test_open_case_of_customer_is_off_by_default_and_attaches_when_enabled
 
 async def test_identifier_rule_on_a_payload_path_with_account_ids(runtime):
     ada = await make_customer(runtime, "Ada", ("account_id", "ACC-1"))
-    await add_rule(runtime, "Account from form", "identifier", {"kind": "account_id", "source": "payload.form.accountNumber"})
+    await add_rule(
+        runtime, "Account from form", "identifier", {"kind": "account_id", "source": "payload.form.accountNumber"}
+    )
 
-    result = await ingest(runtime, channel="web", from_address="unknown@example.com", payload={"form": {"accountNumber": " ACC-1 "}})
+    result = await ingest(
+        runtime, channel="web", from_address="unknown@example.com", payload={"form": {"accountNumber": " ACC-1 "}}
+    )
 
     assert result.customer_id == ada and result.contact.recognition["matchedRule"] == "Account from form"
 
@@ -243,7 +301,9 @@ async def test_field_match_rule(runtime):
 async def test_first_rule_with_one_match_wins_and_order_is_editable(runtime):
     ada = await make_customer(runtime, "Ada", ("email", "shared-desk@example.com"))
     bob = await make_customer(runtime, "Bob", ("account_id", "ACC-B"))
-    account_rule = await add_rule(runtime, "Account id", "identifier", {"kind": "account_id", "source": "payload.account"}, position=3)
+    account_rule = await add_rule(
+        runtime, "Account id", "identifier", {"kind": "account_id", "source": "payload.account"}, position=3
+    )
 
     first = await ingest(runtime, from_address="shared-desk@example.com", payload={"account": "ACC-B"})
     assert first.customer_id == bob and first.contact.recognition["matchedRule"] == "Account id"
@@ -259,7 +319,9 @@ async def test_first_rule_with_one_match_wins_and_order_is_editable(runtime):
 
 async def test_disabled_and_other_channel_rules_are_not_tried(runtime):
     await make_customer(runtime, "Ada", ("account_id", "ACC-1"))
-    await add_rule(runtime, "SMS only", "identifier", {"kind": "account_id", "source": "payload.account"}, channels=["sms"])
+    await add_rule(
+        runtime, "SMS only", "identifier", {"kind": "account_id", "source": "payload.account"}, channels=["sms"]
+    )
     off = await add_rule(runtime, "Off", "identifier", {"kind": "account_id", "source": "payload.account"})
     async with runtime.transaction() as session:
         await rule_service.update_rule(session, actor=SYSTEM, rule_id=off.id, enabled=False)
@@ -316,7 +378,12 @@ async def test_unknown_caller_creates_nothing_and_gets_a_partially_completed_pro
     await add_promotion(runtime, "Caller name", "payload.caller.name", "customer", "name", "fill_empty")
     await add_promotion(runtime, "Postcode", "payload.caller.postcode", "customer", "fields.postcode", "fill_empty")
 
-    result = await ingest(runtime, channel="phone", from_address="07700 900123", payload={"caller": {"name": "Dee", "postcode": "AB1 2CD"}})
+    result = await ingest(
+        runtime,
+        channel="phone",
+        from_address="07700 900123",
+        payload={"caller": {"name": "Dee", "postcode": "AB1 2CD"}},
+    )
 
     assert result.customer_id is None and result.contact.needs_review
     assert await count(runtime, Customer) == 0 and await count(runtime, Case) == 0
@@ -336,14 +403,25 @@ async def test_web_form_creates_the_customer_with_promoted_data_and_a_case(runti
     await add_promotion(runtime, "Topic", "payload.form.topic", "case", "fields.topic", "fill_empty")
 
     result = await ingest(
-        runtime, channel="web", subject="Contact form", from_address="Eve Example <eve@example.com>",
+        runtime,
+        channel="web",
+        subject="Contact form",
+        from_address="Eve Example <eve@example.com>",
         payload={"form": {"accountNumber": "ACC-55", "phone": "not a phone", "topic": "billing"}},
     )
 
     assert result.customer_created and result.case_created
     async with runtime.reading() as session:
         customer = await session.get(Customer, result.customer_id)
-        identifiers = set((await session.execute(select(CustomerIdentifier.kind, CustomerIdentifier.value).where(CustomerIdentifier.customer_id == customer.id))).all())
+        identifiers = set(
+            (
+                await session.execute(
+                    select(CustomerIdentifier.kind, CustomerIdentifier.value).where(
+                        CustomerIdentifier.customer_id == customer.id
+                    )
+                )
+            ).all()
+        )
         case = await session.get(Case, result.case_id)
     assert customer.name == "Eve Example"
     assert identifiers == {("email", "eve@example.com"), ("account_id", "ACC-55")}
@@ -353,7 +431,9 @@ async def test_web_form_creates_the_customer_with_promoted_data_and_a_case(runti
 
 
 async def test_promotion_policies_on_an_existing_customer_and_case(runtime):
-    ada = await make_customer(runtime, "Ada", ("email", "ada@example.com"), ("account_id", "ACC-1"), fields={"tier": "gold", "city": ""})
+    ada = await make_customer(
+        runtime, "Ada", ("email", "ada@example.com"), ("account_id", "ACC-1"), fields={"tier": "gold", "city": ""}
+    )
     await add_promotion(runtime, "Tier", "payload.tier", "customer", "fields.tier", "fill_empty")
     await add_promotion(runtime, "City", "payload.city", "customer", "fields.city", "fill_empty")
     await add_promotion(runtime, "Score", "payload.score", "customer", "fields.score", "overwrite")
@@ -362,19 +442,41 @@ async def test_promotion_policies_on_an_existing_customer_and_case(runtime):
     await add_promotion(runtime, "Order", "payload.order", "case", "fields.order", "overwrite")
 
     result = await ingest(
-        runtime, from_address="ada@example.com", subject="Hello",
-        payload={"tier": "bronze", "city": "Leeds", "score": 7, "account": "ACC-2", "oldAccount": "ACC-1", "order": "O-1"},
+        runtime,
+        from_address="ada@example.com",
+        subject="Hello",
+        payload={
+            "tier": "bronze",
+            "city": "Leeds",
+            "score": 7,
+            "account": "ACC-2",
+            "oldAccount": "ACC-1",
+            "order": "O-1",
+        },
     )
 
     async with runtime.reading() as session:
         customer = await session.get(Customer, ada)
-        accounts = set(await session.scalars(select(CustomerIdentifier.value).where(CustomerIdentifier.customer_id == ada, CustomerIdentifier.kind == "account_id")))
+        accounts = set(
+            await session.scalars(
+                select(CustomerIdentifier.value).where(
+                    CustomerIdentifier.customer_id == ada, CustomerIdentifier.kind == "account_id"
+                )
+            )
+        )
         case = await session.get(Case, result.case_id)
     assert customer.fields == {"tier": "gold", "city": "Leeds", "score": 7}
     assert accounts == {"ACC-1", "ACC-2"}
     assert case.fields == {"order": "O-1"}
     results = {p["rule"]: p["result"] for p in result.contact.recognition["promoted"]}
-    assert results == {"Tier": "unchanged", "City": "applied", "Score": "applied", "Account": "applied", "Old account": "unchanged", "Order": "applied"}
+    assert results == {
+        "Tier": "unchanged",
+        "City": "applied",
+        "Score": "applied",
+        "Account": "applied",
+        "Old account": "unchanged",
+        "Order": "applied",
+    }
 
     again = await ingest(runtime, from_address="ada@example.com", payload={"score": 9})
     async with runtime.reading() as session:
@@ -396,7 +498,9 @@ async def test_invalid_pattern_is_refused_at_creation(runtime):
 
 
 async def test_a_pathological_pattern_times_out_and_the_contact_is_still_stored(runtime):
-    await add_rule(runtime, "Catastrophic", "reference_in_text", {"pattern": r"(a|aa)+$", "fields": ["text"]}, position=1)
+    await add_rule(
+        runtime, "Catastrophic", "reference_in_text", {"pattern": r"(a|aa)+$", "fields": ["text"]}, position=1
+    )
     ada = await make_customer(runtime, "Ada", ("email", "ada@example.com"))
 
     result = await ingest(runtime, from_address="ada@example.com", text="a" * 5000 + "!")
@@ -408,5 +512,11 @@ async def test_a_pathological_pattern_times_out_and_the_contact_is_still_stored(
 
 async def test_an_outbound_contact_is_recognised_by_its_recipient(runtime):
     ada = await make_customer(runtime, "Ada", ("email", "ada@example.com"))
-    result = await ingest(runtime, direction="outbound", from_address="support@contact-centre.test", to_addresses=["Ada <ada@example.com>"], subject="Your refund")
+    result = await ingest(
+        runtime,
+        direction="outbound",
+        from_address="support@contact-centre.test",
+        to_addresses=["Ada <ada@example.com>"],
+        subject="Your refund",
+    )
     assert result.customer_id == ada

@@ -16,8 +16,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=120,
-        env={**os.environ, **(env or {})}, cwd=ROOT,
+        [sys.executable, "-m", "app.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
     )
 
 
@@ -103,7 +107,9 @@ async def test_demo_data_set_has_the_promised_shape(runtime, gql):
             table: (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
             for table in ("customers", "cases", "contacts", "customer_identifiers")
         }
-    first = (await gql("{ customers(first: 1) { edges { node { number identifiers { kind } contacts(first: 1) { totalCount } } } } }"))
+    first = await gql(
+        "{ customers(first: 1) { edges { node { number identifiers { kind } contacts(first: 1) { totalCount } } } } }"
+    )
 
     assert len(ids) == counts["customers"] == 50
     assert 100 <= counts["cases"] <= 200 and 700 <= counts["contacts"] <= 1300  # about 3 and 20 per customer
@@ -125,8 +131,12 @@ def test_serve_starts_everything_on_the_embedded_default_and_stops_cleanly(tmp_p
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["CASEGRAPH_HOME"] = str(tmp_path / "home")
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         ready = None
@@ -139,7 +149,9 @@ def test_serve_starts_everything_on_the_embedded_default_and_stops_cleanly(tmp_p
             except httpx.TransportError:
                 pass
             time.sleep(0.3)
-        assert ready is not None and ready.json()["status"] == "ready", process.stderr.read() if process.poll() else ready
+        assert ready is not None and ready.json()["status"] == "ready", (
+            process.stderr.read() if process.poll() else ready
+        )
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
@@ -157,8 +169,12 @@ async def test_worker_beats_and_stops_cleanly_on_sigterm(servers, runtime):
     from app.health import HEARTBEAT_KEY
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker"], env={**os.environ, **servers}, cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "app.cli", "worker"],
+        env={**os.environ, **servers},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         for _ in range(150):

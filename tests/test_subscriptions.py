@@ -4,10 +4,9 @@ import asyncio
 import json
 
 import pytest
-
-from app import events
 import websockets
 
+from app import events
 from tests.conftest import wait_for_subscriber
 
 CUSTOMER_UPDATED = "subscription($id: ID!) { customerUpdated(id: $id) { id name contacts(first: 5) { totalCount } } }"
@@ -31,7 +30,7 @@ async def next_payload(ws) -> dict:
 
 
 async def create_customer(gql, name="Ann") -> dict:
-    data = await gql('mutation($n: String) { customerCreate(input: {name: $n}) { customer { id } } }', {"n": name})
+    data = await gql("mutation($n: String) { customerCreate(input: {name: $n}) { customer { id } } }", {"n": name})
     return data["customerCreate"]["customer"]
 
 
@@ -40,11 +39,15 @@ async def test_customer_updated_is_delivered_after_commit(gql, runtime, live_ser
     ws = await open_subscription(live_server, admin_token, CUSTOMER_UPDATED, {"id": customer["id"]})
     try:
         await wait_for_subscriber(runtime, "customerUpdated", 1)
-        await gql('mutation($id: ID!) { customerUpdate(input: {id: $id, name: "Ann Renamed"}) { errors { code } } }',
-                  {"id": customer["id"]})
+        await gql(
+            'mutation($id: ID!) { customerUpdate(input: {id: $id, name: "Ann Renamed"}) { errors { code } } }',
+            {"id": customer["id"]},
+        )
         first = await next_payload(ws)
-        await gql('mutation($id: ID!) { contactCreate(input: {channel: PHONE, direction: INBOUND, customerId: $id}) { errors { code } } }',
-                  {"id": customer["id"]})
+        await gql(
+            "mutation($id: ID!) { contactCreate(input: {channel: PHONE, direction: INBOUND, customerId: $id}) { errors { code } } }",
+            {"id": customer["id"]},
+        )
         second = await next_payload(ws)
     finally:
         await ws.close()
@@ -58,8 +61,10 @@ async def test_refused_mutation_publishes_nothing(gql, runtime, live_server, adm
     ws = await open_subscription(live_server, admin_token, CUSTOMER_UPDATED, {"id": customer["id"]})
     try:
         await wait_for_subscriber(runtime, "customerUpdated", 1)
-        refused = await gql('mutation($id: ID!) { customerUpdate(input: {id: $id, name: "  "}) { errors { code } } }',
-                            {"id": customer["id"]})
+        refused = await gql(
+            'mutation($id: ID!) { customerUpdate(input: {id: $id, name: "  "}) { errors { code } } }',
+            {"id": customer["id"]},
+        )
         assert refused["customerUpdate"]["errors"] == [{"code": "REQUIRED"}]
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(ws.recv(), timeout=0.5)
@@ -81,10 +86,14 @@ async def test_a_second_api_process_delivers_what_the_first_committed(gql, runti
     # Subscribing from the event that created the customer: nothing after it can be missed,
     # however long the other process takes to start listening.
     after = (await runtime.redis.xrevrange(events.STREAM, count=1))[0][0].decode()
-    ws = await open_subscription(second_api_process, admin_token, CONTACT_RECEIVED, {"c": customer["id"], "after": after})
+    ws = await open_subscription(
+        second_api_process, admin_token, CONTACT_RECEIVED, {"c": customer["id"], "after": after}
+    )
     try:
-        await gql('mutation($id: ID!) { contactCreate(input: {channel: SMS, direction: INBOUND, customerId: $id, subject: "hello"}) { errors { code } } }',
-                  {"id": customer["id"]})
+        await gql(
+            'mutation($id: ID!) { contactCreate(input: {channel: SMS, direction: INBOUND, customerId: $id, subject: "hello"}) { errors { code } } }',
+            {"id": customer["id"]},
+        )
         data = await next_payload(ws)
     finally:
         await ws.close()

@@ -6,8 +6,15 @@ from typing import Any
 from urllib.parse import urlparse
 
 from app.errors import ErrorCode, UserError
-from app.models import CHANNELS, IDENTIFIER_KINDS
-from app.models import CASE_RULE_KINDS, CUSTOMER_RULE_KINDS, PROMOTION_POLICIES, RULE_KINDS, RULE_TARGETS
+from app.models import (
+    CASE_RULE_KINDS,
+    CHANNELS,
+    CUSTOMER_RULE_KINDS,
+    IDENTIFIER_KINDS,
+    PROMOTION_POLICIES,
+    RULE_KINDS,
+    RULE_TARGETS,
+)
 from app.recognition.defaults import CASE_REFERENCE_PATTERN
 from app.recognition.patterns import check_pattern
 
@@ -51,7 +58,9 @@ def _bool(config: dict, key: str, default: bool) -> bool:
     return value
 
 
-def _number(config: dict, key: str, default: float, *, minimum: float, maximum: float, integer: bool = False) -> float | int:
+def _number(
+    config: dict, key: str, default: float, *, minimum: float, maximum: float, integer: bool = False
+) -> float | int:
     value = config.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not minimum <= value <= maximum:
         raise UserError(ErrorCode.INVALID, f"{key} must be a number from {minimum} to {maximum}", f"config.{key}")
@@ -188,7 +197,9 @@ def check_promotion(source: object, target: object, field: object, policy: objec
                 f"ADD_IDENTIFIER targets the customer and names an identifier kind ({', '.join(IDENTIFIER_KINDS)})",
                 "field",
             )
-    elif not (field == ("name" if target == "customer" else "subject") or (field.startswith("fields.") and len(field) > 7)):
+    elif not (
+        field == ("name" if target == "customer" else "subject") or (field.startswith("fields.") and len(field) > 7)
+    ):
         raise UserError(
             ErrorCode.INVALID,
             "field is 'fields.<key>' or the customer's 'name' / the case's 'subject'",

@@ -106,13 +106,17 @@ class LookupConnectors:
         if config.get("secret_env"):
             secret = os.environ.get(config["secret_env"])
             if not secret:
-                raise ConnectorUnavailable(f"the environment variable {config['secret_env']} holding the secret is not set")
+                raise ConnectorUnavailable(
+                    f"the environment variable {config['secret_env']} holding the secret is not set"
+                )
         if secret:
             timestamp = str(int(time.time()))
             headers[TIMESTAMP_HEADER] = timestamp
             headers[SIGNATURE_HEADER] = sign(secret, timestamp, raw)
         try:
-            response = await self._http().post(config["url"], content=raw, headers=headers, timeout=config["timeout_seconds"])
+            response = await self._http().post(
+                config["url"], content=raw, headers=headers, timeout=config["timeout_seconds"]
+            )
         except httpx.TimeoutException:
             raise ConnectorUnavailable(f"timed out after {config['timeout_seconds']}s") from None
         except httpx.HTTPError as failure:

@@ -16,7 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.errors import UserError
 from app.identifiers import normalize_identifier
-from app.models import OPEN_CASE_STATUSES, Case, CaseCustomer, Contact, Customer, CustomerIdentifier, RecognitionConfig, User
+from app.models import (
+    OPEN_CASE_STATUSES,
+    Case,
+    CaseCustomer,
+    Contact,
+    Customer,
+    CustomerIdentifier,
+    RecognitionConfig,
+    User,
+)
 from app.recognition.config import check_rule_config
 from app.recognition.connector import ConnectorUnavailable, LookupConnectors, connectors
 from app.recognition.patterns import PatternTimeout, find_all
@@ -114,7 +123,9 @@ async def recognize(
     started = time.perf_counter()
     result = Recognition(name_hint=display_name(view.counterpart))
     rules = rule_set.for_channel(rule_set.rules, view.channel)
-    context = _Context(session=session, conn=await session.connection(), view=view, region=region, lookups=lookups, result=result)
+    context = _Context(
+        session=session, conn=await session.connection(), view=view, region=region, lookups=lookups, result=result
+    )
 
     for rule in rules:
         if rule["target"] != "case" or rule["kind"] == "open_case_of_customer":
@@ -176,7 +187,13 @@ class _Context:
                 step = Step([], "error", "the pattern took too long to match and was abandoned")
             except ConnectorUnavailable as error:
                 step = Step([], "unavailable", f"lookup connector unavailable: {error}; skipped")
-        entry = {"rule": rule["name"], "kind": rule["kind"], "target": rule["target"], "outcome": step.outcome, "reason": step.reason}
+        entry = {
+            "rule": rule["name"],
+            "kind": rule["kind"],
+            "target": rule["target"],
+            "outcome": step.outcome,
+            "reason": step.reason,
+        }
         if step.looked_at is not None:
             entry["lookedAt"] = step.looked_at
         if step.ids:
@@ -200,7 +217,11 @@ class _Context:
         if not references:
             return Step([], "no_match", f"no reference found in {' or '.join(config['fields'])}")
         rows = (await self.conn.execute(_CASES_BY_REFERENCE, {"references": references})).all()
-        ids = list(dict.fromkeys([row.id if row.merged_into_id is None else await _live_case(self.conn, row.id) for row in rows]))
+        ids = list(
+            dict.fromkeys(
+                [row.id if row.merged_into_id is None else await _live_case(self.conn, row.id) for row in rows]
+            )
+        )
         found = [row.reference for row in rows]
         if not ids:
             return Step([], "no_match", f"no case has reference {', '.join(references)}", references)
@@ -223,10 +244,12 @@ class _Context:
             sender = address_of(self.view.from_address or "").strip().lower()
             if not sender or not await _sender_belongs_to_case(self.session, case_id, sender):
                 return Step(
-                    [], "refused",
+                    [],
+                    "refused",
                     f"the thread points at case {case_id} but the sender {sender or '(none)'} is neither "
                     "an identifier of one of its customers nor an agent",
-                    message_ids, {"threadCaseId": case_id},
+                    message_ids,
+                    {"threadCaseId": case_id},
                 )
         return Step([case_id], "match", "replies to a message stored on the case", message_ids)
 
@@ -246,7 +269,12 @@ class _Context:
             await self.session.scalars(
                 select(Case.id)
                 .where(
-                    or_(*[Case.fields.op("@>")(cast(literal(orjson.dumps({field_name: v}).decode()), JSONB)) for v in values]),
+                    or_(
+                        *[
+                            Case.fields.op("@>")(cast(literal(orjson.dumps({field_name: v}).decode()), JSONB))
+                            for v in values
+                        ]
+                    ),
                     Case.merged_into_id.is_(None),
                     Case.archived_at.is_(None),
                 )
@@ -261,8 +289,12 @@ class _Context:
             if isinstance(reference, str) and reference.strip():
                 case = await self.session.scalar(select(Case.id).where(Case.reference == reference.strip().upper()))
                 if case is not None:
-                    return Step([case], "match", f"the back office maps {values[0]} to {reference}", values, {"cached": cached})
-            return Step([], "no_match", f"no case has {field_name} = {values[0]}, nor does the back office know it", values)
+                    return Step(
+                        [case], "match", f"the back office maps {values[0]} to {reference}", values, {"cached": cached}
+                    )
+            return Step(
+                [], "no_match", f"no case has {field_name} = {values[0]}, nor does the back office know it", values
+            )
         if not ids:
             return Step([], "no_match", f"no case has {field_name} = {', '.join(map(str, values))}", values)
         if len(ids) > 1:
@@ -307,14 +339,18 @@ class _Context:
         refused: list[str] = []
         for item in raws:
             try:
-                value = normalize_identifier(kind, address_of(item) if kind == "email" else item, region=config.get("region", self.region))
+                value = normalize_identifier(
+                    kind, address_of(item) if kind == "email" else item, region=config.get("region", self.region)
+                )
             except UserError:
                 refused.append(item)
                 continue
             values.append(value)
             self.observe(kind, value)
         if not values:
-            reason = f"no {kind} in {config['source']}" if not refused else f"{', '.join(refused)} is not a valid {kind}"
+            reason = (
+                f"no {kind} in {config['source']}" if not refused else f"{', '.join(refused)} is not a valid {kind}"
+            )
             return Step([], "no_match", reason)
         ids = await customers_with(self.conn, [(kind, v) for v in values])
         return _customer_step(ids, f"{kind} {', '.join(values)}", values)
@@ -336,7 +372,13 @@ class _Context:
 
     async def lookup(self, config: dict[str, Any]) -> Step:
         view = self.view
-        summary = {"channel": view.channel, "direction": view.direction, "from": view.counterpart, "to": view.to_addresses, "payload": view.payload}
+        summary = {
+            "channel": view.channel,
+            "direction": view.direction,
+            "from": view.counterpart,
+            "to": view.to_addresses,
+            "payload": view.payload,
+        }
         answer, cached = await self.lookups.call(config, summary)
         self.result.lookup = answer
         view.lookup = answer
@@ -350,7 +392,10 @@ class _Context:
             if not isinstance(item, dict):
                 continue
             try:
-                pair = (str(item.get("kind")), normalize_identifier(str(item.get("kind")), str(item.get("value") or ""), region=self.region))
+                pair = (
+                    str(item.get("kind")),
+                    normalize_identifier(str(item.get("kind")), str(item.get("value") or ""), region=self.region),
+                )
             except UserError:
                 continue
             if pair not in pairs:
@@ -359,7 +404,11 @@ class _Context:
         if not pairs:
             return Step([], "no_match", "the back office does not know this contact", extra={"cached": cached})
         ids = await customers_with(self.conn, pairs)
-        step = _customer_step(ids, "the back office's identifiers " + ", ".join(f"{k} {v}" for k, v in pairs), [f"{k}:{v}" for k, v in pairs])
+        step = _customer_step(
+            ids,
+            "the back office's identifiers " + ", ".join(f"{k} {v}" for k, v in pairs),
+            [f"{k}:{v}" for k, v in pairs],
+        )
         step.extra["cached"] = cached
         return step
 
@@ -381,7 +430,9 @@ def _customer_step(ids: list[int], what: str, looked_at: Any) -> Step:
     if len(ids) == 1:
         return Step(ids, "match", f"one active customer has {what}", looked_at)
     many = f"more than {MAX_CANDIDATES}" if len(ids) > MAX_CANDIDATES else str(len(ids))
-    return Step(ids[:MAX_CANDIDATES], "ambiguous", f"{many} active customers share {what}: an agent must choose", looked_at)
+    return Step(
+        ids[:MAX_CANDIDATES], "ambiguous", f"{many} active customers share {what}: an agent must choose", looked_at
+    )
 
 
 # Hot-path statements are built once: building and cache-keying a statement per call costs more
@@ -426,7 +477,9 @@ async def customers_with(conn: AsyncConnection, pairs: list[tuple[str, str]]) ->
     """Active customers holding any of the identifiers: an index lookup on (kind, value)."""
     if len(pairs) == 1:
         return list(await conn.scalars(_HOLDERS_OF_ONE, {"kind": pairs[0][0], "value": pairs[0][1]}))
-    return list(await conn.scalars(_active_holders(tuple_(CustomerIdentifier.kind, CustomerIdentifier.value).in_(pairs))))
+    return list(
+        await conn.scalars(_active_holders(tuple_(CustomerIdentifier.kind, CustomerIdentifier.value).in_(pairs)))
+    )
 
 
 # A merged case's contacts go to the case it was merged into: the database function (migrations

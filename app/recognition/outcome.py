@@ -31,7 +31,14 @@ class Promotion:
     value: Any
 
     def entry(self, result: str, reason: str | None = None) -> dict[str, Any]:
-        entry = {"rule": self.rule, "target": self.target, "field": self.field, "policy": self.policy.upper(), "value": self.value, "result": result}
+        entry = {
+            "rule": self.rule,
+            "target": self.target,
+            "field": self.field,
+            "policy": self.policy.upper(),
+            "value": self.value,
+            "result": result,
+        }
         if reason:
             entry["reason"] = reason
         return entry
@@ -90,20 +97,33 @@ def decide(recognition: Recognition, rule_set: RuleSet, channel: str) -> Decisio
         return Decision(False, False, False, "a case was recognised", summary)
     if recognition.customer_id is not None:
         create_case = bool(policy["create_case"])
-        reason = f"customer recognised, no case: the {channel} policy " + ("opens a new case" if create_case else "opens no case")
+        reason = f"customer recognised, no case: the {channel} policy " + (
+            "opens a new case" if create_case else "opens no case"
+        )
         return Decision(False, create_case, False, reason, summary)
     if recognition.candidates:
         return Decision(False, False, True, "several customers match: an agent must choose; nothing created", summary)
     if policy["create_customer"]:
-        return Decision(True, bool(policy["create_case"]), bool(policy["flag_for_review"]), f"no match: the {channel} policy creates the customer", summary)
+        return Decision(
+            True,
+            bool(policy["create_case"]),
+            bool(policy["flag_for_review"]),
+            f"no match: the {channel} policy creates the customer",
+            summary,
+        )
     return Decision(
-        False, False, bool(policy["flag_for_review"]),
-        f"no match: the {channel} policy creates nothing" + (" and flags the contact for an agent" if policy["flag_for_review"] else ""),
+        False,
+        False,
+        bool(policy["flag_for_review"]),
+        f"no match: the {channel} policy creates nothing"
+        + (" and flags the contact for an agent" if policy["flag_for_review"] else ""),
         summary,
     )
 
 
-def new_profile(recognition: Recognition, promotions: list[Promotion], region: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def new_profile(
+    recognition: Recognition, promotions: list[Promotion], region: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A customer profile from the contact: what the rules read plus the promoted data."""
     identifiers = list(recognition.observed_identifiers)
     fields: dict[str, Any] = {}
@@ -183,7 +203,9 @@ def plan_outcome(assessment: Assessment, region: str) -> Applied:
     """What `apply_outcome` would do, computed without writing (for the preview)."""
     recognition, decision, promotions = assessment.recognition, assessment.decision, assessment.promotions
     applied = Applied(customer_id=recognition.customer_id, case_id=recognition.case_id)
-    if decision.create_customer or (decision.needs_review and not recognition.candidates and recognition.customer_id is None):
+    if decision.create_customer or (
+        decision.needs_review and not recognition.candidates and recognition.customer_id is None
+    ):
         applied.profile, trace = new_profile(recognition, promotions, region)
         applied.promoted += [{**e, "result": "proposed"} if e["result"] == "applied" else e for e in trace]
         applied.customer_created = decision.create_customer

@@ -31,7 +31,9 @@ def check_pattern(pattern: object, field: str, *, groups: int | None = 1) -> str
         raise UserError(ErrorCode.INVALID_PATTERN, f"invalid pattern: {error}", field) from None
     if groups is not None and compiled.groups != groups:
         raise UserError(
-            ErrorCode.INVALID_PATTERN, f"the pattern must have exactly {groups} capture group(s), it has {compiled.groups}", field
+            ErrorCode.INVALID_PATTERN,
+            f"the pattern must have exactly {groups} capture group(s), it has {compiled.groups}",
+            field,
         )
     return pattern
 

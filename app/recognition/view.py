@@ -24,7 +24,7 @@ class ContactView:
     lookup: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, data: ContactData, contact_id: int | None = None) -> "ContactView":
+    def of(cls, data: ContactData, contact_id: int | None = None) -> ContactView:
         return cls(
             channel=data.channel,
             direction=data.direction,

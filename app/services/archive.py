@@ -9,7 +9,7 @@ in keyset batches, each batch its own transaction, so its cost follows the eligi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Row, TextClause, bindparam, delete, func, select, text, update
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from app.runtime import Runtime
 
 PREVIEW_SAMPLE = 20
-_EPOCH = datetime(1, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 _IDS = ARRAY(BigInteger)
 
 
@@ -56,9 +56,31 @@ ERASED_CASE_SUBJECT = "[erased]"
 # Audit-event keys that hold ids, codes, counts and states, never what a person wrote or is called;
 # the audit trail of an anonymised case or contact keeps only these.
 NON_PERSONAL_AUDIT_KEYS = (
-    "reference", "status", "priority", "severity", "reasonCode", "assigneeId", "parentId", "customerId", "customerIds",
-    "caseId", "primary", "mergedInto", "mergedFrom", "contactsMoved", "customersLinked", "childrenMoved", "via",
-    "ruleId", "rule", "channel", "direction", "needsReview", "matchedRule", "linkedCustomerToCase", "detachedFromCaseId",
+    "reference",
+    "status",
+    "priority",
+    "severity",
+    "reasonCode",
+    "assigneeId",
+    "parentId",
+    "customerId",
+    "customerIds",
+    "caseId",
+    "primary",
+    "mergedInto",
+    "mergedFrom",
+    "contactsMoved",
+    "customersLinked",
+    "childrenMoved",
+    "via",
+    "ruleId",
+    "rule",
+    "channel",
+    "direction",
+    "needsReview",
+    "matchedRule",
+    "linkedCustomerToCase",
+    "detachedFromCaseId",
 )
 _KEPT_KEYS = "ARRAY[" + ", ".join(f"'{key}'" for key in NON_PERSONAL_AUDIT_KEYS) + "]"
 
@@ -129,7 +151,9 @@ _ANONYMISE = [
         f"UPDATE cases SET subject = '{ERASED_CASE_SUBJECT}', description = NULL, fields = '{{}}', "
         f"anonymised_at = coalesce(anonymised_at, now()) WHERE id IN ({_ONLY_THEIR_CASES})"
     ),
-    _ids("UPDATE audit_events SET before = NULL, after = NULL WHERE entity_type = 'customer' AND entity_id = ANY(:ids)"),
+    _ids(
+        "UPDATE audit_events SET before = NULL, after = NULL WHERE entity_type = 'customer' AND entity_id = ANY(:ids)"
+    ),
     _ids(
         "UPDATE customer_merge_entries SET identifier_value = NULL WHERE identifier_value IS NOT NULL "
         "AND merge_id IN (SELECT id FROM customer_merges WHERE survivor_id = ANY(:ids) OR duplicate_ids && :ids)"
@@ -151,7 +175,12 @@ _ANONYMISE = [
 async def archive_customer(session: AsyncSession, *, actor: Actor, customer_id: int) -> Row[Any]:
     """Take a customer out of default listings and recognition; they stay readable by id."""
     return await _change_customer_status(
-        session, actor=actor, customer_id=customer_id, action="customer.archive", current="active", new="archived",
+        session,
+        actor=actor,
+        customer_id=customer_id,
+        action="customer.archive",
+        current="active",
+        new="archived",
         archived_at=func.now(),
     )
 
@@ -159,8 +188,14 @@ async def archive_customer(session: AsyncSession, *, actor: Actor, customer_id: 
 async def restore_customer(session: AsyncSession, *, actor: Actor, customer_id: int) -> Row[Any]:
     """Bring an archived customer back; the restore counts as activity, so rules do not re-archive at once."""
     return await _change_customer_status(
-        session, actor=actor, customer_id=customer_id, action="customer.restore", current="archived", new="active",
-        archived_at=None, last_activity_at=func.now(),
+        session,
+        actor=actor,
+        customer_id=customer_id,
+        action="customer.restore",
+        current="archived",
+        new="active",
+        archived_at=None,
+        last_activity_at=func.now(),
     )
 
 
@@ -170,11 +205,18 @@ async def _change_customer_status(
     customer = (await lock_customers(session, [customer_id]))[customer_id]
     require_live_customer(customer, "customerId")
     if customer.status != current:
-        raise UserError(ErrorCode.WRONG_STATUS, f"customer {customer.number} is {customer.status}, not {current}", "customerId")
+        raise UserError(
+            ErrorCode.WRONG_STATUS, f"customer {customer.number} is {customer.status}, not {current}", "customerId"
+        )
     await session.execute(update(Customer).where(Customer.id == customer_id).values(status=new, **values))
     audit.record(
-        session, actor=actor, action=action, entity_type="customer", entity_id=customer_id,
-        before={"status": current}, after={"status": new},
+        session,
+        actor=actor,
+        action=action,
+        entity_type="customer",
+        entity_id=customer_id,
+        before={"status": current},
+        after={"status": new},
     )
     events.emit(session, "customerUpdated", customer_id)
     return (await session.execute(select(Customer.__table__).where(Customer.id == customer_id))).one()
@@ -235,16 +277,30 @@ async def create_archive_rule(
     if await session.scalar(select(ArchiveRule.id).where(ArchiveRule.name == name.strip())):
         raise UserError(ErrorCode.DUPLICATE, f"a rule named {name.strip()!r} exists", "name")
     rule = ArchiveRule(
-        name=name.strip(), entity=entity, inactivity_days=inactivity_days, exempt_when=exempt_when or None,
-        retention_days=retention_days, expiry_action=expiry_action,
+        name=name.strip(),
+        entity=entity,
+        inactivity_days=inactivity_days,
+        exempt_when=exempt_when or None,
+        retention_days=retention_days,
+        expiry_action=expiry_action,
     )
     session.add(rule)
     await session.flush()
     await session.refresh(rule)
     audit.record(
-        session, actor=actor, action="archiveRule.create", entity_type="archive_rule", entity_id=rule.id,
-        after={"name": rule.name, "entity": entity, "inactivityDays": inactivity_days, "exemptWhen": exempt_when,
-               "retentionDays": retention_days, "expiryAction": expiry_action},
+        session,
+        actor=actor,
+        action="archiveRule.create",
+        entity_type="archive_rule",
+        entity_id=rule.id,
+        after={
+            "name": rule.name,
+            "entity": entity,
+            "inactivityDays": inactivity_days,
+            "exemptWhen": exempt_when,
+            "retentionDays": retention_days,
+            "expiryAction": expiry_action,
+        },
     )
     return rule
 
@@ -255,8 +311,14 @@ async def delete_archive_rule(session: AsyncSession, *, actor: Actor, rule_id: i
     if rule is None:
         raise not_found("archive rule", "id")
     await session.execute(delete(ArchiveRule).where(ArchiveRule.id == rule_id))
-    audit.record(session, actor=actor, action="archiveRule.delete", entity_type="archive_rule", entity_id=rule_id,
-                 before={"name": rule.name})
+    audit.record(
+        session,
+        actor=actor,
+        action="archiveRule.delete",
+        entity_type="archive_rule",
+        entity_id=rule_id,
+        before={"name": rule.name},
+    )
 
 
 async def list_archive_rules(session: AsyncSession) -> list[ArchiveRule]:
@@ -266,6 +328,7 @@ async def list_archive_rules(session: AsyncSession) -> list[ArchiveRule]:
 # ---- candidates ----------------------------------------------------------------------------------
 # Per (entity, phase): the table, the sort time and the condition, each matching one partial index
 # (declared on the models), so every query reads only the candidates, whatever the table size.
+
 
 @dataclass(frozen=True)
 class _Candidates:
@@ -282,7 +345,9 @@ def _candidates_of(model: type, index_name: str, at: str) -> _Candidates:
 
 
 _CANDIDATES = {
-    ("customer", "archive"): _candidates_of(Customer, "ix_customers_inactive", "coalesce(last_activity_at, created_at)"),
+    ("customer", "archive"): _candidates_of(
+        Customer, "ix_customers_inactive", "coalesce(last_activity_at, created_at)"
+    ),
     ("customer", "expire"): _candidates_of(Customer, "ix_customers_archived_at", "archived_at"),
     ("case", "archive"): _candidates_of(Case, "ix_cases_inactive", "updated_at"),
     # An anonymised case stays archived; it has nothing left to expire.
@@ -317,7 +382,12 @@ def _exempt_statement(query: str) -> TextClause:
 
 
 async def _candidates(
-    session: AsyncSession, rule: ArchiveRule, phase: str, now: datetime, after: tuple[datetime, int], batch: int,
+    session: AsyncSession,
+    rule: ArchiveRule,
+    phase: str,
+    now: datetime,
+    after: tuple[datetime, int],
+    batch: int,
     lock: bool = False,
 ) -> list[Row[Any]]:
     cutoff = _cutoff(rule, phase, now)
@@ -342,7 +412,7 @@ async def preview_archive_rule(session: AsyncSession, *, rule_id: int, now: date
     rule = await session.get(ArchiveRule, rule_id)
     if rule is None:
         raise not_found("archive rule", "id")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     preview = RulePreview(rule=rule, archive_count=0, expire_count=0)
     for phase in ("archive", "expire"):
         cutoff = _cutoff(rule, phase, now)
@@ -351,7 +421,11 @@ async def preview_archive_rule(session: AsyncSession, *, rule_id: int, now: date
         candidates = _CANDIDATES[(rule.entity, phase)]
         params = {"exempt": rule.exempt_when, "cutoff": cutoff, "sample": PREVIEW_SAMPLE}
         setattr(preview, f"{phase}_count", await session.scalar(_exempt_statement(_count_query(candidates)), params))
-        setattr(preview, f"{phase}_sample", list(await session.scalars(_exempt_statement(_sample_query(candidates)), params)))
+        setattr(
+            preview,
+            f"{phase}_sample",
+            list(await session.scalars(_exempt_statement(_sample_query(candidates)), params)),
+        )
     return preview
 
 
@@ -389,7 +463,9 @@ _DELETE_CASES = [
 _ANONYMISE_CASES = [
     anonymise_contacts("SELECT id FROM contacts WHERE case_id = ANY(:ids)"),
     _ids(scrub_audit("case", "SELECT unnest(CAST(:ids AS bigint[]))")),
-    _ids("UPDATE cases SET subject = '[anonymised]', description = NULL, fields = '{}', anonymised_at = now() WHERE id = ANY(:ids)"),
+    _ids(
+        "UPDATE cases SET subject = '[anonymised]', description = NULL, fields = '{}', anonymised_at = now() WHERE id = ANY(:ids)"
+    ),
 ]
 # Deleting customers: their contacts go; cases that concern only them go; other cases they were
 # primary on hand the role to their lowest remaining customer.
@@ -414,7 +490,9 @@ _PROMOTE_NEXT_PRIMARY = text(
     "WHERE l.case_id = n.case_id AND l.customer_id = n.customer_id"
 ).bindparams(bindparam("cases", type_=_IDS))
 _DELETE_CUSTOMERS = [
-    _ids("UPDATE audit_events SET before = NULL, after = NULL WHERE entity_type = 'customer' AND entity_id = ANY(:ids)"),
+    _ids(
+        "UPDATE audit_events SET before = NULL, after = NULL WHERE entity_type = 'customer' AND entity_id = ANY(:ids)"
+    ),
     _ids("DELETE FROM customers WHERE id = ANY(:ids)"),
 ]
 
@@ -466,8 +544,14 @@ async def apply_rule_batch(
         action = f"{rule.entity}.{'archive' if phase == 'archive' else rule.expiry_action}"
         await session.execute(
             _AUDIT_BATCH,
-            {"actor_id": actor.user_id, "actor_name": actor.name, "action": action, "entity_type": rule.entity,
-             "ids": ids, "after": {"ruleId": rule.id, "rule": rule.name}},
+            {
+                "actor_id": actor.user_id,
+                "actor_name": actor.name,
+                "action": action,
+                "entity_type": rule.entity,
+                "ids": ids,
+                "after": {"ruleId": rule.id, "rule": rule.name},
+            },
         )
         events.emit_many(session, "customerUpdated" if rule.entity == "customer" else "caseUpdated", touched)
     next_key = (rows[-1].at, rows[-1].id) if len(rows) == batch_size else None
@@ -481,9 +565,11 @@ class SweepResult:
     batches: int = 0
 
 
-async def sweep(runtime: Runtime, *, actor: Actor = SYSTEM, batch_size: int = 1000, now: datetime | None = None) -> SweepResult:
+async def sweep(
+    runtime: Runtime, *, actor: Actor = SYSTEM, batch_size: int = 1000, now: datetime | None = None
+) -> SweepResult:
     """Apply every enabled archive rule, each batch in its own transaction (the daily job)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     result = SweepResult()
     async with runtime.reading() as session:
         rules = [r for r in await list_archive_rules(session) if r.enabled]
@@ -525,7 +611,11 @@ async def erase_customer(session: AsyncSession, *, actor: Actor, customer_id: in
     erased = await anonymise_customers(session, customer_ids=[customer_id])
     # The audit event names only ids and the reason given, never the erased data.
     audit.record(
-        session, actor=actor, action="customer.erase", entity_type="customer", entity_id=customer_id,
+        session,
+        actor=actor,
+        action="customer.erase",
+        entity_type="customer",
+        entity_id=customer_id,
         after={"reason": reason.strip(), "customerIds": erased, "caseCount": len(case_ids)},
     )
     events.emit_many(session, "customerUpdated", erased)
@@ -548,10 +638,14 @@ async def export_customer(session: AsyncSession, *, customer_id: int) -> dict[st
         return None
     profile_ids = [customer_id, *await session.scalars(tombstones_of([customer_id]))]
     customer_columns = [c.name for c in Customer.__table__.columns]
-    profiles = (await session.execute(select(Customer.__table__).where(Customer.id.in_(profile_ids)).order_by(Customer.id))).all()
+    profiles = (
+        await session.execute(select(Customer.__table__).where(Customer.id.in_(profile_ids)).order_by(Customer.id))
+    ).all()
     identifiers = (
         await session.execute(
-            select(CustomerIdentifier.__table__).where(CustomerIdentifier.customer_id.in_(profile_ids)).order_by(CustomerIdentifier.id)
+            select(CustomerIdentifier.__table__)
+            .where(CustomerIdentifier.customer_id.in_(profile_ids))
+            .order_by(CustomerIdentifier.id)
         )
     ).all()
     cases = (
@@ -563,7 +657,9 @@ async def export_customer(session: AsyncSession, *, customer_id: int) -> dict[st
         )
     ).all()
     contacts = (
-        await session.execute(select(Contact.__table__).where(Contact.customer_id.in_(profile_ids)).order_by(Contact.id))
+        await session.execute(
+            select(Contact.__table__).where(Contact.customer_id.in_(profile_ids)).order_by(Contact.id)
+        )
     ).all()
     events = (
         await session.execute(
@@ -574,7 +670,13 @@ async def export_customer(session: AsyncSession, *, customer_id: int) -> dict[st
     ).all()
     merges = (
         await session.execute(
-            select(CustomerMerge.id, CustomerMerge.survivor_id, CustomerMerge.duplicate_ids, CustomerMerge.created_at, CustomerMerge.undone_at)
+            select(
+                CustomerMerge.id,
+                CustomerMerge.survivor_id,
+                CustomerMerge.duplicate_ids,
+                CustomerMerge.created_at,
+                CustomerMerge.undone_at,
+            )
             .where(CustomerMerge.survivor_id.in_(profile_ids))
             .order_by(CustomerMerge.id)
         )
@@ -585,10 +687,13 @@ async def export_customer(session: AsyncSession, *, customer_id: int) -> dict[st
         "customer": _plain(customer, customer_columns),
         "mergedProfiles": [_plain(p, customer_columns) for p in profiles if p.id != customer_id],
         "identifiers": [_plain(i, ["id", "customer_id", "kind", "value", "created_at"]) for i in identifiers],
-        "cases": [{**_plain(c, case_columns), "customer_id": c.link_customer_id, "is_primary": c.is_primary} for c in cases],
+        "cases": [
+            {**_plain(c, case_columns), "customer_id": c.link_customer_id, "is_primary": c.is_primary} for c in cases
+        ],
         "contacts": [_plain(c, contact_columns) for c in contacts],
         "auditEvents": [
-            _plain(e, ["id", "occurred_at", "actor_name", "action", "entity_type", "entity_id", "before", "after"]) for e in events
+            _plain(e, ["id", "occurred_at", "actor_name", "action", "entity_type", "entity_id", "before", "after"])
+            for e in events
         ],
         "merges": [_plain(m, ["id", "survivor_id", "duplicate_ids", "created_at", "undone_at"]) for m in merges],
     }

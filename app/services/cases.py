@@ -12,7 +12,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import events
 from app.auth import Actor
 from app.errors import ErrorCode, UserError, not_found
-from app.models import CASE_STATUSES, FINISHED_CASE_STATUSES, OPEN_CASE_STATUSES, PRIORITIES, Case, CaseCustomer, Contact, Customer, User
+from app.models import (
+    CASE_STATUSES,
+    FINISHED_CASE_STATUSES,
+    OPEN_CASE_STATUSES,
+    PRIORITIES,
+    Case,
+    CaseCustomer,
+    Contact,
+    Customer,
+    User,
+)
 from app.pagination import Page, decode_cursor
 from app.services import audit
 from app.services.customers import require_live_customer
@@ -41,7 +51,12 @@ def require_live_case(case: Case | Row[Any] | None, field: str) -> None:
 
 
 async def _require_live_customers(session: AsyncSession, customer_ids: list[int], field: str) -> None:
-    rows = {r.id: r for r in await session.execute(select(Customer.id, Customer.number, Customer.status).where(Customer.id.in_(customer_ids)))}
+    rows = {
+        r.id: r
+        for r in await session.execute(
+            select(Customer.id, Customer.number, Customer.status).where(Customer.id.in_(customer_ids))
+        )
+    }
     for index, customer_id in enumerate(customer_ids):
         require_live_customer(rows.get(customer_id), f"{field}.{index}")
 
@@ -94,7 +109,11 @@ async def create_case(
         [{"case_id": case.id, "customer_id": cid, "is_primary": i == 0} for i, cid in enumerate(customer_ids)],
     )
     audit.record(
-        session, actor=actor, action="case.create", entity_type="case", entity_id=case.id,
+        session,
+        actor=actor,
+        action="case.create",
+        entity_type="case",
+        entity_id=case.id,
         after={**snapshot(case), "customerIds": customer_ids},
     )
     events.emit(session, "caseUpdated", case.id)
@@ -147,8 +166,13 @@ async def update_case(
     await session.flush()
     await session.refresh(case, ["updated_at"])
     audit.record(
-        session, actor=actor, action="case.update", entity_type="case", entity_id=case.id,
-        before=before, after=snapshot(case),
+        session,
+        actor=actor,
+        action="case.update",
+        entity_type="case",
+        entity_id=case.id,
+        before=before,
+        after=snapshot(case),
     )
     events.emit(session, "caseUpdated", case.id)
     return case
@@ -161,7 +185,9 @@ def _check_status_change(case: Case, status: str) -> None:
     if status == "closed":
         raise UserError(ErrorCode.WRONG_STATUS, "close a case with caseClose (it takes a reason code)", "status")
     if case.status == "closed" or (case.status in FINISHED_CASE_STATUSES and status in OPEN_CASE_STATUSES):
-        raise UserError(ErrorCode.WRONG_STATUS, f"case {case.reference} is {case.status}: reopen it with caseReopen", "status")
+        raise UserError(
+            ErrorCode.WRONG_STATUS, f"case {case.reference} is {case.status}: reopen it with caseReopen", "status"
+        )
 
 
 async def _check_parent(session: AsyncSession, case: Case, parent_id: int) -> None:
@@ -201,9 +227,7 @@ async def list_cases(
     if status:
         query = query.where(Case.status == status)
     if customer_id is not None:
-        query = query.where(
-            exists().where(CaseCustomer.case_id == Case.id, CaseCustomer.customer_id == customer_id)
-        )
+        query = query.where(exists().where(CaseCustomer.case_id == Case.id, CaseCustomer.customer_id == customer_id))
     if assignee_id is not None:
         query = query.where(Case.assignee_id == assignee_id)
     if after:
@@ -243,11 +267,13 @@ async def close_case(session: AsyncSession, *, actor: Actor, case_id: int, reaso
     require_live_case(case, "caseId")
     if case.status == "closed":
         raise UserError(ErrorCode.WRONG_STATUS, f"case {case.reference} is already closed", "caseId")
-    await session.execute(
-        update(Case).where(Case.id == case_id).values(**_closing(reason_code.strip()))
-    )
+    await session.execute(update(Case).where(Case.id == case_id).values(**_closing(reason_code.strip())))
     audit.record(
-        session, actor=actor, action="case.close", entity_type="case", entity_id=case_id,
+        session,
+        actor=actor,
+        action="case.close",
+        entity_type="case",
+        entity_id=case_id,
         before={"status": case.status, "reasonCode": case.reason_code},
         after={"status": "closed", "reasonCode": reason_code.strip()},
     )
@@ -261,14 +287,21 @@ async def reopen_case(session: AsyncSession, *, actor: Actor, case_id: int, reas
     case = locked[case_id]
     require_live_case(case, "caseId")
     if case.status not in FINISHED_CASE_STATUSES:
-        raise UserError(ErrorCode.WRONG_STATUS, f"case {case.reference} is {case.status}, not resolved or closed", "caseId")
+        raise UserError(
+            ErrorCode.WRONG_STATUS, f"case {case.reference} is {case.status}, not resolved or closed", "caseId"
+        )
     reason = reason_code.strip() if reason_code and reason_code.strip() else None
     await session.execute(
         update(Case).where(Case.id == case_id).values(status="open", reason_code=reason, closed_at=None)
     )
     audit.record(
-        session, actor=actor, action="case.reopen", entity_type="case", entity_id=case_id,
-        before={"status": case.status, "reasonCode": case.reason_code}, after={"status": "open", "reasonCode": reason},
+        session,
+        actor=actor,
+        action="case.reopen",
+        entity_type="case",
+        entity_id=case_id,
+        before={"status": case.status, "reasonCode": case.reason_code},
+        after={"status": "open", "reasonCode": reason},
     )
     events.emit(session, "caseUpdated", case_id)
     return await read_case(session, case_id)
@@ -292,11 +325,15 @@ async def move_case(
         await session.execute(delete(link).where(link.c.case_id == case_id, link.c.customer_id == from_customer_id))
         if was_primary:
             await session.execute(
-                update(link).where(link.c.case_id == case_id, link.c.customer_id == to_customer_id).values(is_primary=True)
+                update(link)
+                .where(link.c.case_id == case_id, link.c.customer_id == to_customer_id)
+                .values(is_primary=True)
             )
     else:
         await session.execute(
-            update(link).where(link.c.case_id == case_id, link.c.customer_id == from_customer_id).values(customer_id=to_customer_id)
+            update(link)
+            .where(link.c.case_id == case_id, link.c.customer_id == from_customer_id)
+            .values(customer_id=to_customer_id)
         )
     moved = (
         await session.execute(
@@ -307,7 +344,11 @@ async def move_case(
     ).rowcount
     await session.execute(update(Case).where(Case.id == case_id).values(updated_at=func.now()))
     audit.record(
-        session, actor=actor, action="case.move", entity_type="case", entity_id=case_id,
+        session,
+        actor=actor,
+        action="case.move",
+        entity_type="case",
+        entity_id=case_id,
         before={"customerId": from_customer_id, "primary": was_primary},
         after={"customerId": to_customer_id, "contactsMoved": moved},
     )
@@ -337,7 +378,11 @@ async def link_customer(
         await session.execute(insert(link).values(case_id=case_id, customer_id=customer_id, is_primary=primary))
     await session.execute(update(Case).where(Case.id == case_id).values(updated_at=func.now()))
     audit.record(
-        session, actor=actor, action="case.customer.link", entity_type="case", entity_id=case_id,
+        session,
+        actor=actor,
+        action="case.customer.link",
+        entity_type="case",
+        entity_id=case_id,
         after={"customerId": customer_id, "primary": primary},
     )
     events.emit(session, "caseUpdated", case_id)
@@ -355,13 +400,19 @@ async def unlink_customer(session: AsyncSession, *, actor: Actor, case_id: int, 
         raise UserError(ErrorCode.CUSTOMER_NOT_ON_CASE, "the customer is not linked to this case", "customerId")
     if case_links[customer_id]:
         raise UserError(
-            ErrorCode.PRIMARY_REQUIRED, "a case keeps its primary customer; make another customer primary first", "customerId"
+            ErrorCode.PRIMARY_REQUIRED,
+            "a case keeps its primary customer; make another customer primary first",
+            "customerId",
         )
     link = CaseCustomer.__table__
     await session.execute(delete(link).where(link.c.case_id == case_id, link.c.customer_id == customer_id))
     await session.execute(update(Case).where(Case.id == case_id).values(updated_at=func.now()))
     audit.record(
-        session, actor=actor, action="case.customer.unlink", entity_type="case", entity_id=case_id,
+        session,
+        actor=actor,
+        action="case.customer.unlink",
+        entity_type="case",
+        entity_id=case_id,
         before={"customerId": customer_id},
     )
     events.emit(session, "caseUpdated", case_id)
@@ -379,7 +430,9 @@ async def merge_cases(session: AsyncSession, *, actor: Actor, source_case_id: in
     require_live_case(target, "targetCaseId")
     if await _is_ancestor(session, source_case_id, of=target_case_id):
         raise UserError(
-            ErrorCode.CIRCULAR, f"{target.reference} is a descendant of {source.reference}; merge the other way", "targetCaseId"
+            ErrorCode.CIRCULAR,
+            f"{target.reference} is a descendant of {source.reference}; merge the other way",
+            "targetCaseId",
         )
     moved = (
         await session.execute(update(Contact).where(Contact.case_id == source_case_id).values(case_id=target_case_id))
@@ -397,23 +450,37 @@ async def merge_cases(session: AsyncSession, *, actor: Actor, source_case_id: in
     )
     tombstones = list(
         await session.scalars(
-            update(Case).where(Case.merged_into_id == source_case_id).values(merged_into_id=target_case_id).returning(Case.id)
+            update(Case)
+            .where(Case.merged_into_id == source_case_id)
+            .values(merged_into_id=target_case_id)
+            .returning(Case.id)
         )
     )
     await session.execute(
-        update(Case)
-        .where(Case.id == source_case_id)
-        .values(merged_into_id=target_case_id, **_closing("merged"))
+        update(Case).where(Case.id == source_case_id).values(merged_into_id=target_case_id, **_closing("merged"))
     )
     await session.execute(update(Case).where(Case.id == target_case_id).values(updated_at=func.now()))
     audit.record(
-        session, actor=actor, action="case.merge", entity_type="case", entity_id=source_case_id,
+        session,
+        actor=actor,
+        action="case.merge",
+        entity_type="case",
+        entity_id=source_case_id,
         before={"status": source.status, "reasonCode": source.reason_code},
         after={"mergedInto": target_case_id, "contactsMoved": moved},
     )
     audit.record(
-        session, actor=actor, action="case.merge.receive", entity_type="case", entity_id=target_case_id,
-        after={"mergedFrom": source_case_id, "contactsMoved": moved, "customersLinked": new_customers, "childrenMoved": children},
+        session,
+        actor=actor,
+        action="case.merge.receive",
+        entity_type="case",
+        entity_id=target_case_id,
+        after={
+            "mergedFrom": source_case_id,
+            "contactsMoved": moved,
+            "customersLinked": new_customers,
+            "childrenMoved": children,
+        },
     )
     events.emit_many(session, "caseUpdated", [source_case_id, target_case_id, *children, *tombstones])
     events.emit_many(session, "customerUpdated", sorted(set(links[source_case_id]) | set(links[target_case_id])))

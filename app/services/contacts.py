@@ -22,10 +22,10 @@ from app.recognition.outcome import Applied, Decision, assess, trace_document
 from app.recognition.view import ContactView
 from app.services import audit
 from app.services import cases as case_service
-from app.services.recognition import apply_outcome
 from app.services.cases import require_live_case
 from app.services.customers import activity_forward, require_live_customer, touch_activity
 from app.services.locking import case_links, erased_customer_refused, lock_case_graph, lock_customers, primary_of
+from app.services.recognition import apply_outcome
 
 log = logging.getLogger(__name__)
 contacts = Contact.__table__
@@ -36,7 +36,9 @@ async def resolve_links(
 ) -> tuple[int | None, int | None]:
     """Check that the customer and case exist and belong together; a case alone brings its primary customer."""
     if customer_id is not None:
-        customer = (await session.execute(select(Customer.number, Customer.status).where(Customer.id == customer_id))).one_or_none()
+        customer = (
+            await session.execute(select(Customer.number, Customer.status).where(Customer.id == customer_id))
+        ).one_or_none()
         require_live_customer(customer, "customerId")
     if case_id is None:
         return customer_id, None
@@ -83,7 +85,9 @@ async def insert_contact(
         contact = (await session.execute(statement)).scalar_one_or_none()
     if contact is None:
         existing = await session.scalar(
-            select(Contact).where(Contact.source.is_not_distinct_from(data.source), Contact.external_id == data.external_id)
+            select(Contact).where(
+                Contact.source.is_not_distinct_from(data.source), Contact.external_id == data.external_id
+            )
         )
         assert existing is not None  # the conflicting row is committed or ours
         return existing, False
@@ -123,7 +127,11 @@ async def create_contact(
     )
     if created:
         audit.record(
-            session, actor=actor, action="contact.create", entity_type="contact", entity_id=contact.id,
+            session,
+            actor=actor,
+            action="contact.create",
+            entity_type="contact",
+            entity_id=contact.id,
             after={"channel": contact.channel, "customerId": customer_id, "caseId": case_id},
         )
     return contact
@@ -132,7 +140,9 @@ async def create_contact(
 # ---- fixing contacts by hand -----------------------------------------------------------------------
 
 
-async def read_contact(session: AsyncSession, contact_id: int, *, lock: bool = False, field: str = "contactId") -> Row[Any]:
+async def read_contact(
+    session: AsyncSession, contact_id: int, *, lock: bool = False, field: str = "contactId"
+) -> Row[Any]:
     query = select(contacts).where(contacts.c.id == contact_id)
     row = (await session.execute(query.with_for_update() if lock else query)).one_or_none()
     if row is None:
@@ -165,39 +175,62 @@ async def associate_contact(
         if customer_id is None or customers[customer_id].status in ("merged", "erased"):
             customer_id = primary_of(links[case_id])
     if customer_id is not None:
-        require_live_customer(customers.get(customer_id) or (await lock_customers(session, [customer_id]))[customer_id], "customerId")
+        require_live_customer(
+            customers.get(customer_id) or (await lock_customers(session, [customer_id]))[customer_id], "customerId"
+        )
     detached_from = None
     if customer_only and case_id is not None and customer_id not in links[case_id]:
         detached_from, case_id = case_id, None
     linked = False
     if case_id is not None and customer_id is not None and customer_id not in links[case_id]:
-        await session.execute(insert(CaseCustomer.__table__).values(case_id=case_id, customer_id=customer_id, is_primary=False))
+        await session.execute(
+            insert(CaseCustomer.__table__).values(case_id=case_id, customer_id=customer_id, is_primary=False)
+        )
         audit.record(
-            session, actor=actor, action="case.customer.link", entity_type="case", entity_id=case_id,
+            session,
+            actor=actor,
+            action="case.customer.link",
+            entity_type="case",
+            entity_id=case_id,
             after={"customerId": customer_id, "primary": False, "via": "contactAssociate"},
         )
         linked = True
     await session.execute(
-        update(Contact).where(Contact.id == contact_id).values(customer_id=customer_id, case_id=case_id, needs_review=False)
+        update(Contact)
+        .where(Contact.id == contact_id)
+        .values(customer_id=customer_id, case_id=case_id, needs_review=False)
     )
     if customer_id is not None:
         await touch_activity(session, customer_id=customer_id, occurred_at=contact.occurred_at)
     audit.record(
-        session, actor=actor, action="contact.associate", entity_type="contact", entity_id=contact_id,
+        session,
+        actor=actor,
+        action="contact.associate",
+        entity_type="contact",
+        entity_id=contact_id,
         before={"customerId": contact.customer_id, "caseId": contact.case_id},
-        after={"customerId": customer_id, "caseId": case_id, "linkedCustomerToCase": linked, "detachedFromCaseId": detached_from},
+        after={
+            "customerId": customer_id,
+            "caseId": case_id,
+            "linkedCustomerToCase": linked,
+            "detachedFromCaseId": detached_from,
+        },
     )
     events.emit_many(session, "customerUpdated", [c for c in (contact.customer_id, customer_id) if c is not None])
     events.emit_many(session, "caseUpdated", [c for c in (contact.case_id, case_id) if c is not None])
     return await read_contact(session, contact_id)
 
 
-async def move_contacts(session: AsyncSession, *, actor: Actor, contact_ids: list[int], to_case_id: int) -> list[Row[Any]]:
+async def move_contacts(
+    session: AsyncSession, *, actor: Actor, contact_ids: list[int], to_case_id: int
+) -> list[Row[Any]]:
     """Move contacts to another case; each contact's customer must be linked to it."""
     contact_ids = list(dict.fromkeys(contact_ids))
     if not contact_ids:
         raise UserError(ErrorCode.REQUIRED, "name at least one contact", "contactIds")
-    before = {row.id: row for row in (await session.execute(select(contacts).where(contacts.c.id.in_(contact_ids)))).all()}
+    before = {
+        row.id: row for row in (await session.execute(select(contacts).where(contacts.c.id.in_(contact_ids)))).all()
+    }
     for index, contact_id in enumerate(contact_ids):
         if contact_id not in before:
             raise not_found("contact", f"contactIds.{index}")
@@ -229,12 +262,22 @@ async def move_contacts(session: AsyncSession, *, actor: Actor, contact_ids: lis
     )
     for contact_id in contact_ids:
         audit.record(
-            session, actor=actor, action="contact.move", entity_type="contact", entity_id=contact_id,
-            before={"caseId": rows[contact_id].case_id}, after={"caseId": to_case_id},
+            session,
+            actor=actor,
+            action="contact.move",
+            entity_type="contact",
+            entity_id=contact_id,
+            before={"caseId": rows[contact_id].case_id},
+            after={"caseId": to_case_id},
         )
     events.emit_many(session, "caseUpdated", [to_case_id, *(r.case_id for r in rows.values() if r.case_id is not None)])
     events.emit_many(session, "customerUpdated", [c for c in [*customer_ids, primary] if c is not None])
-    return [row for row in (await session.execute(select(contacts).where(contacts.c.id.in_(contact_ids)).order_by(contacts.c.id))).all()]
+    return [
+        row
+        for row in (
+            await session.execute(select(contacts).where(contacts.c.id.in_(contact_ids)).order_by(contacts.c.id))
+        ).all()
+    ]
 
 
 async def create_case_from_contact(
@@ -251,17 +294,25 @@ async def create_case_from_contact(
     contact = await read_contact(session, contact_id)
     customer_id = customer_id if customer_id is not None else contact.customer_id
     if customer_id is None:
-        raise UserError(ErrorCode.REQUIRED, "the contact has no customer; name the customer for the new case", "customerId")
+        raise UserError(
+            ErrorCode.REQUIRED, "the contact has no customer; name the customer for the new case", "customerId"
+        )
     customers = await lock_customers(session, {customer_id, *([contact.customer_id] if contact.customer_id else [])})
     require_live_customer(customers[customer_id], "customerId")
     contact = await read_contact(session, contact_id, lock=True)
     case = await case_service.create_case(
         session, actor=actor, subject=subject, customer_ids=[customer_id], description=description, priority=priority
     )
-    await session.execute(update(Contact).where(Contact.id == contact_id).values(case_id=case.id, customer_id=customer_id))
+    await session.execute(
+        update(Contact).where(Contact.id == contact_id).values(case_id=case.id, customer_id=customer_id)
+    )
     await touch_activity(session, customer_id=customer_id, occurred_at=contact.occurred_at)
     audit.record(
-        session, actor=actor, action="contact.split", entity_type="contact", entity_id=contact_id,
+        session,
+        actor=actor,
+        action="contact.split",
+        entity_type="contact",
+        entity_id=contact_id,
         before={"customerId": contact.customer_id, "caseId": contact.case_id},
         after={"customerId": customer_id, "caseId": case.id},
     )
@@ -286,7 +337,9 @@ _claimed = (
 )
 # ...and reads the configuration version in the same round trip (see load_rule_set).
 _CLAIM = select(_claimed.c.id, CONFIG_VERSION.scalar_subquery().label("config_version"))
-_EXISTING = select(contacts).where(contacts.c.source == bindparam("source"), contacts.c.external_id == bindparam("external_id"))
+_EXISTING = select(contacts).where(
+    contacts.c.source == bindparam("source"), contacts.c.external_id == bindparam("external_id")
+)
 _recorded = (
     update(contacts)
     .where(contacts.c.id == bindparam("contact_id"))
@@ -337,7 +390,10 @@ async def ingest_contact(
     if claimed is None:
         existing = (await connection.execute(_EXISTING, {"source": data.source, "external_id": data.external_id})).one()
         return IngestResult(
-            contact=existing, duplicate=True, customer_id=existing.customer_id, case_id=existing.case_id,
+            contact=existing,
+            duplicate=True,
+            customer_id=existing.customer_id,
+            case_id=existing.case_id,
             candidates=list(existing.candidate_customer_ids or []),
         )
     contact_id, config_version = claimed
@@ -370,17 +426,29 @@ async def ingest_contact(
         await connection.execute(
             _RECORD,
             {
-                "contact_id": contact_id, "customer_id": applied.customer_id, "case_id": applied.case_id,
-                "candidates": recognition.candidates, "needs_review": decision.needs_review, "recognition": trace,
+                "contact_id": contact_id,
+                "customer_id": applied.customer_id,
+                "case_id": applied.case_id,
+                "candidates": recognition.candidates,
+                "needs_review": decision.needs_review,
+                "recognition": trace,
             },
         )
     ).one()
     publish_contact(session, contact)
     audit.record(
-        session, actor=actor, action="contact.ingest", entity_type="contact", entity_id=contact.id,
+        session,
+        actor=actor,
+        action="contact.ingest",
+        entity_type="contact",
+        entity_id=contact.id,
         after={
-            "source": contact.source, "externalId": contact.external_id, "channel": contact.channel,
-            "customerId": contact.customer_id, "caseId": contact.case_id, "needsReview": contact.needs_review,
+            "source": contact.source,
+            "externalId": contact.external_id,
+            "channel": contact.channel,
+            "customerId": contact.customer_id,
+            "caseId": contact.case_id,
+            "needsReview": contact.needs_review,
             "matchedRule": trace.get("matchedRule"),
         },
     )

@@ -135,8 +135,13 @@ async def update_customer(
     await session.flush()
     await session.refresh(customer, ["updated_at"])
     audit.record(
-        session, actor=actor, action="customer.update", entity_type="customer", entity_id=customer.id,
-        before=before, after=snapshot(customer),
+        session,
+        actor=actor,
+        action="customer.update",
+        entity_type="customer",
+        entity_id=customer.id,
+        before=before,
+        after=snapshot(customer),
     )
     events.emit(session, "customerUpdated", customer.id)
     return customer
@@ -159,7 +164,11 @@ async def add_identifier(
     if identifier is None:
         raise UserError(ErrorCode.DUPLICATE, f"{customer.number} already has {kind} {normalized}", "value")
     audit.record(
-        session, actor=actor, action="customer.identifier.add", entity_type="customer", entity_id=customer.id,
+        session,
+        actor=actor,
+        action="customer.identifier.add",
+        entity_type="customer",
+        entity_id=customer.id,
         after={"kind": kind, "value": normalized},
     )
     events.emit(session, "customerUpdated", customer.id)
@@ -173,7 +182,11 @@ async def remove_identifier(session: AsyncSession, *, actor: Actor, identifier_i
     customer = await get_customer_for_update(session, identifier.customer_id)
     await session.execute(delete(CustomerIdentifier).where(CustomerIdentifier.id == identifier_id))
     audit.record(
-        session, actor=actor, action="customer.identifier.remove", entity_type="customer", entity_id=customer.id,
+        session,
+        actor=actor,
+        action="customer.identifier.remove",
+        entity_type="customer",
+        entity_id=customer.id,
         before={"kind": identifier.kind, "value": identifier.value},
     )
     events.emit(session, "customerUpdated", customer.id)
@@ -216,9 +229,7 @@ async def list_customers(
 
 async def customer_id_by_number(session: AsyncSession, *, number: str) -> int | None:
     """The customer with this number; a merged customer's number resolves to the survivor."""
-    return await session.scalar(
-        select(_live_customer(Customer.id)).where(Customer.number == number.strip().upper())
-    )
+    return await session.scalar(select(_live_customer(Customer.id)).where(Customer.number == number.strip().upper()))
 
 
 async def live_customer_id(session: AsyncSession, *, customer_id: int) -> int | None:
@@ -278,15 +289,19 @@ def merged_values(
         source = by_id.get(pick.customer_id)
         if source is None:
             raise UserError(
-                ErrorCode.INVALID, "a pick must name the survivor or one of the duplicates", f"fieldPicks.{index}.customerId"
+                ErrorCode.INVALID,
+                "a pick must name the survivor or one of the duplicates",
+                f"fieldPicks.{index}.customerId",
             )
         if pick.field == "name":
             name = source.name
-        elif pick.field.startswith("fields.") and pick.field[len("fields."):] in source.fields:
-            fields[pick.field[len("fields."):]] = source.fields[pick.field[len("fields."):]]
+        elif pick.field.startswith("fields.") and pick.field[len("fields.") :] in source.fields:
+            fields[pick.field[len("fields.") :]] = source.fields[pick.field[len("fields.") :]]
         else:
             raise UserError(
-                ErrorCode.INVALID, f"{pick.field!r} is not 'name' or a custom field of that customer", f"fieldPicks.{index}.field"
+                ErrorCode.INVALID,
+                f"{pick.field!r} is not 'name' or a custom field of that customer",
+                f"fieldPicks.{index}.field",
             )
     return name, fields
 
@@ -396,7 +411,9 @@ async def merge_customers(
     if survivor_id in duplicate_ids:
         raise UserError(ErrorCode.SELF_MERGE, "a customer cannot be merged into itself", "duplicateIds")
     if field_strategy not in FIELD_STRATEGIES:
-        raise UserError(ErrorCode.INVALID, f"fieldStrategy must be one of {', '.join(FIELD_STRATEGIES)}", "fieldStrategy")
+        raise UserError(
+            ErrorCode.INVALID, f"fieldStrategy must be one of {', '.join(FIELD_STRATEGIES)}", "fieldStrategy"
+        )
     fields = {survivor_id: "survivorId", **{d: f"duplicateIds.{i}" for i, d in enumerate(duplicate_ids)}}
     rows = await lock_customers(session, [survivor_id, *duplicate_ids], fields=fields)
     survivor = rows[survivor_id]
@@ -434,19 +451,20 @@ async def merge_customers(
         update(Customer).where(Customer.id == survivor_id).values(name=name, fields=fields, last_activity_at=activity)
     )
     await session.execute(
-        update(Customer)
-        .where(Customer.id.in_(duplicate_ids))
-        .values(status="merged", merged_into_id=survivor_id)
+        update(Customer).where(Customer.id.in_(duplicate_ids)).values(status="merged", merged_into_id=survivor_id)
     )
     counts = dict(
-        (await session.execute(
-            text("SELECT kind, count(*) FROM customer_merge_entries WHERE merge_id = :m GROUP BY kind"), params
-        )).all()
+        (
+            await session.execute(
+                text("SELECT kind, count(*) FROM customer_merge_entries WHERE merge_id = :m GROUP BY kind"), params
+            )
+        ).all()
     )
     merge.counts = {**counts, "contact": moved_contacts}
     touched_cases = list(
         await session.scalars(
-            text("SELECT DISTINCT row_id FROM customer_merge_entries WHERE merge_id = :m AND kind = 'case_link'"), params
+            text("SELECT DISTINCT row_id FROM customer_merge_entries WHERE merge_id = :m AND kind = 'case_link'"),
+            params,
         )
     )
     tombstones = list(
@@ -455,14 +473,29 @@ async def merge_customers(
         )
     )
     audit.record(
-        session, actor=actor, action="customer.merge", entity_type="customer", entity_id=survivor_id,
+        session,
+        actor=actor,
+        action="customer.merge",
+        entity_type="customer",
+        entity_id=survivor_id,
         before={"name": survivor.name, "fields": survivor.fields},
-        after={"mergeId": merge.id, "duplicateIds": duplicate_ids, "name": name, "fields": fields, "moved": merge.counts},
+        after={
+            "mergeId": merge.id,
+            "duplicateIds": duplicate_ids,
+            "name": name,
+            "fields": fields,
+            "moved": merge.counts,
+        },
     )
     for duplicate in duplicates:
         audit.record(
-            session, actor=actor, action="customer.merged", entity_type="customer", entity_id=duplicate.id,
-            before={"status": duplicate.status}, after={"status": "merged", "mergedInto": survivor_id, "mergeId": merge.id},
+            session,
+            actor=actor,
+            action="customer.merged",
+            entity_type="customer",
+            entity_id=duplicate.id,
+            before={"status": duplicate.status},
+            after={"status": "merged", "mergedInto": survivor_id, "mergeId": merge.id},
         )
     await session.flush()
     events.emit_many(session, "customerUpdated", [survivor_id, *duplicate_ids, *tombstones])
@@ -552,7 +585,8 @@ async def undo_merge(session: AsyncSession, *, actor: Actor, merge_id: int) -> C
         raise UserError(ErrorCode.CONFLICT, "cannot undo: " + "; ".join(conflicts), "mergeId")
     touched_cases = list(
         await session.scalars(
-            text("SELECT DISTINCT row_id FROM customer_merge_entries WHERE merge_id = :m AND kind = 'case_link'"), params
+            text("SELECT DISTINCT row_id FROM customer_merge_entries WHERE merge_id = :m AND kind = 'case_link'"),
+            params,
         )
     )
     for statement in _UNDO_STATEMENTS:
@@ -560,12 +594,20 @@ async def undo_merge(session: AsyncSession, *, actor: Actor, merge_id: int) -> C
     merge.undone_at = await session.scalar(text("SELECT now()"))
     merge.undone_by = actor.name
     audit.record(
-        session, actor=actor, action="customer.merge.undo", entity_type="customer", entity_id=merge.survivor_id,
+        session,
+        actor=actor,
+        action="customer.merge.undo",
+        entity_type="customer",
+        entity_id=merge.survivor_id,
         after={"mergeId": merge.id, "duplicateIds": merge.duplicate_ids},
     )
     for duplicate_id in merge.duplicate_ids:
         audit.record(
-            session, actor=actor, action="customer.unmerged", entity_type="customer", entity_id=duplicate_id,
+            session,
+            actor=actor,
+            action="customer.unmerged",
+            entity_type="customer",
+            entity_id=duplicate_id,
             before={"status": "merged", "mergedInto": merge.survivor_id},
             after={"status": merge.duplicates_before[str(duplicate_id)]["status"], "mergeId": merge.id},
         )
@@ -609,7 +651,9 @@ ORDER BY similarity DESC, c.id LIMIT :limit
 """)
 
 
-async def find_duplicates(session: AsyncSession, *, customer_id: int, limit: int = 20) -> list[DuplicateCandidate] | None:
+async def find_duplicates(
+    session: AsyncSession, *, customer_id: int, limit: int = 20
+) -> list[DuplicateCandidate] | None:
     """Likely duplicates of a customer: shared identifiers and similar names, best first, with reasons; None if unknown."""
     customer = await session.get(Customer, customer_id)
     if customer is None:

@@ -33,7 +33,9 @@ async def lock_customers(
     if not wanted:
         return {}
     rows = (
-        await session.execute(select(customers).where(customers.c.id.in_(wanted)).order_by(customers.c.id).with_for_update())
+        await session.execute(
+            select(customers).where(customers.c.id.in_(wanted)).order_by(customers.c.id).with_for_update()
+        )
     ).all()
     found = {row.id: row for row in rows}
     for customer_id in wanted:
@@ -47,7 +49,9 @@ async def lock_cases(session: AsyncSession, case_ids: Iterable[int], field: str 
     wanted = sorted(set(case_ids))
     if not wanted:
         return {}
-    rows = (await session.execute(select(cases).where(cases.c.id.in_(wanted)).order_by(cases.c.id).with_for_update())).all()
+    rows = (
+        await session.execute(select(cases).where(cases.c.id.in_(wanted)).order_by(cases.c.id).with_for_update())
+    ).all()
     found = {row.id: row for row in rows}
     if len(found) != len(wanted):
         raise not_found("case", field)

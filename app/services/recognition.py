@@ -14,12 +14,29 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.auth import Actor
 from app.errors import ErrorCode, UserError, not_found
-from app.models import NO_ROW_POLICY, CHANNELS, Case, Customer, NoMatchPolicy, PromotionRule, RecognitionConfig, RecognitionRule
+from app.models import (
+    CHANNELS,
+    NO_ROW_POLICY,
+    Case,
+    Customer,
+    NoMatchPolicy,
+    PromotionRule,
+    RecognitionConfig,
+    RecognitionRule,
+)
 from app.recognition.config import check_channels, check_promotion, check_rule_config, keep_masked_secrets, target_of
 from app.recognition.connector import connectors
 from app.recognition.defaults import DEFAULT_POLICIES, DEFAULT_RULES
 from app.recognition.engine import Recognition, customers_with
-from app.recognition.outcome import Applied, Assessment, Decision, Promotion, new_case_subject, new_profile, promoted_values
+from app.recognition.outcome import (
+    Applied,
+    Assessment,
+    Decision,
+    Promotion,
+    new_case_subject,
+    new_profile,
+    promoted_values,
+)
 from app.recognition.view import ContactView
 from app.services import audit
 from app.services import cases as case_service
@@ -96,7 +113,9 @@ async def _create(
     await session.flush()
     await mark_changed(session)
     entity = _entity(model)
-    audit.record(session, actor=actor, action=f"{entity}.create", entity_type=entity, entity_id=rule.id, after=_snapshot(rule))
+    audit.record(
+        session, actor=actor, action=f"{entity}.create", entity_type=entity, entity_id=rule.id, after=_snapshot(rule)
+    )
     return rule
 
 
@@ -119,7 +138,13 @@ async def _edited(session: AsyncSession, *, actor: Actor, rule: Rule, before: di
     await mark_changed(session)
     entity = _entity(type(rule))
     audit.record(
-        session, actor=actor, action=f"{entity}.update", entity_type=entity, entity_id=rule.id, before=before, after=_snapshot(rule)
+        session,
+        actor=actor,
+        action=f"{entity}.update",
+        entity_type=entity,
+        entity_id=rule.id,
+        before=before,
+        after=_snapshot(rule),
     )
     return rule
 
@@ -129,7 +154,9 @@ async def _delete(session: AsyncSession, *, actor: Actor, model: type[Rule], rul
     await session.execute(delete(model).where(model.id == rule_id))
     await mark_changed(session)
     entity = _entity(model)
-    audit.record(session, actor=actor, action=f"{entity}.delete", entity_type=entity, entity_id=rule_id, before=_snapshot(rule))
+    audit.record(
+        session, actor=actor, action=f"{entity}.delete", entity_type=entity, entity_id=rule_id, before=_snapshot(rule)
+    )
 
 
 async def _reorder(session: AsyncSession, *, actor: Actor, model: type[Rule], ids: list[int]) -> list[Rule]:
@@ -144,7 +171,9 @@ async def _reorder(session: AsyncSession, *, actor: Actor, model: type[Rule], id
     entity = _entity(model)
     audit.record(session, actor=actor, action=f"{entity}.reorder", entity_type=entity, entity_id=0, after={"ids": ids})
     return list(
-        await session.scalars(select(model).order_by(model.position, model.id).execution_options(populate_existing=True))
+        await session.scalars(
+            select(model).order_by(model.position, model.id).execution_options(populate_existing=True)
+        )
     )
 
 
@@ -171,8 +200,16 @@ async def create_rule(
     _name(name)
     checked = check_rule_config(kind, config)
     return await _create(
-        session, actor=actor, model=RecognitionRule, name=name, position=position,
-        target=target_of(kind), kind=kind, config=checked, channels=check_channels(channels), enabled=enabled,
+        session,
+        actor=actor,
+        model=RecognitionRule,
+        name=name,
+        position=position,
+        target=target_of(kind),
+        kind=kind,
+        config=checked,
+        channels=check_channels(channels),
+        enabled=enabled,
     )
 
 
@@ -232,8 +269,17 @@ async def create_promotion_rule(
     _name(name)
     source, target, field, policy = check_promotion(source, target, field, policy)
     return await _create(
-        session, actor=actor, model=PromotionRule, name=name, position=position,
-        source=source, target=target, field=field, policy=policy, channels=check_channels(channels), enabled=enabled,
+        session,
+        actor=actor,
+        model=PromotionRule,
+        name=name,
+        position=position,
+        source=source,
+        target=target,
+        field=field,
+        policy=policy,
+        channels=check_channels(channels),
+        enabled=enabled,
     )
 
 
@@ -285,7 +331,13 @@ async def list_policies(session: AsyncSession) -> list[NoMatchPolicy]:
 
 
 async def set_policy(
-    session: AsyncSession, *, actor: Actor, channel: str, create_customer: bool, create_case: bool, flag_for_review: bool
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    channel: str,
+    create_customer: bool,
+    create_case: bool,
+    flag_for_review: bool,
 ) -> NoMatchPolicy:
     """Set what a channel does with a contact no rule recognised."""
     if channel not in CHANNELS:
@@ -304,8 +356,13 @@ async def set_policy(
     ).scalar_one()
     await mark_changed(session)
     audit.record(
-        session, actor=actor, action="no_match_policy.set", entity_type="no_match_policy", entity_id=0,
-        before=before_values, after={"channel": channel, **values},
+        session,
+        actor=actor,
+        action="no_match_policy.set",
+        entity_type="no_match_policy",
+        entity_id=0,
+        before=before_values,
+        after={"channel": channel, **values},
     )
     return policy
 
@@ -335,11 +392,23 @@ async def export_rules(session: AsyncSession) -> str:
             for r in await list_rules(session)
         ],
         "promotion_rules": [
-            {"name": p.name, "source": p.source, "target": p.target, "field": p.field, "policy": p.policy, "channels": p.channels, "enabled": p.enabled}
+            {
+                "name": p.name,
+                "source": p.source,
+                "target": p.target,
+                "field": p.field,
+                "policy": p.policy,
+                "channels": p.channels,
+                "enabled": p.enabled,
+            }
             for p in await list_promotion_rules(session)
         ],
         "no_match_policies": {
-            p.channel: {"create_customer": p.create_customer, "create_case": p.create_case, "flag_for_review": p.flag_for_review}
+            p.channel: {
+                "create_customer": p.create_customer,
+                "create_case": p.create_case,
+                "flag_for_review": p.flag_for_review,
+            }
             for p in await list_policies(session)
         },
     }
@@ -379,8 +448,13 @@ async def import_rules(session: AsyncSession, *, actor: Actor, document: str) ->
         item = _mapping(item, where)
         try:
             await create_rule(
-                session, actor=actor, name=item.get("name"), kind=str(item.get("kind", "")).lower(), config=item.get("config"),
-                channels=item.get("channels"), enabled=bool(item.get("enabled", True)),
+                session,
+                actor=actor,
+                name=item.get("name"),
+                kind=str(item.get("kind", "")).lower(),
+                config=item.get("config"),
+                channels=item.get("channels"),
+                enabled=bool(item.get("enabled", True)),
             )
         except UserError as error:
             raise _prefixed(error, where) from None
@@ -389,8 +463,14 @@ async def import_rules(session: AsyncSession, *, actor: Actor, document: str) ->
         item = _mapping(item, where)
         try:
             await create_promotion_rule(
-                session, actor=actor, name=item.get("name"), source=item.get("source"), target=str(item.get("target", "")).lower(),
-                field=item.get("field"), policy=str(item.get("policy", "")).lower(), channels=item.get("channels"),
+                session,
+                actor=actor,
+                name=item.get("name"),
+                source=item.get("source"),
+                target=str(item.get("target", "")).lower(),
+                field=item.get("field"),
+                policy=str(item.get("policy", "")).lower(),
+                channels=item.get("channels"),
                 enabled=bool(item.get("enabled", True)),
             )
         except UserError as error:
@@ -402,14 +482,20 @@ async def import_rules(session: AsyncSession, *, actor: Actor, document: str) ->
         item = _mapping(item, where)
         try:
             await set_policy(
-                session, actor=actor, channel=channel,
+                session,
+                actor=actor,
+                channel=channel,
                 create_customer=bool(item.get("create_customer", False)),
                 create_case=bool(item.get("create_case", False)),
                 flag_for_review=bool(item.get("flag_for_review", True)),
             )
         except UserError as error:
             raise _prefixed(error, where) from None
-    return {"recognition_rules": len(recognition_rules), "promotion_rules": len(promotion_rules), "no_match_policies": len(policies)}
+    return {
+        "recognition_rules": len(recognition_rules),
+        "promotion_rules": len(promotion_rules),
+        "no_match_policies": len(policies),
+    }
 
 
 async def export_to_file(path: str) -> None:
@@ -472,12 +558,17 @@ async def apply_outcome(
     elif decision.needs_review and not recognition.candidates:
         # Nothing is created: the agent gets the data as a partially completed profile to confirm.
         applied.profile, trace = new_profile(recognition, promotions, region)
-        applied.promoted += [{**entry, "result": "proposed"} if entry["result"] == "applied" else entry for entry in trace]
+        applied.promoted += [
+            {**entry, "result": "proposed"} if entry["result"] == "applied" else entry for entry in trace
+        ]
 
     if decision.create_case and applied.customer_id is not None and applied.case_id is None:
         promoted_subject, fields, trace = promoted_values(promotions, "case", None, {})
         case = await case_service.create_case(
-            session, actor=actor, subject=new_case_subject(view, promoted_subject), customer_ids=[applied.customer_id],
+            session,
+            actor=actor,
+            subject=new_case_subject(view, promoted_subject),
+            customer_ids=[applied.customer_id],
             fields=fields,
         )
         applied.case_id, applied.case_created = case.id, True
@@ -487,7 +578,9 @@ async def apply_outcome(
         assert case is not None
         subject, fields, trace = promoted_values(promotions, "case", case.subject, case.fields)
         if subject is not None or fields:
-            await case_service.update_case(session, actor=actor, case_id=case.id, subject=subject, fields=fields or None)
+            await case_service.update_case(
+                session, actor=actor, case_id=case.id, subject=subject, fields=fields or None
+            )
         applied.promoted += trace
     return applied
 
@@ -514,11 +607,15 @@ async def _promote_to_customer(
                     session, actor=actor, customer_id=customer_id, kind=promotion.field, value=str(raw), region=region
                 )
             except UserError as error:
-                trace.append(promotion.entry("unchanged" if error.code == ErrorCode.DUPLICATE else "skipped", error.message))
+                trace.append(
+                    promotion.entry("unchanged" if error.code == ErrorCode.DUPLICATE else "skipped", error.message)
+                )
             else:
                 trace.append(promotion.entry("applied"))
     if name is not None or changes:
-        await customer_service.update_customer(session, actor=actor, customer_id=customer_id, name=name, fields=changes or None)
+        await customer_service.update_customer(
+            session, actor=actor, customer_id=customer_id, name=name, fields=changes or None
+        )
     return trace
 
 
@@ -540,7 +637,14 @@ async def _settle_concurrent_newcomers(session: AsyncSession, recognition: Recog
         recognition.customer_id = ids[0]
         decision.reason = "a profile with these identifiers was created meanwhile by another contact: recognised"
         recognition.steps.append(
-            {"rule": None, "kind": "recheck", "target": "customer", "outcome": "match", "reason": decision.reason, "matches": ids}
+            {
+                "rule": None,
+                "kind": "recheck",
+                "target": "customer",
+                "outcome": "match",
+                "reason": decision.reason,
+                "matches": ids,
+            }
         )
     else:
         recognition.candidates = ids

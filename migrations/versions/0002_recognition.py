@@ -4,8 +4,8 @@ Revision ID: 0002
 Revises: 0001
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0002"
@@ -15,8 +15,14 @@ depends_on = None
 
 # Frozen copy of app/recognition/defaults.py at the time of this revision.
 DEFAULT_RULES = [
-    ("Case reference in subject or text", "case", "reference_in_text",
-     {"pattern": r"(?i)\b(CASE-\d{6,})\b", "fields": ["subject", "text"]}, 1, []),
+    (
+        "Case reference in subject or text",
+        "case",
+        "reference_in_text",
+        {"pattern": r"(?i)\b(CASE-\d{6,})\b", "fields": ["subject", "text"]},
+        1,
+        [],
+    ),
     ("Email thread", "case", "thread", {"require_known_sender": True}, 2, ["email"]),
     ("Sender email", "customer", "identifier", {"kind": "email", "source": "from"}, 3, []),
     ("Sender phone", "customer", "identifier", {"kind": "phone", "source": "from"}, 4, []),
@@ -98,10 +104,16 @@ def upgrade() -> None:
     op.execute("INSERT INTO recognition_config (id, version) VALUES (1, nextval('recognition_config_version_seq'))")
     op.add_column(
         "contacts",
-        sa.Column("candidate_customer_ids", postgresql.ARRAY(sa.BigInteger()), server_default=sa.text("'{}'"), nullable=False),
+        sa.Column(
+            "candidate_customer_ids", postgresql.ARRAY(sa.BigInteger()), server_default=sa.text("'{}'"), nullable=False
+        ),
     )
     op.create_index(
-        "ix_customers_fields", "customers", ["fields"], postgresql_using="gin", postgresql_ops={"fields": "jsonb_path_ops"}
+        "ix_customers_fields",
+        "customers",
+        ["fields"],
+        postgresql_using="gin",
+        postgresql_ops={"fields": "jsonb_path_ops"},
     )
     op.create_index(
         "ix_cases_fields", "cases", ["fields"], postgresql_using="gin", postgresql_ops={"fields": "jsonb_path_ops"}

@@ -4,8 +4,8 @@ Revision ID: 0003
 Revises: 0002
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0003"
@@ -106,7 +106,9 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "field_strategy IN ('survivor_wins', 'fill_empty', 'picks')", name=op.f("ck_customer_merges_field_strategy")
         ),
-        sa.ForeignKeyConstraint(["survivor_id"], ["customers.id"], name=op.f("fk_customer_merges_survivor_id_customers"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["survivor_id"], ["customers.id"], name=op.f("fk_customer_merges_survivor_id_customers"), ondelete="CASCADE"
+        ),
         sa.ForeignKeyConstraint(["actor_user_id"], ["users.id"], name=op.f("fk_customer_merges_actor_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_customer_merges")),
     )
@@ -123,9 +125,14 @@ def upgrade() -> None:
         sa.Column("identifier_value", sa.Text(), nullable=True),
         sa.Column("previous_candidate_ids", postgresql.ARRAY(sa.BigInteger()), nullable=True),
         sa.ForeignKeyConstraint(
-            ["merge_id"], ["customer_merges.id"], name=op.f("fk_customer_merge_entries_merge_id_customer_merges"), ondelete="CASCADE"
+            ["merge_id"],
+            ["customer_merges.id"],
+            name=op.f("fk_customer_merge_entries_merge_id_customer_merges"),
+            ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("merge_id", "kind", "row_id", "from_customer_id", name=op.f("pk_customer_merge_entries")),
+        sa.PrimaryKeyConstraint(
+            "merge_id", "kind", "row_id", "from_customer_id", name=op.f("pk_customer_merge_entries")
+        ),
     )
     op.create_table(
         "archive_rules",
@@ -141,14 +148,18 @@ def upgrade() -> None:
         sa.CheckConstraint("entity IN ('customer', 'case')", name=op.f("ck_archive_rules_entity")),
         sa.CheckConstraint("expiry_action IN ('delete', 'anonymise')", name=op.f("ck_archive_rules_expiry_action")),
         sa.CheckConstraint("inactivity_days >= 0", name=op.f("ck_archive_rules_inactivity_days")),
-        sa.CheckConstraint("retention_days IS NULL OR retention_days >= 0", name=op.f("ck_archive_rules_retention_days")),
+        sa.CheckConstraint(
+            "retention_days IS NULL OR retention_days >= 0", name=op.f("ck_archive_rules_retention_days")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_archive_rules")),
         sa.UniqueConstraint("name", name=op.f("uq_archive_rules_name")),
     )
     # customerDuplicates: similar names by trigram similarity.
     op.execute("CREATE INDEX ix_customers_name_trgm ON customers USING gin (name gin_trgm_ops)")
     # Re-pointing older tombstones at a new survivor touches only those rows.
-    op.execute("CREATE INDEX ix_customers_merged_into_id ON customers (merged_into_id) WHERE merged_into_id IS NOT NULL")
+    op.execute(
+        "CREATE INDEX ix_customers_merged_into_id ON customers (merged_into_id) WHERE merged_into_id IS NOT NULL"
+    )
     op.execute("CREATE INDEX ix_cases_merged_into_id ON cases (merged_into_id) WHERE merged_into_id IS NOT NULL")
     # The archive sweep reads only the inactive (then only the expired) rows, not the table.
     op.execute(
