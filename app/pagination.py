@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+import orjson
+
 from app.errors import ErrorCode, UserError
+from app.limits import is_int64, to_utc
 
 MAX_PAGE = 100
+MAX_CURSOR = 200  # characters; ours are a few dozen
 T = TypeVar("T")
 
 
@@ -23,18 +28,21 @@ def encode_cursor(*values: Any) -> str:
 def decode_cursor(cursor: str, *types: type) -> list[Any]:
     """The sort key in `cursor`, one value of each of `types` (int or datetime); INVALID otherwise."""
     try:
-        values = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if len(cursor) > MAX_CURSOR:
+            raise ValueError
+        values = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
         if not isinstance(values, list) or len(values) != len(types):
             raise ValueError
         return [_typed(value, kind) for value, kind in zip(values, types, strict=True)]
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, binascii.Error, UnicodeError):
         raise UserError(ErrorCode.INVALID, "malformed cursor", "after") from None
 
 
 def _typed(value: Any, kind: type) -> Any:
-    if kind is datetime:
-        return datetime.fromisoformat(value)
-    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+    """A value the database can compare with: a time that converts to UTC, an integer within bigint."""
+    if kind is datetime and isinstance(value, str):
+        return to_utc(datetime.fromisoformat(value))
+    if kind is int and is_int64(value):
         return value
     raise ValueError
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import strawberry
-from graphql import GraphQLError, OperationDefinitionNode, ValidationContext, ValidationRule
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    StringValueNode,
+    ValidationContext,
+    ValidationRule,
+    Visitor,
+    visit,
+)
+from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -21,6 +31,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from app.errors import UserError as AppUserError
+from app.limits import unstorable_character
 from app.settings import Settings, load_settings
 from resolvers.query_cost import QueryCostLimiter
 from resolvers.root import MUTATIONS, QUERIES
@@ -29,6 +40,7 @@ from schema.auth import User
 from schema.cases import Case
 from schema.contacts import Contact
 from schema.customers import Customer, CustomerIdentifier
+from schema.scalars import SCALAR_OVERRIDES
 
 
 def should_mask_error(error: GraphQLError) -> bool:
@@ -68,6 +80,38 @@ class OperationNameRequired(SchemaExtension):
         yield
 
 
+class UnstorableCharacters(SchemaExtension):
+    """No NUL character or lone surrogate in a string, in the variables or in the document's
+    literals, gets past the door: PostgreSQL's text cannot hold them. One check for every argument."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context
+        where = unstorable_character(context.variables or {})
+        if where is not None:
+            where = f"variable ${where}"
+        elif context.graphql_document is not None:
+            literals = [node.value for node in _string_literals(context.graphql_document)]
+            where = "a string in the document" if unstorable_character(literals) is not None else None
+        if where is not None:
+            error = GraphQLError(
+                f"Strings must not contain NUL characters or lone surrogates ({where})",
+                extensions={"code": "BAD_USER_INPUT"},
+            )
+            context.result = GraphQLExecutionResult(data=None, errors=[error])
+        yield
+
+
+def _string_literals(document: DocumentNode) -> list[StringValueNode]:
+    found: list[StringValueNode] = []
+
+    class Collect(Visitor):
+        def enter_string_value(self, node: StringValueNode, *_: object) -> None:
+            found.append(node)
+
+    visit(document, Collect())
+    return found
+
+
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or load_settings()
     # The limit rules are built once: the validation cache is keyed by the rule classes, and
@@ -85,6 +129,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
         OperationNameRequired,
+        UnstorableCharacters,
         lambda: QueryCostLimiter(max_cost=settings.max_query_cost),
         EventIds,
     ]
@@ -99,4 +144,5 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         types=[Customer, Case, Contact, CustomerIdentifier, User],
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),
+        scalar_overrides=SCALAR_OVERRIDES,
     )

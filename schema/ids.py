@@ -6,6 +6,7 @@ import base64
 import binascii
 
 from app.errors import ErrorCode, UserError
+from app.limits import parse_db_id
 
 
 def to_global_id(type_name: str, db_id: int) -> str:
@@ -16,9 +17,10 @@ def from_global_id(global_id: str) -> tuple[str, int] | None:
     """(type name, database id), or None when the id is not one of ours."""
     try:
         type_name, _, raw = base64.b64decode(global_id.encode(), validate=True).decode().partition(":")
-        return type_name, int(raw)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+    except (binascii.Error, UnicodeError, ValueError):
         return None
+    number = parse_db_id(raw)
+    return None if number is None else (type_name, number)
 
 
 def db_id(global_id: str, type_name: str, field: str) -> int:

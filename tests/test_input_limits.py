@@ -1,0 +1,190 @@
+"""Inputs a fuzzer sends: each is refused with a code naming what is wrong (a UserError, a request
+error, a 400 or a 413), never a masked "Unexpected error." nor a 500."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from tests.support import gid, make_contact, make_customer
+
+ERRORS = "errors { field code message }"
+CUSTOMER_BY_NUMBER = "query($n: String!) { customerByNumber(number: $n) { id } }"
+CUSTOMER = "query($id: ID!) { customer(id: $id) { id } node(id: $id) { id } }"
+CUSTOMER_UPDATE = f'mutation($id: ID!) {{ customerUpdate(input: {{id: $id, name: "X"}}) {{ {ERRORS} }} }}'
+CUSTOMERS_AFTER = "query($after: String) { customers(after: $after) { edges { node { id } } } }"
+HISTORY_AFTER = (
+    "query($id: ID!, $after: String) { customer(id: $id) { contacts(after: $after) { edges { node { id } } } } }"
+)
+CONTACT_CREATE = (
+    f"mutation($input: ContactCreateInput!) {{ contactCreate(input: $input) {{ contact {{ id }} {ERRORS} }} }}"
+)
+CUSTOMER_CREATE = f"mutation($input: CustomerCreateInput!) {{ customerCreate(input: $input) {{ customer {{ id fields }} {ERRORS} }} }}"
+
+
+def refused(response) -> list[dict]:
+    """The errors of a refused request, after checking it was refused on purpose."""
+    assert response.status_code < 500, response.text
+    body = response.json()
+    assert "Unexpected error." not in response.text, body
+    return body["errors"]
+
+
+def cursor(value) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
+
+
+def mutation_errors(response, name: str) -> list[dict]:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert not body.get("errors"), body
+    return body["data"][name]["errors"]
+
+
+# ---- NUL characters and lone surrogates ----------------------------------------------------------
+
+
+async def test_a_nul_character_in_a_string_literal_is_refused_before_it_runs(gql, count_queries):
+    await gql("{ me { name } }")  # the token lookup is cached from here on
+    start = count_queries.count
+    errors = refused(await gql.post('{ customerByNumber(number: "a\\u0000") { id } }'))
+
+    assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT" and "NUL" in errors[0]["message"]
+    assert count_queries.count == start
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"n": "C-\x00"},
+        {"input": {"channel": "EMAIL", "direction": "INBOUND", "payload": {"note": "a\x00b"}}},
+        {"input": {"channel": "EMAIL", "direction": "INBOUND", "payload": {"a\x00": 1}}},
+        {"input": {"channel": "EMAIL", "direction": "INBOUND", "to": ["x\x00@example.com"]}},
+    ],
+)
+async def test_a_nul_character_anywhere_in_the_variables_is_refused(gql, variables):
+    document = CUSTOMER_BY_NUMBER if "n" in variables else CONTACT_CREATE
+    errors = refused(await gql.post(document, variables))
+
+    assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_a_lone_surrogate_is_refused_whichever_way_it_is_written(http, gql, admin_token):
+    escaped = b'{"query": "mutation($n: String) { customerCreate(input: {name: $n}) { customer { id } } }", "variables": {"n": "\\ud800"}}'
+    over_http = await http.post(
+        "/graphql",
+        content=escaped,
+        headers={"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"},
+    )
+    literal = await gql.post('mutation { customerCreate(input: {name: "\\uD800"}) { customer { id } } }')
+
+    assert over_http.status_code == 400
+    refused(literal)
+    assert (await gql("{ customers { edges { node { id } } } }"))["customers"]["edges"] == []
+
+
+def test_the_character_check_finds_a_lone_surrogate_and_names_where():
+    from app.limits import unstorable_character
+
+    assert unstorable_character({"input": {"name": "Ada\ud800"}}) == "input.name"
+    assert unstorable_character({"input": {"to": ["ok", "x\x00"]}}) == "input.to.1"
+    assert unstorable_character({"input": {"name": "Ada 😀", "n": 1}}) is None
+
+
+# ---- global ids and cursors --------------------------------------------------------------------
+
+BAD_IDS = [
+    "Customer:9223372036854775808",
+    "Customer:18446744073709551616",
+    "Customer:-1",
+    "Customer:0",
+    "Customer:1_000",
+    "Customer: 2",
+    "Customer:2 ",
+    "Customer:02",
+    "Customer:\u0662",  # Arabic-Indic two
+    "Customer:" + "9" * 5000,
+    "Customer:[[[[1]]]]",
+    "Customer:1:2",
+]
+
+
+@pytest.mark.parametrize("raw", BAD_IDS)
+async def test_a_global_id_parses_strictly(gql, runtime, raw):
+    await make_customer(runtime, "Ada")
+    await make_customer(runtime, "Bob")
+    global_id = base64.b64encode(raw.encode()).decode()
+
+    found = await gql(CUSTOMER, {"id": global_id})
+    errors = mutation_errors(await gql.post(CUSTOMER_UPDATE, {"id": global_id}), "customerUpdate")
+
+    assert found == {"customer": None, "node": None}
+    assert [(e["field"], e["code"]) for e in errors] == [("id", "NOT_FOUND")]
+
+
+def test_a_global_id_round_trips():
+    from schema.ids import from_global_id, to_global_id
+
+    assert from_global_id(to_global_id("Customer", 9223372036854775807)) == ("Customer", 9223372036854775807)
+    assert from_global_id(to_global_id("Case", 42)) == ("Case", 42)
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        cursor([2**64]),
+        cursor([2**63]),
+        cursor([-(2**63) - 1]),
+        cursor([True]),
+        cursor([[[[1]]]]),
+        base64.urlsafe_b64encode(b"[" * 100_000 + b"]" * 100_000).decode(),
+        "%%%",
+        "x" * 10_000,
+    ],
+)
+async def test_a_cursor_outside_bigint_or_malformed_is_invalid(gql, after):
+    errors = refused(await gql.post(CUSTOMERS_AFTER, {"after": after}))
+
+    assert errors[0]["message"] == "malformed cursor" and errors[0]["path"] == ["customers"]
+
+
+async def test_a_cursor_time_that_overflows_in_utc_is_invalid(gql, runtime):
+    customer = await make_customer(runtime, "Ada")
+    await make_contact(runtime, customer_id=customer)
+
+    for time in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
+        errors = refused(await gql.post(HISTORY_AFTER, {"id": gid("Customer", customer), "after": cursor([time, 1])}))
+        assert errors[0]["message"] == "malformed cursor"
+
+
+async def test_a_contact_time_that_overflows_in_utc_is_a_request_error(gql, runtime):
+    customer = await make_customer(runtime, "Ada")
+    variables = {
+        "input": {
+            "channel": "PHONE",
+            "direction": "INBOUND",
+            "customerId": gid("Customer", customer),
+            "occurredAt": "0001-01-01T00:00:00+14:00",
+        }
+    }
+
+    errors = refused(await gql.post(CONTACT_CREATE, variables))
+
+    assert "occurredAt" in errors[0]["message"] and "DateTime" in errors[0]["message"]
+
+
+async def test_a_contact_time_is_stored_as_the_same_instant(gql, runtime):
+    customer = await make_customer(runtime, "Ada")
+    variables = {
+        "input": {
+            "channel": "PHONE",
+            "direction": "INBOUND",
+            "customerId": gid("Customer", customer),
+            "occurredAt": "2026-03-01T10:00:00+02:00",
+        }
+    }
+    created = await gql(CONTACT_CREATE.replace("contact { id }", "contact { occurredAt }"), variables)
+
+    assert created["contactCreate"]["contact"]["occurredAt"] == "2026-03-01T08:00:00+00:00"
