@@ -10,6 +10,7 @@ from typing import Any
 import nh3
 
 from app.errors import ErrorCode, UserError
+from app.limits import check_json_object
 from app.models import CHANNELS, DIRECTIONS
 
 
@@ -68,7 +69,5 @@ def validate(data: ContactData) -> None:
         raise UserError(ErrorCode.INVALID, f"channel must be one of {', '.join(CHANNELS)}", "channel")
     if data.direction not in DIRECTIONS:
         raise UserError(ErrorCode.INVALID, f"direction must be one of {', '.join(DIRECTIONS)}", "direction")
-    if not isinstance(data.headers, dict):
-        raise UserError(ErrorCode.INVALID, "headers must be an object of header names to values", "headers")
-    if not isinstance(data.payload, dict):
-        raise UserError(ErrorCode.INVALID, "payload must be an object", "payload")
+    check_json_object(data.headers, "headers")
+    check_json_object(data.payload, "payload")

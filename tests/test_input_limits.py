@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.support import gid, make_contact, make_customer
+from tests.support import gid, make_case, make_contact, make_customer
 
 ERRORS = "errors { field code message }"
 CUSTOMER_BY_NUMBER = "query($n: String!) { customerByNumber(number: $n) { id } }"
@@ -188,3 +188,108 @@ async def test_a_contact_time_is_stored_as_the_same_instant(gql, runtime):
     created = await gql(CONTACT_CREATE.replace("contact { id }", "contact { occurredAt }"), variables)
 
     assert created["contactCreate"]["contact"]["occurredAt"] == "2026-03-01T08:00:00+00:00"
+
+
+# ---- JSON that PostgreSQL cannot store, or that is not an object ----------------------------------
+
+CASE_CREATE = f"mutation($input: CaseCreateInput!) {{ caseCreate(input: $input) {{ case {{ id }} {ERRORS} }} }}"
+CASE_UPDATE = f"mutation($input: CaseUpdateInput!) {{ caseUpdate(input: $input) {{ case {{ fields }} {ERRORS} }} }}"
+CUSTOMER_FIELDS_UPDATE = (
+    f"mutation($input: CustomerUpdateInput!) {{ customerUpdate(input: $input) {{ customer {{ fields }} {ERRORS} }} }}"
+)
+
+
+def nested(depth: int):
+    value: object = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+UNSTORABLE_JSON = [
+    [1],
+    "text",
+    7,
+    {"big": 2**64},
+    {"big": [2**63]},
+    {"small": -(2**63) - 1},
+    nested(300),
+]
+
+
+@pytest.mark.parametrize("value", UNSTORABLE_JSON[:3])
+async def test_custom_fields_must_be_an_object_when_created(gql, runtime, value):
+    customer = await make_customer(runtime, "Ada")
+
+    on_customer = await gql.post(CUSTOMER_CREATE, {"input": {"name": "Bob", "fields": value}})
+    on_case = await gql.post(
+        CASE_CREATE, {"input": {"subject": "S", "customerIds": [gid("Customer", customer)], "fields": value}}
+    )
+
+    assert mutation_errors(on_customer, "customerCreate") == [
+        {"field": "fields", "code": "INVALID", "message": "fields must be a JSON object"}
+    ]
+    assert [(e["field"], e["code"]) for e in mutation_errors(on_case, "caseCreate")] == [("fields", "INVALID")]
+
+
+async def test_a_record_created_with_fields_stays_updatable(gql):
+    created = await gql(CUSTOMER_CREATE, {"input": {"name": "Bob", "fields": {"tier": "gold"}}})
+    customer = created["customerCreate"]["customer"]["id"]
+
+    refused_update = await gql.post(CUSTOMER_FIELDS_UPDATE, {"input": {"id": customer, "fields": [1]}})
+    updated = await gql(CUSTOMER_FIELDS_UPDATE, {"input": {"id": customer, "fields": {"vip": True}}})
+
+    assert [(e["field"], e["code"]) for e in mutation_errors(refused_update, "customerUpdate")] == [
+        ("fields", "INVALID")
+    ]
+    assert updated["customerUpdate"]["customer"]["fields"] == {"tier": "gold", "vip": True}
+
+
+def literal(value) -> str:
+    """A JSON value written as a GraphQL literal (integers of any size survive, unlike in JSON variables)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(literal(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+@pytest.mark.parametrize("value", UNSTORABLE_JSON[3:])
+async def test_json_the_database_cannot_store_is_invalid(gql, runtime, value):
+    customer = await make_customer(runtime, "Ada")
+    case = await make_case(runtime, [customer])
+    customer_id, case_id = gid("Customer", customer), gid("Case", case)
+
+    # Integers beyond 64 bits survive only in a literal (JSON variables read them as floats); the
+    # parser refuses literals nested this deep, so deep values travel as variables.
+    deep = value == nested(300)
+    argument = "$v" if deep else literal(value)
+    declared = "($v: JSON)" if deep else ""
+    documents = {
+        "customerCreate": f'customerCreate(input: {{name: "B", fields: {argument}}})',
+        "customerUpdate": f'customerUpdate(input: {{id: "{customer_id}", fields: {argument}}})',
+        "caseUpdate": f'caseUpdate(input: {{id: "{case_id}", fields: {argument}}})',
+        "contactCreate": f'contactCreate(input: {{channel: EMAIL, direction: INBOUND, customerId: "{customer_id}", '
+        f"payload: {argument}}})",
+    }
+    answers = {
+        name: await gql.post(f"mutation{declared} {{ {field} {{ {ERRORS} }} }}", {"v": value} if deep else None)
+        for name, field in documents.items()
+    }
+
+    for name, response in answers.items():
+        assert [(e["field"], e["code"]) for e in mutation_errors(response, name)] == [
+            ("payload" if name == "contactCreate" else "fields", "INVALID")
+        ], name
+
+
+@pytest.mark.parametrize("headers", [[1], "Message-ID: <a@b>", {"XBig": 2**64}])
+async def test_contact_headers_must_be_a_storable_object(gql, runtime, headers):
+    customer = await make_customer(runtime, "Ada")
+
+    response = await gql.post(
+        f'mutation {{ contactCreate(input: {{channel: EMAIL, direction: INBOUND, customerId: "{gid("Customer", customer)}", '
+        f"headers: {literal(headers)}}}) {{ {ERRORS} }} }}"
+    )
+
+    assert [(e["field"], e["code"]) for e in mutation_errors(response, "contactCreate")] == [("headers", "INVALID")]

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import events
 from app.auth import SYSTEM, Actor
 from app.errors import ErrorCode, UserError, not_found
+from app.limits import check_json_object
 from app.models import (
     ARCHIVE_ENTITIES,
     EXPIRY_ACTIONS,
@@ -272,8 +273,8 @@ async def create_archive_rule(
         raise UserError(ErrorCode.INVALID, "retentionDays must not be negative", "retentionDays")
     if expiry_action not in EXPIRY_ACTIONS:
         raise UserError(ErrorCode.INVALID, f"expiryAction must be one of {', '.join(EXPIRY_ACTIONS)}", "expiryAction")
-    if exempt_when is not None and not isinstance(exempt_when, dict):
-        raise UserError(ErrorCode.INVALID, "exemptWhen must be a JSON object of field values", "exemptWhen")
+    if exempt_when is not None:
+        check_json_object(exempt_when, "exemptWhen")
     if await session.scalar(select(ArchiveRule.id).where(ArchiveRule.name == name.strip())):
         raise UserError(ErrorCode.DUPLICATE, f"a rule named {name.strip()!r} exists", "name")
     rule = ArchiveRule(

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import events
 from app.auth import Actor
 from app.errors import ErrorCode, UserError, not_found
+from app.limits import check_json_object
 from app.models import (
     CASE_STATUSES,
     FINISHED_CASE_STATUSES,
@@ -86,6 +87,8 @@ async def create_case(
         raise UserError(ErrorCode.INVALID, f"priority must be one of {', '.join(PRIORITIES)}", "priority")
     if not customer_ids:
         raise UserError(ErrorCode.REQUIRED, "a case concerns at least one customer", "customerIds")
+    if fields is not None:
+        check_json_object(fields, "fields")
     customer_ids = list(dict.fromkeys(customer_ids))
     await _require_live_customers(session, customer_ids, "customerIds")
     if parent_id is not None and await session.get(Case, parent_id) is None:
@@ -155,7 +158,7 @@ async def update_case(
     if severity is not None:
         case.severity = severity
     if fields is not None:
-        case.fields = {**case.fields, **fields}
+        case.fields = {**case.fields, **check_json_object(fields, "fields")}
     if assignee_id is not None:
         if await session.get(User, assignee_id) is None:
             raise not_found("user", "assigneeId")

@@ -17,6 +17,7 @@ from app import events
 from app.auth import Actor
 from app.errors import ErrorCode, UserError, not_found
 from app.identifiers import normalize_identifier
+from app.limits import check_json_object
 from app.models import FIELD_STRATEGIES, Customer, CustomerIdentifier, CustomerMerge
 from app.pagination import Page, decode_cursor
 from app.services import audit
@@ -92,9 +93,10 @@ async def create_customer(
 ) -> Customer:
     """Create a customer with its identifiers."""
     pairs = normalize_identifiers(identifiers, region=region)
+    fields = check_json_object(fields, "fields") if fields is not None else {}
     customer = (
         await session.execute(
-            insert(Customer).values(name=(name or "").strip() or None, fields=fields or {}).returning(Customer)
+            insert(Customer).values(name=(name or "").strip() or None, fields=fields).returning(Customer)
         )
     ).scalar_one()
     if pairs:
@@ -131,6 +133,7 @@ async def update_customer(
             raise UserError(ErrorCode.REQUIRED, "name must not be empty", "name")
         customer.name = name.strip()
     if fields is not None:
+        check_json_object(fields, "fields")
         customer.fields = dict(fields) if replace_fields else {**customer.fields, **fields}
     await session.flush()
     await session.refresh(customer, ["updated_at"])
