@@ -61,7 +61,7 @@ class ContactMutation:
         description="Log a contact on a customer and/or case. A repeated externalId returns the first contact."
     )
     async def contact_create(self, info: strawberry.Info, input: ContactCreateInput) -> ContactPayload:
-        data = contact_data(input, source="api" if input.external_id else None)
+        data = contact_data(input, source=None)
         return await mutate(
             info,
             ContactPayload,

@@ -98,7 +98,7 @@ class ContactCreateInput:
     to: list[str] = strawberry.field(default_factory=list)
     headers: JSON | None = None
     external_id: str | None = strawberry.field(
-        default=None, description="Idempotency key: a repeat returns the first contact."
+        default=None, description="Idempotency key of the caller: the same caller's repeat returns its first contact."
     )
     payload: JSON | None = None
 

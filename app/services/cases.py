@@ -27,7 +27,7 @@ from app.models import (
 from app.pagination import Page, decode_cursor
 from app.services import audit
 from app.services.customers import require_live_customer
-from app.services.locking import cases, lock_case_graph, primary_of
+from app.services.locking import cases, lock_case_graph, lock_case_tree, primary_of
 
 
 def snapshot(case: Case) -> dict[str, Any]:
@@ -52,10 +52,15 @@ def require_live_case(case: Case | Row[Any] | None, field: str) -> None:
 
 
 async def _require_live_customers(session: AsyncSession, customer_ids: list[int], field: str) -> None:
+    """Each customer is live, and stays so until the transaction ends: FOR SHARE waits for an erasure
+    or merge in progress (FOR UPDATE) and then reads its outcome."""
     rows = {
         r.id: r
         for r in await session.execute(
-            select(Customer.id, Customer.number, Customer.status).where(Customer.id.in_(customer_ids))
+            select(Customer.id, Customer.number, Customer.status)
+            .where(Customer.id.in_(customer_ids))
+            .order_by(Customer.id)
+            .with_for_update(read=True)
         )
     }
     for index, customer_id in enumerate(customer_ids):
@@ -140,6 +145,8 @@ async def update_case(
     parent_id: int | None = None,
 ) -> Case:
     """Change a case's attributes; only the arguments given change."""
+    if parent_id is not None:
+        await lock_case_tree(session)
     case = await get_case_for_update(session, case_id)
     before = snapshot(case)
     if subject is not None:
@@ -427,6 +434,7 @@ async def merge_cases(session: AsyncSession, *, actor: Actor, source_case_id: in
     """Merge one case into another: contacts, customers and child cases move; the source becomes a tombstone."""
     if source_case_id == target_case_id:
         raise UserError(ErrorCode.SELF_MERGE, "a case cannot be merged into itself", "targetCaseId")
+    await lock_case_tree(session)  # the source's children move under the target
     _, locked, links = await lock_case_graph(session, [source_case_id, target_case_id], field="sourceCaseId")
     source, target = locked[source_case_id], locked[target_case_id]
     require_live_case(source, "sourceCaseId")

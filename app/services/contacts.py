@@ -107,6 +107,12 @@ def publish_contact(session: AsyncSession, contact: Contact) -> None:
     events.emit(session, "contactReceived", "all", contactId=contact.id)
 
 
+def caller_source(actor: Actor) -> str:
+    """The namespace of contactCreate's idempotency keys: each caller's own, so that no caller can
+    claim (and later read back) another's external id."""
+    return f"api:{actor.user_id}" if actor.user_id is not None else "api"
+
+
 async def create_contact(
     session: AsyncSession,
     *,
@@ -115,8 +121,10 @@ async def create_contact(
     customer_id: int | None,
     case_id: int | None,
 ) -> Contact:
-    """Log a contact on a customer and/or case; a repeated external id returns the first contact."""
+    """Log a contact on a customer and/or case; the caller's repeated external id returns its first contact."""
     validate(data)
+    if data.external_id is not None:
+        data.source = caller_source(actor)
     customer_id, case_id = await resolve_links(session, customer_id=customer_id, case_id=case_id)
     contact, created = await insert_contact(
         session,

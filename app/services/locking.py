@@ -1,4 +1,5 @@
-"""Row locks in one global order: customers by ascending id, then cases by ascending id.
+"""Row locks in one global order: the case tree (when parents change), then customers by ascending
+id, then cases by ascending id.
 
 Every function that changes more than one record locks through these, so concurrent changes and
 ingest serialise instead of deadlocking or leaving a contact on a tombstone.
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +21,17 @@ from app.models import Case, CaseCustomer, Customer
 customers = Customer.__table__
 cases = Case.__table__
 links = CaseCustomer.__table__
+
+
+# The advisory lock that serialises changes to case parents (any 64-bit key of our own).
+CASE_TREE_LOCK = 0x63617365_74726565  # "casetree"
+
+
+async def lock_case_tree(session: AsyncSession) -> None:
+    """Serialise changes to case parents until the transaction ends, so that a check for cycles sees
+    every parent committed before it: two concurrent changes could each pass the check alone and
+    close a cycle together. Taken before any row lock."""
+    await session.execute(select(func.pg_advisory_xact_lock(CASE_TREE_LOCK)))
 
 
 async def lock_customers(
