@@ -9,8 +9,9 @@ from typing import Any
 
 import nh3
 
+from app import limits
 from app.errors import ErrorCode, UserError
-from app.limits import check_json_object
+from app.limits import check_json_object, check_text
 from app.models import CHANNELS, DIRECTIONS
 
 
@@ -64,10 +65,23 @@ def stored_columns(data: ContactData) -> dict[str, Any]:
 
 
 def validate(data: ContactData) -> None:
-    """Channel and direction are known; headers and payload are JSON objects."""
+    """Channel and direction are known; headers and payload are JSON objects; every text within its limit."""
     if data.channel not in CHANNELS:
         raise UserError(ErrorCode.INVALID, f"channel must be one of {', '.join(CHANNELS)}", "channel")
     if data.direction not in DIRECTIONS:
         raise UserError(ErrorCode.INVALID, f"direction must be one of {', '.join(DIRECTIONS)}", "direction")
     check_json_object(data.headers, "headers")
     check_json_object(data.payload, "payload")
+    check_text(header(data.headers, "Message-ID"), "headers.Message-ID", limits.MESSAGE_ID)
+    for value, name, limit in (
+        (data.subject, "subject", limits.SUBJECT),
+        (data.text, "text", limits.TEXT),
+        (data.html, "html", limits.HTML),
+        (data.from_address, "from", limits.ADDRESS),
+        (data.source, "source", limits.SOURCE),
+        (data.external_id, "externalId", limits.EXTERNAL_ID),
+    ):
+        check_text(value, name, limit)
+    limits.check_count(data.to_addresses, "to", limits.RECIPIENTS)
+    for index, address in enumerate(data.to_addresses):
+        check_text(address, f"to.{index}", limits.ADDRESS)

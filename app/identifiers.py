@@ -5,6 +5,7 @@ from __future__ import annotations
 import phonenumbers
 
 from app.errors import ErrorCode, UserError
+from app.limits import IDENTIFIER, check_text
 from app.models import IDENTIFIER_KINDS
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321's limit on a forward path
@@ -44,6 +45,7 @@ def normalize_phone(value: str, region: str, field: str = "phone") -> str:
 
 def normalize_identifier(kind: str, value: str, *, region: str, field: str = "value", kind_field: str = "kind") -> str:
     """The stored form of an identifier; INVALID on `kind_field` for an unknown kind, on `field` for a bad value."""
+    check_text(value, field, IDENTIFIER)
     if kind not in IDENTIFIER_KINDS:
         raise UserError(ErrorCode.INVALID, f"unknown identifier kind '{kind}'", kind_field)
     if kind == "email":

@@ -293,3 +293,163 @@ async def test_contact_headers_must_be_a_storable_object(gql, runtime, headers):
     )
 
     assert [(e["field"], e["code"]) for e in mutation_errors(response, "contactCreate")] == [("headers", "INVALID")]
+
+
+# ---- lengths and list sizes ---------------------------------------------------------------------
+
+MEGABYTE = "x" * 1_000_000
+INGEST = f"mutation($input: ContactIngestInput!) {{ contactIngest(input: $input) {{ contact {{ id }} {ERRORS} }} }}"
+IDENTIFIER_ADD = (
+    f"mutation($input: CustomerIdentifierAddInput!) {{ customerIdentifierAdd(input: $input) {{ {ERRORS} }} }}"
+)
+
+
+def field_codes(response, name: str) -> list[tuple[str, str]]:
+    return [(e["field"], e["code"]) for e in mutation_errors(response, name)]
+
+
+@pytest.mark.parametrize(
+    ("identifiers", "field"),
+    [
+        ({"emails": [MEGABYTE + "@example.com"]}, "emails.0"),
+        ({"accountIds": [MEGABYTE]}, "accountIds.0"),
+        ({"phones": ["+44 20 7946 0000"], "accountIds": ["A-1", "A" * 255]}, "accountIds.1"),
+        ({"phones": ["1" * 100_000]}, "phones.0"),
+    ],
+)
+async def test_an_identifier_too_long_for_its_index_is_invalid_naming_it(gql, identifiers, field):
+    response = await gql.post(CUSTOMER_CREATE, {"input": {"name": "Ada", **identifiers}})
+
+    assert field_codes(response, "customerCreate") == [(field, "INVALID")]
+
+
+async def test_ten_thousand_identifiers_on_one_customer_are_refused_quickly(gql, count_queries):
+    import time
+
+    emails = [f"user{i}@example.com" for i in range(10_000)]
+    phones = [f"+4420794{i:05d}" for i in range(10_000)]
+    await gql("{ me { name } }")
+    start = count_queries.count
+    began = time.perf_counter()
+
+    by_email = await gql.post(CUSTOMER_CREATE, {"input": {"name": "Ada", "emails": emails}})
+    by_phone = await gql.post(CUSTOMER_CREATE, {"input": {"name": "Ada", "emails": emails[:40], "phones": phones}})
+
+    assert time.perf_counter() - began < 1.5
+    assert field_codes(by_email, "customerCreate") == [("emails", "INVALID")]
+    assert field_codes(by_phone, "customerCreate") == [("phones", "INVALID")]
+    assert count_queries.count == start
+
+
+async def test_repeated_identifiers_are_stored_once(gql):
+    created = await gql(
+        CUSTOMER_CREATE.replace("customer { id fields }", "customer { identifiers { kind value } }"),
+        {"input": {"emails": ["ada@example.com", "ADA@example.com "] * 5, "accountIds": ["A-1", "A-1"]}},
+    )
+
+    assert sorted((i["kind"], i["value"]) for i in created["customerCreate"]["customer"]["identifiers"]) == [
+        ("ACCOUNT_ID", "A-1"),
+        ("EMAIL", "ada@example.com"),
+    ]
+
+
+async def test_adding_identifiers_stops_at_the_limit(gql, runtime):
+    from app import limits
+
+    customer = await make_customer(
+        runtime, "Ada", emails=[f"a{i}@example.com" for i in range(limits.IDENTIFIERS_PER_CUSTOMER)]
+    )
+
+    response = await gql.post(
+        IDENTIFIER_ADD, {"input": {"customerId": gid("Customer", customer), "kind": "PHONE", "value": "+442079460000"}}
+    )
+
+    assert field_codes(response, "customerIdentifierAdd") == [("customerId", "INVALID")]
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"subject": "s" * 501}, "subject"),
+        ({"severity": "s" * 51}, "severity"),
+        ({"description": "d" * 20_001}, "description"),
+    ],
+)
+async def test_case_texts_have_limits(gql, runtime, extra, field):
+    customer = gid("Customer", await make_customer(runtime, "Ada"))
+    case = gid("Case", await make_case(runtime, [await make_customer(runtime, "Bob")]))
+
+    created = await gql.post(CASE_CREATE, {"input": {"subject": "S", "customerIds": [customer], **extra}})
+    updated = await gql.post(CASE_UPDATE, {"input": {"id": case, **extra}})
+
+    assert field_codes(created, "caseCreate") == [(field, "INVALID")]
+    assert field_codes(updated, "caseUpdate") == [(field, "INVALID")]
+
+
+async def test_a_case_concerns_a_bounded_number_of_customers(gql, runtime):
+    ada = gid("Customer", await make_customer(runtime, "Ada"))
+
+    response = await gql.post(CASE_CREATE, {"input": {"subject": "S", "customerIds": [ada] * 10_000}})
+
+    assert field_codes(response, "caseCreate") == [("customerIds", "INVALID")]
+
+
+async def test_a_name_and_a_reason_code_have_limits(gql, runtime):
+    customer = gid("Customer", await make_customer(runtime, "Ada"))
+    case = gid("Case", await make_case(runtime, [await make_customer(runtime, "Bob")]))
+
+    named = await gql.post(CUSTOMER_CREATE, {"input": {"name": "n" * 201}})
+    renamed = await gql.post(CUSTOMER_FIELDS_UPDATE, {"input": {"id": customer, "name": "n" * 201}})
+    closed = await gql.post(
+        f"mutation($id: ID!, $r: String!) {{ caseClose(input: {{caseId: $id, reasonCode: $r}}) {{ {ERRORS} }} }}",
+        {"id": case, "r": "r" * 101},
+    )
+
+    assert field_codes(named, "customerCreate") == [("name", "INVALID")]
+    assert field_codes(renamed, "customerUpdate") == [("name", "INVALID")]
+    assert field_codes(closed, "caseClose") == [("reasonCode", "INVALID")]
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"externalId": MEGABYTE}, "externalId"),
+        ({"headers": {"Message-ID": f"<{MEGABYTE}@example.com>"}}, "headers.Message-ID"),
+        ({"subject": "s" * 501}, "subject"),
+        ({"from": MEGABYTE}, "from"),
+        ({"to": ["a@example.com"] * 101}, "to"),
+        ({"to": ["a@example.com", MEGABYTE]}, "to.1"),
+    ],
+)
+async def test_contact_texts_too_long_for_their_index_or_limit_are_invalid(gql, runtime, extra, field):
+    customer = gid("Customer", await make_customer(runtime, "Ada"))
+
+    created = await gql.post(
+        CONTACT_CREATE, {"input": {"channel": "EMAIL", "direction": "INBOUND", "customerId": customer, **extra}}
+    )
+    ingested = await gql.post(
+        INGEST,
+        {"input": {"source": "mail", "externalId": "m-1", "channel": "EMAIL", **extra}},
+    )
+
+    assert field_codes(created, "contactCreate") == [(field, "INVALID")]
+    assert field_codes(ingested, "contactIngest") == [(field, "INVALID")]
+
+
+async def test_a_merge_or_a_move_takes_a_bounded_number_of_ids(gql, runtime):
+    ada = gid("Customer", await make_customer(runtime, "Ada"))
+    case = gid("Case", await make_case(runtime, [await make_customer(runtime, "Bob")]))
+    many_customers = [gid("Customer", i) for i in range(2, 103)]
+    many_contacts = [gid("Contact", i) for i in range(1, 102)]
+
+    merged = await gql.post(
+        f"mutation($s: ID!, $d: [ID!]!) {{ customerMerge(input: {{survivorId: $s, duplicateIds: $d}}) {{ {ERRORS} }} }}",
+        {"s": ada, "d": many_customers},
+    )
+    moved = await gql.post(
+        f"mutation($c: [ID!]!, $to: ID!) {{ contactMove(input: {{contactIds: $c, toCaseId: $to}}) {{ {ERRORS} }} }}",
+        {"c": many_contacts, "to": case},
+    )
+
+    assert field_codes(merged, "customerMerge") == [("duplicateIds", "INVALID")]
+    assert field_codes(moved, "contactMove") == [("contactIds", "INVALID")]

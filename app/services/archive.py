@@ -16,10 +16,10 @@ from sqlalchemy import BigInteger, Row, TextClause, bindparam, delete, func, sel
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import events
+from app import events, limits
 from app.auth import SYSTEM, Actor
 from app.errors import ErrorCode, UserError, not_found
-from app.limits import check_json_object
+from app.limits import check_json_object, check_text
 from app.models import (
     ARCHIVE_ENTITIES,
     EXPIRY_ACTIONS,
@@ -265,6 +265,7 @@ async def create_archive_rule(
     """Add an archive rule."""
     if not name or not name.strip():
         raise UserError(ErrorCode.REQUIRED, "a rule needs a name", "name")
+    check_text(name, "name", limits.NAME)
     if entity not in ARCHIVE_ENTITIES:
         raise UserError(ErrorCode.INVALID, f"entity must be one of {', '.join(ARCHIVE_ENTITIES)}", "entity")
     if inactivity_days < 0:
@@ -606,6 +607,7 @@ async def erase_customer(session: AsyncSession, *, actor: Actor, customer_id: in
     """Erase a customer's personal data, keeping non-personal case statistics; irreversible."""
     if not reason or not reason.strip():
         raise UserError(ErrorCode.REQUIRED, "give the reason for the erasure", "reason")
+    check_text(reason, "reason", limits.DESCRIPTION)
     rows = await lock_with_tombstones(session, customer_id)
     require_live_customer(rows[customer_id], "customerId")
     case_ids = list(await session.scalars(select(CaseCustomer.case_id).where(CaseCustomer.customer_id == customer_id)))

@@ -9,10 +9,10 @@ from sqlalchemy import Row, delete, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import events
+from app import events, limits
 from app.auth import Actor
 from app.errors import ErrorCode, UserError, not_found
-from app.limits import check_json_object
+from app.limits import check_json_object, check_text
 from app.models import (
     CASE_STATUSES,
     FINISHED_CASE_STATUSES,
@@ -88,6 +88,8 @@ async def create_case(
     """Open a case for one or more customers; the first customer is the primary one."""
     if not subject.strip():
         raise UserError(ErrorCode.REQUIRED, "subject is required", "subject")
+    _check_texts(subject=subject, description=description, severity=severity)
+    limits.check_count(customer_ids, "customerIds", limits.CUSTOMERS_PER_CASE)
     if priority not in PRIORITIES:
         raise UserError(ErrorCode.INVALID, f"priority must be one of {', '.join(PRIORITIES)}", "priority")
     if not customer_ids:
@@ -147,6 +149,7 @@ async def update_case(
     """Change a case's attributes; only the arguments given change."""
     if parent_id is not None:
         await lock_case_tree(session)
+    _check_texts(subject=subject, description=description, severity=severity)
     case = await get_case_for_update(session, case_id)
     before = snapshot(case)
     if subject is not None:
@@ -186,6 +189,12 @@ async def update_case(
     )
     events.emit(session, "caseUpdated", case.id)
     return case
+
+
+def _check_texts(*, subject: str | None, description: str | None, severity: str | None) -> None:
+    check_text(subject, "subject", limits.SUBJECT)
+    check_text(description, "description", limits.DESCRIPTION)
+    check_text(severity, "severity", limits.SEVERITY)
 
 
 def _check_status_change(case: Case, status: str) -> None:
@@ -272,6 +281,7 @@ async def close_case(session: AsyncSession, *, actor: Actor, case_id: int, reaso
     """Close a case with a reason code."""
     if not reason_code or not reason_code.strip():
         raise UserError(ErrorCode.REQUIRED, "a reason code is required to close a case", "reasonCode")
+    check_text(reason_code, "reasonCode", limits.REASON_CODE)
     _, locked, _ = await lock_case_graph(session, [case_id])
     case = locked[case_id]
     require_live_case(case, "caseId")
@@ -293,6 +303,7 @@ async def close_case(session: AsyncSession, *, actor: Actor, case_id: int, reaso
 
 async def reopen_case(session: AsyncSession, *, actor: Actor, case_id: int, reason_code: str | None = None) -> Row[Any]:
     """Reopen a resolved or closed case."""
+    check_text(reason_code, "reasonCode", limits.REASON_CODE)
     _, locked, _ = await lock_case_graph(session, [case_id])
     case = locked[case_id]
     require_live_case(case, "caseId")
@@ -377,6 +388,10 @@ async def link_customer(
     case_links = links[case_id]
     if customer_id in case_links and (case_links[customer_id] or not primary):
         raise UserError(ErrorCode.DUPLICATE, "the customer is already linked to this case", "customerId")
+    if customer_id not in case_links and len(case_links) >= limits.CUSTOMERS_PER_CASE:
+        raise UserError(
+            ErrorCode.INVALID, f"a case concerns at most {limits.CUSTOMERS_PER_CASE} customers", "customerId"
+        )
     link = CaseCustomer.__table__
     if primary:
         await session.execute(update(link).where(link.c.case_id == case_id, link.c.is_primary).values(is_primary=False))

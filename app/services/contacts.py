@@ -15,6 +15,7 @@ from app import events
 from app.auth import STAFF_ROLES, Actor
 from app.contact_data import ContactData, stored_columns, validate
 from app.errors import ErrorCode, UserError, not_found
+from app.limits import IDS_PER_CALL, check_count
 from app.models import Case, CaseCustomer, Contact, Customer
 from app.recognition.connector import LookupConnectors, connectors
 from app.recognition.engine import CONFIG_VERSION, Recognition
@@ -233,6 +234,7 @@ async def move_contacts(
     session: AsyncSession, *, actor: Actor, contact_ids: list[int], to_case_id: int
 ) -> list[Row[Any]]:
     """Move contacts to another case; each contact's customer must be linked to it."""
+    check_count(contact_ids, "contactIds", IDS_PER_CALL)
     contact_ids = list(dict.fromkeys(contact_ids))
     if not contact_ids:
         raise UserError(ErrorCode.REQUIRED, "name at least one contact", "contactIds")

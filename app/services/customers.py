@@ -13,11 +13,11 @@ from sqlalchemy import Row, Update, delete, exists, func, or_, select, text, upd
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app import events
+from app import events, limits
 from app.auth import Actor
 from app.errors import ErrorCode, UserError, not_found
 from app.identifiers import normalize_identifier
-from app.limits import check_json_object
+from app.limits import check_json_object, check_text
 from app.models import FIELD_STRATEGIES, Customer, CustomerIdentifier, CustomerMerge
 from app.pagination import Page, decode_cursor
 from app.services import audit
@@ -34,17 +34,30 @@ def snapshot(customer: Customer) -> dict[str, Any]:
     return {"number": customer.number, "name": customer.name, "fields": customer.fields, "status": customer.status}
 
 
+# customerCreate's input lists, by identifier kind.
+_INPUT_LISTS = {"email": "emails", "phone": "phones", "account_id": "accountIds"}
+
+
 def normalize_identifiers(identifiers: list[IdentifierInput], *, region: str) -> list[tuple[str, str]]:
     """Validate and normalise, dropping exact repeats; raises INVALID on the offending field."""
-    seen: list[tuple[str, str]] = []
-    for index, item in enumerate(identifiers):
-        value = normalize_identifier(
-            item.kind, item.value, region=region, field=f"{item.kind}s.{index}", kind_field=f"identifiers.{index}.kind"
+    if len(identifiers) > limits.IDENTIFIERS_PER_CUSTOMER:
+        over = _INPUT_LISTS.get(identifiers[limits.IDENTIFIERS_PER_CUSTOMER].kind, "identifiers")
+        raise UserError(
+            ErrorCode.INVALID, f"a customer has at most {limits.IDENTIFIERS_PER_CUSTOMER} identifiers", over
         )
-        pair = (item.kind, value)
-        if pair not in seen:
-            seen.append(pair)
-    return seen
+    seen: dict[tuple[str, str], None] = {}  # a set that keeps the order given
+    positions: dict[str, int] = {}
+    for index, item in enumerate(identifiers):
+        position = positions[item.kind] = positions.get(item.kind, -1) + 1
+        value = normalize_identifier(
+            item.kind,
+            item.value,
+            region=region,
+            field=f"{_INPUT_LISTS.get(item.kind, 'identifiers')}.{position}",
+            kind_field=f"identifiers.{index}.kind",
+        )
+        seen[(item.kind, value)] = None
+    return list(seen)
 
 
 def require_live_customer(customer: Customer | Row[Any] | None, field: str) -> None:
@@ -92,6 +105,7 @@ async def create_customer(
     region: str,
 ) -> Customer:
     """Create a customer with its identifiers."""
+    check_text(name, "name", limits.NAME)
     pairs = normalize_identifiers(identifiers, region=region)
     fields = check_json_object(fields, "fields") if fields is not None else {}
     customer = (
@@ -131,6 +145,7 @@ async def update_customer(
     if name is not None:
         if not name.strip():
             raise UserError(ErrorCode.REQUIRED, "name must not be empty", "name")
+        check_text(name, "name", limits.NAME)
         customer.name = name.strip()
     if fields is not None:
         check_json_object(fields, "fields")
@@ -156,6 +171,13 @@ async def add_identifier(
     """Add an identifier; the same one twice on one customer is DUPLICATE (others may share it)."""
     customer = await get_customer_for_update(session, customer_id, "customerId")
     normalized = normalize_identifier(kind, value, region=region, field="value")
+    held = await session.scalar(select(func.count()).where(CustomerIdentifier.customer_id == customer.id))
+    if held >= limits.IDENTIFIERS_PER_CUSTOMER:
+        raise UserError(
+            ErrorCode.INVALID,
+            f"{customer.number} already has {limits.IDENTIFIERS_PER_CUSTOMER} identifiers, the most a customer has",
+            "customerId",
+        )
     identifier = (
         await session.execute(
             insert(CustomerIdentifier)
@@ -212,6 +234,7 @@ async def list_customers(
         query = query.where(Customer.status == status)
     else:
         query = query.where(Customer.status == "active")
+    check_text(search, "filter.search", limits.SEARCH)
     if search:
         query = query.where(Customer.name.ilike(f"%{_escape_like(search)}%"))
     if identifier is not None:
@@ -408,6 +431,8 @@ async def merge_customers(
     field_picks: list[FieldPick] | None = None,
 ) -> CustomerMerge:
     """Merge duplicates into a survivor; everything that referred to them moves, journaled for undo."""
+    limits.check_count(duplicate_ids, "duplicateIds", limits.IDS_PER_CALL)
+    limits.check_count(field_picks or [], "fieldPicks", limits.IDS_PER_CALL)
     duplicate_ids = list(dict.fromkeys(duplicate_ids))
     if not duplicate_ids:
         raise UserError(ErrorCode.REQUIRED, "name at least one duplicate", "duplicateIds")

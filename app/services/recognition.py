@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.auth import Actor
 from app.errors import ErrorCode, UserError, not_found
+from app.limits import NAME, check_text
 from app.models import (
     CHANNELS,
     NO_ROW_POLICY,
@@ -71,6 +72,7 @@ def _entity(model: type) -> str:
 def _name(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
         raise UserError(ErrorCode.REQUIRED, "name is required", "name")
+    check_text(name, "name", NAME)
     return name.strip()
 
 
