@@ -192,25 +192,28 @@ async def wait_for_subscriber(runtime, topic: str, key) -> None:
 async def second_api_process(servers):
     """A second, separate `casegraph api` process on the same PostgreSQL and Redis."""
     port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "api", "--port", str(port)],
-        env={**os.environ, **servers},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    async with httpx.AsyncClient() as client:
-        for _ in range(150):
-            try:
-                if (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                await asyncio.sleep(0.1)
-        else:
-            process.kill()
-            raise AssertionError(process.stderr.read().decode())
-    yield f"127.0.0.1:{port}"
-    process.terminate()
-    process.wait(10)
+    # The log goes to a file: a pipe nobody reads fills up and then blocks the process mid-request.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "api", "--port", str(port)],
+            env={**os.environ, **servers},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        async with httpx.AsyncClient() as client:
+            for _ in range(150):
+                try:
+                    if (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            else:
+                process.kill()
+                log.seek(0)
+                raise AssertionError(log.read().decode())
+        yield f"127.0.0.1:{port}"
+        process.terminate()
+        process.wait(10)
 
 
 async def last_event_id(runtime) -> str:
