@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from alembic import command
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from app.migrate import alembic_config
 from app.services import archive
 from tests.conftest import _token
-from tests.support import SUPERVISOR, gid, make_case, make_customer, rows
+from tests.support import SUPERVISOR, gid, make_case, make_contact, make_customer, rows
 
 ERRORS = "errors { field code }"
 SET_PARENT = f"mutation($id: ID!, $parent: ID!) {{ caseUpdate(input: {{id: $id, parentId: $parent}}) {{ {ERRORS} }} }}"
@@ -93,3 +99,32 @@ async def test_idempotency_keys_of_contact_create_belong_to_their_caller(gql, ru
     assert own["contact"]["text"] == "shop's own contact" and own["contact"]["customer"]["id"] == gid("Customer", ada)
     assert repeat["contact"]["id"] == own["contact"]["id"]  # still idempotent for the same caller
     assert squatted["contact"]["id"] != own["contact"]["id"]
+
+
+async def test_the_database_keeps_custom_fields_headers_and_payloads_objects(runtime):
+    customer = await make_customer(runtime, "Ada")
+    await make_contact(runtime, customer_id=customer, case_id=await make_case(runtime, [customer]))
+
+    for statement in (
+        "UPDATE customers SET fields = '[1]'",
+        "UPDATE cases SET fields = '\"x\"'",
+        "UPDATE contacts SET headers = '[1]'",
+        "UPDATE contacts SET payload = '7'",
+    ):
+        with pytest.raises(IntegrityError, match="_object"):
+            async with runtime.transaction() as session:
+                await session.execute(text(statement))
+
+
+async def test_the_migration_keeps_a_stored_non_object_wrapped(runtime, servers):
+
+    config = alembic_config(servers["DATABASE_URL"])
+    customer = await make_customer(runtime, "Ada")
+    await asyncio.to_thread(command.downgrade, config, "0005")
+    try:
+        async with runtime.transaction() as session:
+            await session.execute(text("UPDATE customers SET fields = '[1]' WHERE id = :c"), {"c": customer})
+    finally:
+        await asyncio.to_thread(command.upgrade, config, "head")
+
+    assert await rows(runtime, "SELECT fields FROM customers WHERE id = :c", c=customer) == [({"value": [1]},)]

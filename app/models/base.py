@@ -24,6 +24,11 @@ def one_of(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
+def json_object(column: str) -> str:
+    """A CHECK condition: the JSONB column holds an object (every reader merges into it by key)."""
+    return f"jsonb_typeof({column}) = 'object'"
+
+
 def pk() -> Mapped[int]:
     return mapped_column(BigInteger, primary_key=True, autoincrement=True)
 

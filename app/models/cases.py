@@ -10,7 +10,7 @@ from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, created_at, human_number, one_of, pk, updated_at
+from app.models.base import Base, created_at, human_number, json_object, one_of, pk, updated_at
 
 case_reference_seq = Sequence("case_reference_seq")
 
@@ -46,6 +46,7 @@ class Case(Base):
     __table_args__ = (
         CheckConstraint(one_of("status", CASE_STATUSES), name="status"),
         CheckConstraint(one_of("priority", PRIORITIES), name="priority"),
+        CheckConstraint(json_object("fields"), name="fields_object"),
         Index("ix_cases_status_id", "status", "id"),
         Index("ix_cases_assignee_id_id", "assignee_id", "id"),
         Index("ix_cases_parent_id", "parent_id"),

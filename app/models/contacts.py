@@ -10,7 +10,7 @@ from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, created_at, one_of, pk
+from app.models.base import Base, created_at, json_object, one_of, pk
 
 CHANNELS = ("email", "phone", "chat", "sms", "web", "social", "note")
 DIRECTIONS = ("inbound", "outbound", "internal")
@@ -49,6 +49,8 @@ class Contact(Base):
     __table_args__ = (
         CheckConstraint(one_of("channel", CHANNELS), name="channel"),
         CheckConstraint(one_of("direction", DIRECTIONS), name="direction"),
+        CheckConstraint(json_object("headers"), name="headers_object"),
+        CheckConstraint(json_object("payload"), name="payload_object"),
         Index("ix_contacts_customer_history", "customer_id", sql("occurred_at DESC"), sql("id DESC")),
         Index("ix_contacts_case_history", "case_id", sql("occurred_at DESC"), sql("id DESC")),
         Index(

@@ -10,7 +10,7 @@ from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base, created_at, human_number, one_of, pk, updated_at
+from app.models.base import Base, created_at, human_number, json_object, one_of, pk, updated_at
 
 customer_number_seq = Sequence("customer_number_seq")
 
@@ -35,6 +35,7 @@ class Customer(Base):
 
     __table_args__ = (
         CheckConstraint(one_of("status", CUSTOMER_STATUSES), name="status"),
+        CheckConstraint(json_object("fields"), name="fields_object"),
         Index("ix_customers_status_id", "status", "id"),
         # FIELD_MATCH recognition looks customers up by a custom field (`fields @> ...`).
         Index("ix_customers_fields", "fields", postgresql_using="gin", postgresql_ops={"fields": "jsonb_path_ops"}),
