@@ -107,13 +107,11 @@ def check_json_object(value: Any, field: str) -> dict[str, Any]:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if depth > JSON_DEPTH:
-            raise UserError(ErrorCode.INVALID, f"{field} is nested deeper than {JSON_DEPTH} levels", field)
-        if isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
-        elif isinstance(item, int) and not is_int64(item) and not isinstance(item, bool):
+        if isinstance(item, dict | list):
+            if depth > JSON_DEPTH:
+                raise UserError(ErrorCode.INVALID, f"{field} is nested deeper than {JSON_DEPTH} levels", field)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+        elif isinstance(item, int) and not isinstance(item, bool) and not is_int64(item):
             raise UserError(ErrorCode.INVALID, f"{field} holds an integer outside the 64-bit range", field)
     if unstorable_character(value) is not None:
         raise UserError(ErrorCode.INVALID, f"{field} holds a NUL character or a lone surrogate", field)

@@ -453,3 +453,12 @@ async def test_a_merge_or_a_move_takes_a_bounded_number_of_ids(gql, runtime):
 
     assert field_codes(merged, "customerMerge") == [("duplicateIds", "INVALID")]
     assert field_codes(moved, "contactMove") == [("contactIds", "INVALID")]
+
+
+def test_json_may_nest_up_to_the_limit():
+    from app import limits
+    from app.errors import UserError
+
+    assert limits.check_json_object(nested(limits.JSON_DEPTH), "fields") == nested(limits.JSON_DEPTH)
+    with pytest.raises(UserError):
+        limits.check_json_object(nested(limits.JSON_DEPTH + 1), "fields")
