@@ -118,13 +118,22 @@ async def recognize(
     rule_set: RuleSet,
     region: str,
     lookups: LookupConnectors = connectors,
+    release_during_lookups: bool = False,
 ) -> Recognition:
-    """Find the contact's case and customer by the rules; writes nothing."""
+    """Find the contact's case and customer by the rules; writes nothing. With
+    `release_during_lookups` (a reading session only), the session gives its connection back to
+    the pool while a connector waits for the back office."""
     started = time.perf_counter()
     result = Recognition(name_hint=display_name(view.counterpart))
     rules = rule_set.for_channel(rule_set.rules, view.channel)
     context = _Context(
-        session=session, conn=await session.connection(), view=view, region=region, lookups=lookups, result=result
+        session=session,
+        conn=await session.connection(),
+        view=view,
+        region=region,
+        lookups=lookups,
+        result=result,
+        release_during_lookups=release_during_lookups,
     )
 
     for rule in rules:
@@ -174,6 +183,7 @@ class _Context:
     region: str
     lookups: LookupConnectors
     result: Recognition
+    release_during_lookups: bool = False
 
     async def run(self, rule: dict[str, Any]) -> Step:
         try:
@@ -186,7 +196,12 @@ class _Context:
             except PatternTimeout:
                 step = Step([], "error", "the pattern took too long to match and was abandoned")
             except ConnectorUnavailable as error:
-                step = Step([], "unavailable", f"lookup connector unavailable: {error}; skipped")
+                step = Step(
+                    [],
+                    "unavailable",
+                    f"lookup connector unavailable: {error}; skipped",
+                    extra={"failure": error.failure},
+                )
         entry = {
             "rule": rule["name"],
             "kind": rule["kind"],
@@ -201,6 +216,16 @@ class _Context:
         entry.update(step.extra)
         self.result.steps.append(entry)
         return step
+
+    async def consult(self, config: dict[str, Any], body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Call a connector; raises ConnectorUnavailable."""
+        if not self.release_during_lookups:
+            return await self.lookups.call(config, body)
+        await self.session.rollback()  # reads only: ends the snapshot, the pool gets the connection back
+        try:
+            return await self.lookups.call(config, body)
+        finally:
+            self.conn = await self.session.connection()
 
     def observe(self, kind: str, value: str) -> None:
         if (kind, value) not in self.result.observed_identifiers:
@@ -282,7 +307,7 @@ class _Context:
             )
         )
         if not ids and "connector" in config:
-            answer, cached = await self.lookups.call(
+            answer, cached = await self.consult(
                 config["connector"], {"reference": values[0], "field": field_name, "channel": self.view.channel}
             )
             reference = answer.get("caseReference")
@@ -379,7 +404,7 @@ class _Context:
             "to": view.to_addresses,
             "payload": view.payload,
         }
-        answer, cached = await self.lookups.call(config, summary)
+        answer, cached = await self.consult(config, summary)
         self.result.lookup = answer
         view.lookup = answer
         if isinstance(answer.get("name"), str) and answer["name"].strip():
