@@ -138,6 +138,8 @@ def check_rule_config(kind: str, config: dict[str, Any] | None) -> dict[str, Any
         return {
             "pattern": check_pattern(config.get("pattern", CASE_REFERENCE_PATTERN), "config.pattern"),
             "fields": _text_fields(config),
+            # Like THREAD: a stranger quoting a case's reference is not put on that case.
+            "require_known_sender": _bool(config, "require_known_sender", True),
         }
     if kind == "thread":
         return {"require_known_sender": _bool(config, "require_known_sender", True)}
