@@ -6,14 +6,18 @@ that never echo the target, and no pooled connection held while the back office 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import ipaddress
 import itertools
 import socket
+from pathlib import Path
 
 import orjson
 import pytest
 import uvicorn
-from sqlalchemy import func, select
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy import func, insert, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -21,12 +25,14 @@ from starlette.routing import Route
 
 from app.auth import SYSTEM
 from app.contact_data import ContactData
-from app.models import AuditEvent, Contact
+from app.models import AuditEvent, Contact, RecognitionRule
 from app.recognition.connector import SIGNATURE_HEADER, TIMESTAMP_HEADER, HostPolicy, connectors, verify_signature
+from app.runtime import create_runtime
 from app.services import cases as case_service
 from app.services import customers as customer_service
 from app.services import recognition as rule_service
 from app.services.contacts import ingest_contact
+from app.settings import load_settings
 
 SECRET = "s3cret"
 SECRET_ENV = "CASEGRAPH_SECRET_CRM"
@@ -399,3 +405,55 @@ async def test_an_unset_secret_variable_is_a_trace_entry(runtime, back_office, m
     await lookup_rule(runtime, f"{back_office.url}/lookup")
     step = lookup_step(await ingest(runtime))
     assert step["failure"] == "secret_missing" and back_office.calls == []
+
+
+async def test_the_migration_removes_secrets_stored_in_clear_by_earlier_versions(runtime):
+    legacy = {"url": "https://crm.example.com/lookup", "secret": SECRET, "timeout_seconds": 1.0}
+    async with runtime.transaction() as session:
+        rule_id = (
+            await session.execute(
+                insert(RecognitionRule)
+                .values(name="Legacy", target="customer", kind="lookup", config=legacy, position=9, channels=[])
+                .returning(RecognitionRule.id)
+            )
+        ).scalar_one()
+        session.add(
+            AuditEvent(
+                actor_name="admin",
+                action="recognition_rule.create",
+                entity_type="recognition_rule",
+                entity_id=rule_id,
+                after={"name": "Legacy", "config": legacy},
+            )
+        )
+    path = Path(__file__).parent.parent / "migrations" / "versions" / "0008_connectors.py"
+    spec = importlib.util.spec_from_file_location("migration_0008", path)
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+
+    def upgrade(sync_connection):
+        with Operations.context(MigrationContext.configure(sync_connection)):
+            migration.upgrade()
+
+    async with runtime.engine.begin() as conn:
+        await conn.run_sync(upgrade)
+
+    async with runtime.reading() as session:
+        config = await session.scalar(select(RecognitionRule.config).where(RecognitionRule.id == rule_id))
+        audit_rows = (await session.execute(select(AuditEvent.after))).all()
+    assert "secret" not in config and config["url"] == legacy["url"]
+    assert SECRET not in str(audit_rows)
+
+
+async def test_the_allow_list_comes_from_the_administrators_environment(monkeypatch):
+    monkeypatch.setenv("CASEGRAPH_CONNECTOR_HOSTS", "crm.example.com, *.orders.example.com, 10.1.0.0/16")
+    monkeypatch.setenv("CASEGRAPH_CONNECTOR_ALLOW_PRIVATE", "0")
+    monkeypatch.setattr(connectors, "policy", HostPolicy())  # put back after the test
+
+    process = create_runtime(load_settings(), pool_size=1)
+    await process.close()
+
+    policy = connectors.policy
+    assert policy.host_refusal("crm.example.com") is None and policy.host_refusal("eu.orders.example.com") is None
+    assert policy.host_refusal("10.1.4.4") is None and policy.host_refusal("10.2.0.1") is not None
+    assert policy.host_refusal("127.0.0.1") is not None and not policy.allow_private
