@@ -27,6 +27,7 @@ from app.auth import SYSTEM
 from app.contact_data import ContactData
 from app.models import AuditEvent, Contact, RecognitionRule
 from app.recognition.connector import SIGNATURE_HEADER, TIMESTAMP_HEADER, HostPolicy, connectors, verify_signature
+from app.recognition.outcome import preview_recognition
 from app.runtime import create_runtime
 from app.services import cases as case_service
 from app.services import customers as customer_service
@@ -381,6 +382,25 @@ async def test_no_pooled_connection_is_held_while_the_back_office_answers(runtim
 
     assert held_during_lookup == 0
     assert lookup_step(result)["outcome"] == "no_match" or result.customer_id is not None
+
+
+async def test_the_preview_gives_its_connection_back_while_the_back_office_answers(runtime, back_office):
+    back_office.delay = 0.5
+    await lookup_rule(runtime, f"{back_office.url}/lookup", timeout_seconds=2.0)
+    data = ContactData(channel="phone", direction="inbound", source="pbx", from_address="+447700900001")
+
+    async def preview():
+        async with runtime.reading() as session:
+            return await preview_recognition(session, data=data, region="GB")
+
+    previewing = asyncio.create_task(preview())
+    while not back_office.calls:
+        await asyncio.sleep(0.01)
+    held_during_lookup = runtime.engine.pool.checkedout()
+    result = await previewing
+
+    assert held_during_lookup == 0
+    assert result.trace["lookup"]["externalReference"] == "CRM-1"
 
 
 async def test_a_rule_never_holds_the_secret_only_the_name_of_a_prefixed_variable(runtime, back_office, gql):

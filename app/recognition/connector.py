@@ -103,12 +103,12 @@ class HostPolicy:
             except OSError:
                 raise ConnectorUnavailable("unreachable", "the host name does not resolve") from None
             addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
+        if not addresses:
+            raise ConnectorUnavailable("unreachable", "the host name does not resolve")
         for address in addresses:
             refusal = self.address_refusal(address)
             if refusal:
                 raise ConnectorUnavailable("refused_host", refusal)
-        if not addresses:
-            raise ConnectorUnavailable("unreachable", "the host name does not resolve")
         return str(addresses[0])
 
 
