@@ -446,8 +446,8 @@ async def test_the_migration_removes_secrets_stored_in_clear_by_earlier_versions
                 after={"name": "Legacy", "config": legacy},
             )
         )
-    path = Path(__file__).parent.parent / "migrations" / "versions" / "0008_connectors.py"
-    spec = importlib.util.spec_from_file_location("migration_0008", path)
+    path = Path(__file__).parent.parent / "migrations" / "versions" / "0006_connectors.py"
+    spec = importlib.util.spec_from_file_location("migration_0006", path)
     migration = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(migration)
 

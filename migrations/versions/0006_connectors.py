@@ -8,13 +8,13 @@ sets the variable and names it.
 REFERENCE_IN_TEXT rules gain `require_known_sender` (on, as THREAD): a stranger quoting a case's
 reference is no longer put on that case.
 
-Revision ID: 0008
+Revision ID: 0006
 Revises: 0005
 """
 
 from alembic import op
 
-revision = "0008"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
