@@ -1,30 +1,140 @@
-"""Permissions declared on fields and mutations."""
+"""Who may run each root operation: one matrix, declared on every field, mutation and subscription.
+
+`allow("Query.customer")` is the permission class of that operation; admins pass every check.
+The README's permission table is this matrix (a test compares them), and a test walks the
+schema so that no operation goes without one. Services never check roles.
+"""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.permission import BasePermission
 
-from app.auth import STAFF_ROLES
+from app.auth import Actor
+
+STAFF = ("agent", "supervisor")
+SUPERVISOR = ("supervisor",)
+ADMIN = ()  # admins only
+EVERYONE = ("agent", "supervisor", "integrator")
+# Integrators feed data in and look up what they hold a key for; they neither browse nor maintain.
+FEED = ("agent", "supervisor", "integrator")
+INGEST = ("integrator", "supervisor")
+
+# Operation → the roles allowed besides admin. Agents work customers and cases; supervisors also
+# maintain the data (merges, archiving, erasure, rules); admins administer users and tokens.
+MATRIX: dict[str, tuple[str, ...]] = {
+    "Query.node": EVERYONE,  # and then each type as its own getter (NODE_READS)
+    "Query.me": EVERYONE,
+    "Query.customer": STAFF,
+    "Query.customerByNumber": FEED,
+    "Query.customers": STAFF,
+    "Query.case": STAFF,
+    "Query.caseByReference": FEED,
+    "Query.cases": STAFF,
+    "Query.contact": STAFF,
+    "Query.recognitionRules": SUPERVISOR,
+    "Query.promotionRules": SUPERVISOR,
+    "Query.noMatchPolicies": SUPERVISOR,
+    "Query.recognitionPreview": INGEST,
+    "Query.customerDuplicates": STAFF,
+    "Query.customerMerge": STAFF,
+    "Query.customerExport": SUPERVISOR,
+    "Query.archiveRules": SUPERVISOR,
+    "Query.archiveRulePreview": SUPERVISOR,
+    "Query.auditEvents": STAFF,
+    "Mutation.customerCreate": FEED,
+    "Mutation.customerUpdate": STAFF,
+    "Mutation.customerIdentifierAdd": STAFF,
+    "Mutation.customerIdentifierRemove": STAFF,
+    "Mutation.caseCreate": STAFF,
+    "Mutation.caseUpdate": STAFF,
+    "Mutation.contactCreate": FEED,
+    "Mutation.contactIngest": INGEST,
+    "Mutation.recognitionRuleCreate": SUPERVISOR,
+    "Mutation.recognitionRuleUpdate": SUPERVISOR,
+    "Mutation.recognitionRuleDelete": SUPERVISOR,
+    "Mutation.recognitionRulesReorder": SUPERVISOR,
+    "Mutation.promotionRuleCreate": SUPERVISOR,
+    "Mutation.promotionRuleUpdate": SUPERVISOR,
+    "Mutation.promotionRuleDelete": SUPERVISOR,
+    "Mutation.promotionRulesReorder": SUPERVISOR,
+    "Mutation.noMatchPolicySet": SUPERVISOR,
+    "Mutation.contactAssociate": STAFF,
+    "Mutation.contactMove": STAFF,
+    "Mutation.caseCreateFromContact": STAFF,
+    "Mutation.caseClose": STAFF,
+    "Mutation.caseReopen": STAFF,
+    "Mutation.caseMove": STAFF,
+    "Mutation.caseCustomerLink": STAFF,
+    "Mutation.caseCustomerUnlink": STAFF,
+    "Mutation.caseMerge": SUPERVISOR,
+    "Mutation.caseArchive": SUPERVISOR,
+    "Mutation.caseRestore": SUPERVISOR,
+    "Mutation.customerMerge": SUPERVISOR,
+    "Mutation.customerMergeUndo": SUPERVISOR,
+    "Mutation.customerArchive": SUPERVISOR,
+    "Mutation.customerRestore": SUPERVISOR,
+    "Mutation.customerErase": SUPERVISOR,
+    "Mutation.archiveRuleCreate": SUPERVISOR,
+    "Mutation.archiveRuleDelete": SUPERVISOR,
+    # Subscriptions as the queries they mirror.
+    "Subscription.customerUpdated": STAFF,
+    "Subscription.caseUpdated": STAFF,
+    "Subscription.contactReceived": STAFF,
+    "Subscription.contactReceived(all)": SUPERVISOR,  # neither customerId nor caseId: every contact
+}
+
+# node(id) reads an object as the getter of its type would.
+NODE_READS = {
+    "Customer": "Query.customer",
+    "Case": "Query.case",
+    "Contact": "Query.contact",
+    "User": "Query.me",
+}
 
 
-def roles(*allowed: str) -> type[BasePermission]:
-    """A permission class admitting the given roles (admins are always admitted)."""
+def permitted(actor: Actor | None, operation: str) -> bool:
+    return actor is not None and actor.has_role(*MATRIX[operation])
 
-    class HasRole(BasePermission):
-        message = f"requires role {' or '.join(allowed)}"
+
+def refusal(operation: str) -> str:
+    return f"requires role {' or '.join(MATRIX[operation] or ('admin',))}"
+
+
+def forbidden(operation: str) -> GraphQLError:
+    """The refusal of an operation, for a check made inside a resolver (node)."""
+    return GraphQLError(refusal(operation), extensions={"code": "FORBIDDEN"})
+
+
+@cache
+def allow(operation: str) -> type[BasePermission]:
+    """The permission class of one operation of the matrix."""
+    if operation not in MATRIX:
+        raise KeyError(f"{operation} is not in the permission matrix")
+
+    class Allowed(BasePermission):
+        message = refusal(operation)
         error_extensions = {"code": "FORBIDDEN"}
 
         def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
-            actor = info.context.actor
-            return actor is not None and actor.has_role(*allowed)
+            return permitted(info.context.actor, operation)
 
-    HasRole.__name__ = f"HasRole_{'_'.join(allowed)}"
-    return HasRole
+    Allowed.operation = operation
+    Allowed.__name__ = f"Allow_{operation.replace('.', '_').replace('(', '_').rstrip(')')}"
+    return Allowed
 
 
-# Agents and supervisors maintain data; integrators only feed it in.
-STAFF = roles(*STAFF_ROLES)
-SUPERVISOR = roles("supervisor")
+class AllContacts(BasePermission):
+    """contactReceived without a filter streams every contact: the supervisors' view."""
+
+    operation = "Subscription.contactReceived(all)"
+    message = refusal(operation)
+    error_extensions = {"code": "FORBIDDEN"}
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        filtered = kwargs.get("customer_id") is not None or kwargs.get("case_id") is not None
+        return filtered or permitted(info.context.actor, self.operation)
