@@ -46,6 +46,8 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Query.archiveRules": SUPERVISOR,
     "Query.archiveRulePreview": SUPERVISOR,
     "Query.auditEvents": STAFF,
+    "Query.users": STAFF,  # agents pick assignees
+    "Query.tokens": ADMIN,
     "Mutation.customerCreate": FEED,
     "Mutation.customerUpdate": STAFF,
     "Mutation.customerIdentifierAdd": STAFF,
@@ -81,6 +83,11 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Mutation.customerErase": SUPERVISOR,
     "Mutation.archiveRuleCreate": SUPERVISOR,
     "Mutation.archiveRuleDelete": SUPERVISOR,
+    "Mutation.userCreate": ADMIN,
+    "Mutation.userUpdate": ADMIN,
+    "Mutation.userDeactivate": ADMIN,
+    "Mutation.tokenCreate": ADMIN,
+    "Mutation.tokenRevoke": ADMIN,
     # Subscriptions as the queries they mirror.
     "Subscription.customerUpdated": STAFF,
     "Subscription.caseUpdated": STAFF,
@@ -93,7 +100,7 @@ NODE_READS = {
     "Customer": "Query.customer",
     "Case": "Query.case",
     "Contact": "Query.contact",
-    "User": "Query.me",
+    "User": "Query.users",
 }
 
 

@@ -6,6 +6,7 @@ import strawberry
 
 from resolvers.archive import ArchiveMutation, ArchiveQuery, CaseArchiveMutation
 from resolvers.audit import AuditQuery
+from resolvers.auth import AuthMutation, AuthQuery
 from resolvers.cases import CaseLifecycleMutation, CaseMutation, CaseQuery
 from resolvers.contacts import ContactFixMutation, ContactMutation, ContactQuery
 from resolvers.customers import CustomerMergeMutation, CustomerMergeQuery, CustomerMutation, CustomerQuery
@@ -51,6 +52,7 @@ QUERIES = (
     CustomerMergeQuery,
     ArchiveQuery,
     AuditQuery,
+    AuthQuery,
 )
 MUTATIONS = (
     CustomerMutation,
@@ -62,4 +64,5 @@ MUTATIONS = (
     CaseArchiveMutation,
     CustomerMergeMutation,
     ArchiveMutation,
+    AuthMutation,
 )
