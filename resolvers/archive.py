@@ -8,7 +8,6 @@ from strawberry.scalars import JSON
 from app.services import archive as service
 from resolvers.cases import case_payload
 from resolvers.mutation_helpers import mutate
-from resolvers.permissions import allow
 from schema.archive import (
     ArchiveRule,
     ArchiveRuleCreateInput,
@@ -23,6 +22,7 @@ from schema.archive import (
 from schema.cases import CasePayload
 from schema.customers import Customer, CustomerPayload
 from schema.ids import db_id, decode_id, to_global_id
+from schema.permissions import allow
 
 
 def _customer_payload(row) -> dict:

@@ -6,10 +6,10 @@ import strawberry
 
 from app.pagination import page_size
 from app.services import audit as service
-from resolvers.permissions import allow
 from schema.audit import AUDIT_ENTITY_TYPES, AuditEvent
 from schema.ids import from_global_id
 from schema.pagination import Connection, PageInfo
+from schema.permissions import allow
 
 
 @strawberry.type

@@ -7,7 +7,6 @@ import strawberry
 from app.pagination import page_size
 from app.services import auth as service
 from resolvers.mutation_helpers import mutate
-from resolvers.permissions import allow
 from schema.auth import (
     ApiToken,
     TokenCreateInput,
@@ -24,6 +23,7 @@ from schema.auth import (
 )
 from schema.ids import db_id, optional_db_id
 from schema.pagination import Connection
+from schema.permissions import allow
 
 
 @strawberry.type

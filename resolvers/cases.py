@@ -7,7 +7,6 @@ import strawberry
 from app.pagination import page_size
 from app.services import cases as service
 from resolvers.mutation_helpers import mutate
-from resolvers.permissions import allow
 from schema.cases import (
     Case,
     CaseCloseInput,
@@ -25,6 +24,7 @@ from schema.cases import (
 from schema.ids import db_id, decode_id, optional_db_id
 from schema.node import load_case
 from schema.pagination import Connection
+from schema.permissions import allow
 
 
 def case_payload(row) -> dict:

@@ -7,7 +7,6 @@ import strawberry
 from app.contact_data import ContactData
 from app.services import contacts as service
 from resolvers.mutation_helpers import mutate
-from resolvers.permissions import allow
 from schema.cases import Case
 from schema.contacts import (
     CaseCreateFromContactInput,
@@ -23,6 +22,7 @@ from schema.contacts import (
 )
 from schema.ids import db_id, decode_id, optional_db_id
 from schema.node import load_contact
+from schema.permissions import allow
 
 
 def contact_data(input: ContactCreateInput | ContactIngestInput, *, source: str | None) -> ContactData:

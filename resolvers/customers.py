@@ -9,7 +9,6 @@ from app.services import customers as service
 from app.services.customers import FieldPick
 from app.services.customers import IdentifierInput as ServiceIdentifier
 from resolvers.mutation_helpers import mutate
-from resolvers.permissions import allow
 from schema.customers import (
     Customer,
     CustomerCreateInput,
@@ -30,6 +29,7 @@ from schema.enums import CustomerStatus
 from schema.ids import db_id, decode_id
 from schema.node import load_customer
 from schema.pagination import Connection
+from schema.permissions import allow
 
 
 @strawberry.type

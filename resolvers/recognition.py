@@ -11,10 +11,10 @@ from app.recognition.outcome import preview_recognition
 from app.services import recognition as service
 from resolvers.contacts import contact_data
 from resolvers.mutation_helpers import mutate
-from resolvers.permissions import allow
 from schema.contacts import ContactIngestInput
 from schema.errors import UserError
 from schema.ids import db_id, to_global_id
+from schema.permissions import allow
 from schema.recognition import (
     NoMatchPolicy,
     NoMatchPolicyPayload,

@@ -10,11 +10,11 @@ from resolvers.auth import AuthMutation, AuthQuery
 from resolvers.cases import CaseLifecycleMutation, CaseMutation, CaseQuery
 from resolvers.contacts import ContactFixMutation, ContactMutation, ContactQuery
 from resolvers.customers import CustomerMergeMutation, CustomerMergeQuery, CustomerMutation, CustomerQuery
-from resolvers.permissions import NODE_READS, allow, forbidden, permitted
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from schema.auth import User
 from schema.ids import from_global_id
 from schema.node import Node, load_case, load_contact, load_customer, load_user
+from schema.permissions import NODE_READS, allow, forbidden, permitted
 
 _NODE_LOADERS = {
     "Customer": load_customer,

@@ -16,12 +16,12 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from app import events
-from resolvers.permissions import AllContacts, allow
 from schema.cases import Case
 from schema.contacts import Contact
 from schema.customers import Customer
 from schema.ids import decode_id
 from schema.node import load_case, load_contact, load_customer
+from schema.permissions import AllContacts, allow
 
 # Each subscription operation runs in a task of its own, so a context variable set by the source
 # stream is what the extension reads when that operation's next result is sent.

@@ -20,10 +20,10 @@ from graphql import (
 from graphql.pyutils import Undefined
 from strawberry.permission import PermissionExtension
 
-from resolvers.permissions import MATRIX
 from resolvers.schema import build_schema
+from schema.permissions import MATRIX
 from tests.conftest import _token, wait_for_subscriber
-from tests.support import gid, make_customer
+from tests.support import gid, make_case, make_customer
 
 ROLES = ("agent", "supervisor", "admin", "integrator")
 ROOT_TYPES = ("Query", "Mutation", "Subscription")
@@ -54,10 +54,18 @@ def test_every_root_field_mutation_and_subscription_declares_its_permission_from
     assert undeclared == []
 
 
-def test_the_matrix_names_only_operations_that_exist():
-    names = {f"{t}.{SCHEMA.config.name_converter.get_graphql_name(f)}" for t, f in root_fields()}
+def test_the_matrix_names_only_fields_that_exist_and_they_declare_it():
+    roots = {f"{t}.{SCHEMA.config.name_converter.get_graphql_name(f)}" for t, f in root_fields()}
+    nested = {op for op in MATRIX if op.split(".")[0] not in ROOT_TYPES}
+    nested_declared = set()
+    for op in nested:
+        type_name, field_name = op.split(".")
+        for field in SCHEMA.get_type_by_name(type_name).fields:
+            if SCHEMA.config.name_converter.get_graphql_name(field) == field_name:
+                nested_declared.update(declared_operations(field))
 
-    assert {op.split("(")[0] for op in MATRIX} == names
+    assert {op.split("(")[0] for op in MATRIX} - nested == roots
+    assert nested_declared == nested
 
 
 def test_the_readme_table_is_the_matrix():
@@ -122,7 +130,7 @@ async def test_every_query_and_mutation_admits_and_refuses_each_role_as_the_matr
     wrong = []
     for operation in MATRIX:
         type_name, field_name = operation.split(".")
-        if type_name == "Subscription":
+        if type_name not in ("Query", "Mutation"):
             continue
         for role in ROLES:
             body = (await gql.post(document(type_name, field_name), token=tokens[role])).json()
@@ -194,3 +202,31 @@ async def test_node_reads_an_object_only_for_roles_that_may_read_its_type(gql, r
     assert as_integrator["data"] == {"node": None} and _forbidden(as_integrator)
     assert re.search("requires role agent or supervisor", as_integrator["errors"][0]["message"])
     assert as_agent == {"node": {"id": customer}}
+
+
+HISTORY = {
+    "Customer.cases": "query($n: String!) { customerByNumber(number: $n) { name cases { edges { cursor } } } }",
+    "Customer.contacts": "query($n: String!) { customerByNumber(number: $n) { name contacts { edges { cursor } } } }",
+    "Case.contacts": "query($r: String!) { caseByReference(reference: $r) { subject contacts { edges { cursor } } } }",
+}
+
+
+async def test_histories_are_read_by_the_roles_the_matrix_says_not_by_integrators_that_looked_a_record_up(
+    gql, runtime, tokens
+):
+    customer = await make_customer(runtime, "Ada")
+    await make_case(runtime, [customer])
+    keys = {"n": "C-000001", "r": "CASE-000001"}
+    assert set(HISTORY) == {op for op in MATRIX if op.split(".")[0] not in ROOT_TYPES}
+    lookup = "query($n: String!) { customerByNumber(number: $n) { name identifiers { kind } } }"
+
+    wrong = []
+    for operation, query in HISTORY.items():
+        for role in ROLES:
+            body = (await gql.post(query, keys, token=tokens[role])).json()
+            if _forbidden(body) == allowed(role, operation):
+                wrong.append((operation, role, body))
+    looked_up = await gql(lookup, keys, token=tokens["integrator"])
+
+    assert wrong == []
+    assert looked_up == {"customerByNumber": {"name": "Ada", "identifiers": []}}

@@ -2,7 +2,8 @@
 
 `allow("Query.customer")` is the permission class of that operation; admins pass every check.
 The README's permission table is this matrix (a test compares them), and a test walks the
-schema so that no operation goes without one. Services never check roles.
+schema so that no operation goes without one. Services never check roles. The classes live in
+schema/ so that the types' own fields (a customer's history) can declare them too.
 """
 
 from __future__ import annotations
@@ -93,6 +94,10 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Subscription.caseUpdated": STAFF,
     "Subscription.contactReceived": STAFF,
     "Subscription.contactReceived(all)": SUPERVISOR,  # neither customerId nor caseId: every contact
+    # Histories are browsing: an integrator that looked a customer or case up reads that record only.
+    "Customer.cases": STAFF,
+    "Customer.contacts": STAFF,
+    "Case.contacts": STAFF,
 }
 
 # node(id) reads an object as the getter of its type would.
