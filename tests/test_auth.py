@@ -80,6 +80,21 @@ async def test_the_last_active_admin_keeps_the_role(gql):
     assert (await gql(ME))["me"] == {"name": "admin", "role": "ADMIN"}
 
 
+async def test_two_admins_demoting_each_other_at_once_leave_one_admin(gql, runtime):
+    root = (await create_user(gql, name="root", role="ADMIN"))["user"]
+    root_token = await _token(runtime, "root", "admin")
+    users = (await gql("{ users { edges { node { id name } } } }"))["users"]["edges"]
+    admin_id = next(e["node"]["id"] for e in users if e["node"]["name"] == "admin")
+
+    results = await asyncio.gather(
+        gql(USER_UPDATE, {"input": {"id": root["id"], "role": "AGENT"}}),
+        gql(USER_UPDATE, {"input": {"id": admin_id, "role": "AGENT"}}, token=root_token),
+    )
+
+    assert sorted(bool(r["userUpdate"]["errors"]) for r in results) == [False, True]
+    assert await scalar(runtime, "SELECT count(*) FROM users WHERE role = 'admin' AND active") == 1
+
+
 async def test_a_token_secret_is_shown_once_and_tokens_list_without_it(gql, runtime):
     ann = (await create_user(gql, name="Ann", role="AGENT"))["user"]
 

@@ -16,6 +16,7 @@ from app.pagination import Page, decode_cursor
 from app.services import audit
 
 MAX_NAME_LENGTH = 200
+_USERS_LOCK = 0x6361_7365_7573_6572  # any fixed key: the lock that serialises changes to users
 
 
 def snapshot(user: User) -> dict[str, Any]:
@@ -51,7 +52,11 @@ async def _check_unique(session: AsyncSession, *, name: str | None, email: str |
 
 
 async def _get_user_for_update(session: AsyncSession, user_id: int) -> User:
-    user = await session.scalar(select(User).where(User.id == user_id).with_for_update())
+    # Changes to users are serialised, taken before any row lock: two admins demoting each other at
+    # once would otherwise each see the other remain (and deadlock on their audit rows' references).
+    await session.execute(select(func.pg_advisory_xact_lock(_USERS_LOCK)))
+    # NO KEY UPDATE: rows that merely reference the user (audit events, tokens) are not held up.
+    user = await session.scalar(select(User).where(User.id == user_id).with_for_update(key_share=True))
     if user is None:
         raise not_found("user", "id")
     return user
