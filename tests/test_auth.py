@@ -293,3 +293,23 @@ async def test_only_admins_administer_users_and_tokens(gql, runtime):
 
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert await scalar(runtime, "SELECT count(*) FROM users WHERE name = 'Eve'") == 0
+
+
+async def test_a_role_change_applies_within_a_second_and_closes_the_users_websockets(gql, runtime, live_server):
+    customer = gid("Customer", await make_customer(runtime, "Ada"))
+    secret = await _token(runtime, "sue", "supervisor")
+    assert (await gql(ME, token=secret))["me"]["role"] == "SUPERVISOR"  # now cached
+    ws = await _subscribed_socket(live_server, secret, customer)
+    users = (await gql("{ users { edges { node { id name } } } }"))["users"]["edges"]
+    sue = next(e["node"]["id"] for e in users if e["node"]["name"] == "sue")
+
+    await gql(USER_UPDATE, {"input": {"id": sue, "role": "AGENT"}})
+    closed = await _closed(ws)
+
+    async def demoted() -> bool:
+        return (await gql(ME, token=secret))["me"]["role"] == "AGENT"
+
+    applied, elapsed = await _until(demoted)
+
+    assert closed == (4403, "The user's role changed: connect again")
+    assert applied and elapsed < 1.0
