@@ -9,6 +9,7 @@ connection is closed with 4403 and the reason when its token is revoked or its u
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -96,7 +97,9 @@ class GraphQLWebSocket(GraphQL):
             return
         for handler in list(self.live):
             if revocation.concerns(handler.context.actor):
-                await handler.websocket.close(code=4403, reason=revocation.reason)
+                # A socket that closed meanwhile refuses a second close; the others still get theirs.
+                with contextlib.suppress(RuntimeError, OSError):
+                    await handler.websocket.close(code=4403, reason=revocation.reason)
 
     def release(self, context: Context) -> None:
         if context.token_key is not None:
