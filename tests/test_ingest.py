@@ -215,7 +215,7 @@ async def test_contact_ingest_refuses_bad_input_as_user_errors(gql, runtime):
 
 
 async def test_contact_ingest_needs_an_integrator_or_supervisor(gql, http, agent_token, runtime):
-    from app.auth import create_token
+    from app.services.auth import create_token
 
     response = await gql.post(
         INGEST, {"input": {"source": "pbx", "externalId": "1", "channel": "PHONE"}}, token=agent_token
