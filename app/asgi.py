@@ -14,7 +14,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import health
-from app.auth import authenticate
+from app.auth import RevocationFollower, authenticate
 from app.graphiql import ASSETS_PATH, graphiql_assets_app, graphiql_html
 from app.graphql_http import GraphQLHTTP
 from app.graphql_ws import GraphQLWebSocket
@@ -98,8 +98,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             persisted["store"] = PersistedQueries(holder["runtime"].redis, max_entries=settings.persisted_queries_max)
         return persisted["store"]
 
+    # Each process follows the revocations published by any process, from its first token check on.
+    revocations = RevocationFollower()
+
     async def http_context(token: str | None) -> Context:
         runtime = holder["runtime"]
+        revocations.follow(runtime.event_hub)
         async with runtime.reading() as session:
             actor = await authenticate(session, token)
         return Context(runtime=runtime, actor=actor, loaders=Loaders(runtime))
@@ -111,7 +115,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         render_ide=lambda request: graphiql_html(endpoint=request.url.path),
         should_mask=None if settings.debug else should_mask_error,
     )
-    graphql_ws = GraphQLWebSocket(holder, settings, schema=schema)
+    graphql_ws = GraphQLWebSocket(holder, settings, revocations, schema=schema)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

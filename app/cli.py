@@ -174,32 +174,84 @@ def migrate() -> None:
     console.print("Migrations applied.")
 
 
-@token_cli.command("create")
-def token_create(
-    name: str = typer.Option(..., help="Who or what the token is for."),
-    role: str = typer.Option(..., help="agent, supervisor, admin or integrator."),
-) -> None:
-    """Create an API token and print it (alone, on stdout); it is shown only once."""
-    from app.auth import create_token
+def _in_database(work):
+    """Run `work(session)` in one transaction on the configured (or embedded) servers; a refused input exits 2."""
     from app.errors import UserError
     from app.runtime import create_runtime
 
-    async def run() -> str:
+    async def run():
         runtime = create_runtime(get_settings(), pool_size=1)
         try:
             async with runtime.transaction() as session:
-                return await create_token(session, name=name, role=role)
+                return await work(session)
         finally:
             await runtime.close()
 
     with servers():
         _migrate()
         try:
-            secret = asyncio.run(run())
+            return asyncio.run(run())
         except UserError as error:
             console.print(f"[red]{error.message}[/]")
             raise typer.Exit(2) from None
+
+
+@token_cli.command("create")
+def token_create(
+    name: str = typer.Option(..., help="The user the token is for (created with ROLE if new)."),
+    role: str = typer.Option(..., help="agent, supervisor, admin or integrator; must be the user's role if it exists."),
+) -> None:
+    """Create an API token and print it (alone, on stdout); it is shown only once."""
+    from app.services.auth import create_token
+
+    secret = _in_database(lambda session: create_token(session, name=name, role=role))
     sys.stdout.write(secret + "\n")
+
+
+@token_cli.command("list")
+def token_list(
+    all_tokens: bool = typer.Option(False, "--all", help="Include revoked tokens."),
+) -> None:
+    """List the tokens (never their secrets): id, name, user, role, created, last used, revoked."""
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from app.models import ApiToken, User
+
+    async def rows(session):
+        query = select(ApiToken, User).join(User, User.id == ApiToken.user_id).order_by(ApiToken.id)
+        if not all_tokens:
+            query = query.where(ApiToken.revoked_at.is_(None))
+        return (await session.execute(query)).all()
+
+    table = Table("id", "name", "user", "role", "created", "last used", "revoked")
+    for token, user in _in_database(rows):
+        when = [
+            t.isoformat(timespec="seconds") if t else ""
+            for t in (token.created_at, token.last_used_at, token.revoked_at)
+        ]
+        user_name = user.name if user.active else f"{user.name} (deactivated)"
+        table.add_row(str(token.id), token.name, user_name, user.role, *when)
+    Console().print(table)
+
+
+@token_cli.command("revoke")
+def token_revoke(token_id: str = typer.Argument(..., help="The token's id, as `token list` shows it.")) -> None:
+    """Revoke a token: it stops working on every API process within a second and its WebSockets close."""
+    from app.auth import SYSTEM
+    from app.services.auth import revoke_token
+    from schema.ids import decode_id
+
+    numeric = (
+        int(token_id)
+        if token_id.isascii() and token_id.isdigit() and len(token_id) < 19
+        else decode_id(token_id, "ApiToken")
+    )
+    if numeric is None:
+        console.print(f"[red]'{token_id}' is not a token id[/]")
+        raise typer.Exit(2)
+    _in_database(lambda session: revoke_token(session, actor=SYSTEM, token_id=numeric))
+    console.print(f"Token {numeric} revoked.")
 
 
 @cli.command()

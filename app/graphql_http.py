@@ -182,10 +182,10 @@ class GraphQLHTTP:
         should_mask: Callable[[GraphQLError], bool] | None,
     ) -> None:
         self.schema = schema
-        self.should_mask = should_mask
         self.make_context = make_context
         self.persisted_queries = persisted_queries
         self.render_ide = render_ide
+        self.should_mask = should_mask
 
     async def __call__(self, scope, receive, send) -> None:
         request = Request(scope, receive)

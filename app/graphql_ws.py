@@ -2,11 +2,14 @@
 
 The token comes in `connection_init` (`{"token": ...}` or `{"Authorization": "Bearer ..."}`).
 A refused connection is closed with a code and a reason that say why: 4403 for a missing or
-invalid token, 4429 for a token holding too many open connections in this process.
+invalid token, 4429 for a token holding too many open connections in this process. An admitted
+connection is closed with 4403 and the reason when its token is revoked or its user deactivated
+(or its role changed), whichever process made that change.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -16,7 +19,7 @@ from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 
-from app.auth import authenticate, bearer_token, hash_token
+from app.auth import Revocation, RevocationFollower, authenticate, bearer_token, hash_token
 from app.runtime import Runtime
 from app.settings import Settings
 from resolvers.context import Context
@@ -41,16 +44,20 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
             await self.websocket.close(code=refused.code, reason=refused.reason)
 
     async def handle(self) -> None:
+        self.view.live.add(self)
         try:
             await super().handle()
         finally:
+            self.view.live.discard(self)
             self.view.release(self.context)
 
 
 class GraphQLWebSocket(GraphQL):
     graphql_transport_ws_handler_class = TransportWSHandler
 
-    def __init__(self, runtime_holder: dict[str, Runtime], settings: Settings, **kwargs: Any) -> None:
+    def __init__(
+        self, runtime_holder: dict[str, Runtime], settings: Settings, revocations: RevocationFollower, **kwargs: Any
+    ) -> None:
         super().__init__(
             graphql_ide=None,
             subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
@@ -63,12 +70,16 @@ class GraphQLWebSocket(GraphQL):
         self.runtime_holder = runtime_holder
         self.max_connections_per_token = settings.ws_max_connections_per_token
         self.open_connections: Counter[str] = Counter()
+        self.live: set[TransportWSHandler] = set()
+        self.revocations = revocations
+        revocations.listeners.append(self.close_revoked)
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
         runtime = self.runtime_holder["runtime"]
         return Context(runtime=runtime, actor=None, loaders=Loaders(runtime))
 
     async def on_ws_connect(self, context: Context) -> None:
+        self.revocations.follow(context.runtime.event_hub)
         params = context.connection_params or {}
         token = params.get("token") or bearer_token(params.get("Authorization") or params.get("authorization"))
         async with context.runtime.reading() as session:
@@ -80,6 +91,15 @@ class GraphQLWebSocket(GraphQL):
             raise WebSocketRefused(4429, TOO_MANY_CONNECTIONS)
         self.open_connections[token_key] += 1
         context.token_key = token_key
+
+    async def close_revoked(self, revocation: Revocation) -> None:
+        if not revocation.close:
+            return
+        for handler in list(self.live):
+            if revocation.concerns(handler.context.actor):
+                # A socket that closed meanwhile refuses a second close; the others still get theirs.
+                with contextlib.suppress(RuntimeError, OSError):
+                    await handler.websocket.close(code=4403, reason=revocation.reason)
 
     def release(self, context: Context) -> None:
         if context.token_key is not None:

@@ -9,10 +9,14 @@ registered or fetched documents are dropped (a client then simply registers them
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 _KEY = "cg:apq:doc:"
 _RECENCY = "cg:apq:recency"  # sorted set: hash -> last use, to find the oldest entries
@@ -35,26 +39,35 @@ class PersistedQueries:
         if document is not None:
             self._local.move_to_end(sha256)
             return document
-        raw = await self.redis.get(_KEY + sha256)
+        try:
+            raw = await self.redis.get(_KEY + sha256)
+            if raw is not None:
+                await self.redis.zadd(_RECENCY, {sha256: time.time()})
+        except (RedisError, OSError):
+            log.warning("the persisted query store is unreachable; the client will send the document")
+            return None
         if raw is None:
             return None
-        await self.redis.zadd(_RECENCY, {sha256: time.time()})
         document = raw.decode()
         self._remember(sha256, document)
         return document
 
     async def put(self, sha256: str, document: str) -> None:
         """Store a document that parsed and validated (the caller checked its hash)."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(_KEY + sha256, document)
-            pipe.zadd(_RECENCY, {sha256: time.time()})
-            pipe.zcard(_RECENCY)
-            *_, count = await pipe.execute()
-        if count > self.max_entries:
-            evicted = [member for member, _ in await self.redis.zpopmin(_RECENCY, count - self.max_entries)]
-            if evicted:
-                await self.redis.delete(*(_KEY + member.decode() for member in evicted))
         self._remember(sha256, document)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.set(_KEY + sha256, document)
+                pipe.zadd(_RECENCY, {sha256: time.time()})
+                pipe.zcard(_RECENCY)
+                *_, count = await pipe.execute()
+            if count > self.max_entries:
+                evicted = [member for member, _ in await self.redis.zpopmin(_RECENCY, count - self.max_entries)]
+                if evicted:
+                    await self.redis.delete(*(_KEY + member.decode() for member in evicted))
+        except (RedisError, OSError):
+            # Registering is a saving, not a duty: the query itself was answered.
+            log.warning("the persisted query store is unreachable; %s is kept in this process only", sha256)
 
     def _remember(self, sha256: str, document: str) -> None:
         self._local[sha256] = document

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app import events
+from app.recognition.connector import HostPolicy, connectors
 from app.settings import Settings
 
 
@@ -58,6 +59,8 @@ def create_runtime(settings: Settings, *, pool_size: int = 10) -> Runtime:
         hide_parameters=True,  # a customer's data never lands in a log line or an error text
     )
     redis = Redis.from_url(settings.redis_url)
+    # The process's connectors follow the administrator's allow-list.
+    connectors.policy = HostPolicy.parse(settings.connector_hosts, allow_private=settings.connector_allow_private)
     return Runtime(
         settings=settings,
         engine=engine,

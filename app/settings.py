@@ -34,6 +34,8 @@ class Settings:
     ws_max_connections_per_token: int
     ws_init_timeout_seconds: float
     events_retained: int
+    connector_hosts: tuple[str, ...]
+    connector_allow_private: bool
 
     @property
     def embedded_database(self) -> bool:
@@ -66,6 +68,12 @@ def load_settings() -> Settings:
         ws_max_connections_per_token=int(os.environ.get("CASEGRAPH_WS_MAX_CONNECTIONS_PER_TOKEN", "20")),
         ws_init_timeout_seconds=float(os.environ.get("CASEGRAPH_WS_INIT_TIMEOUT", "10")),
         events_retained=int(os.environ.get("CASEGRAPH_EVENTS_RETAINED", "100000")),
+        # Where lookup connectors may send requests (host names, *.suffixes, addresses, networks);
+        # empty: nowhere. Private addresses only when listed or when allowed below.
+        connector_hosts=tuple(
+            h.strip() for h in os.environ.get("CASEGRAPH_CONNECTOR_HOSTS", "").split(",") if h.strip()
+        ),
+        connector_allow_private=_flag("CASEGRAPH_CONNECTOR_ALLOW_PRIVATE"),
     )
 
 

@@ -23,9 +23,9 @@ QUERY = """query($id: ID!) { customer(id: $id) { contacts(first: 50) {
 
 
 async def prepare(customers: int) -> tuple[list[int], str]:
-    from app.auth import create_token
     from app.demo import generate
     from app.runtime import create_runtime
+    from app.services.auth import create_token
     from app.settings import load_settings
 
     runtime = create_runtime(load_settings(), pool_size=1)

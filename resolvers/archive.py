@@ -8,7 +8,6 @@ from strawberry.scalars import JSON
 from app.services import archive as service
 from resolvers.cases import case_payload
 from resolvers.mutation_helpers import mutate
-from resolvers.permissions import STAFF, SUPERVISOR
 from schema.archive import (
     ArchiveRule,
     ArchiveRuleCreateInput,
@@ -23,6 +22,7 @@ from schema.archive import (
 from schema.cases import CasePayload
 from schema.customers import Customer, CustomerPayload
 from schema.ids import db_id, decode_id, to_global_id
+from schema.permissions import allow
 
 
 def _customer_payload(row) -> dict:
@@ -32,7 +32,7 @@ def _customer_payload(row) -> dict:
 @strawberry.type
 class ArchiveQuery:
     @strawberry.field(
-        permission_classes=[SUPERVISOR],
+        permission_classes=[allow("Query.customerExport")],
         description="Everything stored about a customer as one JSON document (subject access request).",
     )
     async def customer_export(self, info: strawberry.Info, customer_id: strawberry.ID) -> JSON | None:
@@ -42,12 +42,15 @@ class ArchiveQuery:
         async with info.context.runtime.reading() as session:
             return await service.export_customer(session, customer_id=customer_db_id)
 
-    @strawberry.field(permission_classes=[SUPERVISOR])
+    @strawberry.field(permission_classes=[allow("Query.archiveRules")])
     async def archive_rules(self, info: strawberry.Info) -> list[ArchiveRule]:
         async with info.context.runtime.reading() as session:
             return [ArchiveRule.from_row(r) for r in await service.list_archive_rules(session)]
 
-    @strawberry.field(permission_classes=[SUPERVISOR], description="What an archive rule would touch if it ran now.")
+    @strawberry.field(
+        permission_classes=[allow("Query.archiveRulePreview")],
+        description="What an archive rule would touch if it ran now.",
+    )
     async def archive_rule_preview(self, info: strawberry.Info, id: strawberry.ID) -> ArchiveRulePreview:
         async with info.context.runtime.reading() as session:
             preview = await service.preview_archive_rule(session, rule_id=db_id(id, "ArchiveRule", "id"))
@@ -63,7 +66,7 @@ class ArchiveQuery:
 
 @strawberry.type
 class CaseArchiveMutation:
-    @strawberry.mutation(permission_classes=[STAFF])
+    @strawberry.mutation(permission_classes=[allow("Mutation.caseArchive")])
     async def case_archive(self, info: strawberry.Info, input: CaseArchiveInput) -> CasePayload:
         return await mutate(
             info,
@@ -74,7 +77,7 @@ class CaseArchiveMutation:
             case_payload,
         )
 
-    @strawberry.mutation(permission_classes=[STAFF])
+    @strawberry.mutation(permission_classes=[allow("Mutation.caseRestore")])
     async def case_restore(self, info: strawberry.Info, input: CaseArchiveInput) -> CasePayload:
         return await mutate(
             info,
@@ -88,7 +91,7 @@ class CaseArchiveMutation:
 
 @strawberry.type
 class ArchiveMutation:
-    @strawberry.mutation(permission_classes=[STAFF])
+    @strawberry.mutation(permission_classes=[allow("Mutation.customerArchive")])
     async def customer_archive(self, info: strawberry.Info, input: CustomerArchiveInput) -> CustomerPayload:
         return await mutate(
             info,
@@ -99,7 +102,7 @@ class ArchiveMutation:
             _customer_payload,
         )
 
-    @strawberry.mutation(permission_classes=[STAFF])
+    @strawberry.mutation(permission_classes=[allow("Mutation.customerRestore")])
     async def customer_restore(self, info: strawberry.Info, input: CustomerArchiveInput) -> CustomerPayload:
         return await mutate(
             info,
@@ -111,7 +114,7 @@ class ArchiveMutation:
         )
 
     @strawberry.mutation(
-        permission_classes=[SUPERVISOR],
+        permission_classes=[allow("Mutation.customerErase")],
         description="Erase a customer's personal data (GDPR); irreversible. Case statistics stay.",
     )
     async def customer_erase(self, info: strawberry.Info, input: CustomerEraseInput) -> CustomerPayload:
@@ -127,7 +130,7 @@ class ArchiveMutation:
             _customer_payload,
         )
 
-    @strawberry.mutation(permission_classes=[SUPERVISOR])
+    @strawberry.mutation(permission_classes=[allow("Mutation.archiveRuleCreate")])
     async def archive_rule_create(self, info: strawberry.Info, input: ArchiveRuleCreateInput) -> ArchiveRulePayload:
         return await mutate(
             info,
@@ -145,7 +148,7 @@ class ArchiveMutation:
             lambda rule: {"rule": ArchiveRule.from_row(rule)},
         )
 
-    @strawberry.mutation(permission_classes=[SUPERVISOR])
+    @strawberry.mutation(permission_classes=[allow("Mutation.archiveRuleDelete")])
     async def archive_rule_delete(
         self, info: strawberry.Info, input: ArchiveRuleDeleteInput
     ) -> ArchiveRuleDeletePayload:

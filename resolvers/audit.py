@@ -6,15 +6,17 @@ import strawberry
 
 from app.pagination import page_size
 from app.services import audit as service
-from resolvers.permissions import STAFF
 from schema.audit import AUDIT_ENTITY_TYPES, AuditEvent
 from schema.ids import from_global_id
 from schema.pagination import Connection, PageInfo
+from schema.permissions import allow
 
 
 @strawberry.type
 class AuditQuery:
-    @strawberry.field(permission_classes=[STAFF], description="An object's audit trail, newest first.")
+    @strawberry.field(
+        permission_classes=[allow("Query.auditEvents")], description="An object's audit trail, newest first."
+    )
     async def audit_events(
         self, info: strawberry.Info, entity_id: strawberry.ID, first: int | None = None, after: str | None = None
     ) -> Connection[AuditEvent]:

@@ -7,7 +7,6 @@ import strawberry
 from app.pagination import page_size
 from app.services import cases as service
 from resolvers.mutation_helpers import mutate
-from resolvers.permissions import STAFF
 from schema.cases import (
     Case,
     CaseCloseInput,
@@ -25,6 +24,7 @@ from schema.cases import (
 from schema.ids import db_id, decode_id, optional_db_id
 from schema.node import load_case
 from schema.pagination import Connection
+from schema.permissions import allow
 
 
 def case_payload(row) -> dict:
@@ -33,17 +33,20 @@ def case_payload(row) -> dict:
 
 @strawberry.type
 class CaseQuery:
-    @strawberry.field
+    @strawberry.field(permission_classes=[allow("Query.case")])
     async def case(self, info: strawberry.Info, id: strawberry.ID) -> Case | None:
         return await load_case(info, decode_id(id, "Case"))
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[allow("Query.caseByReference")])
     async def case_by_reference(self, info: strawberry.Info, reference: str) -> Case | None:
         async with info.context.runtime.reading() as session:
             case_id = await service.case_id_by_reference(session, reference=reference)
         return await load_case(info, case_id)
 
-    @strawberry.field(description="Cases newest first; merged and archived cases are left out.")
+    @strawberry.field(
+        permission_classes=[allow("Query.cases")],
+        description="Cases newest first; merged and archived cases are left out.",
+    )
     async def cases(
         self,
         info: strawberry.Info,
@@ -74,7 +77,7 @@ def _filter_id(global_id: str | None, type_name: str) -> int | None:
 
 @strawberry.type
 class CaseMutation:
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[allow("Mutation.caseCreate")])
     async def case_create(self, info: strawberry.Info, input: CaseCreateInput) -> CasePayload:
         return await mutate(
             info,
@@ -93,7 +96,7 @@ class CaseMutation:
             case_payload,
         )
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[allow("Mutation.caseUpdate")])
     async def case_update(self, info: strawberry.Info, input: CaseUpdateInput) -> CasePayload:
         return await mutate(
             info,
@@ -117,7 +120,7 @@ class CaseMutation:
 
 @strawberry.type
 class CaseLifecycleMutation:
-    @strawberry.mutation(permission_classes=[STAFF])
+    @strawberry.mutation(permission_classes=[allow("Mutation.caseClose")])
     async def case_close(self, info: strawberry.Info, input: CaseCloseInput) -> CasePayload:
         return await mutate(
             info,
@@ -131,7 +134,7 @@ class CaseLifecycleMutation:
             case_payload,
         )
 
-    @strawberry.mutation(permission_classes=[STAFF])
+    @strawberry.mutation(permission_classes=[allow("Mutation.caseReopen")])
     async def case_reopen(self, info: strawberry.Info, input: CaseReopenInput) -> CasePayload:
         return await mutate(
             info,
@@ -146,7 +149,7 @@ class CaseLifecycleMutation:
         )
 
     @strawberry.mutation(
-        permission_classes=[STAFF],
+        permission_classes=[allow("Mutation.caseMove")],
         description="Move a case from one customer to another; that customer's contacts on it follow.",
     )
     async def case_move(self, info: strawberry.Info, input: CaseMoveInput) -> CasePayload:
@@ -163,7 +166,7 @@ class CaseLifecycleMutation:
             case_payload,
         )
 
-    @strawberry.mutation(permission_classes=[STAFF])
+    @strawberry.mutation(permission_classes=[allow("Mutation.caseCustomerLink")])
     async def case_customer_link(self, info: strawberry.Info, input: CaseCustomerLinkInput) -> CasePayload:
         return await mutate(
             info,
@@ -179,7 +182,8 @@ class CaseLifecycleMutation:
         )
 
     @strawberry.mutation(
-        permission_classes=[STAFF], description="Unlink a customer from a case; the primary customer stays."
+        permission_classes=[allow("Mutation.caseCustomerUnlink")],
+        description="Unlink a customer from a case; the primary customer stays.",
     )
     async def case_customer_unlink(self, info: strawberry.Info, input: CaseCustomerUnlinkInput) -> CasePayload:
         return await mutate(
@@ -195,7 +199,7 @@ class CaseLifecycleMutation:
         )
 
     @strawberry.mutation(
-        permission_classes=[STAFF],
+        permission_classes=[allow("Mutation.caseMerge")],
         description="Merge a case into another; the source's reference resolves to the target.",
     )
     async def case_merge(self, info: strawberry.Info, input: CaseMergeInput) -> CaseMergePayload:

@@ -7,7 +7,6 @@ import strawberry
 from app.contact_data import ContactData
 from app.services import contacts as service
 from resolvers.mutation_helpers import mutate
-from resolvers.permissions import STAFF, roles
 from schema.cases import Case
 from schema.contacts import (
     CaseCreateFromContactInput,
@@ -23,8 +22,7 @@ from schema.contacts import (
 )
 from schema.ids import db_id, decode_id, optional_db_id
 from schema.node import load_contact
-
-INGEST = roles("integrator", "supervisor")
+from schema.permissions import allow
 
 
 def contact_data(input: ContactCreateInput | ContactIngestInput, *, source: str | None) -> ContactData:
@@ -50,7 +48,7 @@ def contact_payload(row) -> dict:
 
 @strawberry.type
 class ContactQuery:
-    @strawberry.field
+    @strawberry.field(permission_classes=[allow("Query.contact")])
     async def contact(self, info: strawberry.Info, id: strawberry.ID) -> Contact | None:
         return await load_contact(info, decode_id(id, "Contact"))
 
@@ -58,7 +56,8 @@ class ContactQuery:
 @strawberry.type
 class ContactMutation:
     @strawberry.mutation(
-        description="Log a contact on a customer and/or case. A repeated externalId returns the first contact."
+        permission_classes=[allow("Mutation.contactCreate")],
+        description="Log a contact on a customer and/or case. A repeated externalId returns the first contact.",
     )
     async def contact_create(self, info: strawberry.Info, input: ContactCreateInput) -> ContactPayload:
         data = contact_data(input, source=None)
@@ -76,7 +75,7 @@ class ContactMutation:
         )
 
     @strawberry.mutation(
-        permission_classes=[INGEST],
+        permission_classes=[allow("Mutation.contactIngest")],
         description="Store a contact from an integrator, recognised and promoted in one transaction. "
         "Idempotent on (source, externalId): a repeat returns the first contact and creates nothing.",
     )
@@ -104,7 +103,10 @@ class ContactMutation:
 
 @strawberry.type
 class ContactFixMutation:
-    @strawberry.mutation(permission_classes=[STAFF], description="Link a contact to a customer and/or one case.")
+    @strawberry.mutation(
+        permission_classes=[allow("Mutation.contactAssociate")],
+        description="Link a contact to a customer and/or one case.",
+    )
     async def contact_associate(self, info: strawberry.Info, input: ContactAssociateInput) -> ContactPayload:
         return await mutate(
             info,
@@ -119,7 +121,10 @@ class ContactFixMutation:
             contact_payload,
         )
 
-    @strawberry.mutation(permission_classes=[STAFF], description="Move contacts to another case of their customer.")
+    @strawberry.mutation(
+        permission_classes=[allow("Mutation.contactMove")],
+        description="Move contacts to another case of their customer.",
+    )
     async def contact_move(self, info: strawberry.Info, input: ContactMoveInput) -> ContactsPayload:
         return await mutate(
             info,
@@ -133,7 +138,9 @@ class ContactFixMutation:
             lambda rows: {"contacts": [Contact.from_row(r) for r in rows]},
         )
 
-    @strawberry.mutation(permission_classes=[STAFF], description="Split a contact off into a new case.")
+    @strawberry.mutation(
+        permission_classes=[allow("Mutation.caseCreateFromContact")], description="Split a contact off into a new case."
+    )
     async def case_create_from_contact(
         self, info: strawberry.Info, input: CaseCreateFromContactInput
     ) -> CaseFromContactPayload:

@@ -9,7 +9,6 @@ from app.services import customers as service
 from app.services.customers import FieldPick
 from app.services.customers import IdentifierInput as ServiceIdentifier
 from resolvers.mutation_helpers import mutate
-from resolvers.permissions import STAFF
 from schema.customers import (
     Customer,
     CustomerCreateInput,
@@ -30,11 +29,12 @@ from schema.enums import CustomerStatus
 from schema.ids import db_id, decode_id
 from schema.node import load_customer
 from schema.pagination import Connection
+from schema.permissions import allow
 
 
 @strawberry.type
 class CustomerQuery:
-    @strawberry.field
+    @strawberry.field(permission_classes=[allow("Query.customer")])
     async def customer(self, info: strawberry.Info, id: strawberry.ID) -> Customer | None:
         customer = await load_customer(info, decode_id(id, "Customer"))
         if customer is None or customer.merged_into_id is None or customer.status != CustomerStatus.MERGED:
@@ -44,13 +44,16 @@ class CustomerQuery:
             customer_id = await service.live_customer_id(session, customer_id=customer.db_id)
         return await load_customer(info, customer_id)
 
-    @strawberry.field
+    @strawberry.field(permission_classes=[allow("Query.customerByNumber")])
     async def customer_by_number(self, info: strawberry.Info, number: str) -> Customer | None:
         async with info.context.runtime.reading() as session:
             customer_id = await service.customer_id_by_number(session, number=number)
         return await load_customer(info, customer_id)
 
-    @strawberry.field(description="Customers newest first. Without a status filter, only active customers.")
+    @strawberry.field(
+        permission_classes=[allow("Query.customers")],
+        description="Customers newest first. Without a status filter, only active customers.",
+    )
     async def customers(
         self,
         info: strawberry.Info,
@@ -74,7 +77,7 @@ class CustomerQuery:
 
 @strawberry.type
 class CustomerMutation:
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[allow("Mutation.customerCreate")])
     async def customer_create(self, info: strawberry.Info, input: CustomerCreateInput) -> CustomerPayload:
         identifiers = (
             [ServiceIdentifier("email", v) for v in input.emails]
@@ -95,7 +98,7 @@ class CustomerMutation:
             lambda row: {"customer": Customer.from_row(row)},
         )
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[allow("Mutation.customerUpdate")])
     async def customer_update(self, info: strawberry.Info, input: CustomerUpdateInput) -> CustomerPayload:
         return await mutate(
             info,
@@ -110,7 +113,7 @@ class CustomerMutation:
             lambda row: {"customer": Customer.from_row(row)},
         )
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[allow("Mutation.customerIdentifierAdd")])
     async def customer_identifier_add(
         self, info: strawberry.Info, input: CustomerIdentifierAddInput
     ) -> CustomerIdentifierPayload:
@@ -134,7 +137,7 @@ class CustomerMutation:
             shape,
         )
 
-    @strawberry.mutation
+    @strawberry.mutation(permission_classes=[allow("Mutation.customerIdentifierRemove")])
     async def customer_identifier_remove(
         self, info: strawberry.Info, input: CustomerIdentifierRemoveInput
     ) -> CustomerIdentifierPayload:
@@ -155,7 +158,7 @@ class CustomerMutation:
 @strawberry.type
 class CustomerMergeQuery:
     @strawberry.field(
-        permission_classes=[STAFF],
+        permission_classes=[allow("Query.customerDuplicates")],
         description="Likely duplicates of a customer: shared identifiers and similar names, best first.",
     )
     async def customer_duplicates(
@@ -170,7 +173,7 @@ class CustomerMergeQuery:
             return None
         return [DuplicateCandidate(customer_id=c.customer_id, score=c.score, reasons=c.reasons) for c in found]
 
-    @strawberry.field(permission_classes=[STAFF])
+    @strawberry.field(permission_classes=[allow("Query.customerMerge")])
     async def customer_merge(self, info: strawberry.Info, id: strawberry.ID) -> CustomerMerge | None:
         merge_id = decode_id(id, "CustomerMerge")
         if merge_id is None:
@@ -187,7 +190,8 @@ async def _merge_payload(info: strawberry.Info, merge) -> dict:
 @strawberry.type
 class CustomerMergeMutation:
     @strawberry.mutation(
-        permission_classes=[STAFF], description="Merge duplicates into a survivor; undo with customerMergeUndo."
+        permission_classes=[allow("Mutation.customerMerge")],
+        description="Merge duplicates into a survivor; undo with customerMergeUndo.",
     )
     async def customer_merge(self, info: strawberry.Info, input: CustomerMergeInput) -> CustomerMergePayload:
         return await mutate(
@@ -208,7 +212,7 @@ class CustomerMergeMutation:
         )
 
     @strawberry.mutation(
-        permission_classes=[STAFF],
+        permission_classes=[allow("Mutation.customerMergeUndo")],
         description="Undo a customer merge from its journal, unless something changed since.",
     )
     async def customer_merge_undo(self, info: strawberry.Info, input: CustomerMergeUndoInput) -> CustomerMergePayload:

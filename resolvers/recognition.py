@@ -9,12 +9,12 @@ import strawberry
 from app.errors import UserError as AppUserError
 from app.recognition.outcome import preview_recognition
 from app.services import recognition as service
-from resolvers.contacts import INGEST, contact_data
+from resolvers.contacts import contact_data
 from resolvers.mutation_helpers import mutate
-from resolvers.permissions import SUPERVISOR
 from schema.contacts import ContactIngestInput
 from schema.errors import UserError
 from schema.ids import db_id, to_global_id
+from schema.permissions import allow
 from schema.recognition import (
     NoMatchPolicy,
     NoMatchPolicyPayload,
@@ -56,25 +56,30 @@ async def _delete(info: strawberry.Info, global_id: strawberry.ID, type_name: st
 
 @strawberry.type
 class RecognitionQuery:
-    @strawberry.field(permission_classes=[SUPERVISOR], description="Recognition rules in the order they are tried.")
+    @strawberry.field(
+        permission_classes=[allow("Query.recognitionRules")],
+        description="Recognition rules in the order they are tried.",
+    )
     async def recognition_rules(self, info: strawberry.Info) -> list[RecognitionRule]:
         async with info.context.runtime.reading() as session:
             return [RecognitionRule.from_row(r) for r in await service.list_rules(session)]
 
-    @strawberry.field(permission_classes=[SUPERVISOR])
+    @strawberry.field(permission_classes=[allow("Query.promotionRules")])
     async def promotion_rules(self, info: strawberry.Info) -> list[PromotionRule]:
         async with info.context.runtime.reading() as session:
             return [PromotionRule.from_row(r) for r in await service.list_promotion_rules(session)]
 
     @strawberry.field(
-        permission_classes=[SUPERVISOR], description="What each channel does with an unrecognised contact."
+        permission_classes=[allow("Query.noMatchPolicies")],
+        description="What each channel does with an unrecognised contact.",
     )
     async def no_match_policies(self, info: strawberry.Info) -> list[NoMatchPolicy]:
         async with info.context.runtime.reading() as session:
             return [NoMatchPolicy.from_row(p) for p in await service.list_policies(session)]
 
     @strawberry.field(
-        permission_classes=[INGEST], description="Run the rules on a contact without storing or creating anything."
+        permission_classes=[allow("Query.recognitionPreview")],
+        description="Run the rules on a contact without storing or creating anything.",
     )
     async def recognition_preview(self, info: strawberry.Info, input: ContactIngestInput) -> RecognitionPreviewPayload:
         try:
@@ -100,7 +105,7 @@ class RecognitionQuery:
 
 @strawberry.type
 class RecognitionMutation:
-    @strawberry.mutation(permission_classes=[SUPERVISOR])
+    @strawberry.mutation(permission_classes=[allow("Mutation.recognitionRuleCreate")])
     async def recognition_rule_create(
         self, info: strawberry.Info, input: RecognitionRuleCreateInput
     ) -> RecognitionRulePayload:
@@ -120,7 +125,7 @@ class RecognitionMutation:
             lambda rule: {"rule": RecognitionRule.from_row(rule)},
         )
 
-    @strawberry.mutation(permission_classes=[SUPERVISOR])
+    @strawberry.mutation(permission_classes=[allow("Mutation.recognitionRuleUpdate")])
     async def recognition_rule_update(
         self, info: strawberry.Info, input: RecognitionRuleUpdateInput
     ) -> RecognitionRulePayload:
@@ -139,11 +144,11 @@ class RecognitionMutation:
             lambda rule: {"rule": RecognitionRule.from_row(rule)},
         )
 
-    @strawberry.mutation(permission_classes=[SUPERVISOR])
+    @strawberry.mutation(permission_classes=[allow("Mutation.recognitionRuleDelete")])
     async def recognition_rule_delete(self, info: strawberry.Info, input: RuleDeleteInput) -> RuleDeletePayload:
         return await _delete(info, input.id, "RecognitionRule", service.delete_rule)
 
-    @strawberry.mutation(permission_classes=[SUPERVISOR])
+    @strawberry.mutation(permission_classes=[allow("Mutation.recognitionRulesReorder")])
     async def recognition_rules_reorder(
         self, info: strawberry.Info, input: RulesReorderInput
     ) -> RecognitionRulesPayload:
@@ -156,7 +161,7 @@ class RecognitionMutation:
             lambda rules: {"rules": [RecognitionRule.from_row(r) for r in rules]},
         )
 
-    @strawberry.mutation(permission_classes=[SUPERVISOR])
+    @strawberry.mutation(permission_classes=[allow("Mutation.promotionRuleCreate")])
     async def promotion_rule_create(
         self, info: strawberry.Info, input: PromotionRuleCreateInput
     ) -> PromotionRulePayload:
@@ -178,7 +183,7 @@ class RecognitionMutation:
             lambda rule: {"rule": PromotionRule.from_row(rule)},
         )
 
-    @strawberry.mutation(permission_classes=[SUPERVISOR])
+    @strawberry.mutation(permission_classes=[allow("Mutation.promotionRuleUpdate")])
     async def promotion_rule_update(
         self, info: strawberry.Info, input: PromotionRuleUpdateInput
     ) -> PromotionRulePayload:
@@ -200,11 +205,11 @@ class RecognitionMutation:
             lambda rule: {"rule": PromotionRule.from_row(rule)},
         )
 
-    @strawberry.mutation(permission_classes=[SUPERVISOR])
+    @strawberry.mutation(permission_classes=[allow("Mutation.promotionRuleDelete")])
     async def promotion_rule_delete(self, info: strawberry.Info, input: RuleDeleteInput) -> RuleDeletePayload:
         return await _delete(info, input.id, "PromotionRule", service.delete_promotion_rule)
 
-    @strawberry.mutation(permission_classes=[SUPERVISOR])
+    @strawberry.mutation(permission_classes=[allow("Mutation.promotionRulesReorder")])
     async def promotion_rules_reorder(self, info: strawberry.Info, input: RulesReorderInput) -> PromotionRulesPayload:
         return await mutate(
             info,
@@ -216,7 +221,8 @@ class RecognitionMutation:
         )
 
     @strawberry.mutation(
-        permission_classes=[SUPERVISOR], description="Set what a channel does with an unrecognised contact."
+        permission_classes=[allow("Mutation.noMatchPolicySet")],
+        description="Set what a channel does with an unrecognised contact.",
     )
     async def no_match_policy_set(self, info: strawberry.Info, input: NoMatchPolicySetInput) -> NoMatchPolicyPayload:
         return await mutate(

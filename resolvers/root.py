@@ -6,6 +6,7 @@ import strawberry
 
 from resolvers.archive import ArchiveMutation, ArchiveQuery, CaseArchiveMutation
 from resolvers.audit import AuditQuery
+from resolvers.auth import AuthMutation, AuthQuery
 from resolvers.cases import CaseLifecycleMutation, CaseMutation, CaseQuery
 from resolvers.contacts import ContactFixMutation, ContactMutation, ContactQuery
 from resolvers.customers import CustomerMergeMutation, CustomerMergeQuery, CustomerMutation, CustomerQuery
@@ -13,6 +14,7 @@ from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from schema.auth import User
 from schema.ids import from_global_id
 from schema.node import Node, load_case, load_contact, load_customer, load_user
+from schema.permissions import NODE_READS, allow, forbidden, permitted
 
 _NODE_LOADERS = {
     "Customer": load_customer,
@@ -24,14 +26,17 @@ _NODE_LOADERS = {
 
 @strawberry.type
 class RootQuery:
-    @strawberry.field(description="Any object by its global id.")
+    @strawberry.field(permission_classes=[allow("Query.node")], description="Any object by its global id.")
     async def node(self, info: strawberry.Info, id: strawberry.ID) -> Node | None:
         decoded = from_global_id(id)
         if decoded is None or decoded[0] not in _NODE_LOADERS:
             return None
+        # Reading by global id is no way around a type's own getter (integrators do not browse).
+        if not permitted(info.context.actor, NODE_READS[decoded[0]]):
+            raise forbidden(NODE_READS[decoded[0]])
         return await _NODE_LOADERS[decoded[0]](info, decoded[1])
 
-    @strawberry.field(description="The user the request's token belongs to.")
+    @strawberry.field(permission_classes=[allow("Query.me")], description="The user the request's token belongs to.")
     async def me(self, info: strawberry.Info) -> User | None:
         actor = info.context.actor
         return await load_user(info, actor.user_id if actor else None)
@@ -47,6 +52,7 @@ QUERIES = (
     CustomerMergeQuery,
     ArchiveQuery,
     AuditQuery,
+    AuthQuery,
 )
 MUTATIONS = (
     CustomerMutation,
@@ -58,4 +64,5 @@ MUTATIONS = (
     CaseArchiveMutation,
     CustomerMergeMutation,
     ArchiveMutation,
+    AuthMutation,
 )

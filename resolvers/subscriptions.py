@@ -21,6 +21,7 @@ from schema.contacts import Contact
 from schema.customers import Customer
 from schema.ids import decode_id
 from schema.node import load_case, load_contact, load_customer
+from schema.permissions import AllContacts, allow
 
 # Each subscription operation runs in a task of its own, so a context variable set by the source
 # stream is what the extension reads when that operation's next result is sent.
@@ -74,18 +75,25 @@ async def _each_update(
 
 @strawberry.type
 class Subscription:
-    @strawberry.subscription(description="The customer each time it or its history changes.")
+    @strawberry.subscription(
+        permission_classes=[allow("Subscription.customerUpdated")],
+        description="The customer each time it or its history changes.",
+    )
     def customer_updated(
         self, info: strawberry.Info, id: strawberry.ID, after: After = None
     ) -> AsyncGenerator[Customer, None]:
         return _each_update(info, "customerUpdated", decode_id(id, "Customer"), load_customer, after)
 
-    @strawberry.subscription(description="The case each time it or its contacts change.")
+    @strawberry.subscription(
+        permission_classes=[allow("Subscription.caseUpdated")],
+        description="The case each time it or its contacts change.",
+    )
     def case_updated(self, info: strawberry.Info, id: strawberry.ID, after: After = None) -> AsyncGenerator[Case, None]:
         return _each_update(info, "caseUpdated", decode_id(id, "Case"), load_case, after)
 
     @strawberry.subscription(
-        description="Each new contact of a customer and/or a case (all contacts when neither is given)."
+        permission_classes=[allow("Subscription.contactReceived"), AllContacts],
+        description="Each new contact of a customer and/or a case (all contacts when neither is given).",
     )
     async def contact_received(
         self,

@@ -13,7 +13,14 @@ from schema.ids import to_global_id
 from schema.node import Node, load_user
 
 # Audit entity types and the global-id type names they correspond to.
-AUDIT_ENTITY_TYPES = {"Customer": "customer", "Case": "case", "Contact": "contact", "ArchiveRule": "archive_rule"}
+AUDIT_ENTITY_TYPES = {
+    "Customer": "customer",
+    "Case": "case",
+    "Contact": "contact",
+    "ArchiveRule": "archive_rule",
+    "User": "user",
+    "ApiToken": "api_token",
+}
 _TYPE_NAMES = {entity: type_name for type_name, entity in AUDIT_ENTITY_TYPES.items()}
 
 

@@ -14,6 +14,7 @@ from schema.enums import CaseStatus, Priority
 from schema.errors import UserError
 from schema.node import Node, load_case, load_customer, load_customers, load_user
 from schema.pagination import Connection
+from schema.permissions import allow
 
 if TYPE_CHECKING:
     from schema.contacts import Contact
@@ -53,7 +54,9 @@ class Case(Node):
         primary = next((link.customer_id for link in links if link.is_primary), None)
         return await load_customer(info, primary)
 
-    @strawberry.field(description="The contacts on this case, newest first.")
+    @strawberry.field(
+        permission_classes=[allow("Case.contacts")], description="The contacts on this case, newest first."
+    )
     async def contacts(
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> Connection[Annotated[Contact, strawberry.lazy("schema.contacts")]]:

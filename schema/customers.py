@@ -13,6 +13,7 @@ from schema.enums import Channel, CustomerStatus, IdentifierKind, values_enum
 from schema.errors import UserError
 from schema.node import Node, load_customer, load_customers
 from schema.pagination import Connection
+from schema.permissions import allow
 
 if TYPE_CHECKING:
     from schema.cases import Case
@@ -53,7 +54,9 @@ class Customer(Node):
         rows = await info.context.loaders.identifiers_by_customer.load(self.db_id)
         return [CustomerIdentifier.from_row(r) for r in rows]
 
-    @strawberry.field(description="The cases concerning this customer, newest first.")
+    @strawberry.field(
+        permission_classes=[allow("Customer.cases")], description="The cases concerning this customer, newest first."
+    )
     async def cases(
         self, info: strawberry.Info, first: int | None = None, after: str | None = None
     ) -> Connection[Annotated[Case, strawberry.lazy("schema.cases")]]:
@@ -63,7 +66,8 @@ class Customer(Node):
         return Connection.from_page(page, Case.from_row)
 
     @strawberry.field(
-        description="The unified contact history: every contact of this customer across all cases, newest first."
+        permission_classes=[allow("Customer.contacts")],
+        description="The unified contact history: every contact of this customer across all cases, newest first.",
     )
     async def contacts(
         self,

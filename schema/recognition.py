@@ -8,7 +8,6 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.models import PROMOTION_POLICIES, RULE_KINDS, RULE_TARGETS
-from app.recognition.config import masked
 from schema.cases import Case
 from schema.contacts import candidates_of, case_of, customer_of
 from schema.customers import Customer
@@ -29,7 +28,9 @@ class RecognitionRule(Node):
     name: str
     target: RecognitionTarget
     kind: RecognitionRuleKind
-    config: JSON = strawberry.field(description="Kind-specific settings; a connector's shared secret is shown masked.")
+    config: JSON = strawberry.field(
+        description="Kind-specific settings; a connector names the environment variable holding its secret."
+    )
     position: int
     channels: list[Channel] = strawberry.field(description="The channels it applies to; empty means all.")
     enabled: bool
@@ -40,7 +41,7 @@ class RecognitionRule(Node):
             row,
             target=RecognitionTarget(row.target),
             kind=RecognitionRuleKind(row.kind),
-            config=masked(row.config),
+            config=row.config,
             channels=[Channel(c) for c in row.channels],
         )
 

@@ -20,10 +20,10 @@ import uvicorn
 from sqlalchemy import event, text
 
 from app import events
-from app.auth import create_token
 from app.embedded import EmbeddedServers
 from app.migrate import upgrade
 from app.runtime import Runtime, create_runtime
+from app.services.auth import create_token
 from app.settings import load_settings
 
 KEEP_TABLES = {"alembic_version"}

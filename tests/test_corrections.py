@@ -91,7 +91,7 @@ async def test_associate_links_a_contact_and_joins_its_customer_to_the_case(gql,
 async def test_associate_refuses_when_the_role_may_not_link_the_customer(gql, runtime):
     # Integrators log contacts but do not decide which customers a case concerns: the
     # mutation's permission refuses them before anything runs.
-    from app.auth import create_token
+    from app.services.auth import create_token
 
     ada = await make_customer(runtime, "Ada")
     bob = await make_customer(runtime, "Bob")

@@ -214,3 +214,18 @@ async def test_a_body_that_is_not_one_json_object_is_a_400(http, auth, body):
     response = await http.post("/graphql", content=body, headers={**auth, "Content-Type": "application/json"})
 
     assert response.status_code == 400 and response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+async def test_persisted_queries_degrade_to_full_documents_when_redis_is_unreachable(gql):
+    from redis.asyncio import Redis
+
+    cut_off = Redis.from_url("unix:///nonexistent/redis.sock")
+    store = PersistedQueries(cut_off, max_entries=10)
+    try:
+        missing = await store.get(sha(ME))
+        await store.put(sha(ME), ME)  # logs, does not raise
+        kept_locally = await store.get(sha(ME))
+    finally:
+        await cut_off.aclose()
+
+    assert missing is None and kept_locally == ME

@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from app.auth import SYSTEM
 from app.errors import ErrorCode, UserError
 from app.models import AuditEvent, RecognitionRule
+from app.recognition.connector import HostPolicy, connectors
 from app.services import recognition as rule_service
 from app.services.recognition import export_rules, import_rules
 
@@ -96,7 +97,8 @@ async def test_rule_create_fills_defaults_and_places_the_rule(gql):
     ]
 
 
-async def test_rule_create_refusals_are_typed_and_change_nothing(gql, runtime):
+async def test_rule_create_refusals_are_typed_and_change_nothing(gql, runtime, monkeypatch):
+    monkeypatch.setattr(connectors, "policy", HostPolicy.parse("crm"))
     cases = [
         (
             {"name": "Bad", "kind": "REFERENCE_IN_TEXT", "config": {"pattern": "(["}},
@@ -112,6 +114,10 @@ async def test_rule_create_refusals_are_typed_and_change_nothing(gql, runtime):
             ("config.source", "INVALID"),
         ),
         ({"name": "Bad", "kind": "LOOKUP", "config": {"url": "ftp://crm"}}, ("config.url", "INVALID")),
+        (
+            {"name": "Bad", "kind": "LOOKUP", "config": {"url": "http://169.254.169.254/latest"}},
+            ("config.url", "CONNECTOR_HOST_REFUSED"),
+        ),
         (
             {"name": "Bad", "kind": "LOOKUP", "config": {"url": "https://crm", "timeout_seconds": 0}},
             ("config.timeout_seconds", "INVALID"),

@@ -98,12 +98,49 @@ async def test_reference_in_subject_finds_the_case_and_its_primary_customer(runt
     bob = await make_customer(runtime, "Bob", ("email", "bob@example.com"))
     case = await make_case(runtime, "Broken kettle", ada, bob)
 
-    result = await ingest(runtime, subject=f"Re: [{case.reference}] still broken", from_address="someone@else.org")
+    # Bob is on the case too: any of its customers may quote it; the case brings its primary customer.
+    result = await ingest(runtime, subject=f"Re: [{case.reference}] still broken", from_address="bob@example.com")
 
     assert (result.case_id, result.customer_id) == (case.id, ada)
     assert result.contact.recognition["matchedRule"] == "Case reference in subject or text"
     assert not result.customer_created and not result.case_created
     assert await count(runtime, Customer) == 2
+
+
+async def test_a_stranger_quoting_a_reference_is_not_put_on_the_case(runtime):
+    ada = await make_customer(runtime, "Ada", ("email", "ada@example.com"))
+    case = await make_case(runtime, "Refund", ada)
+
+    stranger = await ingest(runtime, subject=f"Re: [{case.reference}] my refund", from_address="mallory@evil.test")
+
+    reference = step(stranger, "Case reference in subject or text")
+    assert reference["outcome"] == "refused" and reference["referencedCaseId"] == case.id
+    assert "mallory@evil.test" in reference["reason"]
+    assert stranger.case_id != case.id and stranger.customer_id != ada
+
+
+async def test_a_reference_sent_from_a_customers_phone_number_is_accepted(runtime):
+    ada = await make_customer(runtime, "Ada", ("phone", "+447700900123"))
+    case = await make_case(runtime, "Refund", ada)
+
+    result = await ingest(runtime, channel="sms", text=f"About {case.reference}", from_address="07700 900123")
+
+    assert result.case_id == case.id and result.customer_id == ada
+
+
+async def test_reference_sender_check_can_be_switched_off(runtime):
+    ada = await make_customer(runtime, "Ada", ("email", "ada@example.com"))
+    case = await make_case(runtime, "Refund", ada)
+    async with runtime.reading() as session:
+        rule = next(r for r in await rule_service.list_rules(session) if r.kind == "reference_in_text")
+    async with runtime.transaction() as session:
+        await rule_service.update_rule(
+            session, actor=SYSTEM, rule_id=rule.id, config={**rule.config, "require_known_sender": False}
+        )
+
+    result = await ingest(runtime, subject=f"[{case.reference}]", from_address="colleague@example.com")
+
+    assert result.case_id == case.id
 
 
 async def test_reference_to_a_merged_case_lands_on_the_surviving_case(runtime):

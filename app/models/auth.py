@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, String, Text
+from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Index, String, Text
 from sqlalchemy import text as sql
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -20,12 +20,16 @@ class User(Base):
 
     id: Mapped[int] = pk()
     name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    # Normalised (lower-cased); the THREAD rule recognises an agent replying by it.
     email: Mapped[str | None] = mapped_column(Text)
     role: Mapped[str] = mapped_column(String(16), nullable=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql("true"))
     created_at: Mapped[datetime] = created_at()
 
-    __table_args__ = (CheckConstraint(one_of("role", ROLES), name="role"),)
+    __table_args__ = (
+        CheckConstraint(one_of("role", ROLES), name="role"),
+        Index("uq_users_email", "email", unique=True),
+    )
 
 
 class ApiToken(Base):
@@ -37,5 +41,8 @@ class ApiToken(Base):
     # sha256 of a 256-bit random secret: the secret itself is shown once and never stored
     token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     created_at: Mapped[datetime] = created_at()
+    # Written at most once a minute per token, not per request.
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_api_tokens_user_id", "user_id"),)

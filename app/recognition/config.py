@@ -15,6 +15,7 @@ from app.models import (
     RULE_KINDS,
     RULE_TARGETS,
 )
+from app.recognition.connector import SECRET_ENV_PREFIX, connectors
 from app.recognition.defaults import CASE_REFERENCE_PATTERN
 from app.recognition.patterns import check_pattern
 
@@ -88,20 +89,34 @@ def _text_fields(config: dict) -> list[str]:
 def check_connector(config: dict, prefix: str = "config") -> dict[str, Any]:
     url = config.get("url")
     parsed = urlparse(url) if isinstance(url, str) else None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise UserError(ErrorCode.INVALID, "url must be an http(s) URL", f"{prefix}.url")
-    secret = config.get("secret")
-    if secret is not None and (not isinstance(secret, str) or not secret):
-        raise UserError(ErrorCode.INVALID, "secret must be a non-empty string", f"{prefix}.secret")
-    # The shared secret may instead come from the environment, so rule files can be committed.
+    if parsed.username or parsed.password:
+        raise UserError(ErrorCode.INVALID, "url must not carry credentials", f"{prefix}.url")
+    refusal = connectors.policy.host_refusal(parsed.hostname)
+    if refusal:
+        raise UserError(ErrorCode.CONNECTOR_HOST_REFUSED, refusal, f"{prefix}.url")
+    # The signing secret stays in the environment: a rule names the variable, never the secret.
+    if config.get("secret") is not None:
+        raise UserError(
+            ErrorCode.INVALID,
+            f"a rule never holds a secret: put it in a {SECRET_ENV_PREFIX}* environment variable "
+            "and name that variable in secret_env",
+            f"{prefix}.secret",
+        )
     secret_env = config.get("secret_env")
-    if secret_env is not None and (not isinstance(secret_env, str) or not secret_env.strip()):
-        raise UserError(ErrorCode.INVALID, "secret_env must name an environment variable", f"{prefix}.secret_env")
-    if secret is not None and secret_env is not None:
-        raise UserError(ErrorCode.INVALID, "give secret or secret_env, not both", f"{prefix}.secret_env")
+    if secret_env is not None and (
+        not isinstance(secret_env, str)
+        or not secret_env.strip().startswith(SECRET_ENV_PREFIX)
+        or len(secret_env.strip()) == len(SECRET_ENV_PREFIX)
+    ):
+        raise UserError(
+            ErrorCode.INVALID,
+            f"secret_env must name an environment variable starting with {SECRET_ENV_PREFIX}",
+            f"{prefix}.secret_env",
+        )
     return {
         "url": url,
-        "secret": secret,
         "secret_env": secret_env.strip() if secret_env else None,
         "timeout_seconds": _number(config, "timeout_seconds", 2.0, minimum=0.05, maximum=30),
         "retries": _number(config, "retries", 1, minimum=0, maximum=5, integer=True),
@@ -109,29 +124,6 @@ def check_connector(config: dict, prefix: str = "config") -> dict[str, Any]:
         "failure_threshold": _number(config, "failure_threshold", 3, minimum=1, maximum=100, integer=True),
         "reset_seconds": _number(config, "reset_seconds", 30, minimum=0.1, maximum=3600),
     }
-
-
-SECRET_MASK = "********"
-
-
-def masked(config: dict[str, Any]) -> dict[str, Any]:
-    """The configuration as shown through the API: shared secrets hidden."""
-    shown = dict(config)
-    if shown.get("secret"):
-        shown["secret"] = SECRET_MASK
-    if isinstance(shown.get("connector"), dict):
-        shown["connector"] = masked(shown["connector"])
-    return shown
-
-
-def keep_masked_secrets(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """An edit that sends the masked secret back keeps the stored one."""
-    new = dict(new)
-    if new.get("secret") == SECRET_MASK:
-        new["secret"] = old.get("secret")
-    if isinstance(new.get("connector"), dict) and isinstance(old.get("connector"), dict):
-        new["connector"] = keep_masked_secrets(old["connector"], new["connector"])
-    return new
 
 
 def check_rule_config(kind: str, config: dict[str, Any] | None) -> dict[str, Any]:
@@ -146,6 +138,8 @@ def check_rule_config(kind: str, config: dict[str, Any] | None) -> dict[str, Any
         return {
             "pattern": check_pattern(config.get("pattern", CASE_REFERENCE_PATTERN), "config.pattern"),
             "fields": _text_fields(config),
+            # Like THREAD: a stranger quoting a case's reference is not put on that case.
+            "require_known_sender": _bool(config, "require_known_sender", True),
         }
     if kind == "thread":
         return {"require_known_sender": _bool(config, "require_known_sender", True)}

@@ -11,7 +11,7 @@ DEFAULT_RULES: list[dict[str, Any]] = [
         "name": "Case reference in subject or text",
         "target": "case",
         "kind": "reference_in_text",
-        "config": {"pattern": CASE_REFERENCE_PATTERN, "fields": ["subject", "text"]},
+        "config": {"pattern": CASE_REFERENCE_PATTERN, "fields": ["subject", "text"], "require_known_sender": True},
         "position": 1,
         "channels": [],
         "enabled": True,

@@ -118,13 +118,22 @@ async def recognize(
     rule_set: RuleSet,
     region: str,
     lookups: LookupConnectors = connectors,
+    release_during_lookups: bool = False,
 ) -> Recognition:
-    """Find the contact's case and customer by the rules; writes nothing."""
+    """Find the contact's case and customer by the rules; writes nothing. With
+    `release_during_lookups` (a reading session only), the session gives its connection back to
+    the pool while a connector waits for the back office."""
     started = time.perf_counter()
     result = Recognition(name_hint=display_name(view.counterpart))
     rules = rule_set.for_channel(rule_set.rules, view.channel)
     context = _Context(
-        session=session, conn=await session.connection(), view=view, region=region, lookups=lookups, result=result
+        session=session,
+        conn=await session.connection(),
+        view=view,
+        region=region,
+        lookups=lookups,
+        result=result,
+        release_during_lookups=release_during_lookups,
     )
 
     for rule in rules:
@@ -174,6 +183,7 @@ class _Context:
     region: str
     lookups: LookupConnectors
     result: Recognition
+    release_during_lookups: bool = False
 
     async def run(self, rule: dict[str, Any]) -> Step:
         try:
@@ -186,7 +196,12 @@ class _Context:
             except PatternTimeout:
                 step = Step([], "error", "the pattern took too long to match and was abandoned")
             except ConnectorUnavailable as error:
-                step = Step([], "unavailable", f"lookup connector unavailable: {error}; skipped")
+                step = Step(
+                    [],
+                    "unavailable",
+                    f"lookup connector unavailable: {error}; skipped",
+                    extra={"failure": error.failure},
+                )
         entry = {
             "rule": rule["name"],
             "kind": rule["kind"],
@@ -201,6 +216,38 @@ class _Context:
         entry.update(step.extra)
         self.result.steps.append(entry)
         return step
+
+    async def consult(self, config: dict[str, Any], body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Call a connector; raises ConnectorUnavailable."""
+        if not self.release_during_lookups:
+            return await self.lookups.call(config, body)
+        await self.session.rollback()  # reads only: ends the snapshot, the pool gets the connection back
+        try:
+            return await self.lookups.call(config, body)
+        finally:
+            self.conn = await self.session.connection()
+
+    async def unknown_sender(self, case_id: int, what: str, looked_at: Any, key: str) -> Step | None:
+        """A refusal when the sender is neither an identifier (email, phone) of one of the case's
+        customers nor an agent: a stranger quoting a reference or a thread stays off the case."""
+        sender = (self.view.from_address or "").strip()
+        pairs: list[tuple[str, str]] = []
+        for kind in ("email", "phone"):
+            try:
+                value = address_of(sender) if kind == "email" else sender
+                pairs.append((kind, normalize_identifier(kind, value, region=self.region)))
+            except UserError:
+                continue
+        if pairs and await _sender_belongs_to_case(self.session, case_id, pairs):
+            return None
+        return Step(
+            [],
+            "refused",
+            f"{what} points at case {case_id} but the sender {sender.lower() or '(none)'} is neither "
+            "an identifier of one of its customers nor an agent",
+            looked_at,
+            {key: case_id},
+        )
 
     def observe(self, kind: str, value: str) -> None:
         if (kind, value) not in self.result.observed_identifiers:
@@ -227,6 +274,10 @@ class _Context:
             return Step([], "no_match", f"no case has reference {', '.join(references)}", references)
         if len(ids) > 1:
             return Step([], "ambiguous", f"several cases referenced: {', '.join(found)}", references)
+        if config["require_known_sender"]:
+            refusal = await self.unknown_sender(ids[0], f"the reference {found[0]}", references, "referencedCaseId")
+            if refusal is not None:
+                return refusal
         return Step(ids, "match", f"reference {found[0]} found", references)
 
     async def thread(self, config: dict[str, Any]) -> Step:
@@ -241,16 +292,9 @@ class _Context:
             return Step([], "no_match", "no stored message is referenced by this thread", message_ids)
         case_id = await _live_case(self.conn, case_id)
         if config["require_known_sender"]:
-            sender = address_of(self.view.from_address or "").strip().lower()
-            if not sender or not await _sender_belongs_to_case(self.session, case_id, sender):
-                return Step(
-                    [],
-                    "refused",
-                    f"the thread points at case {case_id} but the sender {sender or '(none)'} is neither "
-                    "an identifier of one of its customers nor an agent",
-                    message_ids,
-                    {"threadCaseId": case_id},
-                )
+            refusal = await self.unknown_sender(case_id, "the thread", message_ids, "threadCaseId")
+            if refusal is not None:
+                return refusal
         return Step([case_id], "match", "replies to a message stored on the case", message_ids)
 
     async def external_reference(self, config: dict[str, Any]) -> Step:
@@ -282,7 +326,7 @@ class _Context:
             )
         )
         if not ids and "connector" in config:
-            answer, cached = await self.lookups.call(
+            answer, cached = await self.consult(
                 config["connector"], {"reference": values[0], "field": field_name, "channel": self.view.channel}
             )
             reference = answer.get("caseReference")
@@ -379,7 +423,7 @@ class _Context:
             "to": view.to_addresses,
             "payload": view.payload,
         }
-        answer, cached = await self.lookups.call(config, summary)
+        answer, cached = await self.consult(config, summary)
         self.result.lookup = answer
         view.lookup = answer
         if isinstance(answer.get("name"), str) and answer["name"].strip():
@@ -496,12 +540,13 @@ async def _primary_active_customer(conn: AsyncConnection, case_id: int) -> int |
     return await conn.scalar(_PRIMARY_ACTIVE_CUSTOMER, {"case_id": case_id})
 
 
-async def _sender_belongs_to_case(session: AsyncSession, case_id: int, sender: str) -> bool:
+async def _sender_belongs_to_case(session: AsyncSession, case_id: int, sender: list[tuple[str, str]]) -> bool:
+    """Is one of the sender's identifiers held by a customer of the case, or its email an agent's?"""
     customer = exists().where(
         CaseCustomer.case_id == case_id,
         CustomerIdentifier.customer_id == CaseCustomer.customer_id,
-        CustomerIdentifier.kind == "email",
-        CustomerIdentifier.value == sender,
+        tuple_(CustomerIdentifier.kind, CustomerIdentifier.value).in_(sender),
     )
-    agent = exists().where(func.lower(User.email) == sender, User.active, User.role != "integrator")
+    emails = [value for kind, value in sender if kind == "email"]
+    agent = exists().where(func.lower(User.email).in_(emails), User.active, User.role != "integrator")
     return bool(await session.scalar(select(or_(customer, agent))))

@@ -248,10 +248,18 @@ async def assess(
     region: str,
     lookups: LookupConnectors = connectors,
     version: int | None = None,
+    release_during_lookups: bool = False,
 ) -> Assessment:
     """Run the rules on a contact and decide what should happen; writes nothing."""
     rule_set = await load_rule_set(session, version=version)
-    recognition = await recognize(session, view=view, rule_set=rule_set, region=region, lookups=lookups)
+    recognition = await recognize(
+        session,
+        view=view,
+        rule_set=rule_set,
+        region=region,
+        lookups=lookups,
+        release_during_lookups=release_during_lookups,
+    )
     decision = decide(recognition, rule_set, view.channel)
     promotions, skipped = promotions_for(rule_set, view)
     return Assessment(rule_set, recognition, decision, promotions, skipped)
@@ -271,9 +279,12 @@ class PreviewResult:
 async def preview_recognition(
     session: AsyncSession, *, data: ContactData, region: str, lookups: LookupConnectors = connectors
 ) -> PreviewResult:
-    """What ingesting this contact would do now: the same rules on the same input, reading only."""
+    """What ingesting this contact would do now: the same rules on the same input, reading only
+    (`session` is a reading session: its connection goes back to the pool during lookups)."""
     validate(data)
-    assessment = await assess(session, view=ContactView.of(data), region=region, lookups=lookups)
+    assessment = await assess(
+        session, view=ContactView.of(data), region=region, lookups=lookups, release_during_lookups=True
+    )
     planned = plan_outcome(assessment, region)
     trace = trace_document(assessment, planned)
     trace["preview"] = True

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Row, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import events
@@ -19,7 +20,7 @@ from app.limits import IDS_PER_CALL, check_count
 from app.models import Case, CaseCustomer, Contact, Customer
 from app.recognition.connector import LookupConnectors, connectors
 from app.recognition.engine import CONFIG_VERSION, Recognition
-from app.recognition.outcome import Applied, Decision, assess, trace_document
+from app.recognition.outcome import Applied, Assessment, Decision, assess, trace_document
 from app.recognition.view import ContactView
 from app.services import audit
 from app.services import cases as case_service
@@ -345,8 +346,7 @@ _claimed = (
     .returning(contacts.c.id)
     .cte("claimed")
 )
-# ...and reads the configuration version in the same round trip (see load_rule_set).
-_CLAIM = select(_claimed.c.id, CONFIG_VERSION.scalar_subquery().label("config_version"))
+_CLAIM = select(_claimed.c.id)
 _EXISTING = select(contacts).where(
     contacts.c.source == bindparam("source"), contacts.c.external_id == bindparam("external_id")
 )
@@ -389,11 +389,42 @@ def _check_ingest(data: ContactData) -> None:
     data.source, data.external_id = data.source.strip(), data.external_id.strip()
 
 
+def failure_code(error: Exception) -> str:
+    """What failed, as a code to store: an exception's text (SQL, parameters, internals) never is."""
+    if isinstance(error, DBAPIError):
+        return "DATABASE_ERROR"
+    if isinstance(error, TimeoutError):
+        return "TIMEOUT"
+    return "INTERNAL_ERROR"
+
+
+async def _assess_first(
+    session: AsyncSession, *, view: ContactView, region: str, lookups: LookupConnectors
+) -> Assessment | str:
+    """Run the rules before the write, in a reading session of their own that gives its connection
+    back while a connector waits for the back office; a failure comes back as its code."""
+    try:
+        async with AsyncSession(session.bind, expire_on_commit=False) as reading:
+            version = await reading.scalar(CONFIG_VERSION)
+            return await assess(
+                reading, view=view, region=region, lookups=lookups, version=version, release_during_lookups=True
+            )
+    except Exception as error:  # noqa: BLE001 - the contact is stored and flagged, see ingest_contact
+        log.exception("recognition failed for a contact from %s", view.channel)
+        return failure_code(error)
+
+
 async def ingest_contact(
     session: AsyncSession, *, actor: Actor, data: ContactData, region: str, lookups: LookupConnectors = connectors
 ) -> IngestResult:
-    """Store an integrator's contact, recognised and promoted; a repeated (source, externalId) returns the first."""
+    """Store an integrator's contact, recognised and promoted; a repeated (source, externalId) returns the first.
+
+    The lookup first, then the short write: the rules (and any connector call) run before
+    `session` executes anything, so its transaction holds no pooled connection while a back
+    office is slow. Call it on a session that has not executed a statement yet."""
     _check_ingest(data)
+    view = ContactView.of(data)
+    assessment = await _assess_first(session, view=view, region=region, lookups=lookups)
     # Core statements go straight to the session's connection (same transaction, less overhead).
     connection = await session.connection()
     claimed = (await connection.execute(_CLAIM, stored_columns(data))).first()
@@ -406,31 +437,33 @@ async def ingest_contact(
             case_id=existing.case_id,
             candidates=list(existing.candidate_customer_ids or []),
         )
-    contact_id, config_version = claimed
-    view = ContactView.of(data, contact_id=contact_id)
-    events_before = events.pending_count(session)
-    # A fault in recognition must not lose the contact: undo its work back to a savepoint, keep
-    # the contact, flag it. The savepoint is the connection's (the ORM's nested transaction costs
-    # more than the rest of a typical ingest); on a fault the session forgets every object, so
-    # nothing of the undone work is flushed later.
-    await session.flush()
-    savepoint = await connection.begin_nested()
-    try:
-        assessment = await assess(session, view=view, region=region, lookups=lookups, version=config_version)
-        recognition, decision = assessment.recognition, assessment.decision
-        applied = await apply_outcome(session, actor=actor, view=view, assessment=assessment, region=region)
-        trace = trace_document(assessment, applied)
+    contact_id = view.contact_id = claimed.id
+    failure = assessment if isinstance(assessment, str) else None
+    if failure is None:
+        events_before = events.pending_count(session)
+        # A fault in applying the outcome must not lose the contact: undo its work back to a
+        # savepoint, keep the contact, flag it. The savepoint is the connection's (the ORM's nested
+        # transaction costs more than the rest of a typical ingest); on a fault the session forgets
+        # every object, so nothing of the undone work is flushed later.
         await session.flush()
-        await savepoint.commit()
-    except Exception as error:  # noqa: BLE001 - stored and flagged, see above
-        log.exception("recognition failed for contact %s", contact_id)
-        await savepoint.rollback()
-        session.expunge_all()
-        events.discard_after(session, events_before)  # nothing of it was kept
+        savepoint = await connection.begin_nested()
+        try:
+            applied = await apply_outcome(session, actor=actor, view=view, assessment=assessment, region=region)
+            trace = trace_document(assessment, applied)
+            await session.flush()
+            await savepoint.commit()
+            recognition, decision = assessment.recognition, assessment.decision
+        except Exception as error:  # noqa: BLE001 - stored and flagged, see above
+            log.exception("recognition failed for contact %s", contact_id)
+            await savepoint.rollback()
+            session.expunge_all()
+            events.discard_after(session, events_before)  # nothing of it was kept
+            failure = failure_code(error)
+    if failure is not None:
         applied = Applied(customer_id=None, case_id=None)
         recognition = Recognition()
         decision = Decision(False, False, True, "recognition failed; flagged for an agent", {})
-        trace = {"outcome": "error", "error": f"{type(error).__name__}: {error}", "steps": [], "needsReview": True}
+        trace = {"outcome": "error", "error": failure, "steps": [], "needsReview": True}
 
     contact = (
         await connection.execute(

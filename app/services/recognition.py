@@ -25,7 +25,7 @@ from app.models import (
     RecognitionConfig,
     RecognitionRule,
 )
-from app.recognition.config import check_channels, check_promotion, check_rule_config, keep_masked_secrets, target_of
+from app.recognition.config import check_channels, check_promotion, check_rule_config, target_of
 from app.recognition.connector import connectors
 from app.recognition.defaults import DEFAULT_POLICIES, DEFAULT_RULES
 from app.recognition.engine import Recognition, customers_with
@@ -230,7 +230,7 @@ async def update_rule(
     before = _snapshot(rule)
     await _rename(session, rule, name)
     if config is not None:
-        rule.config = check_rule_config(rule.kind, keep_masked_secrets(rule.config, config))
+        rule.config = check_rule_config(rule.kind, config)
     if channels is not None:
         rule.channels = check_channels(channels)
     if enabled is not None:

@@ -1,0 +1,152 @@
+"""Who may run each root operation: one matrix, declared on every field, mutation and subscription.
+
+`allow("Query.customer")` is the permission class of that operation; admins pass every check.
+The README's permission table is this matrix (a test compares them), and a test walks the
+schema so that no operation goes without one. Services never check roles. The classes live in
+schema/ so that the types' own fields (a customer's history) can declare them too.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.permission import BasePermission
+
+from app.auth import Actor
+
+STAFF = ("agent", "supervisor")
+SUPERVISOR = ("supervisor",)
+ADMIN = ()  # admins only
+EVERYONE = ("agent", "supervisor", "integrator")
+# Integrators feed data in and look up what they hold a key for; they neither browse nor maintain.
+FEED = ("agent", "supervisor", "integrator")
+INGEST = ("integrator", "supervisor")
+
+# Operation → the roles allowed besides admin. Agents work customers and cases; supervisors also
+# maintain the data (merges, archiving, erasure, rules); admins administer users and tokens.
+MATRIX: dict[str, tuple[str, ...]] = {
+    "Query.node": EVERYONE,  # and then each type as its own getter (NODE_READS)
+    "Query.me": EVERYONE,
+    "Query.customer": STAFF,
+    "Query.customerByNumber": FEED,
+    "Query.customers": STAFF,
+    "Query.case": STAFF,
+    "Query.caseByReference": FEED,
+    "Query.cases": STAFF,
+    "Query.contact": STAFF,
+    "Query.recognitionRules": SUPERVISOR,
+    "Query.promotionRules": SUPERVISOR,
+    "Query.noMatchPolicies": SUPERVISOR,
+    "Query.recognitionPreview": INGEST,
+    "Query.customerDuplicates": STAFF,
+    "Query.customerMerge": STAFF,
+    "Query.customerExport": SUPERVISOR,
+    "Query.archiveRules": SUPERVISOR,
+    "Query.archiveRulePreview": SUPERVISOR,
+    "Query.auditEvents": STAFF,
+    "Query.users": STAFF,  # agents pick assignees
+    "Query.tokens": ADMIN,
+    "Mutation.customerCreate": FEED,
+    "Mutation.customerUpdate": STAFF,
+    "Mutation.customerIdentifierAdd": STAFF,
+    "Mutation.customerIdentifierRemove": STAFF,
+    "Mutation.caseCreate": STAFF,
+    "Mutation.caseUpdate": STAFF,
+    "Mutation.contactCreate": FEED,
+    "Mutation.contactIngest": INGEST,
+    "Mutation.recognitionRuleCreate": SUPERVISOR,
+    "Mutation.recognitionRuleUpdate": SUPERVISOR,
+    "Mutation.recognitionRuleDelete": SUPERVISOR,
+    "Mutation.recognitionRulesReorder": SUPERVISOR,
+    "Mutation.promotionRuleCreate": SUPERVISOR,
+    "Mutation.promotionRuleUpdate": SUPERVISOR,
+    "Mutation.promotionRuleDelete": SUPERVISOR,
+    "Mutation.promotionRulesReorder": SUPERVISOR,
+    "Mutation.noMatchPolicySet": SUPERVISOR,
+    "Mutation.contactAssociate": STAFF,
+    "Mutation.contactMove": STAFF,
+    "Mutation.caseCreateFromContact": STAFF,
+    "Mutation.caseClose": STAFF,
+    "Mutation.caseReopen": STAFF,
+    "Mutation.caseMove": STAFF,
+    "Mutation.caseCustomerLink": STAFF,
+    "Mutation.caseCustomerUnlink": STAFF,
+    "Mutation.caseMerge": SUPERVISOR,
+    "Mutation.caseArchive": SUPERVISOR,
+    "Mutation.caseRestore": SUPERVISOR,
+    "Mutation.customerMerge": SUPERVISOR,
+    "Mutation.customerMergeUndo": SUPERVISOR,
+    "Mutation.customerArchive": SUPERVISOR,
+    "Mutation.customerRestore": SUPERVISOR,
+    "Mutation.customerErase": SUPERVISOR,
+    "Mutation.archiveRuleCreate": SUPERVISOR,
+    "Mutation.archiveRuleDelete": SUPERVISOR,
+    "Mutation.userCreate": ADMIN,
+    "Mutation.userUpdate": ADMIN,
+    "Mutation.userDeactivate": ADMIN,
+    "Mutation.tokenCreate": ADMIN,
+    "Mutation.tokenRevoke": ADMIN,
+    # Subscriptions as the queries they mirror.
+    "Subscription.customerUpdated": STAFF,
+    "Subscription.caseUpdated": STAFF,
+    "Subscription.contactReceived": STAFF,
+    "Subscription.contactReceived(all)": SUPERVISOR,  # neither customerId nor caseId: every contact
+    # Histories are browsing: an integrator that looked a customer or case up reads that record only.
+    "Customer.cases": STAFF,
+    "Customer.contacts": STAFF,
+    "Case.contacts": STAFF,
+}
+
+# node(id) reads an object as the getter of its type would.
+NODE_READS = {
+    "Customer": "Query.customer",
+    "Case": "Query.case",
+    "Contact": "Query.contact",
+    "User": "Query.users",
+}
+
+
+def permitted(actor: Actor | None, operation: str) -> bool:
+    return actor is not None and actor.has_role(*MATRIX[operation])
+
+
+def refusal(operation: str) -> str:
+    return f"requires role {' or '.join(MATRIX[operation] or ('admin',))}"
+
+
+def forbidden(operation: str) -> GraphQLError:
+    """The refusal of an operation, for a check made inside a resolver (node)."""
+    return GraphQLError(refusal(operation), extensions={"code": "FORBIDDEN"})
+
+
+@cache
+def allow(operation: str) -> type[BasePermission]:
+    """The permission class of one operation of the matrix."""
+    if operation not in MATRIX:
+        raise KeyError(f"{operation} is not in the permission matrix")
+
+    class Allowed(BasePermission):
+        message = refusal(operation)
+        error_extensions = {"code": "FORBIDDEN"}
+
+        def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+            return permitted(info.context.actor, operation)
+
+    Allowed.operation = operation
+    Allowed.__name__ = f"Allow_{operation.replace('.', '_').replace('(', '_').rstrip(')')}"
+    return Allowed
+
+
+class AllContacts(BasePermission):
+    """contactReceived without a filter streams every contact: the supervisors' view."""
+
+    operation = "Subscription.contactReceived(all)"
+    message = refusal(operation)
+    error_extensions = {"code": "FORBIDDEN"}
+
+    def has_permission(self, source: Any, info: strawberry.Info, **kwargs: Any) -> bool:
+        filtered = kwargs.get("customer_id") is not None or kwargs.get("case_id") is not None
+        return filtered or permitted(info.context.actor, self.operation)
