@@ -120,7 +120,7 @@ async def test_the_migration_keeps_a_stored_non_object_wrapped(runtime, servers)
 
     config = alembic_config(servers["DATABASE_URL"])
     customer = await make_customer(runtime, "Ada")
-    await asyncio.to_thread(command.downgrade, config, "0005")
+    await asyncio.to_thread(command.downgrade, config, "0007")
     try:
         async with runtime.transaction() as session:
             await session.execute(text("UPDATE customers SET fields = '[1]' WHERE id = :c"), {"c": customer})

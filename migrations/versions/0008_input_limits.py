@@ -3,14 +3,14 @@
 A value stored before the API refused non-objects is kept, wrapped as {"value": ...}. The
 constraints are added NOT VALID and then validated, so the tables stay writable meanwhile.
 
-Revision ID: 0007
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 """
 
 from alembic import op
 
-revision = "0007"
-down_revision = "0005"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
