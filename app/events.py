@@ -156,14 +156,19 @@ def _stream_id(value: str | bytes) -> tuple[int, int]:
     return int(milliseconds), int(sequence or 0)
 
 
+_MAX_STREAM_PART = 2**64 - 1  # each half of a Redis stream id is an unsigned 64-bit number
+
+
 def parse_event_id(value: str) -> tuple[int, int] | None:
-    """A stream id as a client sent it, or None when it is not one."""
+    """A stream id as a client sent it (`<ms>-<seq>` or `<ms>`), or None when it is not one."""
     milliseconds, dash, sequence = value.partition("-")
-    if not (milliseconds.isascii() and milliseconds.isdigit() and len(milliseconds) <= 20):
+    parts = [milliseconds, sequence] if dash else [milliseconds]
+    if not all(part.isascii() and part.isdigit() and len(part) <= 20 for part in parts):
         return None
-    if dash and not (sequence.isascii() and sequence.isdigit() and len(sequence) <= 20):
+    numbers = [int(part) for part in parts]
+    if any(number > _MAX_STREAM_PART for number in numbers):
         return None
-    return int(milliseconds), int(sequence or 0)
+    return numbers[0], numbers[1] if dash else 0
 
 
 def _decode(entry_id: bytes, fields: dict[bytes, bytes]) -> Event:

@@ -45,6 +45,8 @@ class EventIds(SchemaExtension):
 
 async def _events(info: strawberry.Info, channels: list[str], after: str | None) -> AsyncIterator[events.Event]:
     """The hub's events, each noted as the current one; stream problems as readable errors."""
+    if after is not None and events.parse_event_id(after) is None:
+        raise GraphQLError("`after` must be an event id as sent in extensions.eventId", extensions={"code": "INVALID"})
     try:
         async for event in info.context.runtime.event_hub.listen(channels, after=after):
             _current_event_id.set(event.id)

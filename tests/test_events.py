@@ -136,3 +136,32 @@ async def test_one_stream_reader_serves_every_subscriber_of_a_process(gql, runti
 
     assert len(readers) == 1
     assert {m["payload"]["data"]["customerUpdated"]["name"] for m in received} == {"Ada L."}
+
+
+def test_event_ids_parse_strictly_within_redis_stream_ids():
+    assert events.parse_event_id("1732380000000-7") == (1732380000000, 7)
+    assert events.parse_event_id("1732380000000") == (1732380000000, 0)
+    for bad in [
+        "",
+        "-",
+        "1-",
+        "-1",
+        "1-2-3",
+        "18446744073709551616-0",
+        "1-18446744073709551616",
+        "١٢-٣",
+        "1_000-0",
+        "9" * 21,
+    ]:
+        assert events.parse_event_id(bad) is None, bad
+
+
+async def test_resuming_from_something_that_is_not_an_event_id_says_so(gql, live_server, admin_token):
+    customer_id = await create_customer(gql, "Ada")
+    ws = await subscribe(live_server, admin_token, {"id": customer_id, "after": "18446744073709551616-0"})
+    try:
+        message = await next_message(ws)
+    finally:
+        await ws.close()
+
+    assert message["payload"]["errors"][0]["extensions"]["code"] == "INVALID"
