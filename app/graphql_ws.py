@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+from graphql import GraphQLError, parse
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
@@ -24,6 +25,8 @@ from app.runtime import Runtime
 from app.settings import Settings
 from resolvers.context import Context
 from resolvers.loaders import Loaders
+from resolvers.query_cost import cost_refusal
+from resolvers.schema import unstorable_refusal
 
 TOKEN_REQUIRED = "A valid token is required in connection_params"
 TOO_MANY_CONNECTIONS = "Too many open connections for this token"
@@ -42,6 +45,15 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
             await super().handle_connection_init(message)
         except WebSocketRefused as refused:
             await self.websocket.close(code=refused.code, reason=refused.reason)
+
+    async def handle_subscribe(self, message: Any) -> None:
+        # Strawberry skips the refusals the schema's extensions make before execution when it
+        # runs a subscription, so an operation over the socket is checked here first.
+        refusal = self.connection_acknowledged and self.view.refusal_before_running(message.get("payload"))
+        if refusal:
+            await self.send_message({"id": message["id"], "type": "error", "payload": [refusal.formatted]})
+            return
+        await super().handle_subscribe(message)
 
     async def handle(self) -> None:
         self.view.live.add(self)
@@ -68,6 +80,8 @@ class GraphQLWebSocket(GraphQL):
             **kwargs,
         )
         self.runtime_holder = runtime_holder
+        self.max_query_cost = settings.max_query_cost
+        self.max_query_tokens = settings.max_query_tokens
         self.max_connections_per_token = settings.ws_max_connections_per_token
         self.open_connections: Counter[str] = Counter()
         self.live: set[TransportWSHandler] = set()
@@ -106,6 +120,20 @@ class GraphQLWebSocket(GraphQL):
             self.open_connections[context.token_key] -= 1
             if self.open_connections[context.token_key] <= 0:
                 del self.open_connections[context.token_key]
+
+    def refusal_before_running(self, payload: Any) -> GraphQLError | None:
+        """The cost limit and the unstorable-character check, for an operation sent over the socket."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+            return None  # malformed: strawberry's handler answers it
+        try:
+            document = parse(payload["query"], max_tokens=self.max_query_tokens)
+        except GraphQLError:
+            return None  # strawberry's handler reports the syntax error
+        variables = payload.get("variables") if isinstance(payload.get("variables"), dict) else {}
+        operation_name = payload.get("operationName") if isinstance(payload.get("operationName"), str) else None
+        return unstorable_refusal(document, variables) or cost_refusal(
+            self.schema._schema, document, operation_name, variables, self.max_query_cost
+        )
 
     def encode_json(self, data: object) -> str:
         # The protocol's clients (graphql-ws, gql, GraphiQL) accept only text frames.

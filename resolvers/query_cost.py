@@ -95,6 +95,21 @@ def _page(node: FieldNode, field: Any, variables: dict[str, Any]) -> int:
     return max(1, min(first, MAX_PAGE))  # out-of-range pages are refused by the resolver anyway
 
 
+def cost_refusal(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, variables: dict[str, Any], max_cost: int
+) -> GraphQLError | None:
+    """The error refusing an operation over the cost limit, or None."""
+    if not isinstance(get_operation_ast(document, operation_name), OperationDefinitionNode):
+        return None
+    cost = query_cost(schema, document, operation_name, variables)
+    if cost <= max_cost:
+        return None
+    return GraphQLError(
+        f"This query may resolve {cost} fields, over the limit of {max_cost}: ask for smaller pages or nest less",
+        extensions={"code": "QUERY_TOO_COSTLY", "cost": cost, "limit": max_cost},
+    )
+
+
 class QueryCostLimiter(SchemaExtension):
     def __init__(self, *, max_cost: int) -> None:
         super().__init__()
@@ -102,15 +117,14 @@ class QueryCostLimiter(SchemaExtension):
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context
-        operation = context.graphql_document and get_operation_ast(context.graphql_document, context.operation_name)
-        if isinstance(operation, OperationDefinitionNode):
-            cost = query_cost(
-                context.schema._schema, context.graphql_document, context.operation_name, context.variables or {}
+        if context.graphql_document is not None:
+            error = cost_refusal(
+                context.schema._schema,
+                context.graphql_document,
+                context.operation_name,
+                context.variables or {},
+                self.max_cost,
             )
-            if cost > self.max_cost:
-                error = GraphQLError(
-                    f"This query may resolve {cost} fields, over the limit of {self.max_cost}: ask for smaller pages or nest less",
-                    extensions={"code": "QUERY_TOO_COSTLY", "cost": cost, "limit": self.max_cost},
-                )
+            if error is not None:
                 context.result = GraphQLExecutionResult(data=None, errors=[error])
         yield

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import strawberry
 from graphql import (
@@ -80,23 +81,27 @@ class OperationNameRequired(SchemaExtension):
         yield
 
 
-class UnstorableCharacters(SchemaExtension):
-    """No NUL character or lone surrogate in a string, in the variables or in the document's
-    literals, gets past the door: PostgreSQL's text cannot hold them. One check for every argument."""
+def unstorable_refusal(document: DocumentNode | None, variables: dict[str, Any] | None) -> GraphQLError | None:
+    """No NUL character or lone surrogate, in the variables or in the document's literals, gets past
+    the door: PostgreSQL's text cannot hold them. One check for every argument."""
+    where = unstorable_character(variables or {})
+    if where is not None:
+        where = f"variable ${where}"
+    elif document is not None:
+        literals = [node.value for node in _string_literals(document)]
+        where = "a string in the document" if unstorable_character(literals) is not None else None
+    if where is None:
+        return None
+    return GraphQLError(
+        f"Strings must not contain NUL characters or lone surrogates ({where})", extensions={"code": "BAD_USER_INPUT"}
+    )
 
+
+class UnstorableCharacters(SchemaExtension):
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context
-        where = unstorable_character(context.variables or {})
-        if where is not None:
-            where = f"variable ${where}"
-        elif context.graphql_document is not None:
-            literals = [node.value for node in _string_literals(context.graphql_document)]
-            where = "a string in the document" if unstorable_character(literals) is not None else None
-        if where is not None:
-            error = GraphQLError(
-                f"Strings must not contain NUL characters or lone surrogates ({where})",
-                extensions={"code": "BAD_USER_INPUT"},
-            )
+        error = unstorable_refusal(context.graphql_document, context.variables)
+        if error is not None:
             context.result = GraphQLExecutionResult(data=None, errors=[error])
         yield
 

@@ -84,3 +84,29 @@ async def test_a_frame_larger_than_the_body_limit_closes_the_connection(second_a
 
     code, _ = await closed_with(ws)
     assert code == 1009  # message too big
+
+
+async def test_a_costly_subscription_is_refused_on_its_own(live_server, admin_token):
+    costly = (
+        "subscription($id: ID!) { customerUpdated(id: $id) { cases(first: 100) { edges { node {"
+        " contacts(first: 100) { edges { node { id subject text } } } } } } } }"
+    )
+    ws = await connect(f"ws://{live_server}/graphql", admin_token)
+    assert json.loads(await ws.recv())["type"] == "connection_ack"
+    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": costly, "variables": {"id": "x"}}}))
+    refused = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    await ws.close()
+
+    assert refused["id"] == "1" and refused["type"] == "error"
+    assert refused["payload"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+
+
+async def test_a_subscription_with_a_nul_character_is_refused(live_server, admin_token):
+    ws = await connect(f"ws://{live_server}/graphql", admin_token)
+    assert json.loads(await ws.recv())["type"] == "connection_ack"
+    query = "subscription($id: ID!) { customerUpdated(id: $id) { name } }"
+    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"id": "a\u0000"}}}))
+    refused = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    await ws.close()
+
+    assert refused["type"] == "error" and refused["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT"
