@@ -105,7 +105,9 @@ async def test_a_subscription_with_a_nul_character_is_refused(live_server, admin
     ws = await connect(f"ws://{live_server}/graphql", admin_token)
     assert json.loads(await ws.recv())["type"] == "connection_ack"
     query = "subscription($id: ID!) { customerUpdated(id: $id) { name } }"
-    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"id": "a\u0000"}}}))
+    await ws.send(
+        json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": {"id": "a\u0000"}}})
+    )
     refused = json.loads(await asyncio.wait_for(ws.recv(), 5))
     await ws.close()
 
