@@ -59,7 +59,7 @@ async def test_concurrent_parent_changes_never_close_a_cycle(gql, runtime):
 
     assert await rows(runtime, CYCLES) == []
     for index in range(0, len(answers), 2):
-        assert sorted([answers[index], answers[index + 1]]) == [[], [{"field": "parentId", "code": "INVALID"}]]
+        assert sorted([answers[index], answers[index + 1]]) == [[], [{"field": "parentId", "code": "CIRCULAR"}]]
 
 
 async def test_a_case_cannot_be_created_on_a_customer_being_erased(gql, runtime):

@@ -214,7 +214,7 @@ async def _check_parent(session: AsyncSession, case: Case, parent_id: int) -> No
     if await session.get(Case, parent_id) is None:
         raise not_found("case", "parentId")
     if await _is_ancestor(session, case.id, of=parent_id):
-        raise UserError(ErrorCode.INVALID, "a case cannot be its own ancestor", "parentId")
+        raise UserError(ErrorCode.CIRCULAR, "a case cannot be its own ancestor", "parentId")
 
 
 _IS_ANCESTOR = text("""
