@@ -15,13 +15,14 @@ from sqlalchemy import bindparam, select
 from strawberry.dataloader import DataLoader
 
 from app import history
-from app.models import Case, CaseCustomer, Contact, Customer, CustomerIdentifier, User
+from app.models import Case, CaseCustomer, Contact, Customer, CustomerIdentifier, Pool, User
 from app.pagination import Page, page_size
 from app.runtime import Runtime
 from schema.auth import User as UserType
 from schema.cases import Case as CaseType
 from schema.contacts import Contact as ContactType
 from schema.customers import Customer as CustomerType
+from schema.queues import Pool as PoolType
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Loaders:
         self.case = self._by_id(Case, CaseType.from_row)
         self.contact = self._by_id(Contact, ContactType.from_row)
         self.user = self._by_id(User, UserType.from_row)
+        self.pool = self._by_id(Pool, PoolType.from_row)
         self.identifiers_by_customer = DataLoader(self._identifiers)
         self.case_links = DataLoader(self._case_links)
         self.customer_contacts = DataLoader(self._paged(self._customer_contacts))

@@ -28,3 +28,5 @@ def roles(*allowed: str) -> type[BasePermission]:
 # Agents and supervisors maintain data; integrators only feed it in.
 STAFF = roles(*STAFF_ROLES)
 SUPERVISOR = roles("supervisor")
+# Mailbox and pool administration.
+ADMIN = roles("admin")

@@ -9,6 +9,8 @@ from resolvers.audit import AuditQuery
 from resolvers.cases import CaseLifecycleMutation, CaseMutation, CaseQuery
 from resolvers.contacts import ContactFixMutation, ContactMutation, ContactQuery
 from resolvers.customers import CustomerMergeMutation, CustomerMergeQuery, CustomerMutation, CustomerQuery
+from resolvers.mail import MailMutation, MailQuery
+from resolvers.queues import PoolMutation, PoolQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from schema.auth import User
 from schema.ids import from_global_id
@@ -47,6 +49,8 @@ QUERIES = (
     CustomerMergeQuery,
     ArchiveQuery,
     AuditQuery,
+    PoolQuery,
+    MailQuery,
 )
 MUTATIONS = (
     CustomerMutation,
@@ -58,4 +62,6 @@ MUTATIONS = (
     CaseArchiveMutation,
     CustomerMergeMutation,
     ArchiveMutation,
+    PoolMutation,
+    MailMutation,
 )

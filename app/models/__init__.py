@@ -25,6 +25,8 @@ from app.models.customers import (
     customer_number_seq,
 )
 from app.models.events import EventOutbox
+from app.models.mail import IMAP_MARKS, INBOUND_STATUSES, MAIL_INTAKES, MAIL_SECURITY, InboundMessage, Mailbox
+from app.models.queues import Pool
 from app.models.recognition import (
     CASE_RULE_KINDS,
     CUSTOMER_RULE_KINDS,
@@ -49,6 +51,10 @@ __all__ = [
     "DIRECTIONS",
     "EXPIRY_ACTIONS",
     "FIELD_STRATEGIES",
+    "IMAP_MARKS",
+    "INBOUND_STATUSES",
+    "MAIL_INTAKES",
+    "MAIL_SECURITY",
     "FINISHED_CASE_STATUSES",
     "IDENTIFIER_KINDS",
     "NO_ROW_POLICY",
@@ -69,6 +75,9 @@ __all__ = [
     "CustomerIdentifier",
     "CustomerMerge",
     "CustomerMergeEntry",
+    "InboundMessage",
+    "Mailbox",
+    "Pool",
     "NoMatchPolicy",
     "PromotionRule",
     "RecognitionConfig",

@@ -1,0 +1,720 @@
+"""Mail: supervised mailboxes (as data and as a YAML file), inbound messages stored before they are
+acknowledged, the intake that turns a stored message into a recognised contact, and IMAP polling."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from aioimaplib import AioImapException
+from arq.connections import ArqRedis
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import SYSTEM, Actor
+from app.contact_data import ContactData
+from app.errors import ErrorCode, UserError, not_found
+from app.mail.imap import ImapError, open_folder
+from app.mail.parse import ParsedMail, parse_message
+from app.models import IMAP_MARKS, MAIL_INTAKES, MAIL_SECURITY, Contact, InboundMessage, Mailbox, Pool
+from app.recognition.connector import SECRET_ENV_PREFIX
+from app.services import audit
+from app.services import queues as queue_service
+from app.services.contacts import failure_code, ingest_contact
+from app.settings import JOB_QUEUE
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+IMAP_SECURITY = ("tls", "none")  # aioimaplib speaks no STARTTLS
+MAX_INTAKE_ATTEMPTS = 5
+
+# The settings groups as the API and the YAML file show them, and the columns they are stored in.
+IMAP_FIELDS = {
+    "host": "imap_host",
+    "port": "imap_port",
+    "security": "imap_security",
+    "user": "imap_user",
+    "secret_env": "imap_secret_env",
+    "folder": "imap_folder",
+    "mark": "imap_mark",
+    "move_to": "imap_move_to",
+    "idle": "imap_idle",
+    "poll_seconds": "poll_seconds",
+}
+RELAY_FIELDS = {
+    "host": "relay_host",
+    "port": "relay_port",
+    "security": "relay_security",
+    "user": "relay_user",
+    "secret_env": "relay_secret_env",
+    "from_address": "relay_from",
+}
+IMAP_DEFAULTS = {"security": "tls", "folder": "INBOX", "mark": "flag", "idle": False, "poll_seconds": 60}
+RELAY_DEFAULTS = {"security": "starttls"}
+_PORTS = {("imap", "tls"): 993, ("imap", "none"): 143, ("relay", "tls"): 465, ("relay", "starttls"): 587}
+
+
+# ---- mailboxes as data ---------------------------------------------------------------------------
+
+
+def _plain(value: Any, field: str, *, required: bool = False) -> str | None:
+    """A one-line string: CR, LF and NUL never reach a header or a command built from it."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise UserError(ErrorCode.REQUIRED, f"{field} is required", field)
+        return None
+    if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+        raise UserError(ErrorCode.INVALID, f"{field} must be one line of text", field)
+    return value.strip()
+
+
+def normalized_address(value: Any, field: str = "address") -> str:
+    """A bare mail address, lower-cased; anything else (a display name, spaces, CR/LF) is refused."""
+    text = _plain(value, field, required=True)
+    name, address = parseaddr(text)
+    if name or address != text or address.count("@") != 1 or " " in address or not all(address.split("@")):
+        raise UserError(ErrorCode.INVALID, f"{field} must be a mail address like support@example.com", field)
+    return address.lower()
+
+
+def _port(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+        raise UserError(ErrorCode.INVALID, f"{field} must be a port number (1-65535)", field)
+    return value
+
+
+def _secret_env(value: Any, field: str) -> str | None:
+    name = _plain(value, field)
+    if name is not None and (not name.startswith(SECRET_ENV_PREFIX) or name == SECRET_ENV_PREFIX):
+        raise UserError(
+            ErrorCode.INVALID, f"{field} must name an environment variable starting with {SECRET_ENV_PREFIX}", field
+        )
+    return name
+
+
+def _group(
+    values: dict[str, Any] | None, fields: dict[str, str], defaults: dict[str, Any], where: str
+) -> dict[str, Any]:
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise UserError(ErrorCode.INVALID, f"{where} must be a mapping", where)
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise UserError(ErrorCode.INVALID, f"{where} has unknown settings: {', '.join(sorted(unknown))}", where)
+    merged = {**defaults, **{k: v for k, v in values.items() if v is not None}}
+    return {column: merged.get(key) for key, column in fields.items()}
+
+
+def _checked_imap(columns: dict[str, Any], intake: str) -> None:
+    w = "imap"
+    columns["imap_host"] = _plain(columns["imap_host"], f"{w}.host", required=intake == "imap")
+    columns["imap_user"] = _plain(columns["imap_user"], f"{w}.user", required=intake == "imap")
+    columns["imap_secret_env"] = _secret_env(columns["imap_secret_env"], f"{w}.secretEnv")
+    if columns["imap_security"] not in IMAP_SECURITY:
+        raise UserError(ErrorCode.INVALID, f"{w}.security must be one of {', '.join(IMAP_SECURITY)}", f"{w}.security")
+    columns["imap_port"] = _port(columns["imap_port"], f"{w}.port") or _PORTS[("imap", columns["imap_security"])]
+    columns["imap_folder"] = _plain(columns["imap_folder"], f"{w}.folder", required=True)
+    if columns["imap_mark"] not in IMAP_MARKS:
+        raise UserError(ErrorCode.INVALID, f"{w}.mark must be one of {', '.join(IMAP_MARKS)}", f"{w}.mark")
+    columns["imap_move_to"] = _plain(columns["imap_move_to"], f"{w}.moveTo", required=columns["imap_mark"] == "move")
+    columns["imap_idle"] = bool(columns["imap_idle"])
+    seconds = columns["poll_seconds"]
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 5:
+        raise UserError(ErrorCode.INVALID, f"{w}.pollSeconds must be at least 5", f"{w}.pollSeconds")
+
+
+def _checked_relay(columns: dict[str, Any]) -> None:
+    w = "relay"
+    columns["relay_host"] = _plain(columns["relay_host"], f"{w}.host")
+    columns["relay_user"] = _plain(columns["relay_user"], f"{w}.user")
+    columns["relay_secret_env"] = _secret_env(columns["relay_secret_env"], f"{w}.secretEnv")
+    if columns["relay_security"] not in MAIL_SECURITY:
+        raise UserError(ErrorCode.INVALID, f"{w}.security must be one of {', '.join(MAIL_SECURITY)}", f"{w}.security")
+    columns["relay_port"] = _port(columns["relay_port"], f"{w}.port") or _PORTS.get(
+        ("relay", columns["relay_security"]), 25
+    )
+    if columns["relay_from"] is not None:
+        columns["relay_from"] = normalized_address(columns["relay_from"], f"{w}.fromAddress")
+
+
+async def _mailbox_columns(
+    session: AsyncSession,
+    *,
+    address: Any,
+    display_name: Any,
+    pool_id: int | None,
+    intake: Any,
+    enabled: bool,
+    imap: dict[str, Any] | None,
+    relay: dict[str, Any] | None,
+    exclude_id: int | None = None,
+) -> dict[str, Any]:
+    """A mailbox's columns from its settings, every one checked."""
+    address = normalized_address(address)
+    taken = select(Mailbox.id).where(Mailbox.address == address)
+    if exclude_id is not None:
+        taken = taken.where(Mailbox.id != exclude_id)
+    if await session.scalar(taken) is not None:
+        raise UserError(ErrorCode.DUPLICATE, f"a mailbox for {address} exists", "address")
+    if intake not in MAIL_INTAKES:
+        raise UserError(ErrorCode.INVALID, f"intake must be one of {', '.join(MAIL_INTAKES)}", "intake")
+    if pool_id is not None and await session.get(Pool, pool_id) is None:
+        raise not_found("pool", "poolId")
+    columns = {
+        "address": address,
+        "display_name": _plain(display_name, "displayName"),
+        "pool_id": pool_id,
+        "intake": intake,
+        "enabled": bool(enabled),
+        **_group(imap, IMAP_FIELDS, IMAP_DEFAULTS, "imap"),
+        **_group(relay, RELAY_FIELDS, RELAY_DEFAULTS, "relay"),
+    }
+    _checked_imap(columns, intake)
+    _checked_relay(columns)
+    return columns
+
+
+def _snapshot(mailbox: Mailbox) -> dict[str, Any]:
+    """A mailbox's settings for the audit trail (secrets are only variable names, never values)."""
+    return {key: getattr(mailbox, key) for key in ("address", "display_name", "pool_id", "intake", "enabled")} | {
+        "imap": {key: getattr(mailbox, column) for key, column in IMAP_FIELDS.items()},
+        "relay": {key: getattr(mailbox, column) for key, column in RELAY_FIELDS.items()},
+    }
+
+
+async def create_mailbox(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    address: str,
+    intake: str,
+    display_name: str | None = None,
+    pool_id: int | None = None,
+    enabled: bool = True,
+    imap: dict[str, Any] | None = None,
+    relay: dict[str, Any] | None = None,
+) -> Mailbox:
+    """Add a supervised mailbox."""
+    columns = await _mailbox_columns(
+        session,
+        address=address,
+        display_name=display_name,
+        pool_id=pool_id,
+        intake=intake,
+        enabled=enabled,
+        imap=imap,
+        relay=relay,
+    )
+    mailbox = Mailbox(**columns)
+    session.add(mailbox)
+    await session.flush()
+    await session.refresh(mailbox)
+    audit.record(
+        session,
+        actor=actor,
+        action="mailbox.create",
+        entity_type="mailbox",
+        entity_id=mailbox.id,
+        after=_snapshot(mailbox),
+    )
+    return mailbox
+
+
+_KEEP = object()
+
+
+async def update_mailbox(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    mailbox_id: int,
+    address: str | None = None,
+    display_name: Any = _KEEP,
+    pool_id: Any = _KEEP,
+    intake: str | None = None,
+    enabled: bool | None = None,
+    imap: dict[str, Any] | None = None,
+    relay: dict[str, Any] | None = None,
+) -> Mailbox:
+    """Change a mailbox; a settings group given (imap, relay) replaces the whole group."""
+    mailbox = await session.get(Mailbox, mailbox_id, with_for_update=True)
+    if mailbox is None:
+        raise not_found("mailbox", "id")
+    before = _snapshot(mailbox)
+    columns = await _mailbox_columns(
+        session,
+        address=address if address is not None else mailbox.address,
+        display_name=mailbox.display_name if display_name is _KEEP else display_name,
+        pool_id=mailbox.pool_id if pool_id is _KEEP else pool_id,
+        intake=intake if intake is not None else mailbox.intake,
+        enabled=mailbox.enabled if enabled is None else enabled,
+        imap=imap if imap is not None else before["imap"],
+        relay=relay if relay is not None else before["relay"],
+        exclude_id=mailbox_id,
+    )
+    moved = (columns["imap_host"], columns["imap_user"], columns["imap_folder"]) != (
+        mailbox.imap_host,
+        mailbox.imap_user,
+        mailbox.imap_folder,
+    )
+    for column, value in columns.items():
+        setattr(mailbox, column, value)
+    if moved:  # another folder: its UIDs have nothing to do with the old one's
+        mailbox.imap_uid_validity, mailbox.imap_last_uid = None, 0
+    await session.flush()
+    await session.refresh(mailbox)
+    audit.record(
+        session,
+        actor=actor,
+        action="mailbox.update",
+        entity_type="mailbox",
+        entity_id=mailbox_id,
+        before=before,
+        after=_snapshot(mailbox),
+    )
+    return mailbox
+
+
+async def delete_mailbox(session: AsyncSession, *, actor: Actor, mailbox_id: int) -> None:
+    """Remove a mailbox; the messages it took in stay, as do their contacts."""
+    mailbox = await session.get(Mailbox, mailbox_id)
+    if mailbox is None:
+        raise not_found("mailbox", "id")
+    await session.execute(delete(Mailbox).where(Mailbox.id == mailbox_id))
+    audit.record(
+        session,
+        actor=actor,
+        action="mailbox.delete",
+        entity_type="mailbox",
+        entity_id=mailbox_id,
+        before=_snapshot(mailbox),
+    )
+
+
+async def list_mailboxes(session: AsyncSession) -> list[Mailbox]:
+    return list(await session.scalars(select(Mailbox).order_by(Mailbox.address)))
+
+
+async def get_mailbox(session: AsyncSession, mailbox_id: int) -> Mailbox | None:
+    return await session.get(Mailbox, mailbox_id)
+
+
+# ---- the configuration as YAML (`casegraph mail export|import FILE`) -------------------------------
+
+
+async def export_config(session: AsyncSession) -> str:
+    """Pools and mailboxes as a YAML document (secrets appear only as variable names)."""
+    pools = await queue_service.list_pools(session)
+    pool_names = {pool.id: pool.name for pool in pools}
+    mailboxes = []
+    for mailbox in await list_mailboxes(session):
+        snapshot = _snapshot(mailbox)
+        mailboxes.append(
+            {
+                "address": mailbox.address,
+                "display_name": mailbox.display_name,
+                "pool": pool_names.get(mailbox.pool_id),
+                "intake": mailbox.intake,
+                "enabled": mailbox.enabled,
+                "imap": snapshot["imap"],
+                "relay": snapshot["relay"],
+            }
+        )
+    document = {
+        "version": FORMAT_VERSION,
+        "pools": [{"name": p.name, "description": p.description, "priority": p.priority} for p in pools],
+        "mailboxes": mailboxes,
+    }
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def _prefixed(error: UserError, prefix: str) -> UserError:
+    return UserError(error.code, f"{prefix}: {error.message}", f"{prefix}.{error.field}" if error.field else prefix)
+
+
+def _list_of_mappings(value: Any, where: str) -> list[dict[str, Any]]:
+    value = value or []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise UserError(ErrorCode.INVALID, f"{where} must be a list of mappings", where)
+    return value
+
+
+async def import_config(session: AsyncSession, *, actor: Actor, document: str) -> dict[str, int]:
+    """Make the pools and mailboxes those of a YAML document, all or nothing. Matched by pool name
+    and mailbox address, so a mailbox that stays keeps where its polling stands."""
+    try:
+        data = yaml.safe_load(document)
+    except yaml.YAMLError as error:
+        raise UserError(ErrorCode.INVALID, f"not valid YAML: {error}", "file") from None
+    if not isinstance(data, dict):
+        raise UserError(ErrorCode.INVALID, "file must be a mapping", "file")
+    if data.get("version") != FORMAT_VERSION:
+        raise UserError(ErrorCode.INVALID, f"version must be {FORMAT_VERSION}", "version")
+    pools = _list_of_mappings(data.get("pools"), "pools")
+    mailboxes = _list_of_mappings(data.get("mailboxes"), "mailboxes")
+
+    pool_ids: dict[str, int] = {}
+    for index, item in enumerate(pools):
+        where = f"pools.{index}"
+        try:
+            existing = await queue_service.pool_by_name(session, str(item.get("name", "")).strip())
+            values = {
+                "name": item.get("name"),
+                "description": item.get("description"),
+                "priority": int(item.get("priority") or 0),
+            }
+            if existing is None:
+                pool = await queue_service.create_pool(session, actor=actor, **values)
+            else:
+                pool = await queue_service.update_pool(session, actor=actor, pool_id=existing.id, **values)
+        except UserError as error:
+            raise _prefixed(error, where) from None
+        except (TypeError, ValueError):
+            raise UserError(
+                ErrorCode.INVALID, f"{where}: priority must be a whole number", f"{where}.priority"
+            ) from None
+        pool_ids[pool.name] = pool.id
+
+    kept: list[int] = []
+    for index, item in enumerate(mailboxes):
+        where = f"mailboxes.{index}"
+        pool_name = item.get("pool")
+        if pool_name is not None and pool_name not in pool_ids:
+            raise UserError(ErrorCode.NOT_FOUND, f"{where}: no pool named {pool_name!r} in the file", f"{where}.pool")
+        values = {
+            "display_name": item.get("display_name"),
+            "pool_id": pool_ids.get(pool_name) if pool_name is not None else None,
+            "intake": str(item.get("intake", "")).lower(),
+            "enabled": bool(item.get("enabled", True)),
+            "imap": item.get("imap") or {},
+            "relay": item.get("relay") or {},
+        }
+        try:
+            address = normalized_address(item.get("address"))
+            existing = await session.scalar(select(Mailbox.id).where(Mailbox.address == address))
+            if existing is None:
+                mailbox = await create_mailbox(session, actor=actor, address=address, **values)
+            else:
+                mailbox = await update_mailbox(session, actor=actor, mailbox_id=existing, address=address, **values)
+        except UserError as error:
+            raise _prefixed(error, where) from None
+        kept.append(mailbox.id)
+
+    for mailbox in await list_mailboxes(session):
+        if mailbox.id not in kept:
+            await delete_mailbox(session, actor=actor, mailbox_id=mailbox.id)
+    for pool in await queue_service.list_pools(session):
+        if pool.id not in pool_ids.values():
+            await queue_service.delete_pool(session, actor=actor, pool_id=pool.id)
+    return {"pools": len(pools), "mailboxes": len(mailboxes)}
+
+
+async def export_to_file(path: str) -> None:
+    """`casegraph mail export FILE`."""
+    from app.runtime import create_runtime
+    from app.settings import get_settings
+
+    runtime = create_runtime(get_settings(), pool_size=1)
+    try:
+        async with runtime.reading() as session:
+            document = await export_config(session)
+    finally:
+        await runtime.close()
+    Path(path).write_text(document, encoding="utf-8")
+
+
+async def import_from_file(path: str) -> dict[str, int]:
+    """`casegraph mail import FILE`: all or nothing."""
+    from app.runtime import create_runtime
+    from app.settings import get_settings
+
+    document = Path(path).read_text(encoding="utf-8")
+    runtime = create_runtime(get_settings(), pool_size=1)
+    try:
+        async with runtime.transaction() as session:
+            return await import_config(session, actor=Actor(user_id=None, name="cli", role="admin"), document=document)
+    finally:
+        await runtime.close()
+
+
+# ---- inbound messages: stored first, taken in by the intake job --------------------------------------
+
+Enqueue = Callable[[int], Awaitable[Any]]
+INTAKE_JOB = "mail_intake"
+
+
+def intake_enqueuer(arq_redis: ArqRedis) -> Enqueue:
+    """Enqueue the intake job of a stored message; one job per message while it waits or runs."""
+
+    async def enqueue(inbound_id: int) -> None:
+        await arq_redis.enqueue_job(INTAKE_JOB, inbound_id, _job_id=f"mail-intake:{inbound_id}", _queue_name=JOB_QUEUE)
+
+    return enqueue
+
+
+async def mailboxes_for_recipients(session: AsyncSession, recipients: list[str]) -> dict[str, int]:
+    """The enabled mailboxes among an envelope's recipients, by address."""
+    addresses = [r.lower() for r in recipients]
+    rows = await session.execute(
+        select(Mailbox.address, Mailbox.id).where(Mailbox.address.in_(addresses), Mailbox.enabled)
+    )
+    return dict(rows.all())
+
+
+async def store_inbound(
+    session: AsyncSession,
+    *,
+    mailbox_id: int,
+    via: str,
+    raw: bytes,
+    envelope_from: str | None = None,
+    envelope_to: list[str] | None = None,
+    imap_uid_validity: int | None = None,
+    imap_uid: int | None = None,
+) -> int:
+    """Keep a message exactly as it arrived; the same IMAP message fetched again is kept once. Returns its id."""
+    statement = (
+        pg_insert(InboundMessage)
+        .values(
+            mailbox_id=mailbox_id,
+            via=via,
+            raw=raw,
+            sha256=hashlib.sha256(raw).hexdigest(),
+            envelope_from=envelope_from,
+            envelope_to=envelope_to or [],
+            imap_uid_validity=imap_uid_validity,
+            imap_uid=imap_uid,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["mailbox_id", "imap_uid_validity", "imap_uid"],
+            index_where=InboundMessage.imap_uid.is_not(None),
+        )
+        .returning(InboundMessage.id)
+    )
+    stored = await session.scalar(statement)
+    if stored is None:
+        stored = await session.scalar(
+            select(InboundMessage.id).where(
+                InboundMessage.mailbox_id == mailbox_id,
+                InboundMessage.imap_uid_validity == imap_uid_validity,
+                InboundMessage.imap_uid == imap_uid,
+            )
+        )
+    return stored
+
+
+def contact_data_of(
+    mail: ParsedMail, *, mailbox_id: int, inbound_id: int, sha256: str, received_at: datetime
+) -> ContactData:
+    """The contact an email becomes: the new text (quoted history apart), the sanitised HTML, the
+    threading headers, and the Message-ID as its idempotency key within the mailbox."""
+    external_id = (mail.message_id or "").strip()[:998] or f"sha256:{sha256}"
+    return ContactData(
+        channel="email",
+        direction="inbound",
+        occurred_at=received_at,
+        subject=mail.subject,
+        text=mail.new_text,
+        html=mail.html,
+        from_address=mail.from_address,
+        to_addresses=mail.to_addresses,
+        headers=mail.headers,
+        source=f"mailbox:{mailbox_id}",
+        external_id=external_id,
+        payload={
+            "mail": {
+                "mailboxId": mailbox_id,
+                "inboundMessageId": inbound_id,
+                "quotedText": mail.text if mail.text != mail.new_text else None,
+                "attachments": [
+                    {"filename": a.filename, "contentType": a.content_type, "size": a.size, "inline": a.inline}
+                    for a in mail.attachments
+                ],
+                "problems": mail.problems,
+            }
+        },
+    )
+
+
+@dataclass
+class IntakeResult:
+    contact_id: int | None
+    duplicate: bool
+    problems: list[str]
+
+
+async def take_in(runtime: Runtime, *, inbound_id: int) -> IntakeResult | None:
+    """Turn a stored message into a recognised contact; a message taken in already is left alone
+    (arq may run this twice), and one that fails stays pending with its error for the sweeper."""
+    async with runtime.reading() as session:
+        message = await session.get(InboundMessage, inbound_id)
+    if message is None or message.status == "done":
+        return None
+    mail = parse_message(message.raw)
+    data = contact_data_of(
+        mail,
+        mailbox_id=message.mailbox_id or 0,
+        inbound_id=message.id,
+        sha256=message.sha256,
+        received_at=message.received_at,
+    )
+    try:
+        async with runtime.transaction() as session:
+            result = await ingest_contact(
+                session, actor=SYSTEM, data=data, region=runtime.settings.default_phone_region
+            )
+            if mail.problems and not result.duplicate:
+                # Read as far as possible: an agent checks it against the raw message.
+                await session.execute(update(Contact).where(Contact.id == result.contact.id).values(needs_review=True))
+            await session.execute(
+                update(InboundMessage)
+                .where(InboundMessage.id == inbound_id)
+                .values(
+                    status="done",
+                    contact_id=result.contact.id,
+                    problems=mail.problems,
+                    processed_at=func.now(),
+                    attempts=InboundMessage.attempts + 1,
+                    last_error=None,
+                )
+            )
+    except Exception as error:  # noqa: BLE001 - the message stays stored and pending; the worker goes on
+        log.exception("intake of inbound message %s failed", inbound_id)
+        code = error.code.value if isinstance(error, UserError) else failure_code(error)
+        async with runtime.transaction() as session:
+            await session.execute(
+                update(InboundMessage)
+                .where(InboundMessage.id == inbound_id)
+                .values(attempts=InboundMessage.attempts + 1, last_error=code)
+            )
+        return IntakeResult(contact_id=None, duplicate=False, problems=[*mail.problems, code])
+    return IntakeResult(contact_id=result.contact.id, duplicate=result.duplicate, problems=mail.problems)
+
+
+async def pending_inbound(runtime: Runtime, *, older_than: timedelta, limit: int = 500) -> list[int]:
+    """Stored messages no intake has finished (its enqueue was lost, or it failed and may be retried)."""
+    async with runtime.reading() as session:
+        rows = await session.scalars(
+            select(InboundMessage.id)
+            .where(
+                InboundMessage.status == "pending",
+                InboundMessage.attempts < MAX_INTAKE_ATTEMPTS,
+                InboundMessage.received_at < datetime.now(UTC) - older_than,
+            )
+            .order_by(InboundMessage.id)
+            .limit(limit)
+        )
+        return list(rows)
+
+
+# ---- IMAP polling ----------------------------------------------------------------------------------
+
+
+async def mailboxes_due(runtime: Runtime) -> list[int]:
+    """Enabled IMAP mailboxes whose poll interval has passed."""
+    async with runtime.reading() as session:
+        rows = await session.scalars(
+            select(Mailbox.id).where(
+                Mailbox.enabled,
+                Mailbox.intake == "imap",
+                func.coalesce(Mailbox.last_polled_at, datetime(1970, 1, 1, tzinfo=UTC))
+                + func.make_interval(0, 0, 0, 0, 0, 0, Mailbox.poll_seconds)
+                <= func.now(),
+            )
+        )
+        return list(rows)
+
+
+@dataclass
+class PollResult:
+    fetched: int = 0
+    error: str | None = None
+
+
+async def _record_poll(runtime: Runtime, mailbox_id: int, error: str | None, **position: Any) -> None:
+    values: dict[str, Any] = {"last_polled_at": func.now(), **position}
+    if error is None:
+        values["last_error"] = None
+    else:
+        values |= {"last_error": error, "last_error_at": func.now()}
+    async with runtime.transaction() as session:
+        await session.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(**values))
+
+
+async def poll_mailbox(runtime: Runtime, *, mailbox_id: int, enqueue: Enqueue) -> PollResult:
+    """Fetch what arrived above the last UID seen: each message is stored (committed) before it is
+    marked on the server, and the last UID moves only after the mark, so a crash in between fetches
+    it again and the stored copy is found. A failure is recorded on the mailbox, never raised."""
+    async with runtime.reading() as session:
+        mailbox = await session.get(Mailbox, mailbox_id)
+    if mailbox is None or not mailbox.enabled or mailbox.intake != "imap":
+        return PollResult()
+    password = os.environ.get(mailbox.imap_secret_env or "", "")
+    if mailbox.imap_secret_env and not password:
+        error = f"the environment variable {mailbox.imap_secret_env} is not set"
+        await _record_poll(runtime, mailbox_id, error)
+        return PollResult(error=error)
+    result = PollResult()
+    try:
+        async with open_folder(
+            host=mailbox.imap_host,
+            port=mailbox.imap_port,
+            security=mailbox.imap_security,
+            user=mailbox.imap_user,
+            password=password,
+            folder=mailbox.imap_folder,
+        ) as folder:
+            last_uid = mailbox.imap_last_uid if folder.uid_validity == mailbox.imap_uid_validity else 0
+            for uid in await folder.uids_after(last_uid):
+                raw = await folder.fetch(uid)
+                if raw is not None:
+                    async with runtime.transaction() as session:
+                        inbound_id = await store_inbound(
+                            session,
+                            mailbox_id=mailbox_id,
+                            via="imap",
+                            raw=raw,
+                            imap_uid_validity=folder.uid_validity,
+                            imap_uid=uid,
+                        )
+                    await enqueue(inbound_id)
+                    await folder.mark(uid, mark=mailbox.imap_mark, move_to=mailbox.imap_move_to)
+                    result.fetched += 1
+                async with runtime.transaction() as session:
+                    await session.execute(
+                        update(Mailbox)
+                        .where(Mailbox.id == mailbox_id)
+                        .values(imap_uid_validity=folder.uid_validity, imap_last_uid=uid)
+                    )
+            await _record_poll(runtime, mailbox_id, None, imap_uid_validity=folder.uid_validity)
+    except Exception as error:  # noqa: BLE001 - a broken mailbox shows its error and does not stop the others
+        result.error = _describe(error)
+        log.warning("polling mailbox %s failed: %s", mailbox_id, result.error)
+        await _record_poll(runtime, mailbox_id, result.error)
+    return result
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, ImapError):
+        return str(error)
+    if isinstance(error, TimeoutError | AioImapException):
+        return f"the server did not answer properly ({type(error).__name__})"
+    if isinstance(error, OSError):
+        return f"cannot connect: {error.strerror or error}"[:300]
+    return failure_code(error)  # an unexpected fault: its text may hold internals
