@@ -3,10 +3,17 @@ job makes each message a recognised contact (threaded onto its case), bad input 
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+
 import aiosmtplib
 import pytest
 from sqlalchemy import text
 
+from jobs.worker import mail_sweep
+from tests.conftest import _free_port
 from tests.mail_support import add_mailbox, arq_pool, contacts, inbound, listener, message, run_jobs
 
 
@@ -154,3 +161,61 @@ async def test_broken_mail_is_kept_read_as_far_as_possible_and_flagged(smtp, run
     assert "UNKNOWN_CHARSET" in stored[0].problems and eight.needs_review
     assert deep.subject == "deep" and "NESTED_TOO_DEEP" in stored[1].problems and deep.needs_review
     assert junk.external_id == f"sha256:{stored[2].sha256}" and junk.needs_review
+
+
+async def test_a_failed_intake_keeps_the_message_pending_and_the_sweeper_takes_it_in_later(smtp, runtime, servers):
+    async with runtime.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "CREATE FUNCTION refuse_contact() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'down'; END $$ LANGUAGE plpgsql"
+            )
+        )
+        await conn.execute(
+            text("CREATE TRIGGER refuse BEFORE INSERT ON contacts FOR EACH ROW EXECUTE FUNCTION refuse_contact()")
+        )
+    try:
+        await send(smtp, message(message_id="<later@example.org>"))
+        await run_jobs()
+    finally:
+        async with runtime.engine.begin() as conn:
+            await conn.execute(text("DROP TRIGGER refuse ON contacts"))
+            await conn.execute(text("DROP FUNCTION refuse_contact()"))
+    [pending] = await inbound(runtime)
+    assert (pending.status, pending.attempts, pending.last_error) == ("pending", 1, "DATABASE_ERROR")
+    assert await contacts(runtime) == []
+
+    async with runtime.engine.begin() as conn:  # a minute later
+        await conn.execute(text("UPDATE inbound_messages SET received_at = received_at - interval '2 minutes'"))
+    async with arq_pool(servers) as arq:
+        assert await mail_sweep({"runtime": runtime, "redis": arq}) == 1
+    await run_jobs()
+
+    [done] = await inbound(runtime)
+    assert (done.status, done.attempts, done.last_error) == ("done", 2, None)
+    assert [c.external_id for c in await contacts(runtime)] == ["<later@example.org>"]
+
+
+async def test_the_smtp_command_listens_and_stores(runtime, servers):
+    await add_mailbox(runtime)
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "smtp", "--port", str(port)],
+        env={**os.environ, **servers},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(150):
+            try:
+                _, answer = await send(port, message(message_id="<cli@example.org>"))
+                break
+            except (aiosmtplib.SMTPConnectError, ConnectionError, OSError):
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(process.stderr.read().decode())
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert answer.startswith("2.0.0")
+    [stored] = await inbound(runtime)
+    assert b"<cli@example.org>" in stored.raw
