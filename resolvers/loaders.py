@@ -15,11 +15,12 @@ from sqlalchemy import bindparam, select
 from strawberry.dataloader import DataLoader
 
 from app import history
-from app.models import Case, CaseCustomer, Contact, Customer, CustomerIdentifier, Pool, User
+from app.models import Attachment, Case, CaseCustomer, Contact, Customer, CustomerIdentifier, Pool, User
 from app.pagination import Page, page_size
 from app.runtime import Runtime
 from schema.auth import User as UserType
 from schema.cases import Case as CaseType
+from schema.contacts import Attachment as AttachmentType
 from schema.contacts import Contact as ContactType
 from schema.customers import Customer as CustomerType
 from schema.queues import Pool as PoolType
@@ -41,6 +42,7 @@ class Loaders:
         self.contact = self._by_id(Contact, ContactType.from_row)
         self.user = self._by_id(User, UserType.from_row)
         self.pool = self._by_id(Pool, PoolType.from_row)
+        self.attachments_by_contact = DataLoader(self._attachments)
         self.identifiers_by_customer = DataLoader(self._identifiers)
         self.case_links = DataLoader(self._case_links)
         self.customer_contacts = DataLoader(self._paged(self._customer_contacts))
@@ -71,6 +73,15 @@ class Loaders:
         ):
             grouped[row.customer_id].append(row)
         return [grouped[i] for i in customer_ids]
+
+    async def _attachments(self, contact_ids: list[int]) -> list[list[Any]]:
+        table = Attachment.__table__
+        grouped: dict[int, list[Any]] = defaultdict(list)
+        for row in await self._rows(
+            select(table).where(table.c.contact_id.in_(contact_ids)).order_by(table.c.contact_id, table.c.id)
+        ):
+            grouped[row.contact_id].append(AttachmentType.from_row(row))
+        return [grouped[i] for i in contact_ids]
 
     async def _case_links(self, case_ids: list[int]) -> list[list[Any]]:
         table = CaseCustomer.__table__

@@ -12,9 +12,14 @@ import aiosmtplib
 import pytest
 from sqlalchemy import text
 
+from app.auth import SYSTEM
+from app.services import queues
 from jobs.worker import mail_sweep
+from schema.ids import to_global_id
 from tests.conftest import _free_port
 from tests.mail_support import add_mailbox, arq_pool, contacts, inbound, listener, message, run_jobs
+
+CASE_POOL = "query($id: ID!) { node(id: $id) { ... on Case { pool { name } } } }"
 
 
 @pytest.fixture
@@ -219,3 +224,18 @@ async def test_the_smtp_command_listens_and_stores(runtime, servers):
     assert answer.startswith("2.0.0")
     [stored] = await inbound(runtime)
     assert b"<cli@example.org>" in stored.raw
+
+
+async def test_a_case_opened_by_mail_lands_in_the_mailbox_pool(runtime, servers, gql):
+    async with runtime.transaction() as session:
+        pool = await queues.create_pool(session, actor=SYSTEM, name="Billing")
+    await add_mailbox(runtime, "billing@casegraph.test", pool_id=pool.id)
+    async with arq_pool(servers) as arq, listener(runtime, arq) as port:
+        await send(
+            port, message(to="billing@casegraph.test", message_id="<bill@example.org>"), to="billing@casegraph.test"
+        )
+        await run_jobs()
+
+    [contact] = await contacts(runtime)
+    case = await gql(CASE_POOL, {"id": to_global_id("Case", contact.case_id)})
+    assert case["node"]["pool"] == {"name": "Billing"}

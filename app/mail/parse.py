@@ -46,8 +46,9 @@ REPLY_LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "pl"]
 class Attachment:
     filename: str | None
     content_type: str
-    size: int
+    data: bytes
     inline: bool
+    content_id: str | None
 
 
 @dataclass
@@ -165,15 +166,18 @@ def _walk_attachments(message: EmailMessage, mail: ParsedMail) -> None:
             continue
         disposition = part.get_content_disposition()
         filename = part.get_filename()
-        if disposition is None and filename is None:
+        content_id = _header(part, "Content-ID", mail)
+        # A body part has neither a name nor a disposition; an inline image may have only its Content-ID.
+        if disposition is None and filename is None and (content_id is None or part.get_content_maintype() == "text"):
             continue
         payload = part.get_payload(decode=True)
         mail.attachments.append(
             Attachment(
-                filename=filename,
+                filename=storable(filename)[:255] if filename else None,
                 content_type=part.get_content_type(),
-                size=len(payload) if isinstance(payload, bytes) else 0,
-                inline=disposition == "inline",
+                data=payload if isinstance(payload, bytes) else b"",
+                inline=disposition == "inline" or (disposition is None and content_id is not None),
+                content_id=content_id,
             )
         )
 

@@ -13,7 +13,7 @@ from app.models.cases import (
     CaseCustomer,
     case_reference_seq,
 )
-from app.models.contacts import CHANNELS, DIRECTIONS, Contact
+from app.models.contacts import CHANNELS, DIRECTIONS, Attachment, Blob, Contact
 from app.models.customers import (
     CUSTOMER_STATUSES,
     FIELD_STRATEGIES,
@@ -65,6 +65,8 @@ __all__ = [
     "RULE_KINDS",
     "RULE_TARGETS",
     "ApiToken",
+    "Attachment",
+    "Blob",
     "ArchiveRule",
     "AuditEvent",
     "Base",

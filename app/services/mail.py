@@ -25,9 +25,10 @@ from app.contact_data import ContactData
 from app.errors import ErrorCode, UserError, not_found
 from app.mail.imap import ImapError, open_folder
 from app.mail.parse import ParsedMail, parse_message
-from app.models import IMAP_MARKS, MAIL_INTAKES, MAIL_SECURITY, Contact, InboundMessage, Mailbox, Pool
+from app.models import IMAP_MARKS, MAIL_INTAKES, MAIL_SECURITY, Case, Contact, InboundMessage, Mailbox, Pool
 from app.recognition.connector import SECRET_ENV_PREFIX
 from app.services import audit
+from app.services import contacts as contact_service
 from app.services import queues as queue_service
 from app.services.contacts import failure_code, ingest_contact
 from app.settings import JOB_QUEUE
@@ -542,14 +543,15 @@ def contact_data_of(
                 "mailboxId": mailbox_id,
                 "inboundMessageId": inbound_id,
                 "quotedText": mail.text if mail.text != mail.new_text else None,
-                "attachments": [
-                    {"filename": a.filename, "contentType": a.content_type, "size": a.size, "inline": a.inline}
-                    for a in mail.attachments
-                ],
                 "problems": mail.problems,
             }
         },
     )
+
+
+async def place_in_pool(session: AsyncSession, *, case_id: int, pool_id: int) -> None:
+    """A case opened by a mail lands in its mailbox's pool."""
+    await session.execute(update(Case).where(Case.id == case_id).values(pool_id=pool_id))
 
 
 @dataclass
@@ -564,6 +566,9 @@ async def take_in(runtime: Runtime, *, inbound_id: int) -> IntakeResult | None:
     (arq may run this twice), and one that fails stays pending with its error for the sweeper."""
     async with runtime.reading() as session:
         message = await session.get(InboundMessage, inbound_id)
+        pool_id = (
+            await session.scalar(select(Mailbox.pool_id).where(Mailbox.id == message.mailbox_id)) if message else None
+        )
     if message is None or message.status == "done":
         return None
     mail = parse_message(message.raw)
@@ -579,6 +584,10 @@ async def take_in(runtime: Runtime, *, inbound_id: int) -> IntakeResult | None:
             result = await ingest_contact(
                 session, actor=SYSTEM, data=data, region=runtime.settings.default_phone_region
             )
+            if not result.duplicate and mail.attachments:
+                await contact_service.add_attachments(session, contact_id=result.contact.id, files=mail.attachments)
+            if result.case_created and pool_id is not None:
+                await place_in_pool(session, case_id=result.case_id, pool_id=pool_id)
             if mail.problems and not result.duplicate:
                 # Read as far as possible: an agent checks it against the raw message.
                 await session.execute(update(Contact).where(Contact.id == result.contact.id).values(needs_review=True))

@@ -76,6 +76,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_mailboxes")),
         sa.UniqueConstraint("address", name=op.f("uq_mailboxes_address")),
     )
+    op.add_column("cases", sa.Column("pool_id", sa.BigInteger(), nullable=True))
+    op.create_foreign_key(op.f("fk_cases_pool_id_pools"), "cases", "pools", ["pool_id"], ["id"], ondelete="SET NULL")
+    op.create_index("ix_cases_pool_id_id", "cases", ["pool_id", "id"], postgresql_where=sa.text("pool_id IS NOT NULL"))
     op.create_table(
         "inbound_messages",
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
@@ -115,8 +118,41 @@ def upgrade() -> None:
         "ix_inbound_messages_pending", "inbound_messages", ["id"], postgresql_where=sa.text("status = 'pending'")
     )
 
+    op.create_table(
+        "blobs",
+        sa.Column("sha256", sa.Text(), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.PrimaryKeyConstraint("sha256", name=op.f("pk_blobs")),
+    )
+    op.create_table(
+        "attachments",
+        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
+        sa.Column("contact_id", sa.BigInteger(), nullable=False),
+        sa.Column("sha256", sa.Text(), nullable=False),
+        sa.Column("filename", sa.Text(), nullable=True),
+        sa.Column("content_type", sa.Text(), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("inline", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column("content_id", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["contact_id"], ["contacts.id"], name=op.f("fk_attachments_contact_id_contacts"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(["sha256"], ["blobs.sha256"], name=op.f("fk_attachments_sha256_blobs")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_attachments")),
+    )
+    op.create_index("ix_attachments_contact_id", "attachments", ["contact_id", "id"])
+    op.create_index("ix_attachments_sha256", "attachments", ["sha256"])
+
 
 def downgrade() -> None:
+    op.drop_table("attachments")
+    op.drop_table("blobs")
     op.drop_table("inbound_messages")
     op.drop_table("mailboxes")
+    op.drop_index("ix_cases_pool_id_id", table_name="cases")
+    op.drop_constraint(op.f("fk_cases_pool_id_pools"), "cases", type_="foreignkey")
+    op.drop_column("cases", "pool_id")
     op.drop_table("pools")
