@@ -58,13 +58,24 @@ async def mail_poll_due(ctx: dict[str, Any]) -> int:
     return len(due)
 
 
+async def mail_send(ctx: dict[str, Any], outbound_id: int) -> dict[str, Any] | None:
+    """Send one reply from the outbox through its mailbox's relay (retried later when refused for now)."""
+    result = await mail.send_outbound(ctx["runtime"], outbound_id=outbound_id, retry=mail.send_enqueuer(ctx["redis"]))
+    return None if result is None else {"status": result.status, "response": result.response}
+
+
 async def mail_sweep(ctx: dict[str, Any]) -> int:
-    """Every minute: intake for stored messages whose job was lost or failed (up to a few attempts)."""
+    """Every minute: intake for stored messages whose job was lost or failed (up to a few attempts),
+    and sending for replies whose job was lost."""
     pending = await mail.pending_inbound(ctx["runtime"], older_than=timedelta(minutes=1))
     enqueue = mail.intake_enqueuer(ctx["redis"])
     for inbound_id in pending:
         await enqueue(inbound_id)
-    return len(pending)
+    queued = await mail.queued_outbound(ctx["runtime"], older_than=timedelta(minutes=1))
+    send = mail.send_enqueuer(ctx["redis"])
+    for outbound_id, attempts in queued:
+        await send(outbound_id, attempt=attempts)
+    return len(pending) + len(queued)
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -82,7 +93,7 @@ def redis_settings() -> RedisSettings:
 
 class WorkerSettings:
     # No result kept: a job id then only guards against a second copy while one waits or runs.
-    functions: list = [func(mail_intake, keep_result=0), func(mail_poll, keep_result=0)]
+    functions: list = [func(mail_intake, keep_result=0), func(mail_poll, keep_result=0), func(mail_send, keep_result=0)]
     cron_jobs = [cron(heartbeat, second={0, 15, 30, 45}, run_at_startup=True)]
     cron_jobs.append(cron(relay_events, second=set(range(0, 60, 5)), unique=True))
     cron_jobs.append(cron(archive_sweep, hour={3}, minute={17}, second={0}, unique=True))

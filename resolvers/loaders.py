@@ -15,7 +15,17 @@ from sqlalchemy import bindparam, select
 from strawberry.dataloader import DataLoader
 
 from app import history
-from app.models import Attachment, Case, CaseCustomer, Contact, Customer, CustomerIdentifier, Pool, User
+from app.models import (
+    Attachment,
+    Case,
+    CaseCustomer,
+    Contact,
+    Customer,
+    CustomerIdentifier,
+    OutboundMessage,
+    Pool,
+    User,
+)
 from app.pagination import Page, page_size
 from app.runtime import Runtime
 from schema.auth import User as UserType
@@ -23,6 +33,7 @@ from schema.cases import Case as CaseType
 from schema.contacts import Attachment as AttachmentType
 from schema.contacts import Contact as ContactType
 from schema.customers import Customer as CustomerType
+from schema.mail import Delivery as DeliveryType
 from schema.queues import Pool as PoolType
 
 
@@ -43,6 +54,7 @@ class Loaders:
         self.user = self._by_id(User, UserType.from_row)
         self.pool = self._by_id(Pool, PoolType.from_row)
         self.attachments_by_contact = DataLoader(self._attachments)
+        self.delivery_by_contact = DataLoader(self._deliveries)
         self.identifiers_by_customer = DataLoader(self._identifiers)
         self.case_links = DataLoader(self._case_links)
         self.customer_contacts = DataLoader(self._paged(self._customer_contacts))
@@ -82,6 +94,15 @@ class Loaders:
         ):
             grouped[row.contact_id].append(AttachmentType.from_row(row))
         return [grouped[i] for i in contact_ids]
+
+    async def _deliveries(self, contact_ids: list[int]) -> list[Any]:
+        table = OutboundMessage.__table__
+        columns = [c for c in table.c if c.name != "raw"]  # the message itself is not read for a status
+        found = {
+            row.contact_id: DeliveryType.from_row(row)
+            for row in await self._rows(select(*columns).where(table.c.contact_id.in_(contact_ids)))
+        }
+        return [found.get(i) for i in contact_ids]
 
     async def _case_links(self, case_ids: list[int]) -> list[list[Any]]:
         table = CaseCustomer.__table__

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import strawberry
 
 from app.services import mail as service
 from resolvers.mutation_helpers import mutate
-from resolvers.permissions import ADMIN
+from resolvers.permissions import ADMIN, STAFF
+from schema.contacts import Contact
 from schema.ids import db_id, decode_id, optional_db_id
 from schema.mail import (
+    CaseReplyInput,
+    CaseReplyPayload,
     ImapSettingsInput,
     Mailbox,
     MailboxCreateInput,
@@ -20,6 +24,8 @@ from schema.mail import (
     MailboxUpdateInput,
     RelaySettingsInput,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _settings(group: ImapSettingsInput | RelaySettingsInput | None) -> dict[str, Any] | None:
@@ -104,3 +110,41 @@ class MailMutation:
             ),
             lambda _: {"deleted_id": input.id},
         )
+
+
+@strawberry.type
+class CaseReplyMutation:
+    @strawberry.mutation(
+        permission_classes=[STAFF],
+        description="Answer a case by email: an outbound contact on the case, sent from the outbox by the worker.",
+    )
+    async def case_reply(self, info: strawberry.Info, input: CaseReplyInput) -> CaseReplyPayload:
+        runtime = info.context.runtime
+
+        def work(session: Any) -> Any:
+            return service.reply_to_case(
+                session,
+                actor=info.context.actor,
+                case_id=db_id(input.case_id, "Case", "caseId"),
+                to=input.to,
+                cc=input.cc,
+                bcc=input.bcc,
+                subject=input.subject,
+                text=input.text,
+                html=input.html,
+                attachment_ids=[
+                    db_id(a, "Attachment", f"attachmentIds.{n}") for n, a in enumerate(input.attachment_ids)
+                ],
+                mailbox_id=optional_db_id(input.mailbox_id, "Mailbox", "mailboxId"),
+            )
+
+        async def shape(result: Any) -> dict[str, Any]:
+            contact, outbound_id = result
+            # Committed: now the worker may send it (the sweeper sends it if this enqueue is lost).
+            try:
+                await service.send_enqueuer(service.arq_of(runtime))(outbound_id)
+            except Exception:  # noqa: BLE001 - the reply is in the outbox either way
+                log.warning("enqueueing reply %s failed; the sweeper will", outbound_id, exc_info=True)
+            return {"contact": Contact.from_row(contact)}
+
+        return await mutate(info, CaseReplyPayload, work, shape)

@@ -9,7 +9,7 @@ from resolvers.audit import AuditQuery
 from resolvers.cases import CaseLifecycleMutation, CaseMutation, CaseQuery
 from resolvers.contacts import ContactFixMutation, ContactMutation, ContactQuery
 from resolvers.customers import CustomerMergeMutation, CustomerMergeQuery, CustomerMutation, CustomerQuery
-from resolvers.mail import MailMutation, MailQuery
+from resolvers.mail import CaseReplyMutation, MailMutation, MailQuery
 from resolvers.queues import PoolMutation, PoolQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from schema.auth import User
@@ -64,4 +64,5 @@ MUTATIONS = (
     ArchiveMutation,
     PoolMutation,
     MailMutation,
+    CaseReplyMutation,
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -14,6 +14,9 @@ from schema.customers import Customer
 from schema.enums import Channel, Direction, Priority
 from schema.errors import UserError
 from schema.node import Node, load_case, load_customer, load_customers, load_later
+
+if TYPE_CHECKING:
+    from schema.mail import Delivery
 
 
 @strawberry.type(
@@ -81,6 +84,10 @@ class Contact(Node):
     @strawberry.field
     def agent(self, info: strawberry.Info) -> User | None:
         return load_later(info.context.loaders.user, self.agent_id)
+
+    @strawberry.field(description="An outgoing email's delivery; null for anything else.")
+    def delivery(self, info: strawberry.Info) -> Annotated[Delivery, strawberry.lazy("schema.mail")] | None:
+        return info.context.loaders.delivery_by_contact.load(self.db_id)
 
     @strawberry.field(description="Files that came with the contact (email attachments and inline images).")
     def attachments(self, info: strawberry.Info) -> list[Attachment]:

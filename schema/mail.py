@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
-from app.models import IMAP_MARKS, MAIL_INTAKES, MAIL_SECURITY
+from app.models import IMAP_MARKS, MAIL_INTAKES, MAIL_SECURITY, OUTBOUND_STATUSES
 from schema.enums import values_enum
 from schema.errors import UserError
 from schema.ids import to_global_id
 from schema.node import Node, load_later
 
 if TYPE_CHECKING:
+    from schema.contacts import Contact
     from schema.queues import Pool
 
 MailIntake = values_enum(
@@ -179,4 +180,53 @@ class MailboxPayload:
 @strawberry.type
 class MailboxDeletePayload:
     deleted_id: strawberry.ID | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+DeliveryStatus = values_enum("DeliveryStatus", OUTBOUND_STATUSES, "Where an outgoing email stands.")
+
+
+@strawberry.type(description="How an outgoing email's delivery to the relay went.")
+class Delivery:
+    status: DeliveryStatus
+    attempts: int
+    last_response: str | None = strawberry.field(description="The relay's last answer (or why it was not reached).")
+    next_attempt_at: datetime | None = strawberry.field(description="When it is tried again, while QUEUED.")
+    sent_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Delivery:
+        return cls(
+            status=DeliveryStatus(row.status),
+            attempts=row.attempts,
+            last_response=row.last_response,
+            next_attempt_at=row.next_attempt_at if row.status == "queued" else None,
+            sent_at=row.sent_at,
+        )
+
+
+@strawberry.input
+class CaseReplyInput:
+    case_id: strawberry.ID
+    to: list[str]
+    cc: list[str] = strawberry.field(default_factory=list)
+    bcc: list[str] = strawberry.field(default_factory=list, description="Only in the envelope, never in a header.")
+    subject: str | None = strawberry.field(
+        default=None, description="'Re: <case subject>' by default; the case's reference tag is added when missing."
+    )
+    text: str | None = None
+    html: str | None = strawberry.field(
+        default=None, description="Sanitised when shown; the text is derived from it when not given."
+    )
+    attachment_ids: list[strawberry.ID] = strawberry.field(
+        default_factory=list, description="Attachments of the case's contacts to send along."
+    )
+    mailbox_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The mailbox to send from; by default the one the case's latest mail came to."
+    )
+
+
+@strawberry.type
+class CaseReplyPayload:
+    contact: Annotated[Contact, strawberry.lazy("schema.contacts")] | None = None
     errors: list[UserError] = strawberry.field(default_factory=list)

@@ -25,7 +25,16 @@ from app.models.customers import (
     customer_number_seq,
 )
 from app.models.events import EventOutbox
-from app.models.mail import IMAP_MARKS, INBOUND_STATUSES, MAIL_INTAKES, MAIL_SECURITY, InboundMessage, Mailbox
+from app.models.mail import (
+    IMAP_MARKS,
+    INBOUND_STATUSES,
+    MAIL_INTAKES,
+    MAIL_SECURITY,
+    OUTBOUND_STATUSES,
+    InboundMessage,
+    Mailbox,
+    OutboundMessage,
+)
 from app.models.queues import Pool
 from app.models.recognition import (
     CASE_RULE_KINDS,
@@ -55,6 +64,7 @@ __all__ = [
     "INBOUND_STATUSES",
     "MAIL_INTAKES",
     "MAIL_SECURITY",
+    "OUTBOUND_STATUSES",
     "FINISHED_CASE_STATUSES",
     "IDENTIFIER_KINDS",
     "NO_ROW_POLICY",
@@ -79,6 +89,7 @@ __all__ = [
     "CustomerMergeEntry",
     "InboundMessage",
     "Mailbox",
+    "OutboundMessage",
     "Pool",
     "NoMatchPolicy",
     "PromotionRule",

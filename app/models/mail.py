@@ -26,6 +26,7 @@ MAIL_INTAKES = ("imap", "smtp")
 MAIL_SECURITY = ("tls", "starttls", "none")
 IMAP_MARKS = ("flag", "move")
 INBOUND_STATUSES = ("pending", "done")
+OUTBOUND_STATUSES = ("queued", "sent", "failed")
 
 
 class Mailbox(Base):
@@ -113,4 +114,31 @@ class InboundMessage(Base):
         ),
         # The sweeper finds what no intake job has taken yet.
         Index("ix_inbound_messages_pending", "id", postgresql_where=sql("status = 'pending'")),
+    )
+
+
+class OutboundMessage(Base):
+    """A reply in the outbox: the message exactly as it will be sent (so every retry sends the same
+    bytes and Message-ID), its envelope, and how delivery went."""
+
+    __tablename__ = "outbound_messages"
+
+    id: Mapped[int] = pk()
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id", ondelete="SET NULL"))
+    raw: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    envelope_from: Mapped[str] = mapped_column(Text, nullable=False)
+    envelope_to: Mapped[list[str]] = mapped_column(JSONB, nullable=False)
+    status: Mapped[str] = mapped_column(String(8), nullable=False, server_default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=sql("0"))
+    next_attempt_at: Mapped[datetime] = created_at()
+    last_response: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = created_at()
+
+    __table_args__ = (
+        CheckConstraint(one_of("status", OUTBOUND_STATUSES), name="status"),
+        Index("ix_outbound_messages_contact_id", "contact_id"),
+        # The sweeper finds queued replies whose send job was lost.
+        Index("ix_outbound_messages_queued", "next_attempt_at", postgresql_where=sql("status = 'queued'")),
     )

@@ -13,6 +13,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiosmtplib
 import yaml
 from aioimaplib import AioImapException
 from arq.connections import ArqRedis
@@ -20,12 +21,24 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import events
 from app.auth import SYSTEM, Actor
 from app.contact_data import ContactData
 from app.errors import ErrorCode, UserError, not_found
+from app.mail.compose import Outgoing, compose, new_message_id
 from app.mail.imap import ImapError, open_folder
-from app.mail.parse import ParsedMail, parse_message
-from app.models import IMAP_MARKS, MAIL_INTAKES, MAIL_SECURITY, Case, Contact, InboundMessage, Mailbox, Pool
+from app.mail.parse import ParsedMail, html_to_text, parse_message
+from app.models import (
+    IMAP_MARKS,
+    MAIL_INTAKES,
+    MAIL_SECURITY,
+    Case,
+    Contact,
+    InboundMessage,
+    Mailbox,
+    OutboundMessage,
+    Pool,
+)
 from app.recognition.connector import SECRET_ENV_PREFIX
 from app.services import audit
 from app.services import contacts as contact_service
@@ -727,3 +740,255 @@ def _describe(error: Exception) -> str:
     if isinstance(error, OSError):
         return f"cannot connect: {error.strerror or error}"[:300]
     return failure_code(error)  # an unexpected fault: its text may hold internals
+
+
+# ---- replies through the outbox --------------------------------------------------------------------
+
+SEND_JOB = "mail_send"
+MAX_SEND_ATTEMPTS = 6
+RETRY_BASE_SECONDS = 30  # then doubled each attempt: 30 s, 1 min, 2 min, 4 min, 8 min
+
+
+def _addresses(values: list[str] | None, field: str) -> list[str]:
+    return [normalized_address(value, f"{field}.{index}") for index, value in enumerate(values or [])]
+
+
+def tagged_subject(subject: str, reference: str) -> str:
+    """The subject with the case's reference tag, so the customer's answer threads even without headers."""
+    return subject if f"[{reference}]" in subject else f"{subject} [{reference}]"
+
+
+async def _reply_mailbox(session: AsyncSession, case_id: int, mailbox_id: int | None) -> Mailbox:
+    """The mailbox a reply leaves through: the one given, else the one the case's latest mail came to."""
+    if mailbox_id is None:
+        source = await session.scalar(
+            select(Contact.source)
+            .where(Contact.case_id == case_id, Contact.direction == "inbound", Contact.source.like("mailbox:%"))
+            .order_by(Contact.occurred_at.desc(), Contact.id.desc())
+            .limit(1)
+        )
+        if source is None:
+            raise UserError(
+                ErrorCode.REQUIRED, "no mail came in on this case: name the mailbox to send from", "mailboxId"
+            )
+        mailbox_id = int(source.partition(":")[2])
+    mailbox = await session.get(Mailbox, mailbox_id)
+    if mailbox is None:
+        raise not_found("mailbox", "mailboxId")
+    if not mailbox.relay_host:
+        raise UserError(ErrorCode.INVALID, f"mailbox {mailbox.address} has no outgoing relay", "mailboxId")
+    return mailbox
+
+
+async def reply_to_case(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    case_id: int,
+    to: list[str],
+    subject: str | None = None,
+    text: str | None = None,
+    html: str | None = None,
+    cc: list[str] | None = None,
+    bcc: list[str] | None = None,
+    attachment_ids: list[int] | None = None,
+    mailbox_id: int | None = None,
+) -> tuple[Any, int]:
+    """Record an outbound email on the case and put it in the outbox; returns (contact, outbound id).
+    It threads under the case's latest inbound mail and carries the case's reference tag."""
+    to, cc, bcc = _addresses(to, "to"), _addresses(cc, "cc"), _addresses(bcc, "bcc")
+    if not to:
+        raise UserError(ErrorCode.REQUIRED, "name at least one recipient", "to")
+    if not (text or "").strip() and not (html or "").strip():
+        raise UserError(ErrorCode.REQUIRED, "a reply needs a text or an HTML body", "text")
+    customer_id, case_id = await contact_service.resolve_links(session, customer_id=None, case_id=case_id)
+    case = await session.get(Case, case_id)
+    subject = _plain(subject, "subject") or f"Re: {case.subject}"
+    mailbox = await _reply_mailbox(session, case_id, mailbox_id)
+    latest = (
+        await session.execute(
+            select(Contact.message_id, Contact.headers)
+            .where(Contact.case_id == case_id, Contact.message_id.is_not(None))
+            .order_by(Contact.occurred_at.desc(), Contact.id.desc())
+            .limit(1)
+        )
+    ).first()
+    references = ((latest.headers.get("References") or "").split() + [latest.message_id])[-20:] if latest else []
+    files = []
+    for index, attachment_id in enumerate(attachment_ids or []):
+        found = await contact_service.read_attachment(session, attachment_id=attachment_id)
+        if found is None:
+            raise not_found("attachment", f"attachmentIds.{index}")
+        files.append(found)
+    sender = mailbox.relay_from or mailbox.address
+    outgoing = Outgoing(
+        from_address=sender,
+        from_name=mailbox.display_name,
+        to=to,
+        cc=cc,
+        subject=tagged_subject(subject, case.reference),
+        text=text if (text or "").strip() else html_to_text(html or ""),
+        html=html,
+        in_reply_to=latest.message_id if latest else None,
+        references=references,
+        attachments=[(row.filename, row.content_type, data) for row, data in files],
+    )
+    message_id = new_message_id(sender)
+    headers = {"Message-ID": message_id, "Subject": outgoing.subject, "From": sender, "To": ", ".join(to)}
+    if cc:
+        headers["Cc"] = ", ".join(cc)
+    if outgoing.in_reply_to:
+        headers |= {"In-Reply-To": outgoing.in_reply_to, "References": " ".join(references)}
+    contact, _ = await contact_service.insert_contact(
+        session,
+        data=ContactData(
+            channel="email",
+            direction="outbound",
+            subject=outgoing.subject,
+            text=outgoing.text,
+            html=html,
+            from_address=sender,
+            to_addresses=to + cc,
+            headers=headers,
+            payload={"mail": {"mailboxId": mailbox.id}},
+        ),
+        customer_id=customer_id,
+        case_id=case_id,
+        agent_id=actor.user_id,
+    )
+    if files:
+        await contact_service.add_attachments(
+            session,
+            contact_id=contact.id,
+            files=[_StoredFile(row.filename, row.content_type, data, False, None) for row, data in files],
+        )
+    outbound_id = await session.scalar(
+        pg_insert(OutboundMessage)
+        .values(
+            contact_id=contact.id,
+            mailbox_id=mailbox.id,
+            raw=compose(outgoing, message_id=message_id),
+            envelope_from=sender,
+            envelope_to=list(dict.fromkeys(to + cc + bcc)),  # Bcc only in the envelope, never in a header
+        )
+        .returning(OutboundMessage.id)
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="case.reply",
+        entity_type="contact",
+        entity_id=contact.id,
+        after={"caseId": case_id, "mailboxId": mailbox.id, "to": to, "cc": cc, "bcc": bcc, "messageId": message_id},
+    )
+    return contact, outbound_id
+
+
+@dataclass
+class _StoredFile:
+    filename: str | None
+    content_type: str
+    data: bytes
+    inline: bool
+    content_id: str | None
+
+
+def send_enqueuer(arq_redis: ArqRedis) -> Callable[..., Awaitable[Any]]:
+    """Enqueue the send job of an outbox entry, now or after a delay (a retry)."""
+
+    async def enqueue(outbound_id: int, *, delay: float | None = None, attempt: int = 0) -> None:
+        await arq_redis.enqueue_job(
+            SEND_JOB, outbound_id, _job_id=f"mail-send:{outbound_id}:{attempt}", _defer_by=delay, _queue_name=JOB_QUEUE
+        )
+
+    return enqueue
+
+
+def arq_of(runtime: Runtime) -> ArqRedis:
+    """The runtime's Redis connections as an arq client (the API enqueues on them after a commit)."""
+    return ArqRedis(connection_pool=runtime.redis.connection_pool, default_queue_name=JOB_QUEUE)
+
+
+@dataclass
+class SendResult:
+    status: str
+    response: str | None = None
+
+
+async def send_outbound(
+    runtime: Runtime, *, outbound_id: int, retry: Callable[..., Awaitable[Any]], retry_base: float = RETRY_BASE_SECONDS
+) -> SendResult | None:
+    """Send an outbox entry through its mailbox's relay. Accepted: sent. Refused for good (5xx): failed.
+    Refused for now (4xx, relay unreachable): tried again after an exponentially growing delay, failed
+    after the last attempt. The relay's answer is kept either way."""
+    async with runtime.reading() as session:
+        outbound = await session.get(OutboundMessage, outbound_id)
+        mailbox = await session.get(Mailbox, outbound.mailbox_id) if outbound and outbound.mailbox_id else None
+    if outbound is None or outbound.status != "queued":
+        return None
+    permanent, response = False, None
+    if mailbox is None or not mailbox.relay_host:
+        permanent, response = True, "the mailbox or its relay is gone"
+    else:
+        try:
+            password = os.environ.get(mailbox.relay_secret_env or "") or None
+            errors, response = await aiosmtplib.send(
+                outbound.raw,
+                sender=outbound.envelope_from,
+                recipients=outbound.envelope_to,
+                hostname=mailbox.relay_host,
+                port=mailbox.relay_port,
+                use_tls=mailbox.relay_security == "tls",
+                start_tls=mailbox.relay_security == "starttls",
+                username=mailbox.relay_user if password else None,
+                password=password,
+                timeout=60,
+            )
+            response = f"250 {response}"[:500]
+            await _record_send(runtime, outbound_id, status="sent", response=response)
+            return SendResult("sent", response)
+        except aiosmtplib.SMTPResponseException as error:
+            permanent, response = 500 <= error.code < 600, f"{error.code} {error.message}"[:500]
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            response = f"relay unreachable: {type(error).__name__}"
+    attempts = outbound.attempts + 1
+    if permanent or attempts >= MAX_SEND_ATTEMPTS:
+        await _record_send(runtime, outbound_id, status="failed", response=response)
+        return SendResult("failed", response)
+    delay = retry_base * 2 ** (attempts - 1)
+    await _record_send(runtime, outbound_id, status="queued", response=response, delay=delay)
+    await retry(outbound_id, delay=delay, attempt=attempts)
+    return SendResult("queued", response)
+
+
+async def _record_send(
+    runtime: Runtime, outbound_id: int, *, status: str, response: str | None, delay: float = 0
+) -> None:
+    async with runtime.transaction() as session:
+        contact_id = await session.scalar(
+            update(OutboundMessage)
+            .where(OutboundMessage.id == outbound_id)
+            .values(
+                status=status,
+                attempts=OutboundMessage.attempts + 1,
+                last_response=response,
+                sent_at=func.now() if status == "sent" else None,
+                next_attempt_at=func.now() + timedelta(seconds=delay),
+            )
+            .returning(OutboundMessage.contact_id)
+        )
+        case_id = await session.scalar(select(Contact.case_id).where(Contact.id == contact_id))
+        if case_id is not None:
+            events.emit(session, "caseUpdated", case_id)
+
+
+async def queued_outbound(runtime: Runtime, *, older_than: timedelta, limit: int = 500) -> list[tuple[int, int]]:
+    """Outbox entries due for a while whose send job was lost: (id, attempts)."""
+    async with runtime.reading() as session:
+        rows = await session.execute(
+            select(OutboundMessage.id, OutboundMessage.attempts)
+            .where(OutboundMessage.status == "queued", OutboundMessage.next_attempt_at < datetime.now(UTC) - older_than)
+            .order_by(OutboundMessage.next_attempt_at)
+            .limit(limit)
+        )
+        return [tuple(row) for row in rows]

@@ -145,9 +145,43 @@ def upgrade() -> None:
     )
     op.create_index("ix_attachments_contact_id", "attachments", ["contact_id", "id"])
     op.create_index("ix_attachments_sha256", "attachments", ["sha256"])
+    op.create_table(
+        "outbound_messages",
+        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
+        sa.Column("contact_id", sa.BigInteger(), nullable=False),
+        sa.Column("mailbox_id", sa.BigInteger(), nullable=True),
+        sa.Column("raw", sa.LargeBinary(), nullable=False),
+        sa.Column("envelope_from", sa.Text(), nullable=False),
+        sa.Column("envelope_to", postgresql.JSONB(), nullable=False),
+        sa.Column("status", sa.String(8), server_default="queued", nullable=False),
+        sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.Column("last_response", sa.Text(), nullable=True),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.CheckConstraint(_one_of("status", ("queued", "sent", "failed")), name=op.f("ck_outbound_messages_status")),
+        sa.ForeignKeyConstraint(
+            ["contact_id"], ["contacts.id"], name=op.f("fk_outbound_messages_contact_id_contacts"), ondelete="CASCADE"
+        ),
+        sa.ForeignKeyConstraint(
+            ["mailbox_id"],
+            ["mailboxes.id"],
+            name=op.f("fk_outbound_messages_mailbox_id_mailboxes"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbound_messages")),
+    )
+    op.create_index("ix_outbound_messages_contact_id", "outbound_messages", ["contact_id"])
+    op.create_index(
+        "ix_outbound_messages_queued",
+        "outbound_messages",
+        ["next_attempt_at"],
+        postgresql_where=sa.text("status = 'queued'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("outbound_messages")
     op.drop_table("attachments")
     op.drop_table("blobs")
     op.drop_table("inbound_messages")
