@@ -33,13 +33,16 @@ async def relay_events(ctx: dict[str, Any]) -> int:
 
 
 async def mail_intake(ctx: dict[str, Any], inbound_id: int) -> dict[str, Any] | None:
-    """A stored inbound message becomes a recognised contact."""
-    result = await mail.take_in(ctx["runtime"], inbound_id=inbound_id)
-    return (
-        None
-        if result is None
-        else {"contactId": result.contact_id, "duplicate": result.duplicate, "problems": result.problems}
-    )
+    """A stored inbound message becomes a recognised contact (and its receipt goes to the outbox)."""
+    result = await mail.take_in(ctx["runtime"], inbound_id=inbound_id, send=mail.send_enqueuer(ctx["redis"]))
+    if result is None:
+        return None
+    return {
+        "contactId": result.contact_id,
+        "duplicate": result.duplicate,
+        "problems": result.problems,
+        "autoResponse": result.auto_response,
+    }
 
 
 async def mail_poll(ctx: dict[str, Any], mailbox_id: int) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from schema.mail import (
     MailboxPayload,
     MailboxUpdateInput,
     RelaySettingsInput,
+    auto_response_settings,
 )
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ class MailMutation:
                 enabled=input.enabled,
                 imap=_settings(input.imap),
                 relay=_settings(input.relay),
+                auto_response=auto_response_settings(input.auto_response),
             ),
             _payload,
         )
@@ -86,6 +88,8 @@ class MailMutation:
                 changes["display_name"] = input.display_name
             if input.pool_id is not strawberry.UNSET:
                 changes["pool_id"] = optional_db_id(input.pool_id, "Pool", "poolId")
+            if input.auto_response is not strawberry.UNSET:
+                changes["auto_response"] = auto_response_settings(input.auto_response)
             return service.update_mailbox(
                 session,
                 actor=info.context.actor,

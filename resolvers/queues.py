@@ -8,6 +8,7 @@ from app.services import queues as service
 from resolvers.mutation_helpers import mutate
 from resolvers.permissions import ADMIN
 from schema.ids import db_id
+from schema.mail import auto_response_settings
 from schema.queues import Pool, PoolCreateInput, PoolDeleteInput, PoolDeletePayload, PoolPayload, PoolUpdateInput
 
 
@@ -32,6 +33,7 @@ class PoolMutation:
                 name=input.name,
                 description=input.description,
                 priority=input.priority,
+                auto_response=auto_response_settings(input.auto_response),
             ),
             lambda pool: {"pool": Pool.from_row(pool)},
         )
@@ -39,6 +41,8 @@ class PoolMutation:
     @strawberry.mutation(permission_classes=[ADMIN])
     async def pool_update(self, info: strawberry.Info, input: PoolUpdateInput) -> PoolPayload:
         changes = {} if input.description is strawberry.UNSET else {"description": input.description}
+        if input.auto_response is not strawberry.UNSET:
+            changes["auto_response"] = auto_response_settings(input.auto_response)
         return await mutate(
             info,
             PoolPayload,

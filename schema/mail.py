@@ -52,6 +52,35 @@ class RelaySettings:
     from_address: str | None
 
 
+AUTO_RESPONSE_HELP = (
+    "Jinja2 templates (sandboxed) of the receipt sent when a mail opens a case; variables: reference, subject, "
+    "sender, customer_name, mailbox_address, mailbox_name. The case's reference tag is added to the subject "
+    "when missing. Never sent to automatic mail, at most 3 a day to one address."
+)
+
+
+@strawberry.type(description=AUTO_RESPONSE_HELP)
+class AutoResponse:
+    subject: str
+    text: str
+
+    @classmethod
+    def of(cls, owner: Any) -> AutoResponse | None:
+        if owner.auto_response_subject is None:
+            return None
+        return cls(subject=owner.auto_response_subject, text=owner.auto_response_text)
+
+
+@strawberry.input(description=AUTO_RESPONSE_HELP)
+class AutoResponseInput:
+    subject: str
+    text: str
+
+
+def auto_response_settings(value: AutoResponseInput | None) -> dict[str, str] | None:
+    return None if value is None else {"subject": value.subject, "text": value.text}
+
+
 @strawberry.type(description="Where polling stands and how it last went.")
 class MailboxStatus:
     last_polled_at: datetime | None
@@ -70,6 +99,7 @@ class Mailbox(Node):
     enabled: bool
     imap: ImapSettings
     relay: RelaySettings
+    auto_response: AutoResponse | None = strawberry.field(description="Its own receipt; the pool's when null.")
     status: MailboxStatus
 
     @strawberry.field
@@ -106,6 +136,7 @@ class Mailbox(Node):
                 secret_env=row.relay_secret_env,
                 from_address=row.relay_from,
             ),
+            auto_response=AutoResponse.of(row),
             status=MailboxStatus(
                 last_polled_at=row.last_polled_at,
                 last_uid=row.imap_last_uid,
@@ -150,6 +181,7 @@ class MailboxCreateInput:
     enabled: bool = True
     imap: ImapSettingsInput | None = None
     relay: RelaySettingsInput | None = None
+    auto_response: AutoResponseInput | None = None
 
 
 @strawberry.input
@@ -164,6 +196,7 @@ class MailboxUpdateInput:
     enabled: bool | None = None
     imap: ImapSettingsInput | None = None
     relay: RelaySettingsInput | None = None
+    auto_response: AutoResponseInput | None = strawberry.field(default=strawberry.UNSET, description="null removes it.")
 
 
 @strawberry.input

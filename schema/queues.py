@@ -8,6 +8,7 @@ from typing import Any
 import strawberry
 
 from schema.errors import UserError
+from schema.mail import AutoResponse, AutoResponseInput
 from schema.node import Node
 
 
@@ -17,11 +18,14 @@ class Pool(Node):
     name: str
     description: str | None
     priority: int = strawberry.field(description="Higher is served first.")
+    auto_response: AutoResponse | None = strawberry.field(
+        description="The receipt its mailboxes send, unless one has its own."
+    )
     created_at: datetime
 
     @classmethod
     def from_row(cls, row: Any) -> Pool:
-        return super().from_row(row)
+        return super().from_row(row, auto_response=AutoResponse.of(row))
 
 
 @strawberry.input
@@ -29,6 +33,7 @@ class PoolCreateInput:
     name: str
     description: str | None = None
     priority: int = 0
+    auto_response: AutoResponseInput | None = None
 
 
 @strawberry.input
@@ -37,6 +42,7 @@ class PoolUpdateInput:
     name: str | None = None
     description: str | None = strawberry.field(default=strawberry.UNSET, description="null clears it.")
     priority: int | None = None
+    auto_response: AutoResponseInput | None = strawberry.field(default=strawberry.UNSET, description="null removes it.")
 
 
 @strawberry.input

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
 
+from aiosmtpd.smtp import SMTP as SMTPServer
 from arq.connections import RedisSettings, create_pool
 from sqlalchemy import select
 
@@ -90,3 +92,31 @@ async def contacts(runtime) -> list:
 async def inbound(runtime) -> list:
     async with runtime.reading() as session:
         return list((await session.execute(select(InboundMessage.__table__).order_by(InboundMessage.id))).all())
+
+
+class Relay:
+    """An outbound relay that records what it accepts and refuses the first `refusals` messages."""
+
+    def __init__(self, refusals: int = 0, answer: str = "451 4.3.0 Try again later") -> None:
+        self.refusals, self.answer = refusals, answer
+        self.received: list = []
+        self.port = _free_port()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        if self.refusals:
+            self.refusals -= 1
+            return self.answer
+        self.received.append(envelope)
+        return "250 2.0.0 Queued as R1"
+
+
+@asynccontextmanager
+async def relay_server() -> AsyncIterator[Relay]:
+    """A real SMTP server (aiosmtpd) standing in for a mailbox's outbound relay."""
+    handler = Relay()
+    server = await asyncio.get_running_loop().create_server(lambda: SMTPServer(handler), "127.0.0.1", handler.port)
+    try:
+        yield handler
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -4,19 +4,16 @@ envelope, retried with backoff while the relay refuses for now, failed when it r
 
 from __future__ import annotations
 
-import asyncio
 from email import message_from_bytes, policy
 
 import aiosmtplib
 import pytest
-from aiosmtpd.smtp import SMTP as SMTPServer
 from sqlalchemy import select, text
 
 from app.models import OutboundMessage
 from app.services import mail as mail_service
 from schema.ids import to_global_id
-from tests.conftest import _free_port
-from tests.mail_support import add_mailbox, arq_pool, contacts, listener, message, run_jobs
+from tests.mail_support import add_mailbox, arq_pool, contacts, listener, message, relay_server, run_jobs
 
 REPLY = """
 mutation($input: CaseReplyInput!) {
@@ -29,30 +26,10 @@ mutation($input: CaseReplyInput!) {
 DELIVERY = "query($id: ID!) { node(id: $id) { ... on Contact { delivery { status attempts lastResponse nextAttemptAt sentAt } } } }"
 
 
-class Relay:
-    """An outbound relay that records what it accepts and refuses the first `refusals` messages."""
-
-    def __init__(self, refusals: int = 0, answer: str = "451 4.3.0 Try again later") -> None:
-        self.refusals, self.answer = refusals, answer
-        self.received: list = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
-        if self.refusals:
-            self.refusals -= 1
-            return self.answer
-        self.received.append(envelope)
-        return "250 2.0.0 Queued as R1"
-
-
 @pytest.fixture
 async def relay():
-    handler = Relay()
-    port = _free_port()
-    server = await asyncio.get_running_loop().create_server(lambda: SMTPServer(handler), "127.0.0.1", port)
-    handler.port = port
-    yield handler
-    server.close()
-    await server.wait_closed()
+    async with relay_server() as handler:
+        yield handler
 
 
 @pytest.fixture

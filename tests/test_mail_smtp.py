@@ -47,7 +47,7 @@ async def test_a_message_is_stored_exactly_before_250_and_becomes_a_contact(smtp
 
     [contact] = await contacts(runtime)
     assert (contact.channel, contact.direction, contact.subject) == ("email", "inbound", "My order")
-    assert contact.from_address == "ann@example.org" and contact.text == "Where is my order?"
+    assert contact.from_address == "Ann Customer <ann@example.org>" and contact.text == "Where is my order?"
     assert "<script>" not in contact.html and "<b>order</b>" in contact.html
     assert contact.customer_id is not None and contact.case_id is not None  # the e-mail no-match policy
     assert contact.payload["mail"]["inboundMessageId"] == stored.id
@@ -162,7 +162,9 @@ async def test_broken_mail_is_kept_read_as_far_as_possible_and_flagged(smtp, run
     assert all(m.status == "done" for m in stored)
     by_id = {c.id: c for c in await contacts(runtime)}
     eight, deep, junk = (by_id[m.contact_id] for m in stored)
-    assert eight.subject == "Grüße" and eight.text.startswith("Hallö") and eight.from_address == "j@example.org"
+    assert (
+        eight.subject == "Grüße" and eight.text.startswith("Hallö") and eight.from_address == "Jürgen <j@example.org>"
+    )
     assert "UNKNOWN_CHARSET" in stored[0].problems and eight.needs_review
     assert deep.subject == "deep" and "NESTED_TOO_DEEP" in stored[1].problems and deep.needs_review
     assert junk.external_id == f"sha256:{stored[2].sha256}" and junk.needs_review

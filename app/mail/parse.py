@@ -11,7 +11,7 @@ from email import policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.utils import getaddresses, parseaddr
+from email.utils import escapesre, getaddresses, parseaddr, specialsre
 from typing import Any
 
 import nh3
@@ -34,6 +34,8 @@ KEPT_HEADERS = (
     "Precedence",
     "List-Id",
     "X-Autoreply",
+    "X-Autorespond",
+    "List-Unsubscribe",
     "X-Auto-Response-Suppress",
 )
 MAX_HEADER_CHARS = 4000  # a header longer than this is cut: it is kept whole in the raw message
@@ -56,7 +58,8 @@ class ParsedMail:
     headers: dict[str, str] = field(default_factory=dict)
     message_id: str | None = None
     subject: str | None = None
-    from_address: str | None = None
+    from_address: str | None = None  # the bare address, lower-cased
+    from_header: str | None = None  # 'Name <address>': recognition takes a new customer's name from it
     to_addresses: list[str] = field(default_factory=list)
     text: str | None = None  # the whole text part (or the text derived from HTML)
     new_text: str | None = None  # the text without the quoted history
@@ -211,6 +214,14 @@ def parse_message(raw: bytes) -> ParsedMail:
     return mail
 
 
+def _with_name(name: str, address: str) -> str:
+    """'Name <address>' in Unicode (formataddr would RFC 2047-encode a non-ASCII name), quoted when needed."""
+    name = " ".join(name.split())
+    if specialsre.search(name):
+        name = '"' + escapesre.sub(r"\\\g<0>", name) + '"'
+    return f"{name} <{address}>"
+
+
 def _read_headers(message: EmailMessage, mail: ParsedMail) -> None:
     for name in KEPT_HEADERS:
         value = _header(message, name, mail)
@@ -218,8 +229,9 @@ def _read_headers(message: EmailMessage, mail: ParsedMail) -> None:
             mail.headers[name] = value
     mail.message_id = mail.headers.get("Message-ID") or None
     mail.subject = mail.headers.get("Subject")
-    sender = parseaddr(mail.headers.get("From", ""))[1]
+    name, sender = parseaddr(mail.headers.get("From", ""))
     mail.from_address = sender.lower() or None
+    mail.from_header = _with_name(name, mail.from_address) if name and mail.from_address else mail.from_address
     recipients = getaddresses([mail.headers.get("To", ""), mail.headers.get("Cc", "")])
     mail.to_addresses = list(dict.fromkeys(address.lower() for _, address in recipients if "@" in address))
 

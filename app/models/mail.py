@@ -27,6 +27,7 @@ MAIL_SECURITY = ("tls", "starttls", "none")
 IMAP_MARKS = ("flag", "move")
 INBOUND_STATUSES = ("pending", "done")
 OUTBOUND_STATUSES = ("queued", "sent", "failed")
+OUTBOUND_KINDS = ("reply", "auto_response")
 
 
 class Mailbox(Base):
@@ -58,6 +59,9 @@ class Mailbox(Base):
     relay_user: Mapped[str | None] = mapped_column(Text)
     relay_secret_env: Mapped[str | None] = mapped_column(Text)
     relay_from: Mapped[str | None] = mapped_column(Text)
+    # A receipt sent when a mail opens a case (Jinja2 templates, rendered in a sandbox); the pool's when unset.
+    auto_response_subject: Mapped[str | None] = mapped_column(Text)
+    auto_response_text: Mapped[str | None] = mapped_column(Text)
     # Where polling stands: UIDs are only comparable within one UIDVALIDITY of the folder.
     imap_uid_validity: Mapped[int | None] = mapped_column(BigInteger)
     imap_last_uid: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=sql("0"))
@@ -126,6 +130,7 @@ class OutboundMessage(Base):
     id: Mapped[int] = pk()
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
     mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, server_default="reply")
     raw: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     envelope_from: Mapped[str] = mapped_column(Text, nullable=False)
     envelope_to: Mapped[list[str]] = mapped_column(JSONB, nullable=False)
@@ -138,7 +143,14 @@ class OutboundMessage(Base):
 
     __table_args__ = (
         CheckConstraint(one_of("status", OUTBOUND_STATUSES), name="status"),
+        CheckConstraint(one_of("kind", OUTBOUND_KINDS), name="kind"),
         Index("ix_outbound_messages_contact_id", "contact_id"),
+        # Auto-responses are rate-limited per recipient over the last day.
+        Index(
+            "ix_outbound_messages_auto_responses",
+            "created_at",
+            postgresql_where=sql("kind = 'auto_response'"),
+        ),
         # The sweeper finds queued replies whose send job was lost.
         Index("ix_outbound_messages_queued", "next_attempt_at", postgresql_where=sql("status = 'queued'")),
     )

@@ -20,5 +20,8 @@ class Pool(Base):
     name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
     description: Mapped[str | None] = mapped_column(Text)
     priority: Mapped[int] = mapped_column(Integer, nullable=False, server_default=sql("0"))
+    # The receipt its mailboxes send when a mail opens a case, unless a mailbox has its own.
+    auto_response_subject: Mapped[str | None] = mapped_column(Text)
+    auto_response_text: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()

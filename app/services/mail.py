@@ -28,12 +28,14 @@ from app.errors import ErrorCode, UserError, not_found
 from app.mail.compose import Outgoing, compose, new_message_id
 from app.mail.imap import ImapError, open_folder
 from app.mail.parse import ParsedMail, html_to_text, parse_message
+from app.mail.templates import checked_auto_response, render
 from app.models import (
     IMAP_MARKS,
     MAIL_INTAKES,
     MAIL_SECURITY,
     Case,
     Contact,
+    Customer,
     InboundMessage,
     Mailbox,
     OutboundMessage,
@@ -177,6 +179,7 @@ async def _mailbox_columns(
     enabled: bool,
     imap: dict[str, Any] | None,
     relay: dict[str, Any] | None,
+    auto_response: dict[str, Any] | None = None,
     exclude_id: int | None = None,
 ) -> dict[str, Any]:
     """A mailbox's columns from its settings, every one checked."""
@@ -201,6 +204,7 @@ async def _mailbox_columns(
     }
     _checked_imap(columns, intake)
     _checked_relay(columns)
+    columns["auto_response_subject"], columns["auto_response_text"] = checked_auto_response(auto_response)
     return columns
 
 
@@ -209,6 +213,7 @@ def _snapshot(mailbox: Mailbox) -> dict[str, Any]:
     return {key: getattr(mailbox, key) for key in ("address", "display_name", "pool_id", "intake", "enabled")} | {
         "imap": {key: getattr(mailbox, column) for key, column in IMAP_FIELDS.items()},
         "relay": {key: getattr(mailbox, column) for key, column in RELAY_FIELDS.items()},
+        "auto_response": queue_service.auto_response_of(mailbox),
     }
 
 
@@ -223,6 +228,7 @@ async def create_mailbox(
     enabled: bool = True,
     imap: dict[str, Any] | None = None,
     relay: dict[str, Any] | None = None,
+    auto_response: dict[str, Any] | None = None,
 ) -> Mailbox:
     """Add a supervised mailbox."""
     columns = await _mailbox_columns(
@@ -234,6 +240,7 @@ async def create_mailbox(
         enabled=enabled,
         imap=imap,
         relay=relay,
+        auto_response=auto_response,
     )
     mailbox = Mailbox(**columns)
     session.add(mailbox)
@@ -265,8 +272,9 @@ async def update_mailbox(
     enabled: bool | None = None,
     imap: dict[str, Any] | None = None,
     relay: dict[str, Any] | None = None,
+    auto_response: Any = _KEEP,
 ) -> Mailbox:
-    """Change a mailbox; a settings group given (imap, relay) replaces the whole group."""
+    """Change a mailbox; a settings group given (imap, relay, auto-response) replaces the whole group."""
     mailbox = await session.get(Mailbox, mailbox_id, with_for_update=True)
     if mailbox is None:
         raise not_found("mailbox", "id")
@@ -280,6 +288,7 @@ async def update_mailbox(
         enabled=mailbox.enabled if enabled is None else enabled,
         imap=imap if imap is not None else before["imap"],
         relay=relay if relay is not None else before["relay"],
+        auto_response=before["auto_response"] if auto_response is _KEEP else auto_response,
         exclude_id=mailbox_id,
     )
     moved = (columns["imap_host"], columns["imap_user"], columns["imap_folder"]) != (
@@ -348,11 +357,20 @@ async def export_config(session: AsyncSession) -> str:
                 "enabled": mailbox.enabled,
                 "imap": snapshot["imap"],
                 "relay": snapshot["relay"],
+                "auto_response": snapshot["auto_response"],
             }
         )
     document = {
         "version": FORMAT_VERSION,
-        "pools": [{"name": p.name, "description": p.description, "priority": p.priority} for p in pools],
+        "pools": [
+            {
+                "name": p.name,
+                "description": p.description,
+                "priority": p.priority,
+                "auto_response": queue_service.auto_response_of(p),
+            }
+            for p in pools
+        ],
         "mailboxes": mailboxes,
     }
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
@@ -418,6 +436,7 @@ async def import_config(session: AsyncSession, *, actor: Actor, document: str) -
             "enabled": bool(item.get("enabled", True)),
             "imap": item.get("imap") or {},
             "relay": item.get("relay") or {},
+            "auto_response": item.get("auto_response"),
         }
         try:
             address = normalized_address(item.get("address"))
@@ -470,6 +489,7 @@ async def import_from_file(path: str) -> dict[str, int]:
 # ---- inbound messages: stored first, taken in by the intake job --------------------------------------
 
 Enqueue = Callable[[int], Awaitable[Any]]
+SendEnqueue = Callable[..., Awaitable[Any]]
 INTAKE_JOB = "mail_intake"
 
 
@@ -546,7 +566,7 @@ def contact_data_of(
         subject=mail.subject,
         text=mail.new_text,
         html=mail.html,
-        from_address=mail.from_address,
+        from_address=mail.from_header,
         to_addresses=mail.to_addresses,
         headers=mail.headers,
         source=f"mailbox:{mailbox_id}",
@@ -572,18 +592,20 @@ class IntakeResult:
     contact_id: int | None
     duplicate: bool
     problems: list[str]
+    auto_response: int | None = None  # the outbox entry of the receipt sent
 
 
-async def take_in(runtime: Runtime, *, inbound_id: int) -> IntakeResult | None:
+async def take_in(runtime: Runtime, *, inbound_id: int, send: SendEnqueue | None = None) -> IntakeResult | None:
     """Turn a stored message into a recognised contact; a message taken in already is left alone
-    (arq may run this twice), and one that fails stays pending with its error for the sweeper."""
+    (arq may run this twice), and one that fails stays pending with its error for the sweeper.
+    A mail that opens a case may get an auto-response, handed to `send` once committed."""
     async with runtime.reading() as session:
         message = await session.get(InboundMessage, inbound_id)
-        pool_id = (
-            await session.scalar(select(Mailbox.pool_id).where(Mailbox.id == message.mailbox_id)) if message else None
-        )
+        mailbox = await session.get(Mailbox, message.mailbox_id) if message and message.mailbox_id else None
+        pool = await session.get(Pool, mailbox.pool_id) if mailbox and mailbox.pool_id else None
     if message is None or message.status == "done":
         return None
+    auto_response = None
     mail = parse_message(message.raw)
     data = contact_data_of(
         mail,
@@ -599,8 +621,12 @@ async def take_in(runtime: Runtime, *, inbound_id: int) -> IntakeResult | None:
             )
             if not result.duplicate and mail.attachments:
                 await contact_service.add_attachments(session, contact_id=result.contact.id, files=mail.attachments)
-            if result.case_created and pool_id is not None:
-                await place_in_pool(session, case_id=result.case_id, pool_id=pool_id)
+            if result.case_created and pool is not None:
+                await place_in_pool(session, case_id=result.case_id, pool_id=pool.id)
+            if result.case_created and mailbox is not None:
+                auto_response = await auto_respond(
+                    session, message=message, mail=mail, mailbox=mailbox, pool=pool, result=result
+                )
             if mail.problems and not result.duplicate:
                 # Read as far as possible: an agent checks it against the raw message.
                 await session.execute(update(Contact).where(Contact.id == result.contact.id).values(needs_review=True))
@@ -626,7 +652,107 @@ async def take_in(runtime: Runtime, *, inbound_id: int) -> IntakeResult | None:
                 .values(attempts=InboundMessage.attempts + 1, last_error=code)
             )
         return IntakeResult(contact_id=None, duplicate=False, problems=[*mail.problems, code])
-    return IntakeResult(contact_id=result.contact.id, duplicate=result.duplicate, problems=mail.problems)
+    if auto_response is not None and send is not None:
+        try:
+            await send(auto_response)
+        except Exception:  # noqa: BLE001 - it is in the outbox: the sweeper sends it
+            log.warning("enqueueing auto-response %s failed; the sweeper will", auto_response, exc_info=True)
+    return IntakeResult(
+        contact_id=result.contact.id, duplicate=result.duplicate, problems=mail.problems, auto_response=auto_response
+    )
+
+
+# ---- auto-responses (seed 004: receipt confirmed with the submission id) ------------------------------
+
+AUTO_RESPONSE_LIMIT = 3  # per recipient in 24 hours: a loop with another robot stops here at the latest
+_ROBOT_SENDERS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply")
+
+
+def is_automatic(mail: ParsedMail, envelope_from: str | None) -> bool:
+    """Mail no robot should answer (RFC 3834 and the common conventions): auto-submitted, bulk or
+    list mail, an autoresponder's own answer, a bounce (null sender), a daemon's."""
+    headers = {name.lower(): value.lower() for name, value in mail.headers.items()}
+    if headers.get("auto-submitted", "no") != "no":
+        return True
+    if headers.get("precedence") in ("bulk", "list", "junk"):
+        return True
+    if any(name in headers for name in ("list-id", "list-unsubscribe", "x-autoreply", "x-autorespond")):
+        return True
+    if any(kind in headers.get("x-auto-response-suppress", "") for kind in ("all", "autoreply", "oof")):
+        return True
+    if envelope_from is not None and envelope_from.strip("<> ") == "":
+        return True
+    local = (mail.from_address or "").partition("@")[0]
+    return not mail.from_address or local in _ROBOT_SENDERS
+
+
+async def auto_respond(
+    session: AsyncSession,
+    *,
+    message: InboundMessage,
+    mail: ParsedMail,
+    mailbox: Mailbox,
+    pool: Pool | None,
+    result: Any,
+) -> int | None:
+    """Confirm receipt of a mail that opened a case, carrying its reference; the outbox entry's id,
+    or None when there is no template, the mail is automatic, the sender had enough today, or our
+    own mailbox sent it."""
+    owner = mailbox if mailbox.auto_response_subject else pool if pool and pool.auto_response_subject else None
+    if owner is None or not mailbox.relay_host or is_automatic(mail, message.envelope_from):
+        return None
+    sender = mail.from_address
+    if await session.scalar(select(Mailbox.id).where(Mailbox.address == sender)) is not None:
+        return None
+    sent_today = await session.scalar(
+        select(func.count())
+        .select_from(OutboundMessage)
+        .where(
+            OutboundMessage.kind == "auto_response",
+            OutboundMessage.created_at > func.now() - timedelta(days=1),
+            OutboundMessage.envelope_to.contains([sender]),
+        )
+    )
+    if sent_today >= AUTO_RESPONSE_LIMIT:
+        return None
+    case = await session.get(Case, result.case_id)
+    customer_name = (
+        await session.scalar(select(Customer.name).where(Customer.id == result.customer_id))
+        if result.customer_id
+        else None
+    )
+    variables = {
+        "reference": case.reference,
+        "subject": mail.subject or "",
+        "sender": sender,
+        "customer_name": customer_name or "",
+        "mailbox_address": mailbox.address,
+        "mailbox_name": mailbox.display_name or "",
+    }
+    subject, text = render(owner.auto_response_subject, variables), render(owner.auto_response_text, variables)
+    if subject is None or text is None:
+        return None
+    in_reply_to, references = await _thread_of(session, case.id)
+    outgoing = Outgoing(
+        from_address=mailbox.relay_from or mailbox.address,
+        from_name=mailbox.display_name,
+        to=[sender],
+        subject=tagged_subject(" ".join(subject.split()) or "Re:", case.reference),
+        text=text,
+        in_reply_to=in_reply_to,
+        references=references,
+        auto_submitted="auto-replied",  # RFC 3834: other robots must not answer it
+    )
+    _, outbound_id = await _queue_email(
+        session,
+        actor=SYSTEM,
+        case_id=case.id,
+        customer_id=result.customer_id,
+        mailbox=mailbox,
+        outgoing=outgoing,
+        kind="auto_response",
+    )
+    return outbound_id
 
 
 async def pending_inbound(runtime: Runtime, *, older_than: timedelta, limit: int = 500) -> list[int]:
@@ -805,6 +931,39 @@ async def reply_to_case(
     case = await session.get(Case, case_id)
     subject = _plain(subject, "subject") or f"Re: {case.subject}"
     mailbox = await _reply_mailbox(session, case_id, mailbox_id)
+    in_reply_to, references = await _thread_of(session, case_id)
+    files = []
+    for index, attachment_id in enumerate(attachment_ids or []):
+        found = await contact_service.read_attachment(session, attachment_id=attachment_id)
+        if found is None:
+            raise not_found("attachment", f"attachmentIds.{index}")
+        files.append(found)
+    outgoing = Outgoing(
+        from_address=mailbox.relay_from or mailbox.address,
+        from_name=mailbox.display_name,
+        to=to,
+        cc=cc,
+        subject=tagged_subject(subject, case.reference),
+        text=text if (text or "").strip() else html_to_text(html or ""),
+        html=html,
+        in_reply_to=in_reply_to,
+        references=references,
+        attachments=[(row.filename, row.content_type, data) for row, data in files],
+    )
+    contact, outbound_id = await _queue_email(
+        session, actor=actor, case_id=case_id, customer_id=customer_id, mailbox=mailbox, outgoing=outgoing, bcc=bcc
+    )
+    if files:
+        await contact_service.add_attachments(
+            session,
+            contact_id=contact.id,
+            files=[_StoredFile(row.filename, row.content_type, data, False, None) for row, data in files],
+        )
+    return contact, outbound_id
+
+
+async def _thread_of(session: AsyncSession, case_id: int) -> tuple[str | None, list[str]]:
+    """In-Reply-To and References for a message on the case: under its latest message."""
     latest = (
         await session.execute(
             select(Contact.message_id, Contact.headers)
@@ -813,32 +972,32 @@ async def reply_to_case(
             .limit(1)
         )
     ).first()
-    references = ((latest.headers.get("References") or "").split() + [latest.message_id])[-20:] if latest else []
-    files = []
-    for index, attachment_id in enumerate(attachment_ids or []):
-        found = await contact_service.read_attachment(session, attachment_id=attachment_id)
-        if found is None:
-            raise not_found("attachment", f"attachmentIds.{index}")
-        files.append(found)
-    sender = mailbox.relay_from or mailbox.address
-    outgoing = Outgoing(
-        from_address=sender,
-        from_name=mailbox.display_name,
-        to=to,
-        cc=cc,
-        subject=tagged_subject(subject, case.reference),
-        text=text if (text or "").strip() else html_to_text(html or ""),
-        html=html,
-        in_reply_to=latest.message_id if latest else None,
-        references=references,
-        attachments=[(row.filename, row.content_type, data) for row, data in files],
-    )
+    if latest is None:
+        return None, []
+    return latest.message_id, ((latest.headers.get("References") or "").split() + [latest.message_id])[-20:]
+
+
+async def _queue_email(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    case_id: int,
+    customer_id: int | None,
+    mailbox: Mailbox,
+    outgoing: Outgoing,
+    bcc: list[str] | None = None,
+    kind: str = "reply",
+) -> tuple[Any, int]:
+    """An outbound email contact on the case, and the message as it will be sent in the outbox."""
+    sender = outgoing.from_address
     message_id = new_message_id(sender)
-    headers = {"Message-ID": message_id, "Subject": outgoing.subject, "From": sender, "To": ", ".join(to)}
-    if cc:
-        headers["Cc"] = ", ".join(cc)
+    headers = {"Message-ID": message_id, "Subject": outgoing.subject, "From": sender, "To": ", ".join(outgoing.to)}
+    if outgoing.cc:
+        headers["Cc"] = ", ".join(outgoing.cc)
     if outgoing.in_reply_to:
-        headers |= {"In-Reply-To": outgoing.in_reply_to, "References": " ".join(references)}
+        headers |= {"In-Reply-To": outgoing.in_reply_to, "References": " ".join(outgoing.references)}
+    if outgoing.auto_submitted:
+        headers["Auto-Submitted"] = outgoing.auto_submitted
     contact, _ = await contact_service.insert_contact(
         session,
         data=ContactData(
@@ -846,40 +1005,43 @@ async def reply_to_case(
             direction="outbound",
             subject=outgoing.subject,
             text=outgoing.text,
-            html=html,
+            html=outgoing.html,
             from_address=sender,
-            to_addresses=to + cc,
+            to_addresses=outgoing.to + outgoing.cc,
             headers=headers,
-            payload={"mail": {"mailboxId": mailbox.id}},
+            payload={"mail": {"mailboxId": mailbox.id, "kind": kind}},
         ),
         customer_id=customer_id,
         case_id=case_id,
         agent_id=actor.user_id,
     )
-    if files:
-        await contact_service.add_attachments(
-            session,
-            contact_id=contact.id,
-            files=[_StoredFile(row.filename, row.content_type, data, False, None) for row, data in files],
-        )
     outbound_id = await session.scalar(
         pg_insert(OutboundMessage)
         .values(
             contact_id=contact.id,
             mailbox_id=mailbox.id,
+            kind=kind,
             raw=compose(outgoing, message_id=message_id),
             envelope_from=sender,
-            envelope_to=list(dict.fromkeys(to + cc + bcc)),  # Bcc only in the envelope, never in a header
+            # Bcc only in the envelope, never in a header.
+            envelope_to=list(dict.fromkeys(outgoing.to + outgoing.cc + (bcc or []))),
         )
         .returning(OutboundMessage.id)
     )
     audit.record(
         session,
         actor=actor,
-        action="case.reply",
+        action="case.reply" if kind == "reply" else "case.autoResponse",
         entity_type="contact",
         entity_id=contact.id,
-        after={"caseId": case_id, "mailboxId": mailbox.id, "to": to, "cc": cc, "bcc": bcc, "messageId": message_id},
+        after={
+            "caseId": case_id,
+            "mailboxId": mailbox.id,
+            "to": outgoing.to,
+            "cc": outgoing.cc,
+            "bcc": bcc or [],
+            "messageId": message_id,
+        },
     )
     return contact, outbound_id
 

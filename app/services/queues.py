@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
 from app.errors import ErrorCode, UserError, not_found
+from app.mail.templates import checked_auto_response
 from app.models import Pool
 from app.services import audit
 
@@ -14,7 +17,19 @@ _UNSET = object()
 
 
 def _snapshot(pool: Pool) -> dict:
-    return {"name": pool.name, "description": pool.description, "priority": pool.priority}
+    return {
+        "name": pool.name,
+        "description": pool.description,
+        "priority": pool.priority,
+        "auto_response": auto_response_of(pool),
+    }
+
+
+def auto_response_of(owner: Any) -> dict[str, str] | None:
+    """A pool's or mailbox's auto-response templates as one mapping, or None."""
+    if owner.auto_response_subject is None:
+        return None
+    return {"subject": owner.auto_response_subject, "text": owner.auto_response_text}
 
 
 async def _check_name(session: AsyncSession, name: object, exclude_id: int | None = None) -> str:
@@ -29,10 +44,23 @@ async def _check_name(session: AsyncSession, name: object, exclude_id: int | Non
 
 
 async def create_pool(
-    session: AsyncSession, *, actor: Actor, name: str, description: str | None = None, priority: int = 0
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    name: str,
+    description: str | None = None,
+    priority: int = 0,
+    auto_response: dict[str, str] | None = None,
 ) -> Pool:
     """Add a pool."""
-    pool = Pool(name=await _check_name(session, name), description=description, priority=priority)
+    subject, text = checked_auto_response(auto_response)
+    pool = Pool(
+        name=await _check_name(session, name),
+        description=description,
+        priority=priority,
+        auto_response_subject=subject,
+        auto_response_text=text,
+    )
     session.add(pool)
     await session.flush()
     await session.refresh(pool)
@@ -50,8 +78,9 @@ async def update_pool(
     name: str | None = None,
     description: object = _UNSET,
     priority: int | None = None,
+    auto_response: object = _UNSET,
 ) -> Pool:
-    """Change a pool's name, description or priority (what is not given stays)."""
+    """Change a pool's name, description, priority or auto-response (what is not given stays)."""
     pool = await session.get(Pool, pool_id, with_for_update=True)
     if pool is None:
         raise not_found("pool", "id")
@@ -62,6 +91,8 @@ async def update_pool(
         pool.description = description
     if priority is not None:
         pool.priority = priority
+    if auto_response is not _UNSET:
+        pool.auto_response_subject, pool.auto_response_text = checked_auto_response(auto_response)
     await session.flush()
     await session.refresh(pool)
     audit.record(

@@ -25,6 +25,8 @@ def upgrade() -> None:
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("priority", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("auto_response_subject", sa.Text(), nullable=True),
+        sa.Column("auto_response_text", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pools")),
@@ -54,6 +56,8 @@ def upgrade() -> None:
         sa.Column("relay_user", sa.Text(), nullable=True),
         sa.Column("relay_secret_env", sa.Text(), nullable=True),
         sa.Column("relay_from", sa.Text(), nullable=True),
+        sa.Column("auto_response_subject", sa.Text(), nullable=True),
+        sa.Column("auto_response_text", sa.Text(), nullable=True),
         sa.Column("imap_uid_validity", sa.BigInteger(), nullable=True),
         sa.Column("imap_last_uid", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
         sa.Column("last_polled_at", sa.DateTime(timezone=True), nullable=True),
@@ -150,6 +154,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
         sa.Column("contact_id", sa.BigInteger(), nullable=False),
         sa.Column("mailbox_id", sa.BigInteger(), nullable=True),
+        sa.Column("kind", sa.String(16), server_default="reply", nullable=False),
         sa.Column("raw", sa.LargeBinary(), nullable=False),
         sa.Column("envelope_from", sa.Text(), nullable=False),
         sa.Column("envelope_to", postgresql.JSONB(), nullable=False),
@@ -160,6 +165,7 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.CheckConstraint(_one_of("status", ("queued", "sent", "failed")), name=op.f("ck_outbound_messages_status")),
+        sa.CheckConstraint(_one_of("kind", ("reply", "auto_response")), name=op.f("ck_outbound_messages_kind")),
         sa.ForeignKeyConstraint(
             ["contact_id"], ["contacts.id"], name=op.f("fk_outbound_messages_contact_id_contacts"), ondelete="CASCADE"
         ),
@@ -172,6 +178,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbound_messages")),
     )
     op.create_index("ix_outbound_messages_contact_id", "outbound_messages", ["contact_id"])
+    op.create_index(
+        "ix_outbound_messages_auto_responses",
+        "outbound_messages",
+        ["created_at"],
+        postgresql_where=sa.text("kind = 'auto_response'"),
+    )
     op.create_index(
         "ix_outbound_messages_queued",
         "outbound_messages",
