@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from email import policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage
-from email.parser import BytesParser
+from email.parser import BytesParser, HeaderParser
 from email.utils import escapesre, getaddresses, parseaddr, specialsre
 from typing import Any
 
@@ -54,6 +54,17 @@ class Attachment:
 
 
 @dataclass
+class DeliveryReport:
+    """What a bounce (RFC 3464 delivery status notification) says about a message we sent."""
+
+    original_message_id: str | None
+    action: str | None  # failed, delayed, delivered, relayed, expanded
+    status: str | None  # 5.1.1
+    diagnostic: str | None
+    recipient: str | None
+
+
+@dataclass
 class ParsedMail:
     headers: dict[str, str] = field(default_factory=dict)
     message_id: str | None = None
@@ -65,6 +76,7 @@ class ParsedMail:
     new_text: str | None = None  # the text without the quoted history
     html: str | None = None  # sanitised
     attachments: list[Attachment] = field(default_factory=list)
+    report: DeliveryReport | None = None
     problems: list[str] = field(default_factory=list)
 
     def problem(self, code: str) -> None:
@@ -250,3 +262,36 @@ def _read(message: EmailMessage, mail: ParsedMail) -> None:
         mail.text = storable(text[:MAX_TEXT_CHARS].replace("\r\n", "\n"))
         mail.new_text = _new_text(mail.text, mail)
     _walk_attachments(message, mail)
+    if message.get_content_type() == "multipart/report":
+        mail.report = _delivery_report(message)
+
+
+def _delivery_report(message: EmailMessage) -> DeliveryReport:
+    """The fields of a DSN: the first recipient's status block, and the Message-ID of the message it
+    reports on (from its returned copy or headers)."""
+    report = DeliveryReport(None, None, None, None, None)
+    for part in message.iter_parts():
+        kind = part.get_content_type()
+        if kind == "message/delivery-status":
+            blocks = part.get_payload()
+            fields = blocks[1] if isinstance(blocks, list) and len(blocks) > 1 else None
+            if fields is not None:
+                report.action = _one_line(fields.get("Action"), lower=True)
+                report.status = _one_line(fields.get("Status"))
+                report.diagnostic = _one_line(fields.get("Diagnostic-Code"))
+                report.recipient = _one_line(fields.get("Final-Recipient"))
+        elif kind == "message/rfc822":
+            returned = part.get_payload()
+            if isinstance(returned, list) and returned:
+                report.original_message_id = _one_line(returned[0].get("Message-ID"))
+        elif kind == "text/rfc822-headers":
+            headers = HeaderParser(policy=policy.default).parsestr(part.get_content())
+            report.original_message_id = _one_line(headers.get("Message-ID"))
+    return report
+
+
+def _one_line(value: Any, *, lower: bool = False) -> str | None:
+    if value is None:
+        return None
+    text = storable(" ".join(str(value).split()))[:MAX_HEADER_CHARS]
+    return text.lower() if lower else text

@@ -3,9 +3,12 @@ acknowledged, the intake that turns a stored message into a recognised contact, 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -614,11 +617,15 @@ async def take_in(runtime: Runtime, *, inbound_id: int, send: SendEnqueue | None
         sha256=message.sha256,
         received_at=message.received_at,
     )
+    kind = automatic_reply_kind(mail)
     try:
         async with runtime.transaction() as session:
-            result = await ingest_contact(
-                session, actor=SYSTEM, data=data, region=runtime.settings.default_phone_region
-            )
+            if kind is not None:
+                result = await record_automatic_reply(session, data=data, mail=mail, kind=kind)
+            else:
+                result = await ingest_contact(
+                    session, actor=SYSTEM, data=data, region=runtime.settings.default_phone_region
+                )
             if not result.duplicate and mail.attachments:
                 await contact_service.add_attachments(session, contact_id=result.contact.id, files=mail.attachments)
             if result.case_created and pool is not None:
@@ -659,6 +666,61 @@ async def take_in(runtime: Runtime, *, inbound_id: int, send: SendEnqueue | None
             log.warning("enqueueing auto-response %s failed; the sweeper will", auto_response, exc_info=True)
     return IntakeResult(
         contact_id=result.contact.id, duplicate=result.duplicate, problems=mail.problems, auto_response=auto_response
+    )
+
+
+# ---- bounces and out-of-office replies --------------------------------------------------------------
+
+_MESSAGE_IDS = re.compile(r"<[^<>\s]+>")
+
+
+def automatic_reply_kind(mail: ParsedMail) -> str | None:
+    """ "bounce" for a delivery status notification, "auto_reply" for an autoresponder's answer
+    (out of office and the like, by the common headers), None for anything else."""
+    if mail.report is not None:
+        return "bounce"
+    headers = {name.lower(): value.lower() for name, value in mail.headers.items()}
+    if headers.get("auto-submitted") == "auto-replied" or "x-autoreply" in headers or "x-autorespond" in headers:
+        return "auto_reply"
+    return None
+
+
+async def record_automatic_reply(session: AsyncSession, *, data: ContactData, mail: ParsedMail, kind: str) -> Any:
+    """A bounce or an out-of-office reply goes on the case of the message of ours it answers, and
+    opens no case: it is looked up by Casegraph's own Message-IDs (random, so only a recipient of
+    ours can name one). Unmatched, it stays alone, flagged for an agent. A bounce marks the delivery
+    of the message it reports on as failed."""
+    referenced = [mail.report.original_message_id] if mail.report and mail.report.original_message_id else []
+    referenced += _MESSAGE_IDS.findall(" ".join(mail.headers.get(h, "") for h in ("In-Reply-To", "References")))
+    original = (
+        await session.execute(
+            select(Contact.id, Contact.customer_id, Contact.case_id)
+            .where(Contact.message_id.in_(referenced), Contact.direction == "outbound")
+            .order_by(Contact.occurred_at.desc())
+            .limit(1)
+        )
+    ).first()
+    customer_id = case_id = None
+    if original is not None:
+        with contextlib.suppress(UserError):  # its case was merged or its customer erased since
+            customer_id, case_id = await contact_service.resolve_links(
+                session, customer_id=original.customer_id, case_id=original.case_id
+            )
+    data.payload["mail"]["kind"] = kind
+    if mail.report is not None:
+        data.payload["mail"]["report"] = dataclasses.asdict(mail.report)
+    contact, created = await contact_service.insert_contact(
+        session, data=data, customer_id=customer_id, case_id=case_id, needs_review=case_id is None
+    )
+    if created and kind == "bounce" and original is not None and mail.report.action in (None, "failed"):
+        answer = " ".join(p for p in ("bounced:", mail.report.status, mail.report.diagnostic) if p)
+        await session.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.contact_id == original.id)
+            .values(status="failed", last_response=answer[:500])
+        )
+    return contact_service.IngestResult(
+        contact=contact, duplicate=not created, customer_id=customer_id, case_id=case_id
     )
 
 
