@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from app.auth import SYSTEM
+from app.services import mail as mail_service
 from app.services import queues
 from jobs.worker import mail_sweep
 from schema.ids import to_global_id
@@ -168,6 +170,23 @@ async def test_broken_mail_is_kept_read_as_far_as_possible_and_flagged(smtp, run
     assert "UNKNOWN_CHARSET" in stored[0].problems and eight.needs_review
     assert deep.subject == "deep" and "NESTED_TOO_DEEP" in stored[1].problems and deep.needs_review
     assert junk.external_id == f"sha256:{stored[2].sha256}" and junk.needs_review
+
+
+async def test_a_message_id_too_long_for_an_index_is_dropped_and_the_message_still_taken_in(runtime, servers):
+    # Longer than SMTP allows on a line, but IMAP hands over whatever a server holds; random, so
+    # that PostgreSQL cannot compress it into an index entry.
+    mailbox_id = await add_mailbox(runtime)
+    raw = message(message_id="<" + secrets.token_urlsafe(4500) + "@example.org>", subject="huge id")
+    async with runtime.transaction() as session:
+        inbound_id = await mail_service.store_inbound(session, mailbox_id=mailbox_id, via="imap", raw=raw, imap_uid=1)
+    async with arq_pool(servers) as arq:
+        await mail_service.intake_enqueuer(arq)(inbound_id)
+    await run_jobs()
+
+    [stored] = await inbound(runtime)
+    [contact] = await contacts(runtime)
+    assert stored.status == "done" and "MALFORMED_MESSAGE_ID" in stored.problems
+    assert contact.subject == "huge id" and contact.external_id == f"sha256:{stored.sha256}" and contact.needs_review
 
 
 async def test_a_failed_intake_keeps_the_message_pending_and_the_sweeper_takes_it_in_later(smtp, runtime, servers):

@@ -39,6 +39,9 @@ KEPT_HEADERS = (
     "X-Auto-Response-Suppress",
 )
 MAX_HEADER_CHARS = 4000  # a header longer than this is cut: it is kept whole in the raw message
+# A longer Message-ID is no real one (and would not fit a database index entry): it is dropped and
+# the message keyed by its content hash instead.
+MAX_MESSAGE_ID_CHARS = 500
 MAX_TEXT_CHARS = 1_000_000
 MAX_PARTS = 500  # parts walked for attachments; deeper or wider structures stay in the raw message only
 REPLY_LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "pl"]
@@ -239,6 +242,9 @@ def _read_headers(message: EmailMessage, mail: ParsedMail) -> None:
         value = _header(message, name, mail)
         if value is not None:
             mail.headers[name] = value
+    if len(mail.headers.get("Message-ID", "")) > MAX_MESSAGE_ID_CHARS:
+        mail.problem("MALFORMED_MESSAGE_ID")
+        del mail.headers["Message-ID"]
     mail.message_id = mail.headers.get("Message-ID") or None
     mail.subject = mail.headers.get("Subject")
     name, sender = parseaddr(mail.headers.get("From", ""))

@@ -561,7 +561,7 @@ def contact_data_of(
 ) -> ContactData:
     """The contact an email becomes: the new text (quoted history apart), the sanitised HTML, the
     threading headers, and the Message-ID as its idempotency key within the mailbox."""
-    external_id = (mail.message_id or "").strip()[:998] or f"sha256:{sha256}"
+    external_id = (mail.message_id or "").strip() or f"sha256:{sha256}"
     return ContactData(
         channel="email",
         direction="inbound",
