@@ -28,6 +28,7 @@ from app.models import (
 )
 from app.pagination import Page, page_size
 from app.runtime import Runtime
+from app.services import mail as mail_service
 from schema.auth import User as UserType
 from schema.cases import Case as CaseType
 from schema.contacts import Attachment as AttachmentType
@@ -55,6 +56,7 @@ class Loaders:
         self.pool = self._by_id(Pool, PoolType.from_row)
         self.attachments_by_contact = DataLoader(self._attachments)
         self.delivery_by_contact = DataLoader(self._deliveries)
+        self.inbound_backlog = DataLoader(self._inbound_backlog)
         self.identifiers_by_customer = DataLoader(self._identifiers)
         self.case_links = DataLoader(self._case_links)
         self.customer_contacts = DataLoader(self._paged(self._customer_contacts))
@@ -103,6 +105,11 @@ class Loaders:
             for row in await self._rows(select(*columns).where(table.c.contact_id.in_(contact_ids)))
         }
         return [found.get(i) for i in contact_ids]
+
+    async def _inbound_backlog(self, mailbox_ids: list[int]) -> list[tuple[int, int]]:
+        async with self.runtime.reading() as session:
+            found = await mail_service.inbound_backlog(session, mailbox_ids)
+        return [found.get(i, (0, 0)) for i in mailbox_ids]
 
     async def _case_links(self, case_ids: list[int]) -> list[list[Any]]:
         table = CaseCustomer.__table__

@@ -81,12 +81,21 @@ def auto_response_settings(value: AutoResponseInput | None) -> dict[str, str] | 
     return None if value is None else {"subject": value.subject, "text": value.text}
 
 
-@strawberry.type(description="Where polling stands and how it last went.")
+@strawberry.type(description="Where polling stands and how it last went, and the intake's backlog.")
 class MailboxStatus:
+    mailbox_db_id: strawberry.Private[int]
     last_polled_at: datetime | None
     last_uid: int
     last_error: str | None = strawberry.field(description="Why the last poll failed; null once a poll succeeds.")
     last_error_at: datetime | None
+
+    @strawberry.field(description="Stored messages waiting for the intake job (or for its next attempt).")
+    async def waiting_messages(self, info: strawberry.Info) -> int:
+        return (await info.context.loaders.inbound_backlog.load(self.mailbox_db_id))[0]
+
+    @strawberry.field(description="Stored messages the intake gave up on after its last attempt; kept byte for byte.")
+    async def failed_messages(self, info: strawberry.Info) -> int:
+        return (await info.context.loaders.inbound_backlog.load(self.mailbox_db_id))[1]
 
 
 @strawberry.type(description="A supervised mail address.")
@@ -138,6 +147,7 @@ class Mailbox(Node):
             ),
             auto_response=AutoResponse.of(row),
             status=MailboxStatus(
+                mailbox_db_id=row.id,
                 last_polled_at=row.last_polled_at,
                 last_uid=row.imap_last_uid,
                 last_error=row.last_error,

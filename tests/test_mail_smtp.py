@@ -8,6 +8,7 @@ import os
 import secrets
 import subprocess
 import sys
+from datetime import timedelta
 
 import aiosmtplib
 import pytest
@@ -21,6 +22,7 @@ from schema.ids import to_global_id
 from tests.conftest import _free_port
 from tests.mail_support import add_mailbox, arq_pool, contacts, inbound, listener, message, run_jobs
 
+BACKLOG = "{ mailboxes { status { waitingMessages failedMessages } } }"
 CASE_POOL = "query($id: ID!) { node(id: $id) { ... on Case { pool { name } } } }"
 
 
@@ -189,7 +191,7 @@ async def test_a_message_id_too_long_for_an_index_is_dropped_and_the_message_sti
     assert contact.subject == "huge id" and contact.external_id == f"sha256:{stored.sha256}" and contact.needs_review
 
 
-async def test_a_failed_intake_keeps_the_message_pending_and_the_sweeper_takes_it_in_later(smtp, runtime, servers):
+async def test_a_failed_intake_keeps_the_message_pending_and_the_sweeper_takes_it_in_later(smtp, runtime, servers, gql):
     async with runtime.engine.begin() as conn:
         await conn.execute(
             text(
@@ -209,6 +211,7 @@ async def test_a_failed_intake_keeps_the_message_pending_and_the_sweeper_takes_i
     [pending] = await inbound(runtime)
     assert (pending.status, pending.attempts, pending.last_error) == ("pending", 1, "DATABASE_ERROR")
     assert await contacts(runtime) == []
+    assert (await gql(BACKLOG))["mailboxes"][0]["status"] == {"waitingMessages": 1, "failedMessages": 0}
 
     async with runtime.engine.begin() as conn:  # a minute later
         await conn.execute(text("UPDATE inbound_messages SET received_at = received_at - interval '2 minutes'"))
@@ -219,6 +222,30 @@ async def test_a_failed_intake_keeps_the_message_pending_and_the_sweeper_takes_i
     [done] = await inbound(runtime)
     assert (done.status, done.attempts, done.last_error) == ("done", 2, None)
     assert [c.external_id for c in await contacts(runtime)] == ["<later@example.org>"]
+    assert (await gql(BACKLOG))["mailboxes"][0]["status"] == {"waitingMessages": 0, "failedMessages": 0}
+
+
+async def test_a_message_given_up_on_is_counted_for_the_administrator(smtp, runtime, servers, gql):
+    async with runtime.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "CREATE FUNCTION refuse_contact() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'down'; END $$ LANGUAGE plpgsql"
+            )
+        )
+        await conn.execute(
+            text("CREATE TRIGGER refuse BEFORE INSERT ON contacts FOR EACH ROW EXECUTE FUNCTION refuse_contact()")
+        )
+    try:
+        await send(smtp, message())
+        for _ in range(mail_service.MAX_INTAKE_ATTEMPTS):
+            await mail_service.take_in(runtime, inbound_id=(await inbound(runtime))[0].id)
+    finally:
+        async with runtime.engine.begin() as conn:
+            await conn.execute(text("DROP TRIGGER refuse ON contacts"))
+            await conn.execute(text("DROP FUNCTION refuse_contact()"))
+
+    assert (await gql(BACKLOG))["mailboxes"][0]["status"] == {"waitingMessages": 0, "failedMessages": 1}
+    assert await mail_service.pending_inbound(runtime, older_than=timedelta(0)) == []  # the sweeper leaves it
 
 
 async def test_the_smtp_command_listens_and_stores(runtime, servers):

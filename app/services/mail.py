@@ -833,6 +833,22 @@ async def pending_inbound(runtime: Runtime, *, older_than: timedelta, limit: int
         return list(rows)
 
 
+async def inbound_backlog(session: AsyncSession, mailbox_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Per mailbox: stored messages still waiting for intake, and those given up after the last
+    attempt (kept, for an administrator to look at)."""
+    given_up = InboundMessage.attempts >= MAX_INTAKE_ATTEMPTS
+    rows = await session.execute(
+        select(
+            InboundMessage.mailbox_id,
+            func.count().filter(~given_up),
+            func.count().filter(given_up),
+        )
+        .where(InboundMessage.status == "pending", InboundMessage.mailbox_id.in_(mailbox_ids))
+        .group_by(InboundMessage.mailbox_id)
+    )
+    return {mailbox_id: (waiting, failed) for mailbox_id, waiting, failed in rows}
+
+
 # ---- IMAP polling ----------------------------------------------------------------------------------
 
 
