@@ -287,3 +287,31 @@ async def test_a_case_opened_by_mail_lands_in_the_mailbox_pool(runtime, servers,
     [contact] = await contacts(runtime)
     case = await gql(CASE_POOL, {"id": to_global_id("Case", contact.case_id)})
     assert case["node"]["pool"] == {"name": "Billing"}
+
+
+async def test_serve_runs_the_listener_beside_the_api_and_the_worker(runtime, servers):
+    await add_mailbox(runtime)
+    api_port, smtp_port = _free_port(), _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(api_port), "--smtp-port", str(smtp_port)],
+        env={**os.environ, **servers},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(150):
+            try:
+                await send(smtp_port, message(message_id="<served@example.org>"))
+                break
+            except (aiosmtplib.SMTPConnectError, ConnectionError, OSError):
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(process.stderr.read().decode())
+        for _ in range(100):  # the worker inside `serve` takes it in
+            if await contacts(runtime):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        process.terminate()
+        process.wait(20)
+    assert [c.external_id for c in await contacts(runtime)] == ["<served@example.org>"]
