@@ -497,10 +497,12 @@ INTAKE_JOB = "mail_intake"
 
 
 def intake_enqueuer(arq_redis: ArqRedis) -> Enqueue:
-    """Enqueue the intake job of a stored message; one job per message while it waits or runs."""
+    """Enqueue the intake job of a stored message. No job id: a job whose worker was killed stays
+    claimed in arq for minutes, and the sweeper must be able to enqueue the message again at
+    once; the intake is idempotent, so a second job does nothing twice."""
 
     async def enqueue(inbound_id: int) -> None:
-        await arq_redis.enqueue_job(INTAKE_JOB, inbound_id, _job_id=f"mail-intake:{inbound_id}", _queue_name=JOB_QUEUE)
+        await arq_redis.enqueue_job(INTAKE_JOB, inbound_id, _queue_name=JOB_QUEUE)
 
     return enqueue
 
