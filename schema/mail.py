@@ -38,7 +38,7 @@ class ImapSettings:
     folder: str
     mark: ImapMark
     move_to: str | None = strawberry.field(description="The folder a message is moved to when mark is MOVE.")
-    idle: bool
+    idle: bool = strawberry.field(description="Wait with IDLE where the server offers it; not honoured yet: polled.")
     poll_seconds: int
 
 
