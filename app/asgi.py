@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from contextlib import asynccontextmanager
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -14,16 +15,18 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import health
-from app.auth import RevocationFollower, authenticate
+from app.auth import STAFF_ROLES, RevocationFollower, authenticate, bearer_token
 from app.graphiql import ASSETS_PATH, graphiql_assets_app, graphiql_html
 from app.graphql_http import GraphQLHTTP
 from app.graphql_ws import GraphQLWebSocket
 from app.persisted_queries import PersistedQueries
 from app.runtime import Runtime, create_runtime
+from app.services.contacts import read_attachment
 from app.settings import Settings, get_settings
 from resolvers.context import Context
 from resolvers.loaders import Loaders
 from resolvers.schema import build_schema, should_mask_error
+from schema.ids import decode_id
 
 
 class BodyLimit:
@@ -117,6 +120,32 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     graphql_ws = GraphQLWebSocket(holder, settings, revocations, schema=schema)
 
+    async def attachment(request: Request) -> Response:
+        """An attachment's content, for staff with a valid bearer token; always as a download."""
+        runtime = holder["runtime"]
+        async with runtime.reading() as session:
+            actor = await authenticate(session, bearer_token(request.headers.get("authorization")))
+            if actor is None:
+                return JSONResponse({"error": "a valid bearer token is required"}, status_code=401)
+            if not actor.has_role(*STAFF_ROLES):
+                return JSONResponse({"error": "requires role agent or supervisor"}, status_code=403)
+            attachment_id = decode_id(request.path_params["id"], "Attachment")
+            found = None if attachment_id is None else await read_attachment(session, attachment_id=attachment_id)
+        if found is None:
+            return JSONResponse({"error": "attachment not found"}, status_code=404)
+        row, data = found
+        return Response(
+            data,
+            media_type=row.content_type,
+            headers={
+                # Never rendered on the API's origin: a file's claimed type must not make it a page there.
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(row.filename or 'attachment')}",
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "sandbox",
+                "Cache-Control": "private, no-store",
+            },
+        )
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -129,6 +158,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         routes=[
             Route("/graphql", graphql_http),
             WebSocketRoute("/graphql", graphql_ws),
+            Route("/attachments/{id}", attachment),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Mount(ASSETS_PATH, app=graphiql_assets_app(), name="graphiql-assets"),

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import typer
 from rich.console import Console
@@ -19,6 +19,8 @@ token_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
 cli.add_typer(token_cli, name="token")
 rules_cli = typer.Typer(help="Recognition rules as YAML, reviewed and versioned like code.", no_args_is_help=True)
 cli.add_typer(rules_cli, name="rules")
+mail_cli = typer.Typer(help="Pools and mailboxes as YAML, reviewed and versioned like code.", no_args_is_help=True)
+cli.add_typer(mail_cli, name="mail")
 console = Console(stderr=True)
 
 
@@ -71,7 +73,33 @@ def _banner(host: str, port: int) -> None:
     console.print("Create a token with: [bold]casegraph token create --name NAME --role admin[/]")
 
 
-async def _run_api(host: str, port: int, *, with_worker: bool, access_log: bool = True) -> None:
+@contextlib.asynccontextmanager
+async def _smtp_listener(host: str, port: int, *, lmtp: bool = False) -> AsyncIterator[None]:
+    """The inbound mail listener on its own runtime, with an arq pool for the intake jobs."""
+    from arq.connections import RedisSettings, create_pool
+
+    from app.mail.listener import start_listener
+    from app.runtime import create_runtime
+    from app.services.mail import intake_enqueuer
+    from app.settings import JOB_QUEUE
+
+    settings = get_settings()
+    runtime = create_runtime(settings, pool_size=5)
+    arq_redis = await create_pool(RedisSettings.from_dsn(settings.redis_url), default_queue_name=JOB_QUEUE)
+    server = await start_listener(runtime, intake_enqueuer(arq_redis), host=host, port=port, lmtp=lmtp)
+    console.print(f"Inbound {'LMTP' if lmtp else 'SMTP'} listening on [bold]{host}:{port}[/]")
+    try:
+        yield
+    finally:
+        server.close()
+        await server.wait_closed()
+        await arq_redis.aclose()
+        await runtime.close()
+
+
+async def _run_api(
+    host: str, port: int, *, with_worker: bool, access_log: bool = True, smtp: tuple[str, int] | None = None
+) -> None:
     import uvicorn
 
     from app.asgi import create_app
@@ -96,7 +124,10 @@ async def _run_api(host: str, port: int, *, with_worker: bool, access_log: bool 
         worker_task = asyncio.create_task(worker.async_run())
     _serving["api"] = True
     try:
-        await server.serve()
+        async with contextlib.AsyncExitStack() as stack:
+            if smtp is not None:
+                await stack.enter_async_context(_smtp_listener(*smtp))
+            await server.serve()
     finally:
         if worker is not None:
             worker_task.cancel()
@@ -106,13 +137,36 @@ async def _run_api(host: str, port: int, *, with_worker: bool, access_log: bool 
 
 
 @cli.command()
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Migrate, then run the API and the worker together (embedded servers when unconfigured)."""
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    smtp_port: int = typer.Option(2525, help="The inbound SMTP listener's port; 0 runs none."),
+) -> None:
+    """Migrate, then run the API, the worker and the inbound SMTP listener together (embedded servers when unconfigured)."""
     _configure_logging()
     with servers():
         _migrate()
         _banner(host, port)
-        asyncio.run(_run_api(host, port, with_worker=True))
+        asyncio.run(_run_api(host, port, with_worker=True, smtp=(host, smtp_port) if smtp_port else None))
+
+
+@cli.command()
+def smtp(
+    host: str = "127.0.0.1",
+    port: int = 2525,
+    lmtp: bool = typer.Option(False, "--lmtp", help="Speak LMTP instead of SMTP."),
+) -> None:
+    """Run the inbound SMTP/LMTP listener only: a message is answered 250 once it is stored."""
+    _configure_logging()
+
+    async def run() -> None:
+        async with _smtp_listener(host, port, lmtp=lmtp):
+            await asyncio.Event().wait()
+
+    with servers():
+        _migrate()
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run())
 
 
 @cli.command()
@@ -297,6 +351,33 @@ def rules_import(file: str = typer.Argument(..., help="The YAML file to read."))
             console.print(f"[red]{getattr(error, 'message', error)}[/]")
             raise typer.Exit(2) from None
     console.print(", ".join(f"{n} {what.replace('_', ' ')}" for what, n in counts.items()) + " imported.")
+
+
+@mail_cli.command("export")
+def mail_export(file: str = typer.Argument(..., help="The YAML file to write.")) -> None:
+    """Write the pools and mailboxes to FILE (secrets only as the names of their variables)."""
+    from app.services.mail import export_to_file
+
+    with servers():
+        _migrate()
+        asyncio.run(export_to_file(file))
+    console.print(f"Pools and mailboxes written to {file}.")
+
+
+@mail_cli.command("import")
+def mail_import(file: str = typer.Argument(..., help="The YAML file to read.")) -> None:
+    """Make the pools and mailboxes FILE's (all or nothing; a mailbox kept by address keeps its polling state)."""
+    from app.errors import UserError
+    from app.services.mail import import_from_file
+
+    with servers():
+        _migrate()
+        try:
+            counts = asyncio.run(import_from_file(file))
+        except (UserError, OSError) as error:
+            console.print(f"[red]{getattr(error, 'message', error)}[/]")
+            raise typer.Exit(2) from None
+    console.print(", ".join(f"{n} {what}" for what, n in counts.items()) + " imported.")
 
 
 def main() -> None:

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+# The arq queue the worker serves and every producer (API, SMTP listener, jobs) enqueues on.
+JOB_QUEUE = "casegraph:queue"
+
 
 def _flag(name: str, default: bool = False) -> bool:
     value = os.environ.get(name)

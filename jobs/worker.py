@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from arq import cron
+from arq import cron, func
 from arq.connections import RedisSettings
 
 from app import events, health
 from app.runtime import create_runtime
-from app.services import archive
-from app.settings import get_settings
+from app.services import archive, mail
+from app.settings import JOB_QUEUE, get_settings
 
 
 async def heartbeat(ctx: dict[str, Any]) -> None:
@@ -32,6 +32,55 @@ async def relay_events(ctx: dict[str, Any]) -> int:
     )
 
 
+async def mail_intake(ctx: dict[str, Any], inbound_id: int) -> dict[str, Any] | None:
+    """A stored inbound message becomes a recognised contact (and its receipt goes to the outbox)."""
+    result = await mail.take_in(ctx["runtime"], inbound_id=inbound_id, send=mail.send_enqueuer(ctx["redis"]))
+    if result is None:
+        return None
+    return {
+        "contactId": result.contact_id,
+        "duplicate": result.duplicate,
+        "problems": result.problems,
+        "autoResponse": result.auto_response,
+    }
+
+
+async def mail_poll(ctx: dict[str, Any], mailbox_id: int) -> dict[str, Any]:
+    """Fetch one IMAP mailbox's new messages."""
+    result = await mail.poll_mailbox(ctx["runtime"], mailbox_id=mailbox_id, enqueue=mail.intake_enqueuer(ctx["redis"]))
+    return {"fetched": result.fetched, "error": result.error}
+
+
+async def mail_poll_due(ctx: dict[str, Any]) -> int:
+    """Every few seconds: a poll job for each IMAP mailbox whose interval has passed (one at a time per mailbox)."""
+    due = await mail.mailboxes_due(ctx["runtime"])
+    for mailbox_id in due:
+        await ctx["redis"].enqueue_job(
+            "mail_poll", mailbox_id, _job_id=f"mail-poll:{mailbox_id}", _queue_name=JOB_QUEUE
+        )
+    return len(due)
+
+
+async def mail_send(ctx: dict[str, Any], outbound_id: int) -> dict[str, Any] | None:
+    """Send one reply from the outbox through its mailbox's relay (retried later when refused for now)."""
+    result = await mail.send_outbound(ctx["runtime"], outbound_id=outbound_id, retry=mail.send_enqueuer(ctx["redis"]))
+    return None if result is None else {"status": result.status, "response": result.response}
+
+
+async def mail_sweep(ctx: dict[str, Any]) -> int:
+    """Every minute: intake for stored messages whose job was lost or failed (up to a few attempts),
+    and sending for replies whose job was lost."""
+    pending = await mail.pending_inbound(ctx["runtime"], older_than=timedelta(minutes=1))
+    enqueue = mail.intake_enqueuer(ctx["redis"])
+    for inbound_id in pending:
+        await enqueue(inbound_id)
+    queued = await mail.queued_outbound(ctx["runtime"], older_than=timedelta(minutes=1))
+    send = mail.send_enqueuer(ctx["redis"])
+    for outbound_id, attempts in queued:
+        await send(outbound_id, attempt=attempts)
+    return len(pending) + len(queued)
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     ctx["runtime"] = create_runtime(get_settings(), pool_size=5)
     await health.beat(ctx["runtime"].redis)
@@ -46,13 +95,19 @@ def redis_settings() -> RedisSettings:
 
 
 class WorkerSettings:
-    functions: list = []
+    # No result kept: a job id then only guards against a second copy while one waits or runs.
+    functions: list = [func(mail_intake, keep_result=0), func(mail_poll, keep_result=0), func(mail_send, keep_result=0)]
     cron_jobs = [cron(heartbeat, second={0, 15, 30, 45}, run_at_startup=True)]
     cron_jobs.append(cron(relay_events, second=set(range(0, 60, 5)), unique=True))
     cron_jobs.append(cron(archive_sweep, hour={3}, minute={17}, second={0}, unique=True))
+    cron_jobs.append(cron(mail_poll_due, second=set(range(0, 60, 5)), unique=True))
+    cron_jobs.append(cron(mail_sweep, second={30}, unique=True))
     on_startup = startup
     on_shutdown = shutdown
-    queue_name = "casegraph:queue"
+    queue_name = JOB_QUEUE
+    # arq takes new jobs once per poll: at its default half second, ten jobs a poll capped mail
+    # intake at 20 messages a second.
+    poll_delay = 0.05
 
     # Resolved when the worker starts, after the embedded servers have exported REDIS_URL.
     @classmethod
@@ -63,6 +118,7 @@ class WorkerSettings:
             "on_startup": cls.on_startup,
             "on_shutdown": cls.on_shutdown,
             "queue_name": cls.queue_name,
+            "poll_delay": cls.poll_delay,
             "redis_settings": redis_settings(),
         }
 

@@ -15,13 +15,27 @@ from sqlalchemy import bindparam, select
 from strawberry.dataloader import DataLoader
 
 from app import history
-from app.models import Case, CaseCustomer, Contact, Customer, CustomerIdentifier, User
+from app.models import (
+    Attachment,
+    Case,
+    CaseCustomer,
+    Contact,
+    Customer,
+    CustomerIdentifier,
+    OutboundMessage,
+    Pool,
+    User,
+)
 from app.pagination import Page, page_size
 from app.runtime import Runtime
+from app.services import mail as mail_service
 from schema.auth import User as UserType
 from schema.cases import Case as CaseType
+from schema.contacts import Attachment as AttachmentType
 from schema.contacts import Contact as ContactType
 from schema.customers import Customer as CustomerType
+from schema.mail import Delivery as DeliveryType
+from schema.queues import Pool as PoolType
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,10 @@ class Loaders:
         self.case = self._by_id(Case, CaseType.from_row)
         self.contact = self._by_id(Contact, ContactType.from_row)
         self.user = self._by_id(User, UserType.from_row)
+        self.pool = self._by_id(Pool, PoolType.from_row)
+        self.attachments_by_contact = DataLoader(self._attachments)
+        self.delivery_by_contact = DataLoader(self._deliveries)
+        self.inbound_backlog = DataLoader(self._inbound_backlog)
         self.identifiers_by_customer = DataLoader(self._identifiers)
         self.case_links = DataLoader(self._case_links)
         self.customer_contacts = DataLoader(self._paged(self._customer_contacts))
@@ -69,6 +87,29 @@ class Loaders:
         ):
             grouped[row.customer_id].append(row)
         return [grouped[i] for i in customer_ids]
+
+    async def _attachments(self, contact_ids: list[int]) -> list[list[Any]]:
+        table = Attachment.__table__
+        grouped: dict[int, list[Any]] = defaultdict(list)
+        for row in await self._rows(
+            select(table).where(table.c.contact_id.in_(contact_ids)).order_by(table.c.contact_id, table.c.id)
+        ):
+            grouped[row.contact_id].append(AttachmentType.from_row(row))
+        return [grouped[i] for i in contact_ids]
+
+    async def _deliveries(self, contact_ids: list[int]) -> list[Any]:
+        table = OutboundMessage.__table__
+        columns = [c for c in table.c if c.name != "raw"]  # the message itself is not read for a status
+        found = {
+            row.contact_id: DeliveryType.from_row(row)
+            for row in await self._rows(select(*columns).where(table.c.contact_id.in_(contact_ids)))
+        }
+        return [found.get(i) for i in contact_ids]
+
+    async def _inbound_backlog(self, mailbox_ids: list[int]) -> list[tuple[int, int]]:
+        async with self.runtime.reading() as session:
+            found = await mail_service.inbound_backlog(session, mailbox_ids)
+        return [found.get(i, (0, 0)) for i in mailbox_ids]
 
     async def _case_links(self, case_ids: list[int]) -> list[list[Any]]:
         table = CaseCustomer.__table__

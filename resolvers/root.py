@@ -10,6 +10,8 @@ from resolvers.auth import AuthMutation, AuthQuery
 from resolvers.cases import CaseLifecycleMutation, CaseMutation, CaseQuery
 from resolvers.contacts import ContactFixMutation, ContactMutation, ContactQuery
 from resolvers.customers import CustomerMergeMutation, CustomerMergeQuery, CustomerMutation, CustomerQuery
+from resolvers.mail import CaseReplyMutation, MailMutation, MailQuery
+from resolvers.queues import PoolMutation, PoolQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from schema.auth import User
 from schema.ids import from_global_id
@@ -53,6 +55,8 @@ QUERIES = (
     ArchiveQuery,
     AuditQuery,
     AuthQuery,
+    PoolQuery,
+    MailQuery,
 )
 MUTATIONS = (
     CustomerMutation,
@@ -65,4 +69,7 @@ MUTATIONS = (
     CustomerMergeMutation,
     ArchiveMutation,
     AuthMutation,
+    PoolMutation,
+    MailMutation,
+    CaseReplyMutation,
 )

@@ -12,12 +12,13 @@ from schema.auth import User
 from schema.customers import Customer
 from schema.enums import CaseStatus, Priority
 from schema.errors import UserError
-from schema.node import Node, load_case, load_customer, load_customers, load_user
+from schema.node import Node, load_case, load_customer, load_customers, load_later, load_user
 from schema.pagination import Connection
 from schema.permissions import allow
 
 if TYPE_CHECKING:
     from schema.contacts import Contact
+    from schema.queues import Pool
 
 
 @strawberry.type
@@ -25,6 +26,7 @@ class Case(Node):
     db_id: strawberry.Private[int]
     parent_id: strawberry.Private[int | None]
     assignee_id: strawberry.Private[int | None]
+    pool_id: strawberry.Private[int | None]
     merged_into_id: strawberry.Private[int | None]
     reference: str
     subject: str
@@ -42,6 +44,10 @@ class Case(Node):
     @classmethod
     def from_row(cls, row: Any) -> Case:
         return super().from_row(row, status=CaseStatus(row.status), priority=Priority(row.priority))
+
+    @strawberry.field(description="The pool (queue) the case waits in.")
+    def pool(self, info: strawberry.Info) -> Annotated[Pool, strawberry.lazy("schema.queues")] | None:
+        return load_later(info.context.loaders.pool, self.pool_id)
 
     @strawberry.field(description="Every customer this case concerns, the primary one first.")
     async def customers(self, info: strawberry.Info) -> list[Customer]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -14,6 +14,29 @@ from schema.customers import Customer
 from schema.enums import Channel, Direction, Priority
 from schema.errors import UserError
 from schema.node import Node, load_case, load_customer, load_customers, load_later
+
+if TYPE_CHECKING:
+    from schema.mail import Delivery
+
+
+@strawberry.type(
+    description="A file that came with a contact; its content is stored once however many contacts carry it."
+)
+class Attachment(Node):
+    db_id: strawberry.Private[int]
+    filename: str | None
+    content_type: str
+    size: int = strawberry.field(description="In bytes.")
+    inline: bool = strawberry.field(description="Shown in the body (an inline image) rather than attached.")
+    content_id: str | None = strawberry.field(description="The Content-ID an HTML body refers to it by (cid:).")
+
+    @strawberry.field(description="Where to download it, with the same bearer token as the API.")
+    def url(self) -> str:
+        return f"/attachments/{self.id}"
+
+    @classmethod
+    def from_row(cls, row: Any) -> Attachment:
+        return super().from_row(row)
 
 
 @strawberry.type
@@ -61,6 +84,14 @@ class Contact(Node):
     @strawberry.field
     def agent(self, info: strawberry.Info) -> User | None:
         return load_later(info.context.loaders.user, self.agent_id)
+
+    @strawberry.field(description="An outgoing email's delivery; null for anything else.")
+    def delivery(self, info: strawberry.Info) -> Annotated[Delivery, strawberry.lazy("schema.mail")] | None:
+        return info.context.loaders.delivery_by_contact.load(self.db_id)
+
+    @strawberry.field(description="Files that came with the contact (email attachments and inline images).")
+    def attachments(self, info: strawberry.Info) -> list[Attachment]:
+        return info.context.loaders.attachments_by_contact.load(self.db_id)
 
     @strawberry.field(
         description="When several customers share the sender's identifier: the profiles an agent chooses from."

@@ -49,6 +49,9 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Query.auditEvents": STAFF,
     "Query.users": STAFF,  # agents pick assignees
     "Query.tokens": ADMIN,
+    "Query.pools": STAFF,  # the queues agents work from
+    "Query.mailboxes": ADMIN,
+    "Query.mailbox": ADMIN,
     "Mutation.customerCreate": FEED,
     "Mutation.customerUpdate": STAFF,
     "Mutation.customerIdentifierAdd": STAFF,
@@ -89,6 +92,13 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Mutation.userDeactivate": ADMIN,
     "Mutation.tokenCreate": ADMIN,
     "Mutation.tokenRevoke": ADMIN,
+    "Mutation.poolCreate": ADMIN,
+    "Mutation.poolUpdate": ADMIN,
+    "Mutation.poolDelete": ADMIN,
+    "Mutation.mailboxCreate": ADMIN,
+    "Mutation.mailboxUpdate": ADMIN,
+    "Mutation.mailboxDelete": ADMIN,
+    "Mutation.caseReply": STAFF,
     # Subscriptions as the queries they mirror.
     "Subscription.customerUpdated": STAFF,
     "Subscription.caseUpdated": STAFF,

@@ -31,7 +31,8 @@ mutation($input: CustomerEraseInput!) { customerErase(input: $input) { customer 
 EXPORT = "query($id: ID!) { customerExport(customerId: $id) }"
 
 
-PERSONAL = ("Ada", "Lovelace", "ada@example.com", "+442079460018", "1815", "Main St")
+# The whole date of birth: "1815" alone also turns up in timestamps (microseconds) and ids.
+PERSONAL = ("Ada", "Lovelace", "ada@example.com", "+442079460018", "1815-12-10", "Main St")
 
 
 async def _customer_with_history(runtime):

@@ -13,7 +13,7 @@ from app.models.cases import (
     CaseCustomer,
     case_reference_seq,
 )
-from app.models.contacts import CHANNELS, DIRECTIONS, Contact
+from app.models.contacts import CHANNELS, DIRECTIONS, Attachment, Blob, Contact
 from app.models.customers import (
     CUSTOMER_STATUSES,
     FIELD_STRATEGIES,
@@ -25,6 +25,17 @@ from app.models.customers import (
     customer_number_seq,
 )
 from app.models.events import EventOutbox
+from app.models.mail import (
+    IMAP_MARKS,
+    INBOUND_STATUSES,
+    MAIL_INTAKES,
+    MAIL_SECURITY,
+    OUTBOUND_STATUSES,
+    InboundMessage,
+    Mailbox,
+    OutboundMessage,
+)
+from app.models.queues import Pool
 from app.models.recognition import (
     CASE_RULE_KINDS,
     CUSTOMER_RULE_KINDS,
@@ -49,6 +60,11 @@ __all__ = [
     "DIRECTIONS",
     "EXPIRY_ACTIONS",
     "FIELD_STRATEGIES",
+    "IMAP_MARKS",
+    "INBOUND_STATUSES",
+    "MAIL_INTAKES",
+    "MAIL_SECURITY",
+    "OUTBOUND_STATUSES",
     "FINISHED_CASE_STATUSES",
     "IDENTIFIER_KINDS",
     "NO_ROW_POLICY",
@@ -59,6 +75,8 @@ __all__ = [
     "RULE_KINDS",
     "RULE_TARGETS",
     "ApiToken",
+    "Attachment",
+    "Blob",
     "ArchiveRule",
     "AuditEvent",
     "Base",
@@ -69,6 +87,10 @@ __all__ = [
     "CustomerIdentifier",
     "CustomerMerge",
     "CustomerMergeEntry",
+    "InboundMessage",
+    "Mailbox",
+    "OutboundMessage",
+    "Pool",
     "NoMatchPolicy",
     "PromotionRule",
     "RecognitionConfig",

@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -69,4 +80,36 @@ class Contact(Base):
             postgresql_using="gin",
             postgresql_where=sql("candidate_customer_ids <> '{}'"),
         ),
+    )
+
+
+class Blob(Base):
+    """Content stored once by its SHA-256, whoever refers to it (see app.blobs)."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(Text, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = created_at()
+
+
+class Attachment(Base):
+    """A file that came with a contact (an email attachment or inline image); its content is a blob."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = pk()
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), nullable=False)
+    filename: Mapped[str | None] = mapped_column(Text)
+    content_type: Mapped[str] = mapped_column(Text, nullable=False)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    inline: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql("false"))
+    content_id: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at()
+
+    __table_args__ = (
+        Index("ix_attachments_contact_id", "contact_id", "id"),
+        Index("ix_attachments_sha256", "sha256"),
     )

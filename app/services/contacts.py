@@ -4,8 +4,9 @@ transaction), and fixed by hand (associated, moved, split into a new case)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import BigInteger, Row, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -14,10 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import events
 from app.auth import STAFF_ROLES, Actor
+from app.blobs import blobs
 from app.contact_data import ContactData, stored_columns, validate
 from app.errors import ErrorCode, UserError, not_found
 from app.limits import IDS_PER_CALL, check_count
-from app.models import Case, CaseCustomer, Contact, Customer
+from app.models import Attachment, Case, CaseCustomer, Contact, Customer
 from app.recognition.connector import LookupConnectors, connectors
 from app.recognition.engine import CONFIG_VERSION, Recognition
 from app.recognition.outcome import Applied, Assessment, Decision, assess, trace_document
@@ -504,3 +506,41 @@ async def ingest_contact(
         customer_created=applied.customer_created,
         case_created=applied.case_created,
     )
+
+
+# ---- attachments -----------------------------------------------------------------------------------
+
+
+class File(Protocol):
+    filename: str | None
+    content_type: str
+    data: bytes
+    inline: bool
+    content_id: str | None
+
+
+async def add_attachments(session: AsyncSession, *, contact_id: int, files: Sequence[File]) -> None:
+    """Attach files to a contact; each content is stored once, however many contacts carry it."""
+    rows = [
+        {
+            "contact_id": contact_id,
+            "sha256": await blobs.put(session, file.data),
+            "filename": file.filename,
+            "content_type": file.content_type,
+            "size": len(file.data),
+            "inline": file.inline,
+            "content_id": file.content_id,
+        }
+        for file in files
+    ]
+    if rows:
+        await session.execute(insert(Attachment), rows)
+
+
+async def read_attachment(session: AsyncSession, *, attachment_id: int) -> tuple[Attachment, bytes] | None:
+    """An attachment and its content, or None."""
+    attachment = await session.get(Attachment, attachment_id)
+    if attachment is None:
+        return None
+    data = await blobs.get(session, attachment.sha256)
+    return None if data is None else (attachment, data)

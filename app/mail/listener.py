@@ -1,0 +1,81 @@
+"""The inbound SMTP/LMTP listener (`casegraph smtp`, and `casegraph serve`): a message is answered
+250 only once it is stored, and 4xx (the sender retries) when storing fails."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from app.services import mail as mail_service
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 2525
+# 25 MB attachments arrive base64-encoded (a third larger) inside the message.
+MAX_MESSAGE_BYTES = 40 * 1024 * 1024
+
+
+class IntakeHandler:
+    def __init__(self, runtime: Runtime, enqueue: mail_service.Enqueue) -> None:
+        self.runtime = runtime
+        self.enqueue = enqueue
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        try:
+            async with self.runtime.reading() as db:
+                known = await mail_service.mailboxes_for_recipients(db, [address])
+        except Exception:  # noqa: BLE001 - the database is away: the sender tries again later
+            log.exception("checking a recipient failed")
+            return "451 4.3.0 Temporary failure, try again later"
+        if not known:
+            return "550 5.1.1 No such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        raw = envelope.original_content or envelope.content
+        try:
+            async with self.runtime.transaction() as db:
+                mailboxes = await mail_service.mailboxes_for_recipients(db, envelope.rcpt_tos)
+                stored = [
+                    await mail_service.store_inbound(
+                        db,
+                        mailbox_id=mailbox_id,
+                        via="smtp",
+                        raw=raw,
+                        envelope_from=envelope.mail_from,
+                        envelope_to=list(envelope.rcpt_tos),
+                    )
+                    for mailbox_id in dict.fromkeys(mailboxes.values())
+                ]
+        except Exception:  # noqa: BLE001 - not stored, so not accepted: the sender keeps it and retries
+            log.exception("storing an inbound message failed")
+            return "451 4.3.0 Message not stored, try again later"
+        for inbound_id in stored:
+            try:
+                await self.enqueue(inbound_id)
+            except Exception:  # noqa: BLE001 - stored is what counts: the sweeper enqueues it later
+                log.warning("enqueueing intake of message %s failed; the sweeper will", inbound_id, exc_info=True)
+        return "250 2.0.0 Message stored"
+
+
+async def start_listener(
+    runtime: Runtime, enqueue: mail_service.Enqueue, *, host: str, port: int, lmtp: bool = False
+) -> asyncio.Server:
+    """Listen on host:port in the running loop; close the returned server to stop."""
+    handler = IntakeHandler(runtime, enqueue)
+    protocol: Any = LMTP if lmtp else SMTP
+
+    def factory() -> SMTP:
+        return protocol(handler, data_size_limit=MAX_MESSAGE_BYTES, enable_SMTPUTF8=True, hostname="casegraph")
+
+    return await asyncio.get_running_loop().create_server(factory, host=host, port=port)

@@ -1,0 +1,1236 @@
+"""Mail: supervised mailboxes (as data and as a YAML file), inbound messages stored before they are
+acknowledged, the intake that turns a stored message into a recognised contact, and IMAP polling."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiosmtplib
+import yaml
+from aioimaplib import AioImapException
+from arq.connections import ArqRedis
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import events
+from app.auth import SYSTEM, Actor
+from app.contact_data import ContactData
+from app.errors import ErrorCode, UserError, not_found
+from app.mail.compose import Outgoing, compose, new_message_id
+from app.mail.imap import ImapError, open_folder
+from app.mail.parse import ParsedMail, html_to_text, parse_message
+from app.mail.templates import checked_auto_response, render
+from app.models import (
+    IMAP_MARKS,
+    MAIL_INTAKES,
+    MAIL_SECURITY,
+    Case,
+    Contact,
+    Customer,
+    InboundMessage,
+    Mailbox,
+    OutboundMessage,
+    Pool,
+)
+from app.recognition.connector import SECRET_ENV_PREFIX
+from app.services import audit
+from app.services import contacts as contact_service
+from app.services import queues as queue_service
+from app.services.contacts import failure_code, ingest_contact
+from app.settings import JOB_QUEUE
+
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+IMAP_SECURITY = ("tls", "none")  # aioimaplib speaks no STARTTLS
+MAX_INTAKE_ATTEMPTS = 5
+
+# The settings groups as the API and the YAML file show them, and the columns they are stored in.
+IMAP_FIELDS = {
+    "host": "imap_host",
+    "port": "imap_port",
+    "security": "imap_security",
+    "user": "imap_user",
+    "secret_env": "imap_secret_env",
+    "folder": "imap_folder",
+    "mark": "imap_mark",
+    "move_to": "imap_move_to",
+    "idle": "imap_idle",
+    "poll_seconds": "poll_seconds",
+}
+RELAY_FIELDS = {
+    "host": "relay_host",
+    "port": "relay_port",
+    "security": "relay_security",
+    "user": "relay_user",
+    "secret_env": "relay_secret_env",
+    "from_address": "relay_from",
+}
+IMAP_DEFAULTS = {"security": "tls", "folder": "INBOX", "mark": "flag", "idle": False, "poll_seconds": 60}
+RELAY_DEFAULTS = {"security": "starttls"}
+_PORTS = {("imap", "tls"): 993, ("imap", "none"): 143, ("relay", "tls"): 465, ("relay", "starttls"): 587}
+
+
+# ---- mailboxes as data ---------------------------------------------------------------------------
+
+
+def _plain(value: Any, field: str, *, required: bool = False) -> str | None:
+    """A one-line string: CR, LF and NUL never reach a header or a command built from it."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise UserError(ErrorCode.REQUIRED, f"{field} is required", field)
+        return None
+    if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
+        raise UserError(ErrorCode.INVALID, f"{field} must be one line of text", field)
+    return value.strip()
+
+
+def normalized_address(value: Any, field: str = "address") -> str:
+    """A bare mail address, lower-cased; anything else (a display name, spaces, CR/LF) is refused."""
+    text = _plain(value, field, required=True)
+    name, address = parseaddr(text)
+    if name or address != text or address.count("@") != 1 or " " in address or not all(address.split("@")):
+        raise UserError(ErrorCode.INVALID, f"{field} must be a mail address like support@example.com", field)
+    return address.lower()
+
+
+def _port(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+        raise UserError(ErrorCode.INVALID, f"{field} must be a port number (1-65535)", field)
+    return value
+
+
+def _secret_env(value: Any, field: str) -> str | None:
+    name = _plain(value, field)
+    if name is not None and (not name.startswith(SECRET_ENV_PREFIX) or name == SECRET_ENV_PREFIX):
+        raise UserError(
+            ErrorCode.INVALID, f"{field} must name an environment variable starting with {SECRET_ENV_PREFIX}", field
+        )
+    return name
+
+
+def _group(
+    values: dict[str, Any] | None, fields: dict[str, str], defaults: dict[str, Any], where: str
+) -> dict[str, Any]:
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise UserError(ErrorCode.INVALID, f"{where} must be a mapping", where)
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise UserError(ErrorCode.INVALID, f"{where} has unknown settings: {', '.join(sorted(unknown))}", where)
+    merged = {**defaults, **{k: v for k, v in values.items() if v is not None}}
+    return {column: merged.get(key) for key, column in fields.items()}
+
+
+def _checked_imap(columns: dict[str, Any], intake: str) -> None:
+    w = "imap"
+    columns["imap_host"] = _plain(columns["imap_host"], f"{w}.host", required=intake == "imap")
+    columns["imap_user"] = _plain(columns["imap_user"], f"{w}.user", required=intake == "imap")
+    columns["imap_secret_env"] = _secret_env(columns["imap_secret_env"], f"{w}.secretEnv")
+    if columns["imap_security"] not in IMAP_SECURITY:
+        raise UserError(ErrorCode.INVALID, f"{w}.security must be one of {', '.join(IMAP_SECURITY)}", f"{w}.security")
+    columns["imap_port"] = _port(columns["imap_port"], f"{w}.port") or _PORTS[("imap", columns["imap_security"])]
+    columns["imap_folder"] = _plain(columns["imap_folder"], f"{w}.folder", required=True)
+    if columns["imap_mark"] not in IMAP_MARKS:
+        raise UserError(ErrorCode.INVALID, f"{w}.mark must be one of {', '.join(IMAP_MARKS)}", f"{w}.mark")
+    columns["imap_move_to"] = _plain(columns["imap_move_to"], f"{w}.moveTo", required=columns["imap_mark"] == "move")
+    columns["imap_idle"] = bool(columns["imap_idle"])
+    seconds = columns["poll_seconds"]
+    if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 5:
+        raise UserError(ErrorCode.INVALID, f"{w}.pollSeconds must be at least 5", f"{w}.pollSeconds")
+
+
+def _checked_relay(columns: dict[str, Any]) -> None:
+    w = "relay"
+    columns["relay_host"] = _plain(columns["relay_host"], f"{w}.host")
+    columns["relay_user"] = _plain(columns["relay_user"], f"{w}.user")
+    columns["relay_secret_env"] = _secret_env(columns["relay_secret_env"], f"{w}.secretEnv")
+    if columns["relay_security"] not in MAIL_SECURITY:
+        raise UserError(ErrorCode.INVALID, f"{w}.security must be one of {', '.join(MAIL_SECURITY)}", f"{w}.security")
+    columns["relay_port"] = _port(columns["relay_port"], f"{w}.port") or _PORTS.get(
+        ("relay", columns["relay_security"]), 25
+    )
+    if columns["relay_from"] is not None:
+        columns["relay_from"] = normalized_address(columns["relay_from"], f"{w}.fromAddress")
+
+
+async def _mailbox_columns(
+    session: AsyncSession,
+    *,
+    address: Any,
+    display_name: Any,
+    pool_id: int | None,
+    intake: Any,
+    enabled: bool,
+    imap: dict[str, Any] | None,
+    relay: dict[str, Any] | None,
+    auto_response: dict[str, Any] | None = None,
+    exclude_id: int | None = None,
+) -> dict[str, Any]:
+    """A mailbox's columns from its settings, every one checked."""
+    address = normalized_address(address)
+    taken = select(Mailbox.id).where(Mailbox.address == address)
+    if exclude_id is not None:
+        taken = taken.where(Mailbox.id != exclude_id)
+    if await session.scalar(taken) is not None:
+        raise UserError(ErrorCode.DUPLICATE, f"a mailbox for {address} exists", "address")
+    if intake not in MAIL_INTAKES:
+        raise UserError(ErrorCode.INVALID, f"intake must be one of {', '.join(MAIL_INTAKES)}", "intake")
+    if pool_id is not None and await session.get(Pool, pool_id) is None:
+        raise not_found("pool", "poolId")
+    columns = {
+        "address": address,
+        "display_name": _plain(display_name, "displayName"),
+        "pool_id": pool_id,
+        "intake": intake,
+        "enabled": bool(enabled),
+        **_group(imap, IMAP_FIELDS, IMAP_DEFAULTS, "imap"),
+        **_group(relay, RELAY_FIELDS, RELAY_DEFAULTS, "relay"),
+    }
+    _checked_imap(columns, intake)
+    _checked_relay(columns)
+    columns["auto_response_subject"], columns["auto_response_text"] = checked_auto_response(auto_response)
+    return columns
+
+
+def _snapshot(mailbox: Mailbox) -> dict[str, Any]:
+    """A mailbox's settings for the audit trail (secrets are only variable names, never values)."""
+    return {key: getattr(mailbox, key) for key in ("address", "display_name", "pool_id", "intake", "enabled")} | {
+        "imap": {key: getattr(mailbox, column) for key, column in IMAP_FIELDS.items()},
+        "relay": {key: getattr(mailbox, column) for key, column in RELAY_FIELDS.items()},
+        "auto_response": queue_service.auto_response_of(mailbox),
+    }
+
+
+async def create_mailbox(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    address: str,
+    intake: str,
+    display_name: str | None = None,
+    pool_id: int | None = None,
+    enabled: bool = True,
+    imap: dict[str, Any] | None = None,
+    relay: dict[str, Any] | None = None,
+    auto_response: dict[str, Any] | None = None,
+) -> Mailbox:
+    """Add a supervised mailbox."""
+    columns = await _mailbox_columns(
+        session,
+        address=address,
+        display_name=display_name,
+        pool_id=pool_id,
+        intake=intake,
+        enabled=enabled,
+        imap=imap,
+        relay=relay,
+        auto_response=auto_response,
+    )
+    mailbox = Mailbox(**columns)
+    session.add(mailbox)
+    await session.flush()
+    await session.refresh(mailbox)
+    audit.record(
+        session,
+        actor=actor,
+        action="mailbox.create",
+        entity_type="mailbox",
+        entity_id=mailbox.id,
+        after=_snapshot(mailbox),
+    )
+    return mailbox
+
+
+_KEEP = object()
+
+
+async def update_mailbox(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    mailbox_id: int,
+    address: str | None = None,
+    display_name: Any = _KEEP,
+    pool_id: Any = _KEEP,
+    intake: str | None = None,
+    enabled: bool | None = None,
+    imap: dict[str, Any] | None = None,
+    relay: dict[str, Any] | None = None,
+    auto_response: Any = _KEEP,
+) -> Mailbox:
+    """Change a mailbox; a settings group given (imap, relay, auto-response) replaces the whole group."""
+    mailbox = await session.get(Mailbox, mailbox_id, with_for_update=True)
+    if mailbox is None:
+        raise not_found("mailbox", "id")
+    before = _snapshot(mailbox)
+    columns = await _mailbox_columns(
+        session,
+        address=address if address is not None else mailbox.address,
+        display_name=mailbox.display_name if display_name is _KEEP else display_name,
+        pool_id=mailbox.pool_id if pool_id is _KEEP else pool_id,
+        intake=intake if intake is not None else mailbox.intake,
+        enabled=mailbox.enabled if enabled is None else enabled,
+        imap=imap if imap is not None else before["imap"],
+        relay=relay if relay is not None else before["relay"],
+        auto_response=before["auto_response"] if auto_response is _KEEP else auto_response,
+        exclude_id=mailbox_id,
+    )
+    moved = (columns["imap_host"], columns["imap_user"], columns["imap_folder"]) != (
+        mailbox.imap_host,
+        mailbox.imap_user,
+        mailbox.imap_folder,
+    )
+    for column, value in columns.items():
+        setattr(mailbox, column, value)
+    if moved:  # another folder: its UIDs have nothing to do with the old one's
+        mailbox.imap_uid_validity, mailbox.imap_last_uid = None, 0
+    await session.flush()
+    await session.refresh(mailbox)
+    audit.record(
+        session,
+        actor=actor,
+        action="mailbox.update",
+        entity_type="mailbox",
+        entity_id=mailbox_id,
+        before=before,
+        after=_snapshot(mailbox),
+    )
+    return mailbox
+
+
+async def delete_mailbox(session: AsyncSession, *, actor: Actor, mailbox_id: int) -> None:
+    """Remove a mailbox; the messages it took in stay, as do their contacts."""
+    mailbox = await session.get(Mailbox, mailbox_id)
+    if mailbox is None:
+        raise not_found("mailbox", "id")
+    await session.execute(delete(Mailbox).where(Mailbox.id == mailbox_id))
+    audit.record(
+        session,
+        actor=actor,
+        action="mailbox.delete",
+        entity_type="mailbox",
+        entity_id=mailbox_id,
+        before=_snapshot(mailbox),
+    )
+
+
+async def list_mailboxes(session: AsyncSession) -> list[Mailbox]:
+    return list(await session.scalars(select(Mailbox).order_by(Mailbox.address)))
+
+
+async def get_mailbox(session: AsyncSession, mailbox_id: int) -> Mailbox | None:
+    return await session.get(Mailbox, mailbox_id)
+
+
+# ---- the configuration as YAML (`casegraph mail export|import FILE`) -------------------------------
+
+
+async def export_config(session: AsyncSession) -> str:
+    """Pools and mailboxes as a YAML document (secrets appear only as variable names)."""
+    pools = await queue_service.list_pools(session)
+    pool_names = {pool.id: pool.name for pool in pools}
+    mailboxes = []
+    for mailbox in await list_mailboxes(session):
+        snapshot = _snapshot(mailbox)
+        mailboxes.append(
+            {
+                "address": mailbox.address,
+                "display_name": mailbox.display_name,
+                "pool": pool_names.get(mailbox.pool_id),
+                "intake": mailbox.intake,
+                "enabled": mailbox.enabled,
+                "imap": snapshot["imap"],
+                "relay": snapshot["relay"],
+                "auto_response": snapshot["auto_response"],
+            }
+        )
+    document = {
+        "version": FORMAT_VERSION,
+        "pools": [
+            {
+                "name": p.name,
+                "description": p.description,
+                "priority": p.priority,
+                "auto_response": queue_service.auto_response_of(p),
+            }
+            for p in pools
+        ],
+        "mailboxes": mailboxes,
+    }
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def _prefixed(error: UserError, prefix: str) -> UserError:
+    return UserError(error.code, f"{prefix}: {error.message}", f"{prefix}.{error.field}" if error.field else prefix)
+
+
+def _list_of_mappings(value: Any, where: str) -> list[dict[str, Any]]:
+    value = value or []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise UserError(ErrorCode.INVALID, f"{where} must be a list of mappings", where)
+    return value
+
+
+async def import_config(session: AsyncSession, *, actor: Actor, document: str) -> dict[str, int]:
+    """Make the pools and mailboxes those of a YAML document, all or nothing. Matched by pool name
+    and mailbox address, so a mailbox that stays keeps where its polling stands."""
+    try:
+        data = yaml.safe_load(document)
+    except yaml.YAMLError as error:
+        raise UserError(ErrorCode.INVALID, f"not valid YAML: {error}", "file") from None
+    if not isinstance(data, dict):
+        raise UserError(ErrorCode.INVALID, "file must be a mapping", "file")
+    if data.get("version") != FORMAT_VERSION:
+        raise UserError(ErrorCode.INVALID, f"version must be {FORMAT_VERSION}", "version")
+    pools = _list_of_mappings(data.get("pools"), "pools")
+    mailboxes = _list_of_mappings(data.get("mailboxes"), "mailboxes")
+
+    pool_ids: dict[str, int] = {}
+    for index, item in enumerate(pools):
+        where = f"pools.{index}"
+        try:
+            existing = await queue_service.pool_by_name(session, str(item.get("name", "")).strip())
+            values = {
+                "name": item.get("name"),
+                "description": item.get("description"),
+                "priority": int(item.get("priority") or 0),
+            }
+            if existing is None:
+                pool = await queue_service.create_pool(session, actor=actor, **values)
+            else:
+                pool = await queue_service.update_pool(session, actor=actor, pool_id=existing.id, **values)
+        except UserError as error:
+            raise _prefixed(error, where) from None
+        except (TypeError, ValueError):
+            raise UserError(
+                ErrorCode.INVALID, f"{where}: priority must be a whole number", f"{where}.priority"
+            ) from None
+        pool_ids[pool.name] = pool.id
+
+    kept: list[int] = []
+    for index, item in enumerate(mailboxes):
+        where = f"mailboxes.{index}"
+        pool_name = item.get("pool")
+        if pool_name is not None and pool_name not in pool_ids:
+            raise UserError(ErrorCode.NOT_FOUND, f"{where}: no pool named {pool_name!r} in the file", f"{where}.pool")
+        values = {
+            "display_name": item.get("display_name"),
+            "pool_id": pool_ids.get(pool_name) if pool_name is not None else None,
+            "intake": str(item.get("intake", "")).lower(),
+            "enabled": bool(item.get("enabled", True)),
+            "imap": item.get("imap") or {},
+            "relay": item.get("relay") or {},
+            "auto_response": item.get("auto_response"),
+        }
+        try:
+            address = normalized_address(item.get("address"))
+            existing = await session.scalar(select(Mailbox.id).where(Mailbox.address == address))
+            if existing is None:
+                mailbox = await create_mailbox(session, actor=actor, address=address, **values)
+            else:
+                mailbox = await update_mailbox(session, actor=actor, mailbox_id=existing, address=address, **values)
+        except UserError as error:
+            raise _prefixed(error, where) from None
+        kept.append(mailbox.id)
+
+    for mailbox in await list_mailboxes(session):
+        if mailbox.id not in kept:
+            await delete_mailbox(session, actor=actor, mailbox_id=mailbox.id)
+    for pool in await queue_service.list_pools(session):
+        if pool.id not in pool_ids.values():
+            await queue_service.delete_pool(session, actor=actor, pool_id=pool.id)
+    return {"pools": len(pools), "mailboxes": len(mailboxes)}
+
+
+async def export_to_file(path: str) -> None:
+    """`casegraph mail export FILE`."""
+    from app.runtime import create_runtime
+    from app.settings import get_settings
+
+    runtime = create_runtime(get_settings(), pool_size=1)
+    try:
+        async with runtime.reading() as session:
+            document = await export_config(session)
+    finally:
+        await runtime.close()
+    Path(path).write_text(document, encoding="utf-8")
+
+
+async def import_from_file(path: str) -> dict[str, int]:
+    """`casegraph mail import FILE`: all or nothing."""
+    from app.runtime import create_runtime
+    from app.settings import get_settings
+
+    document = Path(path).read_text(encoding="utf-8")
+    runtime = create_runtime(get_settings(), pool_size=1)
+    try:
+        async with runtime.transaction() as session:
+            return await import_config(session, actor=Actor(user_id=None, name="cli", role="admin"), document=document)
+    finally:
+        await runtime.close()
+
+
+# ---- inbound messages: stored first, taken in by the intake job --------------------------------------
+
+Enqueue = Callable[[int], Awaitable[Any]]
+SendEnqueue = Callable[..., Awaitable[Any]]
+INTAKE_JOB = "mail_intake"
+
+
+def intake_enqueuer(arq_redis: ArqRedis) -> Enqueue:
+    """Enqueue the intake job of a stored message. No job id: a job whose worker was killed stays
+    claimed in arq for minutes, and the sweeper must be able to enqueue the message again at
+    once; the intake is idempotent, so a second job does nothing twice."""
+
+    async def enqueue(inbound_id: int) -> None:
+        await arq_redis.enqueue_job(INTAKE_JOB, inbound_id, _queue_name=JOB_QUEUE)
+
+    return enqueue
+
+
+async def mailboxes_for_recipients(session: AsyncSession, recipients: list[str]) -> dict[str, int]:
+    """The enabled mailboxes among an envelope's recipients, by address."""
+    addresses = [r.lower() for r in recipients]
+    rows = await session.execute(
+        select(Mailbox.address, Mailbox.id).where(Mailbox.address.in_(addresses), Mailbox.enabled)
+    )
+    return dict(rows.all())
+
+
+async def store_inbound(
+    session: AsyncSession,
+    *,
+    mailbox_id: int,
+    via: str,
+    raw: bytes,
+    envelope_from: str | None = None,
+    envelope_to: list[str] | None = None,
+    imap_uid_validity: int | None = None,
+    imap_uid: int | None = None,
+) -> int:
+    """Keep a message exactly as it arrived; the same IMAP message fetched again is kept once. Returns its id."""
+    statement = (
+        pg_insert(InboundMessage)
+        .values(
+            mailbox_id=mailbox_id,
+            via=via,
+            raw=raw,
+            sha256=hashlib.sha256(raw).hexdigest(),
+            envelope_from=envelope_from,
+            envelope_to=envelope_to or [],
+            imap_uid_validity=imap_uid_validity,
+            imap_uid=imap_uid,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["mailbox_id", "imap_uid_validity", "imap_uid"],
+            index_where=InboundMessage.imap_uid.is_not(None),
+        )
+        .returning(InboundMessage.id)
+    )
+    stored = await session.scalar(statement)
+    if stored is None:
+        stored = await session.scalar(
+            select(InboundMessage.id).where(
+                InboundMessage.mailbox_id == mailbox_id,
+                InboundMessage.imap_uid_validity == imap_uid_validity,
+                InboundMessage.imap_uid == imap_uid,
+            )
+        )
+    return stored
+
+
+def contact_data_of(
+    mail: ParsedMail, *, mailbox_id: int, inbound_id: int, sha256: str, received_at: datetime
+) -> ContactData:
+    """The contact an email becomes: the new text (quoted history apart), the sanitised HTML, the
+    threading headers, and the Message-ID as its idempotency key within the mailbox."""
+    external_id = (mail.message_id or "").strip() or f"sha256:{sha256}"
+    return ContactData(
+        channel="email",
+        direction="inbound",
+        occurred_at=received_at,
+        subject=mail.subject,
+        text=mail.new_text,
+        html=mail.html,
+        from_address=mail.from_header,
+        to_addresses=mail.to_addresses,
+        headers=mail.headers,
+        source=f"mailbox:{mailbox_id}",
+        external_id=external_id,
+        payload={
+            "mail": {
+                "mailboxId": mailbox_id,
+                "inboundMessageId": inbound_id,
+                "quotedText": mail.text if mail.text != mail.new_text else None,
+                "problems": mail.problems,
+            }
+        },
+    )
+
+
+async def place_in_pool(session: AsyncSession, *, case_id: int, pool_id: int) -> None:
+    """A case opened by a mail lands in its mailbox's pool."""
+    await session.execute(update(Case).where(Case.id == case_id).values(pool_id=pool_id))
+
+
+@dataclass
+class IntakeResult:
+    contact_id: int | None
+    duplicate: bool
+    problems: list[str]
+    auto_response: int | None = None  # the outbox entry of the receipt sent
+
+
+async def take_in(runtime: Runtime, *, inbound_id: int, send: SendEnqueue | None = None) -> IntakeResult | None:
+    """Turn a stored message into a recognised contact; a message taken in already is left alone
+    (arq may run this twice), and one that fails stays pending with its error for the sweeper.
+    A mail that opens a case may get an auto-response, handed to `send` once committed."""
+    async with runtime.reading() as session:
+        message = await session.get(InboundMessage, inbound_id)
+        mailbox = await session.get(Mailbox, message.mailbox_id) if message and message.mailbox_id else None
+        pool = await session.get(Pool, mailbox.pool_id) if mailbox and mailbox.pool_id else None
+    if message is None or message.status == "done":
+        return None
+    auto_response = None
+    mail = parse_message(message.raw)
+    data = contact_data_of(
+        mail,
+        mailbox_id=message.mailbox_id or 0,
+        inbound_id=message.id,
+        sha256=message.sha256,
+        received_at=message.received_at,
+    )
+    kind = automatic_reply_kind(mail)
+    try:
+        async with runtime.transaction() as session:
+            if kind is not None:
+                result = await record_automatic_reply(session, data=data, mail=mail, kind=kind)
+            else:
+                result = await ingest_contact(
+                    session, actor=SYSTEM, data=data, region=runtime.settings.default_phone_region
+                )
+            if not result.duplicate and mail.attachments:
+                await contact_service.add_attachments(session, contact_id=result.contact.id, files=mail.attachments)
+            if result.case_created and pool is not None:
+                await place_in_pool(session, case_id=result.case_id, pool_id=pool.id)
+            if result.case_created and mailbox is not None:
+                auto_response = await auto_respond(
+                    session, message=message, mail=mail, mailbox=mailbox, pool=pool, result=result
+                )
+            if mail.problems and not result.duplicate:
+                # Read as far as possible: an agent checks it against the raw message.
+                await session.execute(update(Contact).where(Contact.id == result.contact.id).values(needs_review=True))
+            await session.execute(
+                update(InboundMessage)
+                .where(InboundMessage.id == inbound_id)
+                .values(
+                    status="done",
+                    contact_id=result.contact.id,
+                    problems=mail.problems,
+                    processed_at=func.now(),
+                    attempts=InboundMessage.attempts + 1,
+                    last_error=None,
+                )
+            )
+    except Exception as error:  # noqa: BLE001 - the message stays stored and pending; the worker goes on
+        log.exception("intake of inbound message %s failed", inbound_id)
+        code = error.code.value if isinstance(error, UserError) else failure_code(error)
+        async with runtime.transaction() as session:
+            await session.execute(
+                update(InboundMessage)
+                .where(InboundMessage.id == inbound_id)
+                .values(attempts=InboundMessage.attempts + 1, last_error=code)
+            )
+        return IntakeResult(contact_id=None, duplicate=False, problems=[*mail.problems, code])
+    if auto_response is not None and send is not None:
+        try:
+            await send(auto_response)
+        except Exception:  # noqa: BLE001 - it is in the outbox: the sweeper sends it
+            log.warning("enqueueing auto-response %s failed; the sweeper will", auto_response, exc_info=True)
+    return IntakeResult(
+        contact_id=result.contact.id, duplicate=result.duplicate, problems=mail.problems, auto_response=auto_response
+    )
+
+
+# ---- bounces and out-of-office replies --------------------------------------------------------------
+
+_MESSAGE_IDS = re.compile(r"<[^<>\s]+>")
+
+
+def automatic_reply_kind(mail: ParsedMail) -> str | None:
+    """ "bounce" for a delivery status notification, "auto_reply" for an autoresponder's answer
+    (out of office and the like, by the common headers), None for anything else."""
+    if mail.report is not None:
+        return "bounce"
+    headers = {name.lower(): value.lower() for name, value in mail.headers.items()}
+    if headers.get("auto-submitted") == "auto-replied" or "x-autoreply" in headers or "x-autorespond" in headers:
+        return "auto_reply"
+    return None
+
+
+async def record_automatic_reply(session: AsyncSession, *, data: ContactData, mail: ParsedMail, kind: str) -> Any:
+    """A bounce or an out-of-office reply goes on the case of the message of ours it answers, and
+    opens no case: it is looked up by Casegraph's own Message-IDs (random, so only a recipient of
+    ours can name one). Unmatched, it stays alone, flagged for an agent. A bounce marks the delivery
+    of the message it reports on as failed."""
+    referenced = [mail.report.original_message_id] if mail.report and mail.report.original_message_id else []
+    referenced += _MESSAGE_IDS.findall(" ".join(mail.headers.get(h, "") for h in ("In-Reply-To", "References")))
+    original = (
+        await session.execute(
+            select(Contact.id, Contact.customer_id, Contact.case_id)
+            .where(Contact.message_id.in_(referenced), Contact.direction == "outbound")
+            .order_by(Contact.occurred_at.desc())
+            .limit(1)
+        )
+    ).first()
+    customer_id = case_id = None
+    if original is not None:
+        with contextlib.suppress(UserError):  # its case was merged or its customer erased since
+            customer_id, case_id = await contact_service.resolve_links(
+                session, customer_id=original.customer_id, case_id=original.case_id
+            )
+    data.payload["mail"]["kind"] = kind
+    if mail.report is not None:
+        data.payload["mail"]["report"] = dataclasses.asdict(mail.report)
+    contact, created = await contact_service.insert_contact(
+        session, data=data, customer_id=customer_id, case_id=case_id, needs_review=case_id is None
+    )
+    if created and kind == "bounce" and original is not None and mail.report.action in (None, "failed"):
+        answer = " ".join(p for p in ("bounced:", mail.report.status, mail.report.diagnostic) if p)
+        await session.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.contact_id == original.id)
+            .values(status="failed", last_response=answer[:500])
+        )
+    return contact_service.IngestResult(
+        contact=contact, duplicate=not created, customer_id=customer_id, case_id=case_id
+    )
+
+
+# ---- auto-responses (seed 004: receipt confirmed with the submission id) ------------------------------
+
+AUTO_RESPONSE_LIMIT = 3  # per recipient in 24 hours: a loop with another robot stops here at the latest
+_ROBOT_SENDERS = ("mailer-daemon", "postmaster", "noreply", "no-reply", "donotreply", "do-not-reply")
+
+
+def is_automatic(mail: ParsedMail, envelope_from: str | None) -> bool:
+    """Mail no robot should answer (RFC 3834 and the common conventions): auto-submitted, bulk or
+    list mail, an autoresponder's own answer, a bounce (null sender), a daemon's."""
+    headers = {name.lower(): value.lower() for name, value in mail.headers.items()}
+    if headers.get("auto-submitted", "no") != "no":
+        return True
+    if headers.get("precedence") in ("bulk", "list", "junk"):
+        return True
+    if any(name in headers for name in ("list-id", "list-unsubscribe", "x-autoreply", "x-autorespond")):
+        return True
+    if any(kind in headers.get("x-auto-response-suppress", "") for kind in ("all", "autoreply", "oof")):
+        return True
+    if envelope_from is not None and envelope_from.strip("<> ") == "":
+        return True
+    local = (mail.from_address or "").partition("@")[0]
+    return not mail.from_address or local in _ROBOT_SENDERS
+
+
+async def auto_respond(
+    session: AsyncSession,
+    *,
+    message: InboundMessage,
+    mail: ParsedMail,
+    mailbox: Mailbox,
+    pool: Pool | None,
+    result: Any,
+) -> int | None:
+    """Confirm receipt of a mail that opened a case, carrying its reference; the outbox entry's id,
+    or None when there is no template, the mail is automatic, the sender had enough today, or our
+    own mailbox sent it."""
+    owner = mailbox if mailbox.auto_response_subject else pool if pool and pool.auto_response_subject else None
+    if owner is None or not mailbox.relay_host or is_automatic(mail, message.envelope_from):
+        return None
+    sender = mail.from_address
+    if await session.scalar(select(Mailbox.id).where(Mailbox.address == sender)) is not None:
+        return None
+    sent_today = await session.scalar(
+        select(func.count())
+        .select_from(OutboundMessage)
+        .where(
+            OutboundMessage.kind == "auto_response",
+            OutboundMessage.created_at > func.now() - timedelta(days=1),
+            OutboundMessage.envelope_to.contains([sender]),
+        )
+    )
+    if sent_today >= AUTO_RESPONSE_LIMIT:
+        return None
+    case = await session.get(Case, result.case_id)
+    customer_name = (
+        await session.scalar(select(Customer.name).where(Customer.id == result.customer_id))
+        if result.customer_id
+        else None
+    )
+    variables = {
+        "reference": case.reference,
+        "subject": mail.subject or "",
+        "sender": sender,
+        "customer_name": customer_name or "",
+        "mailbox_address": mailbox.address,
+        "mailbox_name": mailbox.display_name or "",
+    }
+    subject, text = render(owner.auto_response_subject, variables), render(owner.auto_response_text, variables)
+    if subject is None or text is None:
+        return None
+    in_reply_to, references = await _thread_of(session, case.id)
+    outgoing = Outgoing(
+        from_address=mailbox.relay_from or mailbox.address,
+        from_name=mailbox.display_name,
+        to=[sender],
+        subject=tagged_subject(" ".join(subject.split()) or "Re:", case.reference),
+        text=text,
+        in_reply_to=in_reply_to,
+        references=references,
+        auto_submitted="auto-replied",  # RFC 3834: other robots must not answer it
+    )
+    _, outbound_id = await _queue_email(
+        session,
+        actor=SYSTEM,
+        case_id=case.id,
+        customer_id=result.customer_id,
+        mailbox=mailbox,
+        outgoing=outgoing,
+        kind="auto_response",
+    )
+    return outbound_id
+
+
+async def pending_inbound(runtime: Runtime, *, older_than: timedelta, limit: int = 500) -> list[int]:
+    """Stored messages no intake has finished (its enqueue was lost, or it failed and may be retried)."""
+    async with runtime.reading() as session:
+        rows = await session.scalars(
+            select(InboundMessage.id)
+            .where(
+                InboundMessage.status == "pending",
+                InboundMessage.attempts < MAX_INTAKE_ATTEMPTS,
+                InboundMessage.received_at < datetime.now(UTC) - older_than,
+            )
+            .order_by(InboundMessage.id)
+            .limit(limit)
+        )
+        return list(rows)
+
+
+async def inbound_backlog(session: AsyncSession, mailbox_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Per mailbox: stored messages still waiting for intake, and those given up after the last
+    attempt (kept, for an administrator to look at)."""
+    given_up = InboundMessage.attempts >= MAX_INTAKE_ATTEMPTS
+    rows = await session.execute(
+        select(
+            InboundMessage.mailbox_id,
+            func.count().filter(~given_up),
+            func.count().filter(given_up),
+        )
+        .where(InboundMessage.status == "pending", InboundMessage.mailbox_id.in_(mailbox_ids))
+        .group_by(InboundMessage.mailbox_id)
+    )
+    return {mailbox_id: (waiting, failed) for mailbox_id, waiting, failed in rows}
+
+
+# ---- IMAP polling ----------------------------------------------------------------------------------
+
+
+async def mailboxes_due(runtime: Runtime) -> list[int]:
+    """Enabled IMAP mailboxes whose poll interval has passed."""
+    async with runtime.reading() as session:
+        rows = await session.scalars(
+            select(Mailbox.id).where(
+                Mailbox.enabled,
+                Mailbox.intake == "imap",
+                func.coalesce(Mailbox.last_polled_at, datetime(1970, 1, 1, tzinfo=UTC))
+                + func.make_interval(0, 0, 0, 0, 0, 0, Mailbox.poll_seconds)
+                <= func.now(),
+            )
+        )
+        return list(rows)
+
+
+@dataclass
+class PollResult:
+    fetched: int = 0
+    error: str | None = None
+
+
+async def _record_poll(runtime: Runtime, mailbox_id: int, error: str | None, **position: Any) -> None:
+    values: dict[str, Any] = {"last_polled_at": func.now(), **position}
+    if error is None:
+        values["last_error"] = None
+    else:
+        values |= {"last_error": error, "last_error_at": func.now()}
+    async with runtime.transaction() as session:
+        await session.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(**values))
+
+
+async def poll_mailbox(runtime: Runtime, *, mailbox_id: int, enqueue: Enqueue) -> PollResult:
+    """Fetch what arrived above the last UID seen: each message is stored (committed) before it is
+    marked on the server, and the last UID moves only after the mark, so a crash in between fetches
+    it again and the stored copy is found. A failure is recorded on the mailbox, never raised."""
+    async with runtime.reading() as session:
+        mailbox = await session.get(Mailbox, mailbox_id)
+    if mailbox is None or not mailbox.enabled or mailbox.intake != "imap":
+        return PollResult()
+    password = os.environ.get(mailbox.imap_secret_env or "", "")
+    if mailbox.imap_secret_env and not password:
+        error = f"the environment variable {mailbox.imap_secret_env} is not set"
+        await _record_poll(runtime, mailbox_id, error)
+        return PollResult(error=error)
+    result = PollResult()
+    try:
+        async with open_folder(
+            host=mailbox.imap_host,
+            port=mailbox.imap_port,
+            security=mailbox.imap_security,
+            user=mailbox.imap_user,
+            password=password,
+            folder=mailbox.imap_folder,
+        ) as folder:
+            last_uid = mailbox.imap_last_uid if folder.uid_validity == mailbox.imap_uid_validity else 0
+            for uid in await folder.uids_after(last_uid):
+                raw = await folder.fetch(uid)
+                if raw is not None:
+                    async with runtime.transaction() as session:
+                        inbound_id = await store_inbound(
+                            session,
+                            mailbox_id=mailbox_id,
+                            via="imap",
+                            raw=raw,
+                            imap_uid_validity=folder.uid_validity,
+                            imap_uid=uid,
+                        )
+                    await enqueue(inbound_id)
+                    await folder.mark(uid, mark=mailbox.imap_mark, move_to=mailbox.imap_move_to)
+                    result.fetched += 1
+                async with runtime.transaction() as session:
+                    await session.execute(
+                        update(Mailbox)
+                        .where(Mailbox.id == mailbox_id)
+                        .values(imap_uid_validity=folder.uid_validity, imap_last_uid=uid)
+                    )
+            await _record_poll(runtime, mailbox_id, None, imap_uid_validity=folder.uid_validity)
+    except Exception as error:  # noqa: BLE001 - a broken mailbox shows its error and does not stop the others
+        result.error = _describe(error)
+        log.warning("polling mailbox %s failed: %s", mailbox_id, result.error)
+        await _record_poll(runtime, mailbox_id, result.error)
+    return result
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, ImapError):
+        return str(error)
+    if isinstance(error, TimeoutError | AioImapException):
+        return f"the server did not answer properly ({type(error).__name__})"
+    if isinstance(error, OSError):
+        return f"cannot connect: {error.strerror or error}"[:300]
+    return failure_code(error)  # an unexpected fault: its text may hold internals
+
+
+# ---- replies through the outbox --------------------------------------------------------------------
+
+SEND_JOB = "mail_send"
+MAX_SEND_ATTEMPTS = 6
+RETRY_BASE_SECONDS = 30  # then doubled each attempt: 30 s, 1 min, 2 min, 4 min, 8 min
+
+
+def _addresses(values: list[str] | None, field: str) -> list[str]:
+    return [normalized_address(value, f"{field}.{index}") for index, value in enumerate(values or [])]
+
+
+def tagged_subject(subject: str, reference: str) -> str:
+    """The subject with the case's reference tag, so the customer's answer threads even without headers."""
+    return subject if f"[{reference}]" in subject else f"{subject} [{reference}]"
+
+
+async def _reply_mailbox(session: AsyncSession, case_id: int, mailbox_id: int | None) -> Mailbox:
+    """The mailbox a reply leaves through: the one given, else the one the case's latest mail came to."""
+    if mailbox_id is None:
+        source = await session.scalar(
+            select(Contact.source)
+            .where(Contact.case_id == case_id, Contact.direction == "inbound", Contact.source.like("mailbox:%"))
+            .order_by(Contact.occurred_at.desc(), Contact.id.desc())
+            .limit(1)
+        )
+        if source is None:
+            raise UserError(
+                ErrorCode.REQUIRED, "no mail came in on this case: name the mailbox to send from", "mailboxId"
+            )
+        mailbox_id = int(source.partition(":")[2])
+    mailbox = await session.get(Mailbox, mailbox_id)
+    if mailbox is None:
+        raise not_found("mailbox", "mailboxId")
+    if not mailbox.relay_host:
+        raise UserError(ErrorCode.INVALID, f"mailbox {mailbox.address} has no outgoing relay", "mailboxId")
+    return mailbox
+
+
+async def reply_to_case(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    case_id: int,
+    to: list[str],
+    subject: str | None = None,
+    text: str | None = None,
+    html: str | None = None,
+    cc: list[str] | None = None,
+    bcc: list[str] | None = None,
+    attachment_ids: list[int] | None = None,
+    mailbox_id: int | None = None,
+) -> tuple[Any, int]:
+    """Record an outbound email on the case and put it in the outbox; returns (contact, outbound id).
+    It threads under the case's latest inbound mail and carries the case's reference tag."""
+    to, cc, bcc = _addresses(to, "to"), _addresses(cc, "cc"), _addresses(bcc, "bcc")
+    if not to:
+        raise UserError(ErrorCode.REQUIRED, "name at least one recipient", "to")
+    if not (text or "").strip() and not (html or "").strip():
+        raise UserError(ErrorCode.REQUIRED, "a reply needs a text or an HTML body", "text")
+    customer_id, case_id = await contact_service.resolve_links(session, customer_id=None, case_id=case_id)
+    case = await session.get(Case, case_id)
+    subject = _plain(subject, "subject") or f"Re: {case.subject}"
+    mailbox = await _reply_mailbox(session, case_id, mailbox_id)
+    in_reply_to, references = await _thread_of(session, case_id)
+    files = []
+    for index, attachment_id in enumerate(attachment_ids or []):
+        found = await contact_service.read_attachment(session, attachment_id=attachment_id)
+        if found is None:
+            raise not_found("attachment", f"attachmentIds.{index}")
+        files.append(found)
+    outgoing = Outgoing(
+        from_address=mailbox.relay_from or mailbox.address,
+        from_name=mailbox.display_name,
+        to=to,
+        cc=cc,
+        subject=tagged_subject(subject, case.reference),
+        text=text if (text or "").strip() else html_to_text(html or ""),
+        html=html,
+        in_reply_to=in_reply_to,
+        references=references,
+        attachments=[(row.filename, row.content_type, data) for row, data in files],
+    )
+    contact, outbound_id = await _queue_email(
+        session, actor=actor, case_id=case_id, customer_id=customer_id, mailbox=mailbox, outgoing=outgoing, bcc=bcc
+    )
+    if files:
+        await contact_service.add_attachments(
+            session,
+            contact_id=contact.id,
+            files=[_StoredFile(row.filename, row.content_type, data, False, None) for row, data in files],
+        )
+    return contact, outbound_id
+
+
+async def _thread_of(session: AsyncSession, case_id: int) -> tuple[str | None, list[str]]:
+    """In-Reply-To and References for a message on the case: under its latest message."""
+    latest = (
+        await session.execute(
+            select(Contact.message_id, Contact.headers)
+            .where(Contact.case_id == case_id, Contact.message_id.is_not(None))
+            .order_by(Contact.occurred_at.desc(), Contact.id.desc())
+            .limit(1)
+        )
+    ).first()
+    if latest is None:
+        return None, []
+    return latest.message_id, ((latest.headers.get("References") or "").split() + [latest.message_id])[-20:]
+
+
+async def _queue_email(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    case_id: int,
+    customer_id: int | None,
+    mailbox: Mailbox,
+    outgoing: Outgoing,
+    bcc: list[str] | None = None,
+    kind: str = "reply",
+) -> tuple[Any, int]:
+    """An outbound email contact on the case, and the message as it will be sent in the outbox."""
+    sender = outgoing.from_address
+    message_id = new_message_id(sender)
+    headers = {"Message-ID": message_id, "Subject": outgoing.subject, "From": sender, "To": ", ".join(outgoing.to)}
+    if outgoing.cc:
+        headers["Cc"] = ", ".join(outgoing.cc)
+    if outgoing.in_reply_to:
+        headers |= {"In-Reply-To": outgoing.in_reply_to, "References": " ".join(outgoing.references)}
+    if outgoing.auto_submitted:
+        headers["Auto-Submitted"] = outgoing.auto_submitted
+    contact, _ = await contact_service.insert_contact(
+        session,
+        data=ContactData(
+            channel="email",
+            direction="outbound",
+            subject=outgoing.subject,
+            text=outgoing.text,
+            html=outgoing.html,
+            from_address=sender,
+            to_addresses=outgoing.to + outgoing.cc,
+            headers=headers,
+            payload={"mail": {"mailboxId": mailbox.id, "kind": kind}},
+        ),
+        customer_id=customer_id,
+        case_id=case_id,
+        agent_id=actor.user_id,
+    )
+    outbound_id = await session.scalar(
+        pg_insert(OutboundMessage)
+        .values(
+            contact_id=contact.id,
+            mailbox_id=mailbox.id,
+            kind=kind,
+            raw=compose(outgoing, message_id=message_id),
+            envelope_from=sender,
+            # Bcc only in the envelope, never in a header.
+            envelope_to=list(dict.fromkeys(outgoing.to + outgoing.cc + (bcc or []))),
+        )
+        .returning(OutboundMessage.id)
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="case.reply" if kind == "reply" else "case.autoResponse",
+        entity_type="contact",
+        entity_id=contact.id,
+        after={
+            "caseId": case_id,
+            "mailboxId": mailbox.id,
+            "to": outgoing.to,
+            "cc": outgoing.cc,
+            "bcc": bcc or [],
+            "messageId": message_id,
+        },
+    )
+    return contact, outbound_id
+
+
+@dataclass
+class _StoredFile:
+    filename: str | None
+    content_type: str
+    data: bytes
+    inline: bool
+    content_id: str | None
+
+
+def send_enqueuer(arq_redis: ArqRedis) -> Callable[..., Awaitable[Any]]:
+    """Enqueue the send job of an outbox entry, now or after a delay (a retry)."""
+
+    async def enqueue(outbound_id: int, *, delay: float | None = None, attempt: int = 0) -> None:
+        await arq_redis.enqueue_job(
+            SEND_JOB, outbound_id, _job_id=f"mail-send:{outbound_id}:{attempt}", _defer_by=delay, _queue_name=JOB_QUEUE
+        )
+
+    return enqueue
+
+
+def arq_of(runtime: Runtime) -> ArqRedis:
+    """The runtime's Redis connections as an arq client (the API enqueues on them after a commit)."""
+    return ArqRedis(connection_pool=runtime.redis.connection_pool, default_queue_name=JOB_QUEUE)
+
+
+@dataclass
+class SendResult:
+    status: str
+    response: str | None = None
+
+
+async def send_outbound(
+    runtime: Runtime, *, outbound_id: int, retry: Callable[..., Awaitable[Any]], retry_base: float = RETRY_BASE_SECONDS
+) -> SendResult | None:
+    """Send an outbox entry through its mailbox's relay. Accepted: sent. Refused for good (5xx): failed.
+    Refused for now (4xx, relay unreachable): tried again after an exponentially growing delay, failed
+    after the last attempt. The relay's answer is kept either way."""
+    async with runtime.reading() as session:
+        outbound = await session.get(OutboundMessage, outbound_id)
+        mailbox = await session.get(Mailbox, outbound.mailbox_id) if outbound and outbound.mailbox_id else None
+    if outbound is None or outbound.status != "queued":
+        return None
+    permanent, response = False, None
+    if mailbox is None or not mailbox.relay_host:
+        permanent, response = True, "the mailbox or its relay is gone"
+    else:
+        try:
+            password = os.environ.get(mailbox.relay_secret_env or "") or None
+            errors, response = await aiosmtplib.send(
+                outbound.raw,
+                sender=outbound.envelope_from,
+                recipients=outbound.envelope_to,
+                hostname=mailbox.relay_host,
+                port=mailbox.relay_port,
+                use_tls=mailbox.relay_security == "tls",
+                start_tls=mailbox.relay_security == "starttls",
+                username=mailbox.relay_user if password else None,
+                password=password,
+                timeout=60,
+            )
+            response = f"250 {response}"[:500]
+            await _record_send(runtime, outbound_id, status="sent", response=response)
+            return SendResult("sent", response)
+        except aiosmtplib.SMTPResponseException as error:
+            permanent, response = 500 <= error.code < 600, f"{error.code} {error.message}"[:500]
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            response = f"relay unreachable: {type(error).__name__}"
+    attempts = outbound.attempts + 1
+    if permanent or attempts >= MAX_SEND_ATTEMPTS:
+        await _record_send(runtime, outbound_id, status="failed", response=response)
+        return SendResult("failed", response)
+    delay = retry_base * 2 ** (attempts - 1)
+    await _record_send(runtime, outbound_id, status="queued", response=response, delay=delay)
+    await retry(outbound_id, delay=delay, attempt=attempts)
+    return SendResult("queued", response)
+
+
+async def _record_send(
+    runtime: Runtime, outbound_id: int, *, status: str, response: str | None, delay: float = 0
+) -> None:
+    async with runtime.transaction() as session:
+        contact_id = await session.scalar(
+            update(OutboundMessage)
+            .where(OutboundMessage.id == outbound_id)
+            .values(
+                status=status,
+                attempts=OutboundMessage.attempts + 1,
+                last_response=response,
+                sent_at=func.now() if status == "sent" else None,
+                next_attempt_at=func.now() + timedelta(seconds=delay),
+            )
+            .returning(OutboundMessage.contact_id)
+        )
+        case_id = await session.scalar(select(Contact.case_id).where(Contact.id == contact_id))
+        if case_id is not None:
+            events.emit(session, "caseUpdated", case_id)
+
+
+async def queued_outbound(runtime: Runtime, *, older_than: timedelta, limit: int = 500) -> list[tuple[int, int]]:
+    """Outbox entries due for a while whose send job was lost: (id, attempts)."""
+    async with runtime.reading() as session:
+        rows = await session.execute(
+            select(OutboundMessage.id, OutboundMessage.attempts)
+            .where(OutboundMessage.status == "queued", OutboundMessage.next_attempt_at < datetime.now(UTC) - older_than)
+            .order_by(OutboundMessage.next_attempt_at)
+            .limit(limit)
+        )
+        return [tuple(row) for row in rows]

@@ -1,0 +1,149 @@
+"""Mail intake end to end: generated messages sent to the SMTP listener, stored, and taken in by a
+separate `casegraph worker` process as recognised contacts. Prints messages per second end to end,
+the parse-only ceiling measured in the same run, their ratio, and what was lost or duplicated;
+the last line is JSON.
+
+    .venv/bin/python bench/intake.py [--messages 1000] [--mix plain|full]
+
+`plain` sends 5 KB plain-text messages; `full` mixes them with 50 KB HTML messages and 1 MB
+messages with an attachment (80/15/5). Messages come from 200 senders, so most find their customer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from email.message import EmailMessage
+from email.policy import SMTP
+
+from _common import ROOT, embedded_servers, free_port
+
+LOREM = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt. "
+
+
+def generate(n: int, mix: str) -> list[bytes]:
+    rng = random.Random(7)
+    messages = []
+    for i in range(n):
+        mail = EmailMessage()
+        mail["From"] = f"Customer {i % 200} <customer{i % 200}@example.org>"
+        mail["To"] = "support@casegraph.test"
+        mail["Subject"] = f"Question {i}"
+        mail["Message-ID"] = f"<bench-{i}@example.org>"
+        kind = rng.random() if mix == "full" else 0.0
+        if kind < 0.80:
+            mail.set_content(LOREM * 55)  # about 5 KB
+        elif kind < 0.95:
+            mail.set_content(LOREM * 20)
+            mail.add_alternative("<html><body>" + f"<p>{LOREM}</p>" * 500 + "</body></html>", subtype="html")
+        else:
+            mail.set_content(LOREM * 10)
+            mail.add_attachment(
+                rng.randbytes(1024 * 1024), maintype="application", subtype="octet-stream", filename="a.bin"
+            )
+        messages.append(mail.as_bytes(policy=SMTP))
+    return messages
+
+
+def parse_ceiling(messages: list[bytes]) -> float:
+    from app.mail.parse import parse_message
+
+    started = time.perf_counter()
+    for raw in messages:
+        parse_message(raw)
+    return len(messages) / (time.perf_counter() - started)
+
+
+async def run(messages: list[bytes], urls: dict[str, str]) -> dict:
+    import aiosmtplib
+    from arq.connections import RedisSettings, create_pool
+    from sqlalchemy import text
+
+    from app.auth import SYSTEM
+    from app.mail.listener import start_listener
+    from app.runtime import create_runtime
+    from app.services import mail as mail_service
+    from app.settings import JOB_QUEUE, load_settings
+
+    runtime = create_runtime(load_settings(), pool_size=10)
+    async with runtime.transaction() as session:
+        await mail_service.create_mailbox(session, actor=SYSTEM, address="support@casegraph.test", intake="smtp")
+    arq = await create_pool(RedisSettings.from_dsn(urls["REDIS_URL"]), default_queue_name=JOB_QUEUE)
+    port = free_port()
+    listener = await start_listener(runtime, mail_service.intake_enqueuer(arq), host="127.0.0.1", port=port)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker"], env={**os.environ, **urls}, cwd=ROOT, stderr=subprocess.DEVNULL
+    )
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for raw in messages:
+        queue.put_nowait(raw)
+    accepted = 0
+
+    async def sender() -> None:
+        nonlocal accepted
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=120)
+        await client.connect()
+        while not queue.empty():
+            raw = queue.get_nowait()
+            await client.sendmail("bench@example.org", ["support@casegraph.test"], raw)
+            accepted += 1
+        await client.quit()
+
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(*(sender() for _ in range(8)))
+        sent_at = time.perf_counter()
+        while True:
+            async with runtime.engine.connect() as conn:
+                pending = (
+                    await conn.execute(text("SELECT count(*) FROM inbound_messages WHERE status = 'pending'"))
+                ).scalar()
+            if pending == 0:
+                break
+            await asyncio.sleep(0.1)
+        finished = time.perf_counter()
+        async with runtime.engine.connect() as conn:
+            contacts = (await conn.execute(text("SELECT count(*), count(DISTINCT external_id) FROM contacts"))).one()
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        listener.close()
+        await arq.aclose()
+        await runtime.close()
+    return {
+        "messages": len(messages),
+        "accepted": accepted,
+        "send_seconds": round(sent_at - started, 2),
+        "msgs_per_s": round(len(messages) / (finished - started), 1),
+        "lost": accepted - contacts[1],
+        "duplicated": contacts[0] - contacts[1],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=1000)
+    parser.add_argument("--mix", choices=("plain", "full"), default="plain")
+    args = parser.parse_args()
+    messages = generate(args.messages, args.mix)
+    ceiling = parse_ceiling(messages)
+    with embedded_servers() as urls:
+        result = asyncio.run(run(messages, urls))
+    result |= {"mix": args.mix, "parse_ceiling_per_s": round(ceiling, 1)}
+    result["ratio"] = round(result["msgs_per_s"] / result["parse_ceiling_per_s"], 3)
+    print(
+        f"{result['messages']} messages ({args.mix}) through the SMTP listener to contacts: {result['msgs_per_s']}/s end to end"
+    )
+    print(f"parse-only ceiling in the same run: {result['parse_ceiling_per_s']}/s; ratio {result['ratio']}")
+    print(f"lost {result['lost']}, duplicated {result['duplicated']}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
