@@ -11,8 +11,8 @@ import aiosmtplib
 import pytest
 from sqlalchemy import func, select
 
-from app.services.auth import create_token
 from app.models import Blob
+from app.services.auth import create_token
 from schema.ids import to_global_id
 from tests.mail_support import add_mailbox, arq_pool, contacts, listener, run_jobs
 
