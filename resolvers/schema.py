@@ -34,6 +34,7 @@ from strawberry.tools import merge_types
 from app.errors import UserError as AppUserError
 from app.limits import unstorable_character
 from app.settings import Settings, load_settings
+from resolvers.compiled import CompiledReads
 from resolvers.query_cost import QueryCostLimiter
 from resolvers.root import MUTATIONS, QUERIES
 from resolvers.subscriptions import EventIds, Subscription
@@ -137,6 +138,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         UnstorableCharacters,
         lambda: QueryCostLimiter(max_cost=settings.max_query_cost),
         EventIds,
+        # Last of the checks: only a query every check above let through is compiled.
+        CompiledReads,
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)
