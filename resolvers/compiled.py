@@ -385,6 +385,13 @@ class Compiler:
 
         return first, after
 
+    def given(self, parent: GraphQLObjectType, node: FieldNode, name: str) -> bool:
+        """Whether an optional argument has a value. Part of the plan's shape (plans are keyed by which
+        variables are null), so that the statement of a first page has no cursor condition at all and
+        a later page's cursor is an index condition: keyset pages, never scans from the top."""
+        value = get_argument_values(parent.fields[node.name.value], node, self.variables).get(name)
+        return value is not None and value != ""
+
     def contacts(self, parent, nodes, row: str, owner_column: str, operation: str, depth: int) -> str:
         self.operations.add(operation)
         args = self.arguments(parent, nodes[0])
@@ -393,14 +400,15 @@ class Compiler:
         t = self.alias()
         where = f"{t}.{owner_column} = {row}.id"
         count_where = f"c.{owner_column} = {row}.id"
-        if owner_column == "customer_id":
+        if owner_column == "customer_id" and self.given(parent, nodes[0], "channel"):
             # The channel filter applies to the page and to the count.
-            channel = self.bind(lambda r: (c := args(r).get("channel")) and c.value, "text")
-            where += f" AND ({channel} IS NULL OR {t}.channel = {channel})"
-            count_where += f" AND ({channel} IS NULL OR c.channel = {channel})"
-        after_time = self.bind(lambda r: (a := after_of(r)) and a[0], "timestamptz")
-        after_id = self.bind(lambda r: (a := after_of(r)) and a[1], "bigint")
-        where += f" AND ({after_time} IS NULL OR ({t}.occurred_at, {t}.id) < ({after_time}, {after_id}))"
+            channel = self.bind(lambda r: args(r)["channel"].value, "text")
+            where += f" AND {t}.channel = {channel}"
+            count_where += f" AND c.channel = {channel}"
+        if self.given(parent, nodes[0], "after"):
+            after_time = self.bind(lambda r: after_of(r)[0], "timestamptz")
+            after_id = self.bind(lambda r: after_of(r)[1], "bigint")
+            where += f" AND ({t}.occurred_at, {t}.id) < ({after_time}, {after_id})"
         order = f"{t}.occurred_at DESC, {t}.id DESC"
         page = (
             f"SELECT {t}.*, row_number() OVER (ORDER BY {order}) AS rn__ FROM contacts {t}"
@@ -414,14 +422,14 @@ class Compiler:
         args = self.arguments(parent, nodes[0])
         first_of, after_of = self.page_arguments(args, (int,))
         first = self.bind(first_of, "int")
-        after_id = self.bind(lambda r: (a := after_of(r)) and a[0], "bigint")
         t = self.alias()
+        where = f"l.customer_id = {row}.id AND {t}.merged_into_id IS NULL"
+        if self.given(parent, nodes[0], "after"):
+            after_id = self.bind(lambda r: after_of(r)[0], "bigint")
+            where += f" AND {t}.id < {after_id}"
         page = (
             f"SELECT {t}.*, row_number() OVER (ORDER BY {t}.id DESC) AS rn__ FROM cases {t}"
-            f" JOIN case_customers l ON l.case_id = {t}.id"
-            f" WHERE l.customer_id = {row}.id AND {t}.merged_into_id IS NULL"
-            f" AND ({after_id} IS NULL OR {t}.id < {after_id})"
-            f" ORDER BY {t}.id DESC LIMIT {first} + 1"
+            f" JOIN case_customers l ON l.case_id = {t}.id WHERE {where} ORDER BY {t}.id DESC LIMIT {first} + 1"
         )
         # The executor does not count a customer's cases: totalCount is null there.
         return self.connection(parent, nodes, "Case", page, first, _id_cursor, "NULL::int", depth)
@@ -497,6 +505,7 @@ class Prepared:
     operation: OperationDefinitionNode
     fragments: dict[str, FragmentDefinitionNode]
     boolean_variables: tuple[str, ...]
+    variable_names: tuple[str, ...]  # absent and null alike: a missing variable is not in the coerced values
 
 
 _operations: dict[tuple[str, str | None], Prepared | None] = {}
@@ -525,7 +534,8 @@ def _prepare(document: Any, operation_name: str | None) -> Prepared | None:
         return None
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     booleans = tuple(v.variable.name.value for v in chosen[0].variable_definitions or () if _named(v.type) == "Boolean")
-    return Prepared(chosen[0], fragments, booleans)
+    names = tuple(v.variable.name.value for v in chosen[0].variable_definitions or ())
+    return Prepared(chosen[0], fragments, booleans, names)
 
 
 def plan_for(
@@ -543,7 +553,13 @@ def plan_for(
     if isinstance(coerced, list):
         raise Fallback("variables")  # the executor reports them
     variables = coerced  # graphql-core's VariableValues, as get_argument_values takes them
-    plan_key = (source, operation_name, tuple(variables.coerced.get(name) for name in prepared.boolean_variables))
+    # The shape of a plan depends on the Booleans of @skip/@include and on which optional arguments are given.
+    plan_key = (
+        source,
+        operation_name,
+        tuple(variables.coerced.get(name) for name in prepared.boolean_variables),
+        tuple(name for name in prepared.variable_names if variables.coerced.get(name) in (None, "")),
+    )
     if plan_key in _plans:
         plan = _plans[plan_key]
     else:
