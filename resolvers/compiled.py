@@ -574,8 +574,10 @@ def plan_for(
 
 
 async def fetch(engine: Any, sql: str, parameters: list[Any]) -> str:
-    """The statement's one value; SQLAlchemy's asyncpg dialect prepares it once per connection."""
+    """The statement's one value; SQLAlchemy's asyncpg dialect prepares it once per connection.
+    One statement needs no transaction: autocommit spares a BEGIN and a ROLLBACK round trip."""
     async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
         try:
             return (await conn.exec_driver_sql(sql, tuple(parameters))).scalar_one()
         except DBAPIError as error:
