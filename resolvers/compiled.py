@@ -23,6 +23,7 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLError,
     GraphQLIncludeDirective,
     GraphQLObjectType,
     GraphQLSchema,
@@ -72,7 +73,10 @@ class Plan:
     def parameters(self, request: Request) -> list[Any]:
         if not all(permitted(request.actor, op) for op in self.operations):
             raise Fallback("permission")
-        return [bind(request) for bind in self.binds]
+        try:
+            return [bind(request) for bind in self.binds]
+        except GraphQLError:
+            raise Fallback("arguments") from None  # the executor words the error
 
 
 # ---- SQL fragments matching the executor's strings --------------------------------------------
@@ -565,7 +569,7 @@ def plan_for(
     else:
         try:
             plan = Compiler(schema, prepared.fragments, variables).compile(prepared.operation)
-        except Fallback:
+        except (Fallback, GraphQLError):  # a directive's argument the executor refuses, worded its way
             plan = None
         _remember(_plans, plan_key, plan)
     if plan is None:
@@ -635,7 +639,7 @@ async def explain(
         return "Falls back to the executor: " + "; ".join(e.message for e in coerced)
     try:
         plan = Compiler(schema, prepared.fragments, coerced).compile(prepared.operation)
-    except Fallback as reason:
+    except (Fallback, GraphQLError) as reason:
         return f"Falls back to the executor: {reason}"
     try:
         parameters = plan.parameters(Request(coerced, actor))

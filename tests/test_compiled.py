@@ -388,6 +388,17 @@ async def test_invalid_page_arguments_are_the_executors_errors(http, pool):
         assert compiled.json()["errors"][0]["path"] == ["customer", "contacts"]
 
 
+async def test_a_directive_argument_the_executor_refuses_is_its_error(http, pool):
+    query = "query($skip: Boolean) { customer(id: $id) { number @skip(if: $skip) } }".replace(
+        "$id", '"' + pool["ids"][0] + '"'
+    )
+    executor, compiled = await _both(http, pool["tokens"]["agent"], query, {"skip": None})
+
+    assert compiled.headers["casegraph-path"] == "executor"
+    assert compiled.json() == executor.json()
+    assert compiled.json()["errors"]
+
+
 async def test_a_query_over_the_limits_never_reaches_the_planner(http, pool):
     deep = '{ customer(id: "x") { ' + "mergedInto { " * 30 + "id" + " }" * 30 + " } }"
 
