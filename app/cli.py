@@ -318,6 +318,43 @@ def demo(customers: int = typer.Option(1000, help="How many customers; cases and
         asyncio.run(load_demo(customers=customers, console=console))
 
 
+@cli.command()
+def explain(
+    query: str = typer.Argument(..., help="The GraphQL document."),
+    variables: str = typer.Option("{}", help="The variables, as a JSON object."),
+    operation_name: str | None = typer.Option(None, "--operation-name", help="The operation to run."),
+    role: str = typer.Option("admin", help="The role whose permissions apply."),
+    analyze: bool = typer.Option(False, help="Run the statement (EXPLAIN ANALYZE)."),
+) -> None:
+    """Print how a read query is answered: the compiled plan, its SQL and PostgreSQL's EXPLAIN, or why it
+    falls back to the executor."""
+    import json
+
+    from app.auth import Actor
+    from app.runtime import create_runtime
+    from resolvers.compiled import explain as explain_query
+    from resolvers.schema import build_schema
+
+    async def run() -> str:
+        runtime = create_runtime(get_settings(), pool_size=1)
+        try:
+            return await explain_query(
+                runtime.engine,
+                build_schema()._schema,
+                query,
+                variables=json.loads(variables),
+                operation_name=operation_name,
+                actor=Actor(user_id=None, name="explain", role=role),
+                analyze=analyze,
+            )
+        finally:
+            await runtime.close()
+
+    with servers():
+        _migrate()
+        sys.stdout.write(asyncio.run(run()) + "\n")
+
+
 @cli.command("export-schema")
 def export_schema() -> None:
     """Print the GraphQL schema (SDL)."""

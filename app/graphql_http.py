@@ -33,6 +33,7 @@ from resolvers.context import Context
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
+PATH_HEADER = "casegraph-path"  # in a response: which path answered; in a request: "executor" forces it
 _QUERY_ONLY = frozenset({OperationType.QUERY})
 _QUERY_OR_MUTATION = frozenset({OperationType.QUERY, OperationType.MUTATION})
 
@@ -210,6 +211,8 @@ class GraphQLHTTP:
                 raise RequestRefused(
                     401, "A valid bearer token is required", "UNAUTHENTICATED", {"WWW-Authenticate": challenge}
                 )
+            # The compiled path answers what it can; a client may ask for the executor (to compare).
+            context.compile_reads = request.headers.get(PATH_HEADER, "").lower() != "executor"
             params = await read_params(request)
             store = self.persisted_queries()
             document, register_as = await resolve_document(params, store)
@@ -232,7 +235,7 @@ class GraphQLHTTP:
                 await store.put(register_as, document)
         if result.extensions:
             body["extensions"] = result.extensions
-        return self._respond(body, status, media_type)
+        return self._respond(body, status, media_type, {PATH_HEADER: context.answered_by})
 
     def _errors(self, result: ExecutionResult) -> list[dict[str, Any]]:
         # MaskErrors covers errors from resolvers; an exception escaping an extension before

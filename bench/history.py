@@ -1,8 +1,10 @@
 """Benchmark: a customer's contact history over GraphQL against a raw asyncpg + Starlette floor.
 
 Generates customers with 50 contacts each over 5 cases, starts `casegraph api` and the floor app
-under uvicorn, and drives both with the same closed-loop load. Prints req/s, p50 and p99 for
-both and their ratios; the last line is one JSON object.
+under uvicorn, and drives both with the same closed-loop load: GraphQL twice, on the default
+(compiled) path and on the executor (`Casegraph-Path: executor`). Prints req/s, p50 and p99 of
+each and the ratios to the floor; the last line is one JSON object (`rps_ratio` is the default
+path's, `executor_rps_ratio` the executor's).
 
     python bench/history.py [--customers 10000] [--concurrency 16] [--seconds 10]
 """
@@ -15,6 +17,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 
 from _common import ROOT, embedded_servers, free_port, http_request, run_load, server_process
 
@@ -41,6 +44,20 @@ async def prepare(customers: int) -> tuple[list[int], str]:
     return ids, token
 
 
+def check_path(port: int, token: str, customer_gid: str, path: str) -> None:
+    """The path asked for is the one that answers, with the history in it."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} | ({"Casegraph-Path": "executor"} if path == "executor" else {})
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/graphql",
+        json={"query": QUERY, "variables": {"id": customer_gid}},
+        headers=headers,
+    )
+    assert response.headers["casegraph-path"] == path, response.headers
+    assert len(response.json()["data"]["customer"]["contacts"]["edges"]) == 50, response.text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--customers", type=int, default=10_000)
@@ -55,13 +72,18 @@ def main() -> None:
         print(f"loaded {args.customers} customers, {args.customers * 50} contacts in {time.monotonic() - started:.1f}s")
         from schema.ids import to_global_id
 
-        def graphql_request() -> bytes:
-            body = json.dumps(
-                {"query": QUERY, "variables": {"id": to_global_id("Customer", random.choice(ids))}}
-            ).encode()
-            return http_request(
-                "POST", "/graphql", body, {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-            )
+        def graphql_request(path: str) -> Callable[[], bytes]:
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+            if path == "executor":
+                headers["Casegraph-Path"] = "executor"
+
+            def request() -> bytes:
+                body = json.dumps(
+                    {"query": QUERY, "variables": {"id": to_global_id("Customer", random.choice(ids))}}
+                ).encode()
+                return http_request("POST", "/graphql", body, headers)
+
+            return request
 
         def floor_request() -> bytes:
             return http_request("GET", f"/history/{random.choice(ids)}")
@@ -80,9 +102,11 @@ def main() -> None:
             "--no-access-log",
         ]
         with server_process(api, port, urls):
-            results["graphql"] = asyncio.run(
-                run_load(port, graphql_request, concurrency=args.concurrency, seconds=args.seconds)
-            )
+            for path in ("compiled", "executor"):
+                check_path(port, token, to_global_id("Customer", ids[0]), path)
+                results[path] = asyncio.run(
+                    run_load(port, graphql_request(path), concurrency=args.concurrency, seconds=args.seconds)
+                )
         port = free_port()
         floor = [
             sys.executable,
@@ -104,7 +128,7 @@ def main() -> None:
                 run_load(port, floor_request, concurrency=args.concurrency, seconds=args.seconds)
             )
 
-    g, f = results["graphql"], results["floor"]
+    g, e, f = results["compiled"], results["executor"], results["floor"]
     print(f"{'':8} {'req/s':>10} {'p50 ms':>10} {'p99 ms':>10}")
     for name, r in results.items():
         print(f"{name:8} {r.rps:10.1f} {r.percentile(50):10.2f} {r.percentile(99):10.2f}")
@@ -113,16 +137,23 @@ def main() -> None:
         "concurrency": args.concurrency,
         "workers": args.workers,
         "graphql_rps": round(g.rps, 1),
+        "executor_rps": round(e.rps, 1),
         "floor_rps": round(f.rps, 1),
         "rps_ratio": round(g.rps / f.rps, 3),
+        "executor_rps_ratio": round(e.rps / f.rps, 3),
         "graphql_p50_ms": round(g.percentile(50), 2),
+        "executor_p50_ms": round(e.percentile(50), 2),
         "floor_p50_ms": round(f.percentile(50), 2),
         "graphql_p99_ms": round(g.percentile(99), 2),
+        "executor_p99_ms": round(e.percentile(99), 2),
         "floor_p99_ms": round(f.percentile(99), 2),
         "p50_ratio": round(g.percentile(50) / f.percentile(50), 2),
         "p99_ratio": round(g.percentile(99) / f.percentile(99), 2),
     }
-    print(f"GraphQL throughput is {summary['rps_ratio']:.0%} of the floor's (goal: at least 40%)")
+    print(
+        f"GraphQL throughput is {summary['rps_ratio']:.0%} of the floor's compiled (goal: at least 60%),"
+        f" {summary['executor_rps_ratio']:.0%} on the executor"
+    )
     print(json.dumps(summary))
 
 

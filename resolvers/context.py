@@ -15,6 +15,8 @@ class Context:
     loaders: Loaders
     connection_params: dict[str, Any] | None = None
     token_key: str | None = None  # the hash of a WebSocket's token, once it is admitted
+    compile_reads: bool = False  # the transport takes pre-serialised data (resolvers/compiled.py)
+    answered_by: str = "executor"  # which path answered: "compiled" or "executor"
 
     @property
     def phone_region(self) -> str:

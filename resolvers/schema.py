@@ -34,6 +34,7 @@ from strawberry.tools import merge_types
 from app.errors import UserError as AppUserError
 from app.limits import unstorable_character
 from app.settings import Settings, load_settings
+from resolvers.compiled import CompiledReads
 from resolvers.query_cost import QueryCostLimiter
 from resolvers.root import MUTATIONS, QUERIES
 from resolvers.subscriptions import EventIds, Subscription
@@ -88,13 +89,28 @@ def unstorable_refusal(document: DocumentNode | None, variables: dict[str, Any] 
     if where is not None:
         where = f"variable ${where}"
     elif document is not None:
-        literals = [node.value for node in _string_literals(document)]
-        where = "a string in the document" if unstorable_character(literals) is not None else None
+        where = "a string in the document" if _unstorable_literal(document) else None
     if where is None:
         return None
     return GraphQLError(
         f"Strings must not contain NUL characters or lone surrogates ({where})", extensions={"code": "BAD_USER_INPUT"}
     )
+
+
+# The parser cache hands out one document object per query text: its literals are checked once.
+# The documents are kept, so that an id is never reused while it is a key.
+_LITERALS_CHECKED: dict[int, tuple[DocumentNode, bool]] = {}
+
+
+def _unstorable_literal(document: DocumentNode) -> bool:
+    known = _LITERALS_CHECKED.get(id(document))
+    if known is not None and known[0] is document:
+        return known[1]
+    found = unstorable_character([node.value for node in _string_literals(document)]) is not None
+    if len(_LITERALS_CHECKED) >= 256:
+        _LITERALS_CHECKED.pop(next(iter(_LITERALS_CHECKED)))
+    _LITERALS_CHECKED[id(document)] = (document, found)
+    return found
 
 
 class UnstorableCharacters(SchemaExtension):
@@ -137,6 +153,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         UnstorableCharacters,
         lambda: QueryCostLimiter(max_cost=settings.max_query_cost),
         EventIds,
+        # Last of the checks: only a query every check above let through is compiled.
+        CompiledReads,
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)

@@ -105,22 +105,37 @@ query($id: ID!) {
 """
 
 
-async def test_history_query_count_does_not_grow_with_cases_or_contacts(gql, runtime, count_queries):
+async def _history_query_counts(http, token, runtime, count_queries, path: str) -> list[int]:
     small = await customer_with_history(runtime, cases_count=1, contacts_count=2)
     large = await customer_with_history(runtime, cases_count=5, contacts_count=50)
-    await gql("{ me { name } }")  # the token lookup is cached from here on
+    headers = {"Authorization": f"Bearer {token}", "Casegraph-Path": path}
+    await http.post("/graphql", json={"query": "{ me { name } }"}, headers=headers)  # caches the token lookup
 
-    start = count_queries.count
-    small_data = await gql(HISTORY_NO_COUNT, {"id": to_global_id("Customer", small)})
-    small_queries = count_queries.count - start
-    start = count_queries.count
-    large_data = await gql(HISTORY_NO_COUNT, {"id": to_global_id("Customer", large)})
-    large_queries = count_queries.count - start
+    counts = []
+    for customer_id, size in ((small, 2), (large, 50)):
+        start = count_queries.count
+        response = await http.post(
+            "/graphql",
+            json={"query": HISTORY_NO_COUNT, "variables": {"id": to_global_id("Customer", customer_id)}},
+            headers=headers,
+        )
+        counts.append(count_queries.count - start)
+        assert response.headers["casegraph-path"] == path
+        assert len(response.json()["data"]["customer"]["contacts"]["edges"]) == size
+    return counts
 
-    assert len(small_data["customer"]["contacts"]["edges"]) == 2
-    assert len(large_data["customer"]["contacts"]["edges"]) == 50
+
+async def test_history_query_count_does_not_grow_with_cases_or_contacts(http, admin_token, runtime, count_queries):
+    counts = await _history_query_counts(http, admin_token, runtime, count_queries, "executor")
+
     # the customer, its page of contacts, the cases of that page
-    assert large_queries == small_queries == 3
+    assert counts == [3, 3]
+
+
+async def test_compiled_history_query_is_one_sql_statement(http, admin_token, runtime, count_queries):
+    counts = await _history_query_counts(http, admin_token, runtime, count_queries, "compiled")
+
+    assert counts == [1, 1]
 
 
 async def test_nested_histories_of_many_customers_are_batched(gql, runtime, count_queries):

@@ -62,12 +62,17 @@ async def test_oversized_body_is_a_413(http, admin_token):
 
 
 async def test_unexpected_errors_are_masked(gql, runtime, monkeypatch):
+    from resolvers import compiled
     from resolvers.loaders import Loaders
 
     async def broken(self, statement):
         raise RuntimeError("secret connection string")
 
+    async def broken_statement(engine, sql, parameters):
+        raise RuntimeError("secret connection string")
+
     monkeypatch.setattr(Loaders, "_rows", broken)
+    monkeypatch.setattr(compiled, "fetch", broken_statement)  # the compiled path's one statement
     body = (await gql.post('query { customer(id: "Q3VzdG9tZXI6MQ==") { id } }')).json()
 
     assert body["errors"][0]["message"] == "Unexpected error."

@@ -1,0 +1,664 @@
+"""The compiled read path: a read query over table-backed types becomes one SQL statement whose
+single result is the response's `data` as JSON text, built by PostgreSQL (as PostGraphile does).
+
+The planner walks the validated operation as graphql-core would (aliases, fragments, inline
+fragments, @skip/@include), and compiles each field it knows. Anything else — a field computed in
+Python, an argument the executor would refuse, a permission the caller lacks — raises `Fallback`
+and the whole operation runs through the executor: nothing is answered half one way and half the
+other. Strings are built to match the executor byte for byte: global ids (base64 of "Type:id"),
+cursors (urlsafe base64 of a compact JSON list), enums in GraphQL spelling (upper case), and
+timestamps as Python's `datetime.isoformat()` of a UTC time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLIncludeDirective,
+    GraphQLObjectType,
+    GraphQLSchema,
+    GraphQLSkipDirective,
+    InlineFragmentNode,
+    NamedTypeNode,
+    NonNullTypeNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    parse,
+    validate,
+)
+from graphql.execution.values import get_argument_values, get_variable_values
+from graphql.utilities import type_from_ast
+from sqlalchemy.exc import DBAPIError
+from strawberry.extensions import SchemaExtension
+
+from app.errors import UserError
+from app.pagination import decode_cursor, page_size
+from schema.ids import decode_id, from_global_id
+from schema.permissions import NODE_READS, permitted
+
+MAX_KEYS = 50  # json_build_object takes at most 100 arguments
+
+
+class Fallback(Exception):
+    """The executor answers this operation (or this request's arguments)."""
+
+
+@dataclass
+class Request:
+    """What a plan's bind parameters are computed from."""
+
+    variables: Any  # graphql-core's VariableValues
+    actor: Any
+    memo: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    sql: str
+    binds: list[Callable[[Request], Any]]
+    operations: frozenset[str]  # permission-matrix operations the query needs
+    outline: list[str]  # a readable outline of what was compiled, for `casegraph explain`
+
+    def parameters(self, request: Request) -> list[Any]:
+        if not all(permitted(request.actor, op) for op in self.operations):
+            raise Fallback("permission")
+        try:
+            return [bind(request) for bind in self.binds]
+        except GraphQLError:
+            raise Fallback("arguments") from None  # the executor words the error
+
+
+# ---- SQL fragments matching the executor's strings --------------------------------------------
+
+
+def _iso(column: str) -> str:
+    """`datetime.isoformat()` of a timestamptz read in UTC: microseconds only when not zero."""
+    utc = f"({column} AT TIME ZONE 'UTC')"
+    return (
+        f"CASE WHEN {column} IS NULL THEN NULL ELSE to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+        f" || CASE WHEN to_char({utc}, 'US') = '000000' THEN '' ELSE '.' || to_char({utc}, 'US') END"
+        " || '+00:00' END"
+    )
+
+
+def _base64(text: str, urlsafe: bool = False) -> str:
+    # PostgreSQL wraps base64 lines at 76 characters; Python does not.
+    encoded = f"encode(convert_to({text}, 'UTF8'), 'base64')"
+    return f"translate({encoded}, E'+/\\n', '-_')" if urlsafe else f"replace({encoded}, E'\\n', '')"
+
+
+def _global_id(type_name: str, row: str) -> str:
+    return _base64(f"'{type_name}:' || {row}.id::text")
+
+
+def _contact_cursor(row: str) -> str:
+    # app.pagination.encode_cursor(occurred_at, id): ["<iso>",<id>]
+    return _base64(f"'[\"' || {_iso(row + '.occurred_at')} || '\",' || {row}.id::text || ']'", urlsafe=True)
+
+
+def _id_cursor(row: str) -> str:
+    return _base64(f"'[' || {row}.id::text || ']'", urlsafe=True)
+
+
+def _text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'::text"
+
+
+# Columns by GraphQL type and field: (SQL of the value given the row alias). JSON-typed fields
+# (custom fields, headers, payloads, recognition) are not here: their numbers would be printed by
+# PostgreSQL rather than by Python, so they fall back.
+def _col(name: str) -> Callable[[str], str]:
+    return lambda row: f"{row}.{name}"
+
+
+def _enum(name: str) -> Callable[[str], str]:
+    return lambda row: f"upper({row}.{name})"
+
+
+def _time(name: str) -> Callable[[str], str]:
+    return lambda row: _iso(f"{row}.{name}")
+
+
+COLUMNS: dict[str, dict[str, Callable[[str], str]]] = {
+    "Customer": {
+        "number": _col("number"),
+        "name": _col("name"),
+        "status": _enum("status"),
+        "lastActivityAt": _time("last_activity_at"),
+        "createdAt": _time("created_at"),
+        "updatedAt": _time("updated_at"),
+    },
+    "Case": {
+        "reference": _col("reference"),
+        "subject": _col("subject"),
+        "description": _col("description"),
+        "status": _enum("status"),
+        "reasonCode": _col("reason_code"),
+        "priority": _enum("priority"),
+        "severity": _col("severity"),
+        "archivedAt": _time("archived_at"),
+        "closedAt": _time("closed_at"),
+        "createdAt": _time("created_at"),
+        "updatedAt": _time("updated_at"),
+    },
+    "Contact": {
+        "channel": _enum("channel"),
+        "direction": _enum("direction"),
+        "occurredAt": _time("occurred_at"),
+        "subject": _col("subject"),
+        "text": _col("text"),
+        "html": _col("html"),
+        "from": _col("from_address"),
+        "to": lambda row: f"{row}.to_addresses::json",
+        "source": _col("source"),
+        "externalId": _col("external_id"),
+        "needsReview": _col("needs_review"),
+        "createdAt": _time("created_at"),
+    },
+}
+TABLES = {"Customer": "customers", "Case": "cases", "Contact": "contacts"}
+# To-one links by foreign key, loaded by id as the DataLoaders do (no visibility filter there either).
+LINKS: dict[tuple[str, str], tuple[str, str]] = {
+    ("Contact", "customer"): ("Customer", "customer_id"),
+    ("Contact", "case"): ("Case", "case_id"),
+    ("Customer", "mergedInto"): ("Customer", "merged_into_id"),
+    ("Case", "mergedInto"): ("Case", "merged_into_id"),
+    ("Case", "parent"): ("Case", "parent_id"),
+}
+NODE_TYPES = ("Customer", "Case", "Contact")
+
+
+# ---- the planner and compiler -----------------------------------------------------------------
+
+
+class Compiler:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        fragments: dict[str, FragmentDefinitionNode],
+        variables: Any,
+    ) -> None:
+        self.schema = schema
+        self.fragments = fragments
+        self.variables = variables  # coerced; only @skip/@include read them at plan time
+        self.binds: list[Callable[[Request], Any]] = []
+        self.operations: set[str] = set()
+        self.outline: list[str] = []
+        self.aliases = 0
+
+    def compile(self, operation: OperationDefinitionNode) -> Plan:
+        query_type = self.schema.query_type
+        assert query_type is not None
+        body = self.object(query_type, self.collect(query_type, [operation.selection_set]), None, 0)
+        return Plan(f"SELECT {body}::text", self.binds, frozenset(self.operations), self.outline)
+
+    # Field collection, as graphql-core's CollectFields: first occurrence of a response key fixes its place.
+    def collect(self, runtime: GraphQLObjectType, selection_sets: list[SelectionSetNode]) -> dict[str, list[FieldNode]]:
+        fields: dict[str, list[FieldNode]] = {}
+        for selection_set in selection_sets:
+            self._collect(runtime, selection_set, fields, set())
+        return fields
+
+    def _collect(
+        self, runtime: GraphQLObjectType, selection_set: SelectionSetNode, fields: dict, visited: set[str]
+    ) -> None:
+        for selection in selection_set.selections:
+            if not self._included(selection):
+                continue
+            if isinstance(selection, FieldNode):
+                key = selection.alias.value if selection.alias else selection.name.value
+                fields.setdefault(key, []).append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                if selection.type_condition is None or self._matches(selection.type_condition, runtime):
+                    self._collect(runtime, selection.selection_set, fields, visited)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name in visited:
+                    continue
+                visited.add(name)
+                fragment = self.fragments.get(name)
+                if fragment is None:
+                    raise Fallback("unknown fragment")
+                if self._matches(fragment.type_condition, runtime):
+                    self._collect(runtime, fragment.selection_set, fields, visited)
+
+    def _matches(self, condition: Any, runtime: GraphQLObjectType) -> bool:
+        conditional = type_from_ast(self.schema, condition)
+        if conditional is runtime:
+            return True
+        return conditional is not None and self.schema.is_sub_type(conditional, runtime)
+
+    def _included(self, node: Any) -> bool:
+        for directive in node.directives or ():
+            name = directive.name.value
+            if name == "skip":
+                if get_argument_values(GraphQLSkipDirective, directive, self.variables)["if"] is True:
+                    return False
+            elif name == "include":
+                if get_argument_values(GraphQLIncludeDirective, directive, self.variables)["if"] is False:
+                    return False
+            else:
+                raise Fallback(f"directive @{name}")
+        return True
+
+    def alias(self) -> str:
+        self.aliases += 1
+        return f"t{self.aliases}"
+
+    def bind(self, get: Callable[[Request], Any], cast: str) -> str:
+        self.binds.append(get)
+        return f"${len(self.binds)}::{cast}"
+
+    def arguments(self, parent: GraphQLObjectType, node: FieldNode) -> Callable[[Request], dict[str, Any]]:
+        """The field's arguments for a request, coerced as the executor coerces them (once per request)."""
+        definition = parent.fields[node.name.value]
+
+        def get(request: Request) -> dict[str, Any]:
+            found = request.memo.get(id(node))
+            if found is None:
+                found = request.memo[id(node)] = get_argument_values(definition, node, request.variables)
+            return found
+
+        return get
+
+    # Objects: json_build_object of the selected keys, in selection order.
+    def object(self, type_: GraphQLObjectType, fields: dict[str, list[FieldNode]], row: str | None, depth: int) -> str:
+        if len(fields) > MAX_KEYS:
+            raise Fallback("too many keys in one object")
+        pairs = []
+        for key, nodes in fields.items():
+            pairs.append(f"'{key}', {self.field(type_, nodes, row, depth)}")
+        return f"json_build_object({', '.join(pairs)})"
+
+    def field(self, parent: GraphQLObjectType, nodes: list[FieldNode], row: str | None, depth: int) -> str:
+        name = nodes[0].name.value
+        self.outline.append(f"{'  ' * depth}{parent.name}.{name}")
+        if name == "__typename":
+            return _text(parent.name)
+        if name.startswith("__"):
+            raise Fallback("introspection")
+        if parent is self.schema.query_type:
+            return self.root(parent, nodes, depth)
+        assert row is not None
+        if name == "id" and parent.name in TABLES:
+            return _global_id(parent.name, row)
+        column = COLUMNS.get(parent.name, {}).get(name)
+        if column is not None:
+            return column(row)
+        link = LINKS.get((parent.name, name))
+        if link is not None:
+            target, foreign_key = link
+            return self.row_object(target, nodes, f"{{t}}.id = {row}.{foreign_key}", depth)
+        if (parent.name, name) == ("Customer", "contacts"):
+            return self.contacts(parent, nodes, row, "customer_id", "Customer.contacts", depth)
+        if (parent.name, name) == ("Case", "contacts"):
+            return self.contacts(parent, nodes, row, "case_id", "Case.contacts", depth)
+        if (parent.name, name) == ("Customer", "cases"):
+            return self.customer_cases(parent, nodes, row, depth)
+        raise Fallback(f"{parent.name}.{name} is not compiled")
+
+    def sub(self, type_name: str, nodes: list[FieldNode]) -> tuple[GraphQLObjectType, dict[str, list[FieldNode]]]:
+        type_ = self.schema.get_type(type_name)
+        assert isinstance(type_, GraphQLObjectType)
+        return type_, self.collect(type_, [n.selection_set for n in nodes if n.selection_set])
+
+    def row_object(self, type_name: str, nodes: list[FieldNode], where: str, depth: int) -> str:
+        """One row of a table as an object, or null when no row matches `where` ({t} is the row alias)."""
+        type_, fields = self.sub(type_name, nodes)
+        t = self.alias()
+        return f"(SELECT {self.object(type_, fields, t, depth + 1)} FROM {TABLES[type_name]} {t} WHERE {where.format(t=t)})"
+
+    # Roots: the same lookups as the resolvers, ids decoded in Python as the resolvers decode them.
+    def root(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
+        name = nodes[0].name.value
+        args = self.arguments(query, nodes[0])
+        if name == "customer":
+            self.operations.add("Query.customer")
+            customer_id = self.bind(lambda r: decode_id(args(r)["id"], "Customer"), "bigint")
+            # A merged customer's id resolves to the survivor, as the resolver does.
+            live = (
+                "(SELECT CASE WHEN c.status = 'merged' AND c.merged_into_id IS NOT NULL"
+                " THEN casegraph_live_customer(c.id, false, false) ELSE c.id END"
+                f" FROM customers c WHERE c.id = {customer_id})"
+            )
+            return self.row_object("Customer", nodes, f"{{t}}.id = {live}", depth)
+        if name == "customerByNumber":
+            self.operations.add("Query.customerByNumber")
+            number = self.bind(lambda r: args(r)["number"].strip().upper(), "text")
+            live = f"(SELECT casegraph_live_customer(c.id, false, false) FROM customers c WHERE c.number = {number})"
+            return self.row_object("Customer", nodes, f"{{t}}.id = {live}", depth)
+        if name == "case":
+            self.operations.add("Query.case")
+            case_id = self.bind(lambda r: decode_id(args(r)["id"], "Case"), "bigint")
+            return self.row_object("Case", nodes, f"{{t}}.id = {case_id}", depth)
+        if name == "caseByReference":
+            self.operations.add("Query.caseByReference")
+            reference = self.bind(lambda r: args(r)["reference"].strip().upper(), "text")
+            live = f"(SELECT casegraph_live_case(c.id, false) FROM cases c WHERE c.reference = {reference})"
+            return self.row_object("Case", nodes, f"{{t}}.id = {live}", depth)
+        if name == "node":
+            self.operations.add("Query.node")
+            return self.node(args, nodes, depth)
+        raise Fallback(f"Query.{name} is not compiled")
+
+    def node(self, args: Callable[[Request], dict[str, Any]], nodes: list[FieldNode], depth: int) -> str:
+        def decoded(request: Request) -> tuple[str, int] | None:
+            found = from_global_id(args(request)["id"])
+            if found is None or found[0] not in NODE_READS:
+                return None  # not one of ours: null, as the resolver answers
+            if found[0] not in NODE_TYPES:
+                raise Fallback(f"node of type {found[0]}")
+            if not permitted(request.actor, NODE_READS[found[0]]):
+                raise Fallback("permission")  # the executor words the refusal
+            return found
+
+        type_name = self.bind(lambda r: (d := decoded(r)) and d[0], "text")
+        db_id = self.bind(lambda r: (d := decoded(r)) and d[1], "bigint")
+        branches = " ".join(
+            f"WHEN {_text(t)} THEN {self.row_object(t, nodes, f'{{t}}.id = {db_id}', depth)}" for t in NODE_TYPES
+        )
+        return f"(CASE {type_name} {branches} END)"
+
+    # Connections: keyset pages fetched with one row more than asked, as the loaders do.
+    def page_arguments(self, args: Callable[[Request], dict[str, Any]], after_types: tuple[type, ...]):
+        def first(request: Request) -> int:
+            try:
+                return page_size(args(request).get("first"))
+            except UserError:
+                raise Fallback("invalid first") from None
+
+        def after(request: Request) -> list[Any] | None:
+            cursor = args(request).get("after")
+            if cursor is None or cursor == "":
+                return None
+            try:
+                return decode_cursor(cursor, *after_types)
+            except UserError:
+                raise Fallback("invalid cursor") from None
+
+        return first, after
+
+    def given(self, parent: GraphQLObjectType, node: FieldNode, name: str) -> bool:
+        """Whether an optional argument has a value. Part of the plan's shape (plans are keyed by which
+        variables are null), so that the statement of a first page has no cursor condition at all and
+        a later page's cursor is an index condition: keyset pages, never scans from the top."""
+        value = get_argument_values(parent.fields[node.name.value], node, self.variables).get(name)
+        return value is not None and value != ""
+
+    def contacts(self, parent, nodes, row: str, owner_column: str, operation: str, depth: int) -> str:
+        self.operations.add(operation)
+        args = self.arguments(parent, nodes[0])
+        first_of, after_of = self.page_arguments(args, (datetime, int))
+        first = self.bind(first_of, "int")
+        t = self.alias()
+        where = f"{t}.{owner_column} = {row}.id"
+        count_where = f"c.{owner_column} = {row}.id"
+        if owner_column == "customer_id" and self.given(parent, nodes[0], "channel"):
+            # The channel filter applies to the page and to the count.
+            channel = self.bind(lambda r: args(r)["channel"].value, "text")
+            where += f" AND {t}.channel = {channel}"
+            count_where += f" AND c.channel = {channel}"
+        if self.given(parent, nodes[0], "after"):
+            after_time = self.bind(lambda r: after_of(r)[0], "timestamptz")
+            after_id = self.bind(lambda r: after_of(r)[1], "bigint")
+            where += f" AND ({t}.occurred_at, {t}.id) < ({after_time}, {after_id})"
+        order = f"{t}.occurred_at DESC, {t}.id DESC"
+        page = (
+            f"SELECT {t}.*, row_number() OVER (ORDER BY {order}) AS rn__ FROM contacts {t}"
+            f" WHERE {where} ORDER BY {order} LIMIT {first} + 1"
+        )
+        total = f"(SELECT count(*) FROM contacts c WHERE {count_where})"
+        return self.connection(parent, nodes, "Contact", page, first, _contact_cursor, total, depth)
+
+    def customer_cases(self, parent, nodes, row: str, depth: int) -> str:
+        self.operations.add("Customer.cases")
+        args = self.arguments(parent, nodes[0])
+        first_of, after_of = self.page_arguments(args, (int,))
+        first = self.bind(first_of, "int")
+        t = self.alias()
+        where = f"l.customer_id = {row}.id AND {t}.merged_into_id IS NULL"
+        if self.given(parent, nodes[0], "after"):
+            after_id = self.bind(lambda r: after_of(r)[0], "bigint")
+            where += f" AND {t}.id < {after_id}"
+        page = (
+            f"SELECT {t}.*, row_number() OVER (ORDER BY {t}.id DESC) AS rn__ FROM cases {t}"
+            f" JOIN case_customers l ON l.case_id = {t}.id WHERE {where} ORDER BY {t}.id DESC LIMIT {first} + 1"
+        )
+        # The executor does not count a customer's cases: totalCount is null there.
+        return self.connection(parent, nodes, "Case", page, first, _id_cursor, "NULL::int", depth)
+
+    def connection(self, parent, nodes, node_type: str, page: str, first: str, cursor, total: str, depth: int) -> str:
+        connection_type = parent.fields[nodes[0].name.value].type
+        while hasattr(connection_type, "of_type"):
+            connection_type = connection_type.of_type
+        fields = self.collect(connection_type, [n.selection_set for n in nodes if n.selection_set])
+        p = self.alias()
+        kept = f"{p}.rn__ <= {first}"
+        pairs = []
+        for key, sub in fields.items():
+            name = sub[0].name.value
+            self.outline.append(f"{'  ' * (depth + 1)}{connection_type.name}.{name}")
+            if name == "__typename":
+                value = _text(connection_type.name)
+            elif name == "totalCount":
+                value = total
+            elif name == "edges":
+                edge_type = connection_type.fields["edges"].type
+                while hasattr(edge_type, "of_type"):
+                    edge_type = edge_type.of_type
+                edge_fields = self.collect(edge_type, [n.selection_set for n in sub if n.selection_set])
+                edge_pairs = []
+                for edge_key, edge_nodes in edge_fields.items():
+                    edge_name = edge_nodes[0].name.value
+                    self.outline.append(f"{'  ' * (depth + 2)}{edge_type.name}.{edge_name}")
+                    if edge_name == "__typename":
+                        edge_pairs.append(f"'{edge_key}', {_text(edge_type.name)}")
+                    elif edge_name == "cursor":
+                        edge_pairs.append(f"'{edge_key}', {cursor(p)}")
+                    elif edge_name == "node":
+                        node_type_, node_fields = self.sub(node_type, edge_nodes)
+                        edge_pairs.append(f"'{edge_key}', {self.object(node_type_, node_fields, p, depth + 3)}")
+                    else:
+                        raise Fallback(f"{edge_type.name}.{edge_name}")
+                if len(edge_pairs) > MAX_KEYS:
+                    raise Fallback("too many keys in one object")
+                value = (
+                    f"coalesce(json_agg(json_build_object({', '.join(edge_pairs)}) ORDER BY {p}.rn__)"
+                    f" FILTER (WHERE {kept}), '[]'::json)"
+                )
+            elif name == "pageInfo":
+                info_type, info_fields = self.sub("PageInfo", sub)
+                info_pairs = []
+                for info_key, info_nodes in info_fields.items():
+                    info_name = info_nodes[0].name.value
+                    if info_name == "__typename":
+                        info_pairs.append(f"'{info_key}', {_text(info_type.name)}")
+                    elif info_name == "hasNextPage":
+                        info_pairs.append(f"'{info_key}', count(*) > {first}")
+                    elif info_name == "endCursor":
+                        last = f"(array_agg({cursor(p)} ORDER BY {p}.rn__ DESC) FILTER (WHERE {kept}))[1]"
+                        info_pairs.append(f"'{info_key}', {last}")
+                    else:
+                        raise Fallback(f"PageInfo.{info_name}")
+                value = f"json_build_object({', '.join(info_pairs)})"
+            else:
+                raise Fallback(f"{connection_type.name}.{name}")
+            pairs.append(f"'{key}', {value}")
+        if len(pairs) > MAX_KEYS:
+            raise Fallback("too many keys in one object")
+        # HAVING makes it one group: one row even when the page is empty.
+        return f"(SELECT json_build_object({', '.join(pairs)}) FROM ({page}) {p} HAVING true)"
+
+
+# ---- plans, cached per document, operation and the booleans that steer @skip/@include ----------
+
+
+@dataclass
+class Prepared:
+    operation: OperationDefinitionNode
+    fragments: dict[str, FragmentDefinitionNode]
+    boolean_variables: tuple[str, ...]
+    variable_names: tuple[str, ...]  # absent and null alike: a missing variable is not in the coerced values
+
+
+_operations: dict[tuple[str, str | None], Prepared | None] = {}
+_plans: dict[tuple, Plan | None] = {}
+CACHE_SIZE = 512
+
+
+def _remember(cache: dict, key: Any, value: Any) -> Any:
+    if len(cache) >= CACHE_SIZE:
+        cache.pop(next(iter(cache)))  # the oldest: documents are few in practice
+    cache[key] = value
+    return value
+
+
+def _named(type_node: Any) -> str | None:
+    """`Boolean` for `Boolean` and `Boolean!`; None for lists."""
+    if isinstance(type_node, NonNullTypeNode):
+        type_node = type_node.type
+    return type_node.name.value if isinstance(type_node, NamedTypeNode) else None
+
+
+def _prepare(document: Any, operation_name: str | None) -> Prepared | None:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    chosen = [o for o in operations if operation_name is None or (o.name and o.name.value == operation_name)]
+    if len(chosen) != 1 or chosen[0].operation is not OperationType.QUERY:
+        return None
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    booleans = tuple(v.variable.name.value for v in chosen[0].variable_definitions or () if _named(v.type) == "Boolean")
+    names = tuple(v.variable.name.value for v in chosen[0].variable_definitions or ())
+    return Prepared(chosen[0], fragments, booleans, names)
+
+
+def plan_for(
+    schema: GraphQLSchema, source: str, document: Any, operation_name: str | None, raw_variables: dict | None
+) -> tuple[Plan, Any]:
+    """The plan of an operation and its coerced variables; Fallback when it does not compile."""
+    key = (source, operation_name)
+    if key in _operations:
+        prepared = _operations[key]
+    else:
+        prepared = _remember(_operations, key, _prepare(document, operation_name))
+    if prepared is None:
+        raise Fallback("not a single query operation")
+    coerced = get_variable_values(schema, prepared.operation.variable_definitions or (), raw_variables or {})
+    if isinstance(coerced, list):
+        raise Fallback("variables")  # the executor reports them
+    variables = coerced  # graphql-core's VariableValues, as get_argument_values takes them
+    # The shape of a plan depends on the Booleans of @skip/@include and on which optional arguments are given.
+    plan_key = (
+        source,
+        operation_name,
+        tuple(variables.coerced.get(name) for name in prepared.boolean_variables),
+        tuple(name for name in prepared.variable_names if variables.coerced.get(name) in (None, "")),
+    )
+    if plan_key in _plans:
+        plan = _plans[plan_key]
+    else:
+        try:
+            plan = Compiler(schema, prepared.fragments, variables).compile(prepared.operation)
+        except (Fallback, GraphQLError):  # a directive's argument the executor refuses, worded its way
+            plan = None
+        _remember(_plans, plan_key, plan)
+    if plan is None:
+        raise Fallback("not compilable")
+    return plan, variables
+
+
+async def fetch(engine: Any, sql: str, parameters: list[Any]) -> str:
+    """The statement's one value; SQLAlchemy's asyncpg dialect prepares it once per connection.
+    One statement needs no transaction: autocommit spares a BEGIN and a ROLLBACK round trip."""
+    async with engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            return (await conn.exec_driver_sql(sql, tuple(parameters))).scalar_one()
+        except DBAPIError as error:
+            raise Fallback("database error") from error  # the executor meets it and reports it as it does today
+
+
+class CompiledReads(SchemaExtension):
+    """Answers a compilable read query with one SQL statement, after every check that comes before
+    execution (parsing, validation, limits, cost, unstorable characters). Only where the transport
+    asks for it (`context.compile_reads`): the result's data is then pre-serialised JSON."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        execution = self.execution_context
+        context = execution.context
+        if execution.result is None and getattr(context, "compile_reads", False) and execution.graphql_document:
+            try:
+                plan, variables = plan_for(
+                    execution.schema._schema,
+                    execution.query or "",
+                    execution.graphql_document,
+                    execution.operation_name,
+                    execution.variables,
+                )
+                parameters = plan.parameters(Request(variables, context.actor))
+                text = await fetch(context.runtime.engine, plan.sql, parameters)
+            except Fallback:
+                pass
+            else:
+                execution.result = GraphQLExecutionResult(data=orjson.Fragment(text), errors=None)  # type: ignore[arg-type]
+                context.answered_by = "compiled"
+        yield
+
+
+async def explain(
+    engine: Any,
+    schema: GraphQLSchema,
+    source: str,
+    *,
+    variables: dict[str, Any] | None = None,
+    operation_name: str | None = None,
+    actor: Any = None,
+    analyze: bool = False,
+) -> str:
+    """What `casegraph explain` prints: the outline of the plan, its SQL and PostgreSQL's plan for it,
+    or why the operation falls back to the executor."""
+    document = parse(source)
+    errors = validate(schema, document)
+    if errors:
+        return "Invalid document:\n" + "\n".join(f"  {e.message}" for e in errors)
+    prepared = _prepare(document, operation_name)
+    if prepared is None:
+        return "Falls back to the executor: not a single query operation"
+    coerced = get_variable_values(schema, prepared.operation.variable_definitions or (), variables or {})
+    if isinstance(coerced, list):
+        return "Falls back to the executor: " + "; ".join(e.message for e in coerced)
+    try:
+        plan = Compiler(schema, prepared.fragments, coerced).compile(prepared.operation)
+    except (Fallback, GraphQLError) as reason:
+        return f"Falls back to the executor: {reason}"
+    try:
+        parameters = plan.parameters(Request(coerced, actor))
+    except Fallback as reason:
+        return f"Compiles, but these arguments or this role go to the executor: {reason}\n\nSQL:\n{plan.sql}"
+    options = "ANALYZE, BUFFERS, " if analyze else ""
+    async with engine.connect() as conn:
+        rows = (await conn.exec_driver_sql(f"EXPLAIN ({options}VERBOSE) {plan.sql}", tuple(parameters))).all()
+    return "\n".join(
+        [
+            "Plan (compiled, one SQL statement):",
+            *(f"  {line}" for line in plan.outline),
+            "",
+            "SQL:",
+            plan.sql,
+            "",
+            f"Parameters: {parameters!r}",
+            "",
+            "EXPLAIN:",
+            *(row[0] for row in rows),
+        ]
+    )
