@@ -11,6 +11,7 @@ from resolvers.cases import CaseLifecycleMutation, CaseMutation, CaseQuery
 from resolvers.contacts import ContactFixMutation, ContactMutation, ContactQuery
 from resolvers.customers import CustomerMergeMutation, CustomerMergeQuery, CustomerMutation, CustomerQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
+from resolvers.search import SearchQuery
 from schema.auth import User
 from schema.ids import from_global_id
 from schema.node import Node, load_case, load_contact, load_customer, load_user
@@ -46,6 +47,7 @@ class RootQuery:
 QUERIES = (
     RootQuery,
     CustomerQuery,
+    SearchQuery,
     CaseQuery,
     ContactQuery,
     RecognitionQuery,

@@ -37,6 +37,7 @@ from app.models.recognition import (
     RecognitionConfig,
     RecognitionRule,
 )
+from app.models.search import CaseSearchVector, ContactSearchVector
 
 __all__ = [
     "ARCHIVE_ENTITIES",
@@ -64,7 +65,9 @@ __all__ = [
     "Base",
     "Case",
     "CaseCustomer",
+    "CaseSearchVector",
     "Contact",
+    "ContactSearchVector",
     "Customer",
     "CustomerIdentifier",
     "CustomerMerge",
