@@ -125,6 +125,11 @@ class CustomerCreateInput:
     phones: list[str] = strawberry.field(default_factory=list)
     account_ids: list[str] = strawberry.field(default_factory=list)
     fields: JSON | None = None
+    if_no_duplicates: bool = strawberry.field(
+        default=False,
+        description="Create nothing when a customer with the same email, phone or account id exists "
+        "(a POSSIBLE_DUPLICATE error naming them).",
+    )
 
 
 @strawberry.input
@@ -213,6 +218,10 @@ class DuplicateCandidate:
 @strawberry.type
 class CustomerPayload:
     customer: Customer | None = None
+    possible_duplicates: list[DuplicateCandidate] = strawberry.field(
+        default_factory=list,
+        description="customerCreate: existing customers with the same email, phone or account id, best first.",
+    )
     errors: list[UserError] = strawberry.field(default_factory=list)
 
 

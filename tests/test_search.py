@@ -298,3 +298,60 @@ async def test_identifier_values_used_by_creation_stay_normalised(runtime):
     assert await scalar(runtime, "SELECT value FROM customer_identifiers WHERE customer_id = :c", c=customer.id) == (
         "+447700900999"
     )
+
+
+# ---- duplicates at creation ---------------------------------------------------------------------
+
+CREATE = """
+mutation($input: CustomerCreateInput!) {
+  customerCreate(input: $input) {
+    customer { id number }
+    possibleDuplicates { score reasons customer { id } }
+    errors { field code message }
+  }
+}
+"""
+
+
+async def test_creation_names_customers_with_the_same_email_phone_or_account_id(gql, people):
+    data = await gql(
+        CREATE, {"input": {"name": "Ada Lovelace", "emails": ["ADA@example.com"], "phones": ["020 7946 0000"]}}
+    )
+    payload = data["customerCreate"]
+    assert payload["customer"] is not None and payload["errors"] == []
+    found = [(d["customer"]["id"], d["reasons"]) for d in payload["possibleDuplicates"]]
+    # Ada shares the email and has the same name: first. The Smiths share the household phone.
+    assert found[0] == (gid("Customer", people["ada"]), ["shares email ada@example.com", "similar name (1.00)"])
+    assert {f[0] for f in found[1:]} == {gid("Customer", people["john"]), gid("Customer", people["jane"])}
+
+
+async def test_a_similar_name_alone_is_no_duplicate_at_creation(gql, people):
+    payload = (await gql(CREATE, {"input": {"name": "Ada Lovelace", "emails": ["new@example.com"]}}))["customerCreate"]
+    assert payload["possibleDuplicates"] == [] and payload["customer"] is not None
+
+
+async def test_if_no_duplicates_creates_nothing_and_names_them(gql, people, runtime):
+    before = await scalar(runtime, "SELECT count(*) FROM customers")
+    payload = (
+        await gql(CREATE, {"input": {"name": "A. Lovelace", "phones": ["+447700900123"], "ifNoDuplicates": True}})
+    )["customerCreate"]
+    assert payload["customer"] is None
+    [error] = payload["errors"]
+    assert (error["field"], error["code"]) == ("ifNoDuplicates", "POSSIBLE_DUPLICATE")
+    assert "C-000001 (shares phone +447700900123" in error["message"]
+    assert await scalar(runtime, "SELECT count(*) FROM customers") == before
+    # Without a duplicate, it creates as usual.
+    created = (await gql(CREATE, {"input": {"name": "Someone New", "ifNoDuplicates": True}}))["customerCreate"]
+    assert created["customer"] is not None and created["errors"] == []
+
+
+async def test_customer_duplicates_and_creation_agree(gql, people):
+    # The same definition: what creation would flag is what customerDuplicates lists for the new profile.
+    payload = (await gql(CREATE, {"input": {"name": "Jon Smith", "phones": ["02079460000"]}}))["customerCreate"]
+    listed = (
+        await gql(
+            "query($id: ID!) { customerDuplicates(customerId: $id) { score reasons customer { id } } }",
+            {"id": payload["customer"]["id"]},
+        )
+    )["customerDuplicates"]
+    assert payload["possibleDuplicates"] == [d for d in listed if any(r.startswith("shares") for r in d["reasons"])]

@@ -15,13 +15,14 @@ from datetime import datetime
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import text
+from sqlalchemy import func, text, tuple_
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import limits
 from app.errors import ErrorCode, UserError
-from app.identifiers import normalize_email
-from app.models import CASE_STATUSES, PRIORITIES
+from app.identifiers import identifier_holders, normalize_email
+from app.models import CASE_STATUSES, PRIORITIES, CustomerIdentifier
 from app.pagination import Page, decode_cursor
 
 # Name hits considered before filtering and paging: the best this many by similarity.
@@ -162,11 +163,14 @@ def _customer_hits(reading: CustomerQuery) -> tuple[list[str], dict[str, Any]]:
         # The stored number ends with the digits typed, after a country code of one to three digits.
         parts.append(
             "SELECT customer_id, 'phone_national', value, 0.9 FROM customer_identifiers "
-            "WHERE kind = 'phone' AND reverse(value) LIKE :reversed_national "
+            "WHERE kind = 'phone' AND reverse(value) ~>=~ :reversed_national AND reverse(value) ~<~ :reversed_next "
             "AND length(value) - length(:national) BETWEEN 2 AND 4"
         )
         params["national"] = reading.national_digits
-        params["reversed_national"] = reading.national_digits[::-1] + "%"
+        # A prefix range on the reversed value (an index range scan in any plan, unlike LIKE with a parameter).
+        reversed_national = reading.national_digits[::-1]
+        params["reversed_national"] = reversed_national
+        params["reversed_next"] = reversed_national[:-1] + chr(ord(reversed_national[-1]) + 1)
     if reading.customer_number:
         parts.append("SELECT id, 'customer_number', number, 1.0 FROM customers WHERE number = :number")
         params["number"] = reading.customer_number
@@ -382,3 +386,77 @@ def _check_values(values: tuple[str, ...], allowed: tuple[str, ...], field_name:
     for index, value in enumerate(values):
         if value not in allowed:
             raise UserError(ErrorCode.INVALID, f"unknown value {value!r}", f"{field_name}.{index}")
+
+
+# ---- likely duplicates: one definition for customerDuplicates, customerCreate and recognition -------
+
+# Identifiers that make two profiles possibly one person (an external ref is the back office's key).
+DUPLICATE_KINDS = ("email", "phone", "account_id")
+# Statuses of the customers a new or existing profile may duplicate (merged and erased ones cannot).
+DUPLICATE_STATUSES = ("active", "archived")
+
+
+@dataclass(frozen=True)
+class DuplicateCandidate:
+    customer_id: int
+    score: float
+    reasons: list[str]
+
+
+# `%` on the folded names uses their trigram index (threshold pg_trgm.similarity_threshold, 0.3).
+_SIMILAR_NAMES = text("""
+SELECT c.id, similarity(casegraph_fold(c.name), casegraph_fold(:name)) AS similarity FROM customers c
+WHERE casegraph_fold(c.name) % casegraph_fold(:name) AND c.id <> :exclude AND c.status = ANY(:statuses)
+ORDER BY similarity DESC, c.id LIMIT :limit
+""")
+_NAME_SIMILARITY = text("""
+SELECT c.id, similarity(casegraph_fold(c.name), casegraph_fold(:name)) FROM customers c WHERE c.id = ANY(:ids)
+""")
+
+
+async def likely_duplicates(
+    session: AsyncSession,
+    *,
+    identifiers: list[tuple[str, str]],
+    name: str | None,
+    exclude_id: int | None = None,
+    similar_names_alone: bool = True,
+    limit: int = 20,
+) -> list[DuplicateCandidate]:
+    """Customers that may be the same person: sharing an email, phone or account id (strong), and a
+    similar name (adds to it; counts alone only with `similar_names_alone`). Best first, with reasons."""
+    pairs = [(kind, value) for kind, value in identifiers if kind in DUPLICATE_KINDS]
+    params = {"exclude": exclude_id or 0, "statuses": list(DUPLICATE_STATUSES)}
+    scores: dict[int, float] = {}
+    reasons: dict[int, list[str]] = {}
+    if pairs:
+        shared_list = func.array_agg(
+            aggregate_order_by(
+                CustomerIdentifier.kind + " " + CustomerIdentifier.value,
+                CustomerIdentifier.kind,
+                CustomerIdentifier.value,
+            )
+        )
+        holders = identifier_holders(
+            tuple_(CustomerIdentifier.kind, CustomerIdentifier.value).in_(pairs), statuses=DUPLICATE_STATUSES
+        ).where(CustomerIdentifier.customer_id != params["exclude"])
+        for other_id, shared in await session.execute(holders.add_columns(shared_list)):
+            # One shared identifier is strong evidence, each further one adds a little.
+            scores[other_id] = min(0.6 + 0.1 * (len(shared) - 1), 0.8)
+            reasons[other_id] = [f"shares {item}" for item in shared]
+    if name and name.strip():
+        if similar_names_alone:
+            similar = (await session.execute(_SIMILAR_NAMES, {**params, "name": name, "limit": limit})).all()
+        elif scores:
+            similar = [
+                (i, s)
+                for i, s in await session.execute(_NAME_SIMILARITY, {"name": name, "ids": list(scores)})
+                if s is not None and s >= 0.3
+            ]
+        else:
+            similar = []
+        for other_id, similarity in similar:
+            scores[other_id] = scores.get(other_id, 0.0) + 0.4 * similarity
+            reasons.setdefault(other_id, []).append(f"similar name ({similarity:.2f})")
+    ranked = sorted(scores, key=lambda i: (-scores[i], i))[:limit]
+    return [DuplicateCandidate(customer_id=i, score=round(min(scores[i], 1.0), 3), reasons=reasons[i]) for i in ranked]
