@@ -321,16 +321,16 @@ GENERATE = [
        UNION ALL SELECT id, 'phone', '+4479' || lpad(id::text, 8, '0') FROM customers
        UNION ALL SELECT id, 'account_id', 'ACC-' || id FROM customers""",
     """INSERT INTO cases (subject, description, status, priority)
-       SELECT (SELECT string_agg(w[1 + floor(random() * array_length(w, 1))::int], ' ') FROM generate_series(1, 4) WHERE i > 0),
-              (SELECT string_agg(w[1 + floor(random() * array_length(w, 1))::int], ' ') FROM generate_series(1, 25) WHERE i > 0),
+       SELECT (SELECT string_agg(word, ' ') FROM (SELECT w[1 + floor(random() * array_length(w, 1))::int] AS word FROM generate_series(1, 4) WHERE i > 0) words),
+              (SELECT string_agg(word, ' ') FROM (SELECT w[1 + floor(random() * array_length(w, 1))::int] AS word FROM generate_series(1, 25) WHERE i > 0) words),
               (ARRAY['new','open','pending','resolved','closed'])[1 + i % 5], 'normal'
        FROM generate_series(1, :n / 2) i, (SELECT CAST(:words AS text[]) AS w) vocabulary""",
     "INSERT INTO case_customers (case_id, customer_id, is_primary) SELECT id, id * 2, true FROM cases",
     """INSERT INTO contacts (channel, direction, occurred_at, customer_id, case_id, subject, text)
        SELECT 'email', 'inbound', now() - (i % 1000) * interval '1 hour', c.id,
               CASE WHEN c.id % 2 = 0 THEN c.id / 2 END,
-              (SELECT string_agg(w[1 + floor(random() * array_length(w, 1))::int], ' ') FROM generate_series(1, 3) WHERE i > 0),
-              (SELECT string_agg(w[1 + floor(random() * array_length(w, 1))::int], ' ') FROM generate_series(1, 30) WHERE i > 0)
+              (SELECT string_agg(word, ' ') FROM (SELECT w[1 + floor(random() * array_length(w, 1))::int] AS word FROM generate_series(1, 3) WHERE i > 0) words),
+              (SELECT string_agg(word, ' ') FROM (SELECT w[1 + floor(random() * array_length(w, 1))::int] AS word FROM generate_series(1, 30) WHERE i > 0) words)
        FROM customers c, generate_series(1, 5) i, (SELECT CAST(:words AS text[]) AS w) vocabulary""",
     "ANALYZE",
 ]
