@@ -355,3 +355,22 @@ async def test_customer_duplicates_and_creation_agree(gql, people):
         )
     )["customerDuplicates"]
     assert payload["possibleDuplicates"] == [d for d in listed if any(r.startswith("shares") for r in d["reasons"])]
+
+
+# ---- no reading scans the table -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["ada@example.com", "07700 900123", "06 12 34 56 78", "ACC-42_%", "C-000006", "CASE-000001", "Lovelace Ada"],
+)
+async def test_every_reading_of_a_query_is_an_index_lookup(runtime, typed):
+    from app.services.search import _customer_hits, read_customer_query
+
+    parts, params = _customer_hits(read_customer_query(typed, region="GB"))
+    async with runtime.engine.begin() as conn:
+        # With sequential scans priced out, a reading that has no usable index still shows one.
+        await conn.execute(text("SET LOCAL enable_seqscan = off"))
+        for part in parts:
+            plan = "\n".join(r[0] for r in await conn.execute(text(f"EXPLAIN {part}"), params))
+            assert "Seq Scan" not in plan, (part, plan)
