@@ -230,9 +230,11 @@ async def search_customers(
     statement = text(f"""
         WITH hits(customer_id, how, value, score) AS ({" UNION ALL ".join(parts)}),
         live AS (
-            SELECT casegraph_live_customer(customer_id, false, false) AS id, how, value, score,
+            -- A merged customer is found as the customer it now lives on.
+            SELECT CASE WHEN found.status = 'merged' THEN casegraph_live_customer(hits.customer_id, false, false)
+                        ELSE hits.customer_id END AS id, how, value, score,
                    CASE how {" ".join(f"WHEN '{h}' THEN {t}" for h, t in _TIERS.items())} ELSE {_EXACT_TIER} END AS tier
-            FROM hits
+            FROM hits JOIN customers found ON found.id = hits.customer_id
         ),
         ranked AS (
             SELECT id, (max(tier) * 1000000 + round(max(score) * 999999))::bigint AS rank,
