@@ -269,8 +269,9 @@ def _distinct_matches(matches: list[dict[str, Any]]) -> list[Match]:
 
 # Contacts' words count for less than the case's own (their vector weights already favour a subject).
 CONTACT_WEIGHT = 0.5
-# Matching cases considered before filtering and paging, best first.
-CASE_CANDIDATES = 1000
+# Matches ranked, from the cases and from the contacts each: a query of common words stops
+# collecting there rather than ranking every row that holds them (more words narrow it).
+CASE_CANDIDATES = 5000
 HEADLINE_OPTIONS = "StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=2"
 
 
@@ -349,11 +350,13 @@ async def search_cases(
         params["q"] = typed
         matches = f"""
             SELECT case_id, round(max(rank) * 999999)::bigint AS rank FROM (
-                (SELECT v.case_id, ts_rank(v.vector, q.query) AS rank FROM case_search_vectors v, q
-                 WHERE v.vector @@ q.query ORDER BY rank DESC LIMIT {CASE_CANDIDATES})
+                SELECT m.case_id, ts_rank(m.vector, q.query) AS rank FROM q, LATERAL (
+                    SELECT v.case_id, v.vector FROM case_search_vectors v
+                    WHERE v.vector @@ q.query LIMIT {CASE_CANDIDATES}) m
                 UNION ALL
-                (SELECT v.case_id, {CONTACT_WEIGHT} * ts_rank(v.vector, q.query) FROM contact_search_vectors v, q
-                 WHERE v.vector @@ q.query ORDER BY 2 DESC LIMIT {CASE_CANDIDATES})
+                SELECT m.case_id, {CONTACT_WEIGHT} * ts_rank(m.vector, q.query) FROM q, LATERAL (
+                    SELECT v.case_id, v.vector FROM contact_search_vectors v
+                    WHERE v.vector @@ q.query LIMIT {CASE_CANDIDATES}) m
             ) found GROUP BY case_id"""
         snippet = f"""(SELECT ts_headline(casegraph_text_search_config(), _escape_html(part), q.query, '{HEADLINE_OPTIONS}')
                 FROM q, LATERAL (
