@@ -14,7 +14,7 @@ from sqlalchemy import BigInteger, DateTime, Select, bindparam, func, select, tr
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.models import Case, CaseCustomer, Contact
+from app.models import OPEN_CASE_STATUSES, Case, CaseCustomer, Contact
 from app.pagination import Page, decode_cursor
 
 contacts = Contact.__table__
@@ -60,7 +60,7 @@ def _contact_page_statement(owner: str, with_cursor: bool, with_channel: bool) -
 
 
 @cache
-def _customer_case_page_statement(with_cursor: bool) -> Select:
+def _customer_case_page_statement(with_cursor: bool, open_only: bool = False) -> Select:
     query = (
         select(cases)
         .join(CaseCustomer.__table__, CaseCustomer.case_id == cases.c.id)
@@ -68,6 +68,8 @@ def _customer_case_page_statement(with_cursor: bool) -> Select:
         .order_by(cases.c.id.desc())
         .limit(bindparam("limit"))
     )
+    if open_only:
+        query = query.where(cases.c.status.in_(OPEN_CASE_STATUSES), cases.c.archived_at.is_(None))
     if with_cursor:
         query = query.where(cases.c.id < bindparam("after_id", type_=BigInteger))
     return _lateral(query, CaseCustomer.customer_id)
@@ -94,13 +96,14 @@ async def contact_pages(
 
 
 async def customer_case_pages(
-    conn: AsyncConnection, *, customer_ids: list[int], first: int, after: str | None
+    conn: AsyncConnection, *, customer_ids: list[int], first: int, after: str | None, open_only: bool = False
 ) -> dict[int, Page]:
-    """The newest `first` cases (after the cursor) linked to each customer; merged cases left out."""
+    """The newest `first` cases (after the cursor) linked to each customer; merged cases left out,
+    and with `open_only` the finished and archived ones too."""
     params: dict[str, Any] = {"limit": first + 1}
     if after:
         (params["after_id"],) = decode_cursor(after, int)
-    grouped = await _grouped(conn, _customer_case_page_statement(bool(after)), customer_ids, **params)
+    grouped = await _grouped(conn, _customer_case_page_statement(bool(after), open_only), customer_ids, **params)
     return {k: Page.from_overfetch(rows, first) for k, rows in grouped.items()}
 
 

@@ -1,12 +1,15 @@
-"""Normalisation of customer identifiers: emails lower-cased, phones in E.164."""
+"""Customer identifiers: their normalisation (emails lower-cased, phones in E.164), and who holds one."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import phonenumbers
+from sqlalchemy import Select, select
 
 from app.errors import ErrorCode, UserError
 from app.limits import IDENTIFIER, check_text
-from app.models import IDENTIFIER_KINDS
+from app.models import IDENTIFIER_KINDS, Customer, CustomerIdentifier
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321's limit on a forward path
 
@@ -56,3 +59,17 @@ def normalize_identifier(kind: str, value: str, *, region: str, field: str = "va
     if not cleaned:
         raise UserError(ErrorCode.REQUIRED, "an identifier value is required", field)
     return cleaned
+
+
+def identifier_holders(condition: Any, *, statuses: tuple[str, ...] = ("active",), limit: int | None = None) -> Select:
+    """The customers in `statuses` holding an identifier that meets `condition`, by id: the one
+    definition of "the same identifier" for recognition's candidates, customerDuplicates and the
+    duplicates customerCreate reports."""
+    query = (
+        select(CustomerIdentifier.customer_id)
+        .join(Customer, Customer.id == CustomerIdentifier.customer_id)
+        .where(condition, Customer.status.in_(statuses))
+        .group_by(CustomerIdentifier.customer_id)
+        .order_by(CustomerIdentifier.customer_id)
+    )
+    return query.limit(limit) if limit is not None else query

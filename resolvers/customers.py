@@ -32,6 +32,10 @@ from schema.pagination import Connection
 from schema.permissions import allow
 
 
+def _candidate(found) -> DuplicateCandidate:
+    return DuplicateCandidate(customer_id=found.customer_id, score=found.score, reasons=found.reasons)
+
+
 @strawberry.type
 class CustomerQuery:
     @strawberry.field(permission_classes=[allow("Query.customer")])
@@ -87,15 +91,19 @@ class CustomerMutation:
         return await mutate(
             info,
             CustomerPayload,
-            lambda session: service.create_customer(
+            lambda session: service.create_customer_avoiding_duplicates(
                 session,
                 actor=info.context.actor,
                 name=input.name,
                 identifiers=identifiers,
                 fields=input.fields,
                 region=info.context.phone_region,
+                if_no_duplicates=input.if_no_duplicates,
             ),
-            lambda row: {"customer": Customer.from_row(row)},
+            lambda created: {
+                "customer": Customer.from_row(created.customer),
+                "possible_duplicates": [_candidate(c) for c in created.possible_duplicates],
+            },
         )
 
     @strawberry.mutation(permission_classes=[allow("Mutation.customerUpdate")])
@@ -171,7 +179,7 @@ class CustomerMergeQuery:
             found = await service.find_duplicates(session, customer_id=customer_db_id, limit=page_size(first))
         if found is None:
             return None
-        return [DuplicateCandidate(customer_id=c.customer_id, score=c.score, reasons=c.reasons) for c in found]
+        return [_candidate(c) for c in found]
 
     @strawberry.field(permission_classes=[allow("Query.customerMerge")])
     async def customer_merge(self, info: strawberry.Info, id: strawberry.ID) -> CustomerMerge | None:

@@ -62,6 +62,7 @@ class Loaders:
         self.customer_contacts = DataLoader(self._paged(self._customer_contacts))
         self.case_contacts = DataLoader(self._paged(self._case_contacts))
         self.customer_cases = DataLoader(self._paged(self._customer_cases))
+        self.customer_open_cases = DataLoader(self._paged(self._customer_open_cases))
         self.customer_contact_count = DataLoader(self._customer_contact_counts)
         self.case_contact_count = DataLoader(self._case_contact_counts)
 
@@ -152,6 +153,10 @@ class Loaders:
         async with self.runtime.engine.connect() as conn:
             return await history.customer_case_pages(conn, customer_ids=ids, first=first, after=after)
 
+    async def _customer_open_cases(self, ids: list[int], first: int, after: str | None, channel: str | None):
+        async with self.runtime.engine.connect() as conn:
+            return await history.customer_case_pages(conn, customer_ids=ids, first=first, after=after, open_only=True)
+
     async def _customer_contact_counts(self, keys: list[tuple[int, str | None]]) -> list[int]:
         return await self._counts("customer", keys)
 
@@ -183,8 +188,15 @@ class Loaders:
         page = await self.case_contacts.load(PageKey(case_id, page_size(first), after))
         return _with_count(page, lambda: self.case_contact_count.load((case_id, None)))
 
-    async def customer_cases_page(self, customer_id: int, first: int | None, after: str | None) -> Page:
-        return await self.customer_cases.load(PageKey(customer_id, page_size(first), after))
+    async def customer_cases_page(
+        self, customer_id: int, first: int | None, after: str | None, open_only: bool = False
+    ) -> Page:
+        loader = self.customer_open_cases if open_only else self.customer_cases
+        return await loader.load(PageKey(customer_id, page_size(first), after))
+
+    async def latest_contact(self, customer_id: int) -> Any | None:
+        page = await self.customer_contacts.load(PageKey(customer_id, 1, None, None))
+        return page.rows[0] if page.rows else None
 
 
 @cache

@@ -13,6 +13,7 @@ from resolvers.customers import CustomerMergeMutation, CustomerMergeQuery, Custo
 from resolvers.mail import CaseReplyMutation, MailMutation, MailQuery
 from resolvers.queues import PoolMutation, PoolQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
+from resolvers.search import SearchQuery
 from schema.auth import User
 from schema.ids import from_global_id
 from schema.node import Node, load_case, load_contact, load_customer, load_user
@@ -48,6 +49,7 @@ class RootQuery:
 QUERIES = (
     RootQuery,
     CustomerQuery,
+    SearchQuery,
     CaseQuery,
     ContactQuery,
     RecognitionQuery,

@@ -66,6 +66,30 @@ class Customer(Node):
         return Connection.from_page(page, Case.from_row)
 
     @strawberry.field(
+        permission_classes=[allow("Customer.openCases")],
+        description="The cases of this customer not yet resolved or closed (nor archived), newest first.",
+    )
+    async def open_cases(
+        self, info: strawberry.Info, first: int | None = None, after: str | None = None
+    ) -> Connection[Annotated[Case, strawberry.lazy("schema.cases")]]:
+        from schema.cases import Case
+
+        page = await info.context.loaders.customer_cases_page(self.db_id, first, after, open_only=True)
+        return Connection.from_page(page, Case.from_row)
+
+    @strawberry.field(
+        permission_classes=[allow("Customer.latestContact")],
+        description="The customer's most recent contact on any channel.",
+    )
+    async def latest_contact(
+        self, info: strawberry.Info
+    ) -> Annotated[Contact, strawberry.lazy("schema.contacts")] | None:
+        from schema.contacts import Contact
+
+        row = await info.context.loaders.latest_contact(self.db_id)
+        return Contact.from_row(row) if row else None
+
+    @strawberry.field(
         permission_classes=[allow("Customer.contacts")],
         description="The unified contact history: every contact of this customer across all cases, newest first.",
     )
@@ -101,6 +125,11 @@ class CustomerCreateInput:
     phones: list[str] = strawberry.field(default_factory=list)
     account_ids: list[str] = strawberry.field(default_factory=list)
     fields: JSON | None = None
+    if_no_duplicates: bool = strawberry.field(
+        default=False,
+        description="Create nothing when a customer with the same email, phone or account id exists "
+        "(a POSSIBLE_DUPLICATE error naming them).",
+    )
 
 
 @strawberry.input
@@ -189,6 +218,10 @@ class DuplicateCandidate:
 @strawberry.type
 class CustomerPayload:
     customer: Customer | None = None
+    possible_duplicates: list[DuplicateCandidate] = strawberry.field(
+        default_factory=list,
+        description="customerCreate: existing customers with the same email, phone or account id, best first.",
+    )
     errors: list[UserError] = strawberry.field(default_factory=list)
 
 

@@ -33,6 +33,8 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Query.customer": STAFF,
     "Query.customerByNumber": FEED,
     "Query.customers": STAFF,
+    "Query.customerSearch": STAFF,
+    "Query.caseSearch": STAFF,
     "Query.case": STAFF,
     "Query.caseByReference": FEED,
     "Query.cases": STAFF,
@@ -107,6 +109,8 @@ MATRIX: dict[str, tuple[str, ...]] = {
     # Histories are browsing: an integrator that looked a customer or case up reads that record only.
     "Customer.cases": STAFF,
     "Customer.contacts": STAFF,
+    "Customer.openCases": STAFF,
+    "Customer.latestContact": STAFF,
     "Case.contacts": STAFF,
 }
 

@@ -208,6 +208,8 @@ HISTORY = {
     "Customer.cases": "query($n: String!) { customerByNumber(number: $n) { name cases { edges { cursor } } } }",
     "Customer.contacts": "query($n: String!) { customerByNumber(number: $n) { name contacts { edges { cursor } } } }",
     "Case.contacts": "query($r: String!) { caseByReference(reference: $r) { subject contacts { edges { cursor } } } }",
+    "Customer.openCases": "query($n: String!) { customerByNumber(number: $n) { name openCases { edges { cursor } } } }",
+    "Customer.latestContact": "query($n: String!) { customerByNumber(number: $n) { name latestContact { id } } }",
 }
 
 

@@ -48,6 +48,7 @@ from app.models.recognition import (
     RecognitionConfig,
     RecognitionRule,
 )
+from app.models.search import CaseSearchVector, ContactSearchVector
 
 __all__ = [
     "ARCHIVE_ENTITIES",
@@ -82,7 +83,9 @@ __all__ = [
     "Base",
     "Case",
     "CaseCustomer",
+    "CaseSearchVector",
     "Contact",
+    "ContactSearchVector",
     "Customer",
     "CustomerIdentifier",
     "CustomerMerge",

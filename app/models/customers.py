@@ -41,6 +41,12 @@ class Customer(Base):
         Index("ix_customers_fields", "fields", postgresql_using="gin", postgresql_ops={"fields": "jsonb_path_ops"}),
         # customerDuplicates: similar names by trigram similarity.
         Index("ix_customers_name_trgm", "name", postgresql_using="gin", postgresql_ops={"name": "gin_trgm_ops"}),
+        # customerSearch: names folded (lower case, no accents) by trigram similarity.
+        Index(
+            "ix_customers_name_folded",
+            sql("casegraph_fold(name) gin_trgm_ops"),
+            postgresql_using="gin",
+        ),
         # Re-pointing older tombstones at a new survivor touches only those rows.
         Index("ix_customers_merged_into_id", "merged_into_id", postgresql_where=sql("merged_into_id IS NOT NULL")),
         # The archive sweep reads only the inactive (then only the expired) rows, not the table.
@@ -69,6 +75,12 @@ class CustomerIdentifier(Base):
         CheckConstraint(one_of("kind", IDENTIFIER_KINDS), name="kind"),
         Index("uq_customer_identifiers_customer_kind_value", "customer_id", "kind", "value", unique=True),
         Index("ix_customer_identifiers_kind_value", "kind", "value"),
+        # customerSearch: a phone typed without its country code matches the end of the E.164 value.
+        Index(
+            "ix_customer_identifiers_phone_reversed",
+            sql("reverse(value) text_pattern_ops"),
+            postgresql_where=sql("kind = 'phone'"),
+        ),
     )
 
 

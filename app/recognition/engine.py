@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.errors import UserError
-from app.identifiers import normalize_identifier
+from app.identifiers import identifier_holders, normalize_identifier
 from app.models import (
     OPEN_CASE_STATUSES,
     Case,
@@ -482,14 +482,7 @@ def _customer_step(ids: list[int], what: str, looked_at: Any) -> Step:
 # Hot-path statements are built once: building and cache-keying a statement per call costs more
 # than running it.
 def _active_holders(condition):
-    return (
-        select(CustomerIdentifier.customer_id)
-        .join(Customer, Customer.id == CustomerIdentifier.customer_id)
-        .where(condition, Customer.status == "active")
-        .group_by(CustomerIdentifier.customer_id)
-        .order_by(CustomerIdentifier.customer_id)
-        .limit(MAX_CANDIDATES + 1)
-    )
+    return identifier_holders(condition, statuses=("active",), limit=MAX_CANDIDATES + 1)
 
 
 _HOLDERS_OF_ONE = _active_holders(

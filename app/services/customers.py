@@ -20,8 +20,9 @@ from app.identifiers import normalize_identifier
 from app.limits import check_json_object, check_text
 from app.models import FIELD_STRATEGIES, Customer, CustomerIdentifier, CustomerMerge
 from app.pagination import Page, decode_cursor
-from app.services import audit
+from app.services import audit, search
 from app.services.locking import lock_customers
+from app.services.search import DuplicateCandidate
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,45 @@ async def create_customer(
     )
     events.emit(session, "customerUpdated", customer.id)
     return customer
+
+
+@dataclass(frozen=True)
+class CreatedCustomer:
+    customer: Customer
+    possible_duplicates: list[DuplicateCandidate]
+
+
+async def create_customer_avoiding_duplicates(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    name: str | None,
+    identifiers: list[IdentifierInput],
+    fields: dict[str, Any] | None,
+    region: str,
+    if_no_duplicates: bool = False,
+) -> CreatedCustomer:
+    """Create a customer and say which existing ones it may duplicate (the same email, phone or account
+    id); with `if_no_duplicates`, create nothing when there are any (POSSIBLE_DUPLICATE naming them)."""
+    check_text(name, "name", limits.NAME)
+    pairs = normalize_identifiers(identifiers, region=region)
+    duplicates = await search.likely_duplicates(
+        session, identifiers=pairs, name=name, similar_names_alone=False, limit=limits.IDS_PER_CALL
+    )
+    if duplicates and if_no_duplicates:
+        numbers = dict(
+            (
+                await session.execute(
+                    select(Customer.id, Customer.number).where(Customer.id.in_([d.customer_id for d in duplicates]))
+                )
+            ).all()
+        )
+        listed = "; ".join(f"{numbers[d.customer_id]} ({', '.join(d.reasons)})" for d in duplicates)
+        raise UserError(ErrorCode.POSSIBLE_DUPLICATE, f"possible duplicates: {listed}", "ifNoDuplicates")
+    customer = await create_customer(
+        session, actor=actor, name=name, identifiers=identifiers, fields=fields, region=region
+    )
+    return CreatedCustomer(customer=customer, possible_duplicates=duplicates)
 
 
 async def update_customer(
@@ -285,13 +325,6 @@ class FieldPick:
 
     field: str
     customer_id: int
-
-
-@dataclass(frozen=True)
-class DuplicateCandidate:
-    customer_id: int
-    score: float
-    reasons: list[str]
 
 
 def _is_empty(value: Any) -> bool:
@@ -663,22 +696,6 @@ async def get_merge(session: AsyncSession, *, merge_id: int) -> CustomerMerge | 
     return await session.get(CustomerMerge, merge_id)
 
 
-_SHARED_IDENTIFIERS = text("""
-SELECT other.customer_id, array_agg(other.kind || ' ' || other.value ORDER BY other.kind, other.value) AS shared
-FROM customer_identifiers mine
-JOIN customer_identifiers other ON other.kind = mine.kind AND other.value = mine.value AND other.customer_id <> mine.customer_id
-JOIN customers c ON c.id = other.customer_id AND c.status IN ('active', 'archived')
-WHERE mine.customer_id = :c
-GROUP BY other.customer_id
-""")
-# `%` uses the trigram GIN index on customers.name (threshold pg_trgm.similarity_threshold, 0.3).
-_SIMILAR_NAMES = text("""
-SELECT c.id, similarity(c.name, :name) AS similarity FROM customers c
-WHERE c.name % :name AND c.id <> :c AND c.status IN ('active', 'archived')
-ORDER BY similarity DESC, c.id LIMIT :limit
-""")
-
-
 async def find_duplicates(
     session: AsyncSession, *, customer_id: int, limit: int = 20
 ) -> list[DuplicateCandidate] | None:
@@ -686,17 +703,13 @@ async def find_duplicates(
     customer = await session.get(Customer, customer_id)
     if customer is None:
         return None
-    scores: dict[int, float] = {}
-    reasons: dict[int, list[str]] = {}
-    for other_id, shared in await session.execute(_SHARED_IDENTIFIERS, {"c": customer_id}):
-        # One shared identifier is strong evidence, each further one adds a little.
-        scores[other_id] = min(0.6 + 0.1 * (len(shared) - 1), 0.8)
-        reasons[other_id] = [f"shares {item}" for item in shared]
-    if customer.name:
-        for other_id, similarity in await session.execute(
-            _SIMILAR_NAMES, {"c": customer_id, "name": customer.name, "limit": limit}
-        ):
-            scores[other_id] = scores.get(other_id, 0.0) + 0.4 * similarity
-            reasons.setdefault(other_id, []).append(f"similar name ({similarity:.2f})")
-    ranked = sorted(scores, key=lambda i: (-scores[i], i))[:limit]
-    return [DuplicateCandidate(customer_id=i, score=round(min(scores[i], 1.0), 3), reasons=reasons[i]) for i in ranked]
+    identifiers = (
+        await session.execute(
+            select(CustomerIdentifier.kind, CustomerIdentifier.value).where(
+                CustomerIdentifier.customer_id == customer_id
+            )
+        )
+    ).all()
+    return await search.likely_duplicates(
+        session, identifiers=[tuple(i) for i in identifiers], name=customer.name, exclude_id=customer_id, limit=limit
+    )

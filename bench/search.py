@@ -1,0 +1,476 @@
+"""Benchmark: customer and case search over HTTP against the same search run directly.
+
+Generates customers with realistic names (first names and surnames of several countries, accents
+included), an email, a phone and an account id each, a case for every second customer and five
+contacts per customer, then measures name, phone, email and full-text case searches: p50/p95 over
+HTTP (`casegraph api`, one connection at a time) and of the same service call run in-process on
+one session (the SQL without HTTP and GraphQL). The last line is one JSON object.
+
+    python bench/search.py [--customers 100000] [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import time
+
+from _common import embedded_servers, free_port, http_request, run_load, server_process
+
+FIRST = [
+    "James",
+    "Mary",
+    "John",
+    "Patricia",
+    "Robert",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "William",
+    "Elizabeth",
+    "David",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Charles",
+    "Karen",
+    "Oliver",
+    "Amelia",
+    "George",
+    "Isla",
+    "Harry",
+    "Ava",
+    "Noah",
+    "Mia",
+    "Jack",
+    "Emily",
+    "Leo",
+    "Sophie",
+    "Arthur",
+    "Grace",
+    "Muhammad",
+    "Freya",
+    "Oscar",
+    "Lily",
+    "Jacob",
+    "Ella",
+    "Mohammed",
+    "Fatima",
+    "Ahmed",
+    "Aisha",
+    "Ali",
+    "Zainab",
+    "Omar",
+    "Maryam",
+    "Wei",
+    "Li",
+    "Hiroshi",
+    "Yuki",
+    "Sanjay",
+    "Priya",
+    "Raj",
+    "Ananya",
+    "José",
+    "María",
+    "Zoë",
+    "Chloé",
+    "Élodie",
+    "François",
+    "Jürgen",
+    "Søren",
+    "Åsa",
+    "Björn",
+    "Małgorzata",
+    "Łukasz",
+    "Siobhán",
+    "Seán",
+    "Niamh",
+    "Aoife",
+    "Dmitri",
+    "Olga",
+    "Giulia",
+    "Matteo",
+    "Lucía",
+    "Mateo",
+    "Inês",
+    "João",
+    "Ngozi",
+    "Chinedu",
+    "Kwame",
+    "Ama",
+    "Ada",
+    "Alan",
+]
+LAST = [
+    "Smith",
+    "Jones",
+    "Williams",
+    "Taylor",
+    "Brown",
+    "Davies",
+    "Evans",
+    "Wilson",
+    "Thomas",
+    "Johnson",
+    "Roberts",
+    "Robinson",
+    "Thompson",
+    "Wright",
+    "Walker",
+    "White",
+    "Edwards",
+    "Hughes",
+    "Green",
+    "Hall",
+    "Lewis",
+    "Harris",
+    "Clarke",
+    "Patel",
+    "Jackson",
+    "Wood",
+    "Turner",
+    "Martin",
+    "Cooper",
+    "Hill",
+    "Ward",
+    "Morris",
+    "Moore",
+    "Clark",
+    "Lee",
+    "King",
+    "Baker",
+    "Harrison",
+    "Morgan",
+    "Allen",
+    "James",
+    "Scott",
+    "Phillips",
+    "Watson",
+    "Davis",
+    "Parker",
+    "Price",
+    "Bennett",
+    "Young",
+    "Griffiths",
+    "Mitchell",
+    "Kelly",
+    "Cook",
+    "Carter",
+    "Richardson",
+    "Bailey",
+    "Collins",
+    "Bell",
+    "Shaw",
+    "Murphy",
+    "Miller",
+    "Cox",
+    "Richards",
+    "Khan",
+    "Marshall",
+    "Anderson",
+    "Simpson",
+    "Ellis",
+    "Adams",
+    "Singh",
+    "Begum",
+    "Wilkinson",
+    "Foster",
+    "Chapman",
+    "Powell",
+    "Webb",
+    "Rogers",
+    "Gray",
+    "Mason",
+    "Ali",
+    "Hunt",
+    "Hussain",
+    "Campbell",
+    "Matthews",
+    "Owen",
+    "Palmer",
+    "Holmes",
+    "Mills",
+    "Barnes",
+    "Knight",
+    "Lloyd",
+    "Butler",
+    "Russell",
+    "Barker",
+    "Fisher",
+    "Stevens",
+    "Jenkins",
+    "Müller",
+    "Schmidt",
+    "García",
+    "Fernández",
+    "Núñez",
+    "Álvarez",
+    "Rodríguez",
+    "Dubois",
+    "Lefèvre",
+    "Rossi",
+    "Ferrari",
+    "Kowalski",
+    "Nowak",
+    "Ivanov",
+    "Nakamura",
+    "Tanaka",
+    "Wang",
+    "Zhang",
+    "Chen",
+    "Nguyen",
+    "Okafor",
+    "Mensah",
+    "O'Brien",
+    "Ó'Súilleabháin",
+    "Lovelace",
+    "Hopper",
+    "Ångström",
+    "Øberg",
+]
+WORDS = [
+    "boiler",
+    "leak",
+    "refund",
+    "invoice",
+    "payment",
+    "broadband",
+    "router",
+    "outage",
+    "delivery",
+    "parcel",
+    "missing",
+    "damaged",
+    "engineer",
+    "appointment",
+    "cancel",
+    "contract",
+    "upgrade",
+    "tariff",
+    "meter",
+    "reading",
+    "bill",
+    "overcharged",
+    "complaint",
+    "warranty",
+    "replacement",
+    "password",
+    "account",
+    "locked",
+    "login",
+    "address",
+    "change",
+    "direct",
+    "debit",
+    "arrears",
+    "collection",
+    "letter",
+    "callback",
+    "urgent",
+    "heating",
+    "radiator",
+    "water",
+    "pressure",
+    "fault",
+    "error",
+    "code",
+    "signal",
+    "mobile",
+    "roaming",
+    "charges",
+    "sim",
+    "card",
+    "porting",
+    "number",
+    "order",
+    "tracking",
+    "courier",
+    "late",
+    "return",
+    "label",
+    "exchange",
+    "voucher",
+    "discount",
+    "loyalty",
+    "points",
+    "statement",
+    "balance",
+]
+
+NAME_QUERY = """query($q: String!) { customerSearch(query: $q, first: 10) {
+  edges { node { matchedBy customer { number name } } } } }"""
+CASE_QUERY = """query($q: String!) { caseSearch(query: $q, first: 10) {
+  edges { node { snippet case { reference subject } } } } }"""
+
+GENERATE = [
+    "SELECT setseed(0.42)",
+    """INSERT INTO customers (name, created_at, last_activity_at)
+       SELECT f[1 + floor(random() * array_length(f, 1))::int] || ' ' || l[1 + floor(random() * array_length(l, 1))::int],
+              now() - (i % 2000) * interval '1 day', now() - (i % 500) * interval '1 hour'
+       FROM generate_series(1, :n) i, (SELECT CAST(:first AS text[]) AS f, CAST(:last AS text[]) AS l) names""",
+    """INSERT INTO customer_identifiers (customer_id, kind, value)
+       SELECT id, 'email', replace(casegraph_fold(name), ' ', '.') || '.' || id || '@example.com' FROM customers
+       UNION ALL SELECT id, 'phone', '+4479' || lpad(id::text, 8, '0') FROM customers
+       UNION ALL SELECT id, 'account_id', 'ACC-' || id FROM customers""",
+    """INSERT INTO cases (subject, description, status, priority)
+       SELECT (SELECT string_agg(word, ' ') FROM (SELECT w[1 + floor(random() * array_length(w, 1))::int] AS word FROM generate_series(1, 4) WHERE i > 0) words),
+              (SELECT string_agg(word, ' ') FROM (SELECT w[1 + floor(random() * array_length(w, 1))::int] AS word FROM generate_series(1, 25) WHERE i > 0) words),
+              (ARRAY['new','open','pending','resolved','closed'])[1 + i % 5], 'normal'
+       FROM generate_series(1, :n / 2) i, (SELECT CAST(:words AS text[]) AS w) vocabulary""",
+    "INSERT INTO case_customers (case_id, customer_id, is_primary) SELECT id, id * 2, true FROM cases",
+    """INSERT INTO contacts (channel, direction, occurred_at, customer_id, case_id, subject, text)
+       SELECT 'email', 'inbound', now() - (i % 1000) * interval '1 hour', c.id,
+              CASE WHEN c.id % 2 = 0 THEN c.id / 2 END,
+              (SELECT string_agg(word, ' ') FROM (SELECT w[1 + floor(random() * array_length(w, 1))::int] AS word FROM generate_series(1, 3) WHERE i > 0) words),
+              (SELECT string_agg(word, ' ') FROM (SELECT w[1 + floor(random() * array_length(w, 1))::int] AS word FROM generate_series(1, 30) WHERE i > 0) words)
+       FROM customers c, generate_series(1, 5) i, (SELECT CAST(:words AS text[]) AS w) vocabulary""",
+    "ANALYZE",
+]
+
+
+async def prepare(customers: int) -> tuple[str, list[tuple[int, str]]]:
+    from sqlalchemy import text
+
+    from app.runtime import create_runtime
+    from app.services.auth import create_token
+    from app.settings import load_settings
+
+    runtime = create_runtime(load_settings(), pool_size=1)
+    try:
+        params = {"n": customers, "first": FIRST, "last": LAST, "words": WORDS}
+        for statement in GENERATE:
+            async with runtime.engine.begin() as conn:
+                started = time.monotonic()
+                await conn.execute(text(statement), {k: v for k, v in params.items() if f":{k}" in statement})
+                print(f"  {' '.join(statement.split()[:3])[:40]:<40} {time.monotonic() - started:6.1f}s")
+        async with runtime.engine.connect() as conn:
+            sample = [
+                tuple(r)
+                for r in await conn.execute(text("SELECT id, name FROM customers ORDER BY random() LIMIT 2000"))
+            ]
+        async with runtime.transaction() as session:
+            token = await create_token(session, name="bench", role="agent")
+    finally:
+        await runtime.close()
+    return token, sample
+
+
+def make_queries(sample: list[tuple[int, str]]) -> dict[str, list[tuple[str, str]]]:
+    """Per kind, (document, query) pairs as an agent would type them."""
+    rng = random.Random(7)
+
+    def misspelt(name: str) -> str:
+        words = name.split()
+        if rng.random() < 0.5:
+            words.reverse()  # "Lovelace Ada"
+        word = rng.randrange(len(words))
+        w = words[word]
+        if len(w) > 4:
+            i = rng.randrange(1, len(w) - 1)
+            words[word] = w[:i] + w[i + 1 :]  # a letter dropped
+        return " ".join(words).lower()
+
+    def national(customer_id: int) -> str:
+        digits = f"79{customer_id:08d}"
+        return f"0{digits[:4]} {digits[4:]}"  # 07900 000123
+
+    def email(customer_id: int, name: str) -> str:
+        import unicodedata
+
+        folded = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c)).lower()
+        return f"{folded.replace(' ', '.')}.{customer_id}@example.com".upper()
+
+    return {
+        "name": [(NAME_QUERY, misspelt(n)) for _, n in sample],
+        "phone": [(NAME_QUERY, national(i)) for i, _ in sample],
+        "email": [(NAME_QUERY, email(i, n)) for i, n in sample],
+        "case_text": [(CASE_QUERY, " ".join(rng.sample(WORDS, 2))) for _ in sample],
+    }
+
+
+async def direct(kind: str, queries: list[tuple[str, str]], seconds: float) -> list[float]:
+    """The same search as the API runs, called in-process on one session: the floor."""
+    from app.runtime import create_runtime
+    from app.services import search
+    from app.settings import load_settings
+
+    runtime = create_runtime(load_settings(), pool_size=1)
+    latencies: list[float] = []
+    try:
+        async with runtime.reading() as session:
+            stop_at = time.monotonic() + seconds
+            while time.monotonic() < stop_at:
+                _, q = random.choice(queries)
+                started = time.perf_counter()
+                if kind == "case_text":
+                    await search.search_cases(session, query=q, first=10)
+                else:
+                    await search.search_customers(session, query=q, first=10, region="GB")
+                latencies.append((time.perf_counter() - started) * 1000)
+    finally:
+        await runtime.close()
+    return latencies
+
+
+def percentile(values: list[float], p: int) -> float:
+    return statistics.quantiles(values, n=100)[p - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    args = parser.parse_args()
+
+    with embedded_servers() as urls:
+        started = time.monotonic()
+        print(f"generating {args.customers} customers, {args.customers * 5} contacts")
+        token, sample = asyncio.run(prepare(args.customers))
+        print(f"loaded in {time.monotonic() - started:.1f}s")
+        queries = make_queries(sample)
+        results: dict[str, dict[str, float]] = {}
+        port = free_port()
+        api = [sys.executable, "-m", "app.cli", "api", "--port", str(port), "--no-access-log"]
+        with server_process(api, port, urls):
+            for kind, pairs in queries.items():
+
+                def request(pairs=pairs) -> bytes:
+                    document, q = random.choice(pairs)
+                    body = json.dumps({"query": document, "variables": {"q": q}}).encode()
+                    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+                    return http_request("POST", "/graphql", body, headers)
+
+                http = asyncio.run(run_load(port, request, concurrency=1, seconds=args.seconds)).latencies_ms
+                floor = asyncio.run(direct(kind, pairs, args.seconds))
+                results[kind] = {
+                    "http_p50": percentile(http, 50),
+                    "http_p95": percentile(http, 95),
+                    "direct_p50": percentile(floor, 50),
+                    "direct_p95": percentile(floor, 95),
+                }
+
+    print(f"{'':10} {'http p50':>9} {'http p95':>9} {'direct p50':>11} {'direct p95':>11} {'p95 ratio':>10}")
+    for kind, r in results.items():
+        ratio = r["http_p95"] / r["direct_p95"]
+        print(
+            f"{kind:10} {r['http_p50']:9.2f} {r['http_p95']:9.2f} {r['direct_p50']:11.2f} {r['direct_p95']:11.2f} {ratio:10.2f}"
+        )
+    summary = {"customers": args.customers, "contacts": args.customers * 5}
+    for kind, r in results.items():
+        summary[f"{kind}_p50_ms"] = round(r["http_p50"], 2)
+        summary[f"{kind}_p95_ms"] = round(r["http_p95"], 2)
+        summary[f"{kind}_direct_p95_ms"] = round(r["direct_p95"], 2)
+        summary[f"{kind}_p95_ratio"] = round(r["http_p95"] / r["direct_p95"], 2)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

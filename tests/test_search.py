@@ -1,0 +1,376 @@
+"""customerSearch and caseSearch: what an agent types, what comes first, and input that must not hurt."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from app.services import customers as customer_service
+from app.services.customers import IdentifierInput
+from tests.support import AGENT, SUPERVISOR, gid, make_case, make_contact, make_customer, scalar
+
+CUSTOMER_SEARCH = """
+query($query: String!, $filters: CustomerSearchFilters, $first: Int, $after: String) {
+  customerSearch(query: $query, filters: $filters, first: $first, after: $after) {
+    edges { cursor node { matchedBy matches { kind value score } customer { id number name status } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+CASE_SEARCH = """
+query($query: String!, $filters: CaseSearchFilters, $first: Int, $after: String) {
+  caseSearch(query: $query, filters: $filters, first: $first, after: $after) {
+    edges { node { snippet byReference case { id reference subject } } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+
+async def execute(runtime, sql: str, **params) -> None:
+    async with runtime.engine.begin() as conn:
+        await conn.execute(text(sql), params)
+
+
+async def add_identifier(runtime, customer_id: int, kind: str, value: str) -> None:
+    async with runtime.transaction() as session:
+        await customer_service.add_identifier(
+            session, actor=AGENT, customer_id=customer_id, kind=kind, value=value, region="GB"
+        )
+
+
+@pytest.fixture
+async def people(runtime) -> dict[str, int]:
+    """A small directory with the awkward cases a contact centre meets."""
+    ids = {
+        "ada": await make_customer(runtime, "Ada Lovelace", emails=["ada@example.com"], phones=["+44 7700 900123"]),
+        "zoe": await make_customer(runtime, "Zoë Ångström", emails=["zoe@example.org"]),
+        "jose": await make_customer(runtime, "José Álvarez-Núñez", phones=["+33 6 12 34 56 78"]),
+        # A household landline on two profiles.
+        "john": await make_customer(runtime, "John Smith", phones=["020 7946 0000"]),
+        "jane": await make_customer(runtime, "Jane Smith", phones=["020 7946 0000"]),
+        "grace": await make_customer(runtime, "Grace Hopper"),
+        "old": await make_customer(runtime, "Ada L.", emails=["ada.old@example.com"]),
+    }
+    await add_identifier(runtime, ids["grace"], "account_id", "ACC-42_%")
+    return ids
+
+
+async def search(gql, query: str, **variables) -> list[dict]:
+    data = await gql(CUSTOMER_SEARCH, {"query": query, **variables})
+    return [edge["node"] for edge in data["customerSearch"]["edges"]]
+
+
+AWKWARD = [
+    # (typed, first result, how it matched)
+    ("ada@example.com", "ada", "EMAIL"),
+    ("  ADA@Example.COM ", "ada", "EMAIL"),
+    ("+44 7700 900123", "ada", "PHONE"),
+    ("07700 900123", "ada", "PHONE"),
+    ("07700-900-123", "ada", "PHONE"),
+    ("(07700) 900123", "ada", "PHONE"),
+    ("0044 7700 900123", "ada", "PHONE"),
+    ("7700900123", "ada", "PHONE"),
+    ("06 12 34 56 78", "jose", "PHONE_NATIONAL"),  # a French number dialled without +33
+    ("Ada Lovelace", "ada", "NAME"),
+    ("Lovelace Ada", "ada", "NAME"),
+    ("ada lovelase", "ada", "NAME"),
+    ("Adda Lovelace", "ada", "NAME"),
+    ("Zoe Angstrom", "zoe", "NAME"),
+    ("ZOË ÅNGSTRÖM", "zoe", "NAME"),
+    ("jose alvarez nunez", "jose", "NAME"),
+    ("Nunez Jose", "jose", "NAME"),
+    ("Grace Hoper", "grace", "NAME"),
+    ("ACC-42_%", "grace", "ACCOUNT_ID"),
+    ("C-000006", "grace", "CUSTOMER_NUMBER"),
+    ("c6", "grace", "CUSTOMER_NUMBER"),
+]
+
+
+@pytest.mark.parametrize(("typed", "expected", "how"), AWKWARD)
+async def test_awkward_searches_put_the_right_customer_first(gql, people, typed, expected, how):
+    results = await search(gql, typed)
+    assert results, f"nothing found for {typed!r}"
+    assert results[0]["customer"]["id"] == gid("Customer", people[expected])
+    assert results[0]["matchedBy"][0] == how
+
+
+async def test_a_shared_number_lists_every_profile_that_carries_it(gql, people):
+    results = await search(gql, "+44 20 7946 0000")
+    assert {r["customer"]["id"] for r in results} == {gid("Customer", people["john"]), gid("Customer", people["jane"])}
+    assert all(r["matchedBy"] == ["PHONE"] for r in results)
+
+
+async def test_exact_identifiers_rank_before_similar_names(gql, people, runtime):
+    # Someone whose name is an email-looking string does not outrank the email's owner.
+    await add_identifier(runtime, people["grace"], "external_ref", "Ada Lovelace")
+    results = await search(gql, "Ada Lovelace")
+    assert results[0]["customer"]["id"] == gid("Customer", people["grace"])
+    assert results[0]["matchedBy"] == ["EXTERNAL_REF"]
+    assert results[1]["customer"]["id"] == gid("Customer", people["ada"])
+    assert results[1]["matches"][0]["score"] == 1.0
+
+
+async def test_a_merged_customers_old_email_finds_the_survivor(gql, people, runtime):
+    async with runtime.transaction() as session:
+        await customer_service.merge_customers(
+            session, actor=SUPERVISOR, survivor_id=people["ada"], duplicate_ids=[people["old"]]
+        )
+    results = await search(gql, "ada.old@example.com")
+    assert [r["customer"]["id"] for r in results] == [gid("Customer", people["ada"])]
+    # Its old number too.
+    results = await search(gql, "C-000007")
+    assert [r["customer"]["id"] for r in results] == [gid("Customer", people["ada"])]
+
+
+async def test_archived_customers_only_when_asked(gql, people, runtime):
+    await execute(runtime, "UPDATE customers SET status = 'archived' WHERE id = :id", id=people["grace"])
+    assert await search(gql, "Grace Hopper") == []
+    found = await search(gql, "Grace Hopper", filters={"status": ["ACTIVE", "ARCHIVED"]})
+    assert found[0]["customer"]["status"] == "ARCHIVED"
+
+
+async def test_pages_follow_the_ranking(gql, runtime):
+    for i in range(5):
+        await make_customer(runtime, f"Smith {'x' * i}")
+    first = await gql(CUSTOMER_SEARCH, {"query": "smith", "first": 2})
+    seen = [e["node"]["customer"]["id"] for e in first["customerSearch"]["edges"]]
+    after = first["customerSearch"]["pageInfo"]["endCursor"]
+    rest = await gql(CUSTOMER_SEARCH, {"query": "smith", "first": 10, "after": after})
+    seen += [e["node"]["customer"]["id"] for e in rest["customerSearch"]["edges"]]
+    assert len(seen) == len(set(seen)) == 5
+    assert not rest["customerSearch"]["pageInfo"]["hasNextPage"]
+
+
+async def test_created_and_activity_ranges_filter(gql, people, runtime):
+    await execute(runtime, "UPDATE customers SET created_at = '2020-01-01' WHERE id = :id", id=people["john"])
+    found = await search(gql, "Smith", filters={"createdBefore": "2021-01-01T00:00:00Z"})
+    assert [r["customer"]["id"] for r in found] == [gid("Customer", people["john"])]
+    assert await search(gql, "Smith", filters={"lastActivityAfter": "2021-01-01T00:00:00Z"}) == []
+
+
+BAD_INPUT = ["%", "_", "%%%", "...", "?!*", ".*", "(a|b)*$", "[", "\\", "'; DROP TABLE customers; --", "+", "123", "@"]
+
+
+@pytest.mark.parametrize("typed", BAD_INPUT)
+async def test_odd_input_is_answered_without_error(gql, people, typed):
+    results = await search(gql, typed)
+    assert isinstance(results, list)
+    assert all(r["matchedBy"] for r in results)
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"), [("", "type something"), ("   ", "type something"), ("x" * 10_000, "longer")]
+)
+async def test_empty_or_huge_queries_are_refused(gql, typed, message):
+    response = await gql.post(CUSTOMER_SEARCH, {"query": typed})
+    body = response.json()
+    assert response.status_code == 200 and message in body["errors"][0]["message"]
+    response = await gql.post(CASE_SEARCH, {"query": typed})
+    assert message in response.json()["errors"][0]["message"]
+
+
+SEARCH_WITH_HISTORY = """
+query { customerSearch(query: "ada lovelace") { edges { node { customer {
+  openCases(first: 5) { edges { node { reference } } }
+  latestContact { text }
+  identifiers { value }
+} } } } }
+"""
+
+
+async def test_search_results_show_open_cases_and_latest_contact_in_a_fixed_number_of_queries(
+    gql, runtime, count_queries
+):
+    async def add_customers(count: int) -> None:
+        for i in range(count):
+            customer_id = await make_customer(runtime, f"Ada Lovelace {i}")
+            case_id = await make_case(runtime, [customer_id], subject=f"Case {i}")
+            await make_contact(runtime, customer_id=customer_id, case_id=case_id, text_body=f"hello {i}")
+
+    async def statements_for_search(expected_results: int) -> int:
+        count_queries.statements.clear()
+        results = (await gql(SEARCH_WITH_HISTORY))["customerSearch"]["edges"]
+        assert len(results) == expected_results
+        assert all(r["node"]["customer"]["openCases"]["edges"] for r in results)
+        assert all(r["node"]["customer"]["latestContact"]["text"].startswith("hello") for r in results)
+        return count_queries.count
+
+    await gql(SEARCH_WITH_HISTORY)  # the token's first use is recorded once
+    await add_customers(2)
+    with_two = await statements_for_search(2)
+    await add_customers(6)
+    # The token, the search, then one statement per nested field, whatever the number of results.
+    assert await statements_for_search(8) == with_two <= 5
+
+
+async def test_integrators_do_not_browse(gql, runtime):
+    from tests.conftest import _token
+
+    token = await _token(runtime, "crm", "integrator")
+    response = await gql.post(CUSTOMER_SEARCH, {"query": "ada"}, token=token)
+    assert response.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+# ---- cases -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def casebook(runtime) -> dict[str, int]:
+    ada = await make_customer(runtime, "Ada Lovelace")
+    bob = await make_customer(runtime, "Bob Baker")
+    ids = {
+        "boiler": await make_case(runtime, [ada], subject="Boiler leaking in the kitchen"),
+        "invoice": await make_case(runtime, [bob], subject="Invoice query"),
+        "router": await make_case(runtime, [bob], subject="Broadband down"),
+        "ada": ada,
+        "bob": bob,
+    }
+    await make_contact(
+        runtime, customer_id=bob, case_id=ids["invoice"], text_body="The kitchen engineer <b>never</b> came"
+    )
+    await make_contact(runtime, customer_id=bob, case_id=ids["router"], text_body="My router blinks red since Tuesday")
+    return ids
+
+
+async def case_search(gql, query: str, **variables) -> list[dict]:
+    data = await gql(CASE_SEARCH, {"query": query, **variables})
+    return [edge["node"] for edge in data["caseSearch"]["edges"]]
+
+
+async def test_case_words_rank_subject_before_contact_text(gql, casebook):
+    results = await case_search(gql, "kitchen")
+    assert [r["case"]["id"] for r in results] == [gid("Case", casebook["boiler"]), gid("Case", casebook["invoice"])]
+    assert "<mark>kitchen</mark>" in results[0]["snippet"]
+    # Contact text is escaped before highlighting: its markup never reaches the snippet as markup.
+    assert "<mark>kitchen</mark>" in results[1]["snippet"] and "&lt;b&gt;never&lt;/b&gt;" in results[1]["snippet"]
+
+
+async def test_case_search_stems_and_combines_words(gql, casebook):
+    assert [r["case"]["id"] for r in await case_search(gql, "router blinking")] == [gid("Case", casebook["router"])]
+    assert await case_search(gql, "router -blinking") == []
+    assert [r["case"]["id"] for r in await case_search(gql, '"broadband down"')] == [gid("Case", casebook["router"])]
+
+
+async def test_a_case_reference_goes_straight_to_the_case(gql, casebook):
+    results = await case_search(gql, "case-2")
+    assert [(r["case"]["reference"], r["byReference"]) for r in results] == [("CASE-000002", True)]
+
+
+async def test_case_search_filters(gql, casebook, runtime):
+    only_bob = await case_search(gql, "kitchen", filters={"customerId": gid("Customer", casebook["bob"])})
+    assert [r["case"]["id"] for r in only_bob] == [gid("Case", casebook["invoice"])]
+    assert await case_search(gql, "boiler", filters={"status": ["CLOSED"]}) == []
+    assert await case_search(gql, "boiler", filters={"priority": ["URGENT"]}) == []
+    await execute(runtime, "UPDATE cases SET archived_at = now() WHERE id = :id", id=casebook["boiler"])
+    assert len(await case_search(gql, "kitchen")) == 1
+    assert len(await case_search(gql, "kitchen", filters={"includeArchived": True})) == 2
+
+
+async def test_edited_subjects_and_moved_contacts_are_searched_as_they_are_now(gql, casebook, runtime):
+    await execute(runtime, "UPDATE cases SET subject = 'Water heater' WHERE id = :id", id=casebook["boiler"])
+    assert [r["case"]["id"] for r in await case_search(gql, "heater")] == [gid("Case", casebook["boiler"])]
+    await execute(
+        runtime,
+        "UPDATE contacts SET case_id = :c WHERE case_id = :r",
+        c=casebook["boiler"],
+        r=casebook["router"],
+    )
+    assert [r["case"]["id"] for r in await case_search(gql, "router")] == [gid("Case", casebook["boiler"])]
+
+
+@pytest.mark.parametrize("typed", BAD_INPUT + ["the", "!!!", "a & b | c", "<script>"])
+async def test_odd_case_queries_are_answered_without_error(gql, casebook, typed):
+    assert isinstance(await case_search(gql, typed), list)
+
+
+async def test_identifier_values_used_by_creation_stay_normalised(runtime):
+    # The search reads phones and emails as customerCreate stores them.
+    async with runtime.transaction() as session:
+        customer = await customer_service.create_customer(
+            session,
+            actor=AGENT,
+            name="Normal",
+            identifiers=[IdentifierInput("phone", "07700 900999")],
+            fields=None,
+            region="GB",
+        )
+    assert await scalar(runtime, "SELECT value FROM customer_identifiers WHERE customer_id = :c", c=customer.id) == (
+        "+447700900999"
+    )
+
+
+# ---- duplicates at creation ---------------------------------------------------------------------
+
+CREATE = """
+mutation($input: CustomerCreateInput!) {
+  customerCreate(input: $input) {
+    customer { id number }
+    possibleDuplicates { score reasons customer { id } }
+    errors { field code message }
+  }
+}
+"""
+
+
+async def test_creation_names_customers_with_the_same_email_phone_or_account_id(gql, people):
+    data = await gql(
+        CREATE, {"input": {"name": "Ada Lovelace", "emails": ["ADA@example.com"], "phones": ["020 7946 0000"]}}
+    )
+    payload = data["customerCreate"]
+    assert payload["customer"] is not None and payload["errors"] == []
+    found = [(d["customer"]["id"], d["reasons"]) for d in payload["possibleDuplicates"]]
+    # Ada shares the email and has the same name: first. The Smiths share the household phone.
+    assert found[0] == (gid("Customer", people["ada"]), ["shares email ada@example.com", "similar name (1.00)"])
+    assert {f[0] for f in found[1:]} == {gid("Customer", people["john"]), gid("Customer", people["jane"])}
+
+
+async def test_a_similar_name_alone_is_no_duplicate_at_creation(gql, people):
+    payload = (await gql(CREATE, {"input": {"name": "Ada Lovelace", "emails": ["new@example.com"]}}))["customerCreate"]
+    assert payload["possibleDuplicates"] == [] and payload["customer"] is not None
+
+
+async def test_if_no_duplicates_creates_nothing_and_names_them(gql, people, runtime):
+    before = await scalar(runtime, "SELECT count(*) FROM customers")
+    payload = (
+        await gql(CREATE, {"input": {"name": "A. Lovelace", "phones": ["+447700900123"], "ifNoDuplicates": True}})
+    )["customerCreate"]
+    assert payload["customer"] is None
+    [error] = payload["errors"]
+    assert (error["field"], error["code"]) == ("ifNoDuplicates", "POSSIBLE_DUPLICATE")
+    assert "C-000001 (shares phone +447700900123" in error["message"]
+    assert await scalar(runtime, "SELECT count(*) FROM customers") == before
+    # Without a duplicate, it creates as usual.
+    created = (await gql(CREATE, {"input": {"name": "Someone New", "ifNoDuplicates": True}}))["customerCreate"]
+    assert created["customer"] is not None and created["errors"] == []
+
+
+async def test_customer_duplicates_and_creation_agree(gql, people):
+    # The same definition: what creation would flag is what customerDuplicates lists for the new profile.
+    payload = (await gql(CREATE, {"input": {"name": "Jon Smith", "phones": ["02079460000"]}}))["customerCreate"]
+    listed = (
+        await gql(
+            "query($id: ID!) { customerDuplicates(customerId: $id) { score reasons customer { id } } }",
+            {"id": payload["customer"]["id"]},
+        )
+    )["customerDuplicates"]
+    assert payload["possibleDuplicates"] == [d for d in listed if any(r.startswith("shares") for r in d["reasons"])]
+
+
+# ---- no reading scans the table -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["ada@example.com", "07700 900123", "06 12 34 56 78", "ACC-42_%", "C-000006", "CASE-000001", "Lovelace Ada"],
+)
+async def test_every_reading_of_a_query_is_an_index_lookup(runtime, typed):
+    from app.services.search import _customer_hits, read_customer_query
+
+    parts, params = _customer_hits(read_customer_query(typed, region="GB"))
+    async with runtime.engine.begin() as conn:
+        # With sequential scans priced out, a reading that has no usable index still shows one.
+        await conn.execute(text("SET LOCAL enable_seqscan = off"))
+        for part in parts:
+            plan = "\n".join(r[0] for r in await conn.execute(text(f"EXPLAIN {part}"), params))
+            assert "Seq Scan" not in plan, (part, plan)
