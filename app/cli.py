@@ -7,12 +7,17 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from app.settings import get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 cli = typer.Typer(help="Casegraph: contact-centre customer and case management over GraphQL.", no_args_is_help=True)
 token_cli = typer.Typer(help="API tokens.", no_args_is_help=True)
@@ -363,58 +368,80 @@ def export_schema() -> None:
     sys.stdout.write(build_schema().as_str() + "\n")
 
 
-@rules_cli.command("export")
-def rules_export(file: str = typer.Argument(..., help="The YAML file to write.")) -> None:
-    """Write the recognition rules, promotion rules and no-match policies to FILE."""
-    from app.services.recognition import export_to_file
+def _export_file(file: str, export: Callable[[AsyncSession], Awaitable[str]]) -> None:
+    """Write what `export` renders from the database to FILE."""
+    from app.runtime import create_runtime
+
+    async def run() -> str:
+        runtime = create_runtime(get_settings(), pool_size=1)
+        try:
+            async with runtime.reading() as session:
+                return await export(session)
+        finally:
+            await runtime.close()
 
     with servers():
         _migrate()
-        asyncio.run(export_to_file(file))
-    console.print(f"Rules written to {file}.")
+        Path(file).write_text(asyncio.run(run()), encoding="utf-8")
 
 
-@rules_cli.command("import")
-def rules_import(file: str = typer.Argument(..., help="The YAML file to read.")) -> None:
-    """Replace the whole rule set with FILE's (all or nothing)."""
+def _import_file(file: str, load: Callable[..., Awaitable[dict[str, int]]]) -> None:
+    """Hand FILE to `load` in one transaction (all or nothing); a refusal exits with 2 and its message."""
+    from app.auth import Actor
     from app.errors import UserError
-    from app.services.recognition import import_from_file
+    from app.runtime import create_runtime
+
+    async def run() -> dict[str, int]:
+        document = Path(file).read_text(encoding="utf-8")
+        runtime = create_runtime(get_settings(), pool_size=1)
+        try:
+            async with runtime.transaction() as session:
+                return await load(session, actor=Actor(user_id=None, name="cli", role="admin"), document=document)
+        finally:
+            await runtime.close()
 
     with servers():
         _migrate()
         try:
-            counts = asyncio.run(import_from_file(file))
+            counts = asyncio.run(run())
         except (UserError, OSError) as error:
             console.print(f"[red]{getattr(error, 'message', error)}[/]")
             raise typer.Exit(2) from None
     console.print(", ".join(f"{n} {what.replace('_', ' ')}" for what, n in counts.items()) + " imported.")
 
 
+@rules_cli.command("export")
+def rules_export(file: str = typer.Argument(..., help="The YAML file to write.")) -> None:
+    """Write the recognition rules, promotion rules and no-match policies to FILE."""
+    from app.services.recognition import export_rules
+
+    _export_file(file, export_rules)
+    console.print(f"Rules written to {file}.")
+
+
+@rules_cli.command("import")
+def rules_import(file: str = typer.Argument(..., help="The YAML file to read.")) -> None:
+    """Replace the whole rule set with FILE's (all or nothing)."""
+    from app.services.recognition import import_rules
+
+    _import_file(file, import_rules)
+
+
 @mail_cli.command("export")
 def mail_export(file: str = typer.Argument(..., help="The YAML file to write.")) -> None:
     """Write the pools and mailboxes to FILE (secrets only as the names of their variables)."""
-    from app.services.mail import export_to_file
+    from app.services.mail import export_config
 
-    with servers():
-        _migrate()
-        asyncio.run(export_to_file(file))
+    _export_file(file, export_config)
     console.print(f"Pools and mailboxes written to {file}.")
 
 
 @mail_cli.command("import")
 def mail_import(file: str = typer.Argument(..., help="The YAML file to read.")) -> None:
     """Make the pools and mailboxes FILE's (all or nothing; a mailbox kept by address keeps its polling state)."""
-    from app.errors import UserError
-    from app.services.mail import import_from_file
+    from app.services.mail import import_config
 
-    with servers():
-        _migrate()
-        try:
-            counts = asyncio.run(import_from_file(file))
-        except (UserError, OSError) as error:
-            console.print(f"[red]{getattr(error, 'message', error)}[/]")
-            raise typer.Exit(2) from None
-    console.print(", ".join(f"{n} {what}" for what, n in counts.items()) + " imported.")
+    _import_file(file, import_config)
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiosmtplib
@@ -459,34 +458,6 @@ async def import_config(session: AsyncSession, *, actor: Actor, document: str) -
         if pool.id not in pool_ids.values():
             await queue_service.delete_pool(session, actor=actor, pool_id=pool.id)
     return {"pools": len(pools), "mailboxes": len(mailboxes)}
-
-
-async def export_to_file(path: str) -> None:
-    """`casegraph mail export FILE`."""
-    from app.runtime import create_runtime
-    from app.settings import get_settings
-
-    runtime = create_runtime(get_settings(), pool_size=1)
-    try:
-        async with runtime.reading() as session:
-            document = await export_config(session)
-    finally:
-        await runtime.close()
-    Path(path).write_text(document, encoding="utf-8")
-
-
-async def import_from_file(path: str) -> dict[str, int]:
-    """`casegraph mail import FILE`: all or nothing."""
-    from app.runtime import create_runtime
-    from app.settings import get_settings
-
-    document = Path(path).read_text(encoding="utf-8")
-    runtime = create_runtime(get_settings(), pool_size=1)
-    try:
-        async with runtime.transaction() as session:
-            return await import_config(session, actor=Actor(user_id=None, name="cli", role="admin"), document=document)
-    finally:
-        await runtime.close()
 
 
 # ---- inbound messages: stored first, taken in by the intake job --------------------------------------

@@ -4,7 +4,6 @@ no-match policies), its YAML file form, the shipped defaults, and carrying out w
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -498,34 +497,6 @@ async def import_rules(session: AsyncSession, *, actor: Actor, document: str) ->
         "promotion_rules": len(promotion_rules),
         "no_match_policies": len(policies),
     }
-
-
-async def export_to_file(path: str) -> None:
-    """`casegraph rules export FILE`: write the configured rule set to FILE."""
-    from app.runtime import create_runtime
-    from app.settings import get_settings
-
-    runtime = create_runtime(get_settings(), pool_size=1)
-    try:
-        async with runtime.reading() as session:
-            document = await export_rules(session)
-    finally:
-        await runtime.close()
-    Path(path).write_text(document, encoding="utf-8")
-
-
-async def import_from_file(path: str) -> dict[str, int]:
-    """`casegraph rules import FILE`: replace the rule set with FILE's, all or nothing."""
-    from app.runtime import create_runtime
-    from app.settings import get_settings
-
-    document = Path(path).read_text(encoding="utf-8")
-    runtime = create_runtime(get_settings(), pool_size=1)
-    try:
-        async with runtime.transaction() as session:
-            return await import_rules(session, actor=Actor(user_id=None, name="cli", role="admin"), document=document)
-    finally:
-        await runtime.close()
 
 
 # ---- carrying out an assessment -----------------------------------------------------------------
