@@ -33,7 +33,7 @@ async def test_healthz_and_readyz_follow_the_worker_heartbeat(http):
     worker = create_worker(handle_signals=False)
     task = asyncio.create_task(worker.async_run())
     try:
-        for _ in range(100):
+        for _ in range(400):  # the worker's start-up is slow on a loaded machine
             ready = await http.get("/readyz")
             if ready.status_code == 200:
                 break
