@@ -19,6 +19,17 @@ CASE_STATUSES = ("new", "open", "pending", "consultation", "resolved", "closed")
 FINISHED_CASE_STATUSES = ("resolved", "closed")
 OPEN_CASE_STATUSES = tuple(s for s in CASE_STATUSES if s not in FINISHED_CASE_STATUSES)
 PRIORITIES = ("low", "normal", "high", "urgent")
+# The stages of seed 004's workflow that the fine-grained statuses belong to: a case is received,
+# worked on, under consultation (waiting on a colleague or expert), pending the customer, or closed.
+STATUS_CATEGORIES = ("received", "in_progress", "under_consultation", "pending_customer", "closed")
+CATEGORY_OF_STATUS = {
+    "new": "received",
+    "open": "in_progress",
+    "consultation": "under_consultation",
+    "pending": "pending_customer",
+    "resolved": "closed",
+    "closed": "closed",
+}
 
 
 class Case(Base):
