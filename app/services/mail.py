@@ -370,6 +370,8 @@ async def export_config(session: AsyncSession) -> str:
                 "description": p.description,
                 "priority": p.priority,
                 "auto_response": queue_service.auto_response_of(p),
+                "reply_status": p.reply_status,
+                "reopen_within_days": p.reopen_within_days,
             }
             for p in pools
         ],
@@ -412,6 +414,8 @@ async def import_config(session: AsyncSession, *, actor: Actor, document: str) -
                 "name": item.get("name"),
                 "description": item.get("description"),
                 "priority": int(item.get("priority") or 0),
+                "reply_status": item.get("reply_status"),
+                "reopen_within_days": item.get("reopen_within_days"),
             }
             if existing is None:
                 pool = await queue_service.create_pool(session, actor=actor, **values)
@@ -560,7 +564,7 @@ def contact_data_of(
 
 async def place_in_pool(session: AsyncSession, *, case_id: int, pool_id: int) -> None:
     """A case opened by a mail lands in its mailbox's pool."""
-    await session.execute(update(Case).where(Case.id == case_id).values(pool_id=pool_id))
+    await queue_service.put_in_pool(session, case_id=case_id, pool_id=pool_id)
 
 
 @dataclass
