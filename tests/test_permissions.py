@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import websockets
-from sqlalchemy import text
 from graphql import (
     GraphQLEnumType,
     GraphQLInputObjectType,
@@ -19,6 +18,7 @@ from graphql import (
     GraphQLScalarType,
 )
 from graphql.pyutils import Undefined
+from sqlalchemy import text
 from strawberry.permission import PermissionExtension
 
 from resolvers.schema import build_schema

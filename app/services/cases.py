@@ -116,6 +116,7 @@ async def create_case(
                 severity=severity,
                 fields=fields or {},
                 parent_id=parent_id,
+                pool_id=pool_id,
             )
             .returning(Case)
         )
@@ -133,7 +134,7 @@ async def create_case(
         after={**snapshot(case), "customerIds": customer_ids},
     )
     if pool_id is not None:
-        await queues.put_in_pool(session, case_id=case.id, pool_id=pool_id)
+        queues.announce(session, case_id=case.id, pools={pool_id: queues.QueueChange.ENTERED}, agents={})
     events.emit(session, "caseUpdated", case.id)
     for customer_id in customer_ids:
         events.emit(session, "customerUpdated", customer_id)
