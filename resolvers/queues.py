@@ -260,11 +260,12 @@ class WorkMutation:
         if input is not None and input.pool_ids is not None:
             pool_ids = [db_id(p, "Pool", f"poolIds.{i}") for i, p in enumerate(input.pool_ids)]
 
-        async def claim(session):
-            case_id = await service.claim_next(session, actor=info.context.actor, pool_ids=pool_ids)
-            return None if case_id is None else await case_service.read_case(session, case_id)
-
-        return await mutate(info, CasePayload, claim, lambda row: {"case": Case.from_row(row) if row else None})
+        return await mutate(
+            info,
+            CasePayload,
+            lambda session: service.claim_next(session, actor=info.context.actor, pool_ids=pool_ids),
+            lambda row: {"case": Case.from_row(row) if row else None},
+        )
 
     @strawberry.mutation(
         permission_classes=[allow("Mutation.caseRelease")],

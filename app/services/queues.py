@@ -511,13 +511,27 @@ async def list_absences(
 # ---- claiming and handing work on -------------------------------------------------------------------
 
 
-def _tiers(members: list[PoolMember], pools: dict[int, Pool]) -> list[list[int]]:
-    """The caller's pools grouped by priority, highest first: the agent's own priority for the
-    pool, then the pool's priority. Within a tier the oldest waiting case comes first."""
+_SERVED = text("""
+    SELECT away.found AS away, m.pool_id, m.priority AS own_priority, p.priority AS pool_priority
+    FROM (
+        SELECT EXISTS (
+            SELECT 1 FROM absences WHERE user_id = :user_id AND starts_at <= now() AND ends_at > now()
+        ) AS found
+    ) AS away
+    LEFT JOIN (pool_members m JOIN pools p ON p.id = m.pool_id) ON m.user_id = :user_id
+""")
+
+
+async def claim_order(session: AsyncSession, user_id: int) -> tuple[bool, list[list[int]]]:
+    """Whether the agent is away now, and the pools they serve grouped by priority, highest first:
+    the agent's own priority for the pool, then the pool's. Within a group the oldest waiting
+    case comes first. (This is the order `caseNext` serves.)"""
+    served = (await session.execute(_SERVED, {"user_id": user_id})).all()
     tiers: dict[tuple[int, int], list[int]] = {}
-    for member in members:
-        tiers.setdefault((member.priority, pools[member.pool_id].priority), []).append(member.pool_id)
-    return [tiers[key] for key in sorted(tiers, reverse=True)]
+    for row in served:
+        if row.pool_id is not None:
+            tiers.setdefault((row.own_priority, row.pool_priority), []).append(row.pool_id)
+    return served[0].away, [sorted(tiers[key]) for key in sorted(tiers, reverse=True)]
 
 
 _CLAIM = text("""
@@ -529,30 +543,27 @@ _CLAIM = text("""
         LIMIT 1
         FOR UPDATE SKIP LOCKED
     )
-    RETURNING id, pool_id, status
+    RETURNING *
 """).bindparams(bindparam("pool_ids", type_=ARRAY(BigInteger)))
 
 
-async def claim_next(session: AsyncSession, *, actor: Actor, pool_ids: list[int] | None = None) -> int | None:
-    """Take the next waiting case: the oldest one of the caller's highest-priority pools that has
-    one (see `_tiers`). Concurrent callers never get the same case; with nothing waiting, None."""
+async def claim_next(session: AsyncSession, *, actor: Actor, pool_ids: list[int] | None = None) -> Row[Any] | None:
+    """Take the next waiting case in `claim_order`: assigned to the caller and in progress.
+    Concurrent callers never get the same case; with nothing waiting, None."""
     if actor.user_id is None:
         raise UserError(ErrorCode.FORBIDDEN, "only an agent takes cases", None)
-    if await current_absences(session, [actor.user_id]):
+    away, tiers = await claim_order(session, actor.user_id)
+    if away:
         raise UserError(ErrorCode.AGENT_ABSENT, "you are recorded as away: end the absence first", None)
-    members = await memberships(session, actor.user_id)
     if pool_ids is not None:
         limits.check_count(pool_ids, "poolIds", limits.IDS_PER_CALL)
-        serving = {member.pool_id for member in members}
+        serving = {pool_id for tier in tiers for pool_id in tier}
         for index, pool_id in enumerate(pool_ids):
-            await _require_pool(session, pool_id, f"poolIds.{index}")
             if pool_id not in serving:
+                await _require_pool(session, pool_id, f"poolIds.{index}")
                 raise UserError(ErrorCode.NOT_IN_POOL, "you are not a member of that pool", f"poolIds.{index}")
-        members = [member for member in members if member.pool_id in pool_ids]
-    pools = {
-        pool.id: pool for pool in await session.scalars(select(Pool).where(Pool.id.in_([m.pool_id for m in members])))
-    }
-    for tier in _tiers(members, pools):
+        tiers = [kept for tier in tiers if (kept := [pool_id for pool_id in tier if pool_id in pool_ids])]
+    for tier in tiers:
         claimed = (await session.execute(_CLAIM, {"user_id": actor.user_id, "pool_ids": tier})).one_or_none()
         if claimed is not None:
             audit.record(
@@ -570,7 +581,7 @@ async def claim_next(session: AsyncSession, *, actor: Actor, pool_ids: list[int]
                 agents={actor.user_id: WorkChange.ASSIGNED},
             )
             events.emit(session, "caseUpdated", claimed.id)
-            return claimed.id
+            return claimed
     return None
 
 
