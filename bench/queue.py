@@ -165,7 +165,7 @@ async def claims_floor(dsn: str, user_ids: list[int], tiers: list[list[list[int]
 
 
 async def _subscriber(
-    host: str, token: str, pool_gid: str, received: dict, ready: asyncio.Event, done: asyncio.Event
+    host: str, token: str, pool_gid: str, received: dict, listening: asyncio.Event, done: asyncio.Event
 ) -> None:
     import websockets
 
@@ -177,7 +177,6 @@ async def _subscriber(
                 {"id": "1", "type": "subscribe", "payload": {"query": QUEUE_UPDATED, "variables": {"p": pool_gid}}}
             )
         )
-        ready.set()
         while not done.is_set():
             try:
                 message = await asyncio.wait_for(ws.recv(), 0.5)
@@ -188,6 +187,7 @@ async def _subscriber(
             if data["type"] != "next":
                 raise RuntimeError(f"subscription failed: {data}")
             received[data["payload"]["data"]["queueUpdated"]["caseId"]].append(at)
+            listening.set()  # a probe got through: this subscriber is listening
 
 
 async def fanout(
@@ -217,7 +217,6 @@ async def fanout(
         )
         if index % 50 == 49:
             await asyncio.sleep(0.05)  # connect in waves, as desktops start
-    await asyncio.gather(*(r.wait() for r in readies))
     async with runtime.transaction() as session:
         customer = await customers.create_customer(
             session, actor=SYSTEM, name="Fan-out", identifiers=[], fields=None, region="GB"
@@ -233,13 +232,18 @@ async def fanout(
             committed[case_gid] = (time.perf_counter(), pool_id)
         return case_gid
 
-    # Every subscriber must be listening before the measured events: one probe per pool, until all arrive.
-    probes = [await enter(pool_id, "probe") for pool_id in pool_ids]
-    deadline = time.monotonic() + 60
-    while any(len(received[p]) < watchers[committed[p][1]] for p in probes):
+    # Every subscriber must be listening before the measured events: probe every pool until each
+    # subscriber received something (a subscription is registered a moment after its message).
+    deadline = time.monotonic() + 120
+    while not all(ready.is_set() for ready in readies):
+        failed = [t for t in tasks if t.done() and t.exception()]
+        if failed:
+            raise RuntimeError(f"{len(failed)} subscribers failed") from failed[0].exception()
         if time.monotonic() > deadline:
-            raise RuntimeError("subscribers did not all start listening")
-        await asyncio.sleep(0.1)
+            raise RuntimeError(f"{sum(not r.is_set() for r in readies)} subscribers never started listening")
+        for pool_id in pool_ids:
+            await enter(pool_id, "probe")
+        await asyncio.sleep(2)
 
     interval = 1 / rate
     started = time.perf_counter()

@@ -219,6 +219,25 @@ async def remove_member(session: AsyncSession, *, actor: Actor, pool_id: int, us
     )
 
 
+async def replace_members(
+    session: AsyncSession, *, actor: Actor, pool_id: int, members: list[tuple[str, int]], field: str = "members"
+) -> None:
+    """Make a pool's members exactly these (user name, priority) pairs, as a configuration file says."""
+    wanted: dict[int, int] = {}
+    for index, (name, priority) in enumerate(members):
+        user_id = await session.scalar(select(User.id).where(User.name == name))
+        if user_id is None:
+            raise not_found(f"user {name!r}", f"{field}.{index}.user")
+        await _require_agent(session, user_id, f"{field}.{index}.user")
+        wanted[user_id] = priority
+    current = {m.user_id: m.priority for m in (await members_of(session, [pool_id]))[pool_id]}
+    for user_id in current.keys() - wanted.keys():
+        await remove_member(session, actor=actor, pool_id=pool_id, user_id=user_id)
+    for user_id, priority in wanted.items():
+        if current.get(user_id) != priority:
+            await set_member(session, actor=actor, pool_id=pool_id, user_id=user_id, priority=priority)
+
+
 async def members_of(session: AsyncSession, pool_ids: list[int]) -> dict[int, list[PoolMember]]:
     found: dict[int, list[PoolMember]] = {pool_id: [] for pool_id in pool_ids}
     query = select(PoolMember).where(PoolMember.pool_id.in_(pool_ids)).order_by(PoolMember.user_id)
