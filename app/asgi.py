@@ -24,7 +24,6 @@ from app.runtime import Runtime, create_runtime
 from app.services.contacts import read_attachment
 from app.settings import Settings, get_settings
 from resolvers.context import Context
-from resolvers.loaders import Loaders
 from resolvers.schema import build_schema, should_mask_error
 from schema.ids import decode_id
 
@@ -109,7 +108,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         revocations.follow(runtime.event_hub)
         async with runtime.reading() as session:
             actor = await authenticate(session, token)
-        return Context(runtime=runtime, actor=actor, loaders=Loaders(runtime))
+        return Context(runtime=runtime, actor=actor)
 
     graphql_http = GraphQLHTTP(
         schema=schema,

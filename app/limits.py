@@ -23,6 +23,7 @@ ADDRESS = 254  # a contact's from and to addresses
 SUBJECT = 500
 SEVERITY = 50
 REASON_CODE = 100
+REASON = 1_000  # why a case was handed on, why an agent is away
 DESCRIPTION = 20_000
 SOURCE = 100  # an integrator's system name
 EXTERNAL_ID = 200  # an integrator's idempotency key

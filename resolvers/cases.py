@@ -92,6 +92,7 @@ class CaseMutation:
                 severity=input.severity,
                 fields=input.fields,
                 parent_id=optional_db_id(input.parent_id, "Case", "parentId"),
+                pool_id=optional_db_id(input.pool_id, "Pool", "poolId"),
             ),
             case_payload,
         )

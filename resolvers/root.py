@@ -11,9 +11,10 @@ from resolvers.cases import CaseLifecycleMutation, CaseMutation, CaseQuery
 from resolvers.contacts import ContactFixMutation, ContactMutation, ContactQuery
 from resolvers.customers import CustomerMergeMutation, CustomerMergeQuery, CustomerMutation, CustomerQuery
 from resolvers.mail import CaseReplyMutation, MailMutation, MailQuery
-from resolvers.queues import PoolMutation, PoolQuery
+from resolvers.queues import PoolMutation, PoolQuery, WorkMutation, WorkQuery, WorkSubscription
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from resolvers.search import SearchQuery
+from resolvers.subscriptions import Subscription
 from schema.auth import User
 from schema.ids import from_global_id
 from schema.node import Node, load_case, load_contact, load_customer, load_user
@@ -58,6 +59,7 @@ QUERIES = (
     AuditQuery,
     AuthQuery,
     PoolQuery,
+    WorkQuery,
     MailQuery,
 )
 MUTATIONS = (
@@ -72,6 +74,8 @@ MUTATIONS = (
     ArchiveMutation,
     AuthMutation,
     PoolMutation,
+    WorkMutation,
     MailMutation,
     CaseReplyMutation,
 )
+SUBSCRIPTIONS = (Subscription, WorkSubscription)

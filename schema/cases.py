@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry.scalars import JSON
 
+from app.models import CATEGORY_OF_STATUS
 from schema.auth import User
 from schema.customers import Customer
-from schema.enums import CaseStatus, Priority
+from schema.enums import CaseStatus, Priority, StatusCategory
 from schema.errors import UserError
 from schema.node import Node, load_case, load_customer, load_customers, load_later, load_user
 from schema.pagination import Connection
@@ -40,10 +41,17 @@ class Case(Node):
     closed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    waiting_since: datetime | None = strawberry.field(
+        description="Since when the case waits in its pool for an agent; null while an agent has it."
+    )
 
     @classmethod
     def from_row(cls, row: Any) -> Case:
         return super().from_row(row, status=CaseStatus(row.status), priority=Priority(row.priority))
+
+    @strawberry.field(description="The stage of work the status belongs to.")
+    def status_category(self) -> StatusCategory:
+        return StatusCategory(CATEGORY_OF_STATUS[self.status.value])
 
     @strawberry.field(description="The pool (queue) the case waits in.")
     def pool(self, info: strawberry.Info) -> Annotated[Pool, strawberry.lazy("schema.queues")] | None:
@@ -93,6 +101,7 @@ class CaseCreateInput:
     severity: str | None = None
     fields: JSON | None = None
     parent_id: strawberry.ID | None = None
+    pool_id: strawberry.ID | None = strawberry.field(default=None, description="The case waits there for an agent.")
 
 
 @strawberry.input

@@ -52,6 +52,11 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Query.users": STAFF,  # agents pick assignees
     "Query.tokens": ADMIN,
     "Query.pools": STAFF,  # the queues agents work from
+    "Query.myPools": STAFF,
+    "Query.myCases": STAFF,
+    "Query.coveredCases": STAFF,
+    "Query.poolCases": STAFF,  # an agent: of a pool they serve
+    "Query.absences": STAFF,  # who is away and who covers is what colleagues plan around
     "Query.mailboxes": ADMIN,
     "Query.mailbox": ADMIN,
     "Mutation.customerCreate": FEED,
@@ -101,11 +106,21 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Mutation.mailboxUpdate": ADMIN,
     "Mutation.mailboxDelete": ADMIN,
     "Mutation.caseReply": STAFF,
+    "Mutation.poolMemberSet": SUPERVISOR,
+    "Mutation.poolMemberRemove": SUPERVISOR,
+    "Mutation.caseNext": STAFF,
+    "Mutation.caseRelease": STAFF,  # an agent: their own case
+    "Mutation.caseTransfer": STAFF,  # an agent: their own case or a waiting one
+    "Mutation.casesReassign": SUPERVISOR,
+    "Mutation.absenceRecord": STAFF,  # an agent: their own
+    "Mutation.absenceEnd": STAFF,  # an agent: their own
     # Subscriptions as the queries they mirror.
     "Subscription.customerUpdated": STAFF,
     "Subscription.caseUpdated": STAFF,
     "Subscription.contactReceived": STAFF,
     "Subscription.contactReceived(all)": SUPERVISOR,  # neither customerId nor caseId: every contact
+    "Subscription.queueUpdated": STAFF,  # an agent: a pool they serve
+    "Subscription.myWorkUpdated": STAFF,
     # Histories are browsing: an integrator that looked a customer or case up reads that record only.
     "Customer.cases": STAFF,
     "Customer.contacts": STAFF,

@@ -6,9 +6,11 @@ from app.models.auth import ROLES, ApiToken, User
 from app.models.base import Base
 from app.models.cases import (
     CASE_STATUSES,
+    CATEGORY_OF_STATUS,
     FINISHED_CASE_STATUSES,
     OPEN_CASE_STATUSES,
     PRIORITIES,
+    STATUS_CATEGORIES,
     Case,
     CaseCustomer,
     case_reference_seq,
@@ -35,7 +37,7 @@ from app.models.mail import (
     Mailbox,
     OutboundMessage,
 )
-from app.models.queues import Pool
+from app.models.queues import REPLY_STATUSES, Absence, Pool, PoolMember
 from app.models.recognition import (
     CASE_RULE_KINDS,
     CUSTOMER_RULE_KINDS,
@@ -51,6 +53,11 @@ from app.models.recognition import (
 from app.models.search import CaseSearchVector, ContactSearchVector
 
 __all__ = [
+    "STATUS_CATEGORIES",
+    "CATEGORY_OF_STATUS",
+    "REPLY_STATUSES",
+    "Absence",
+    "PoolMember",
     "ARCHIVE_ENTITIES",
     "CASE_RULE_KINDS",
     "EventOutbox",

@@ -48,6 +48,9 @@ class Case(Base):
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     # The queue the case waits in (a case opened by mail lands in its mailbox's pool).
     pool_id: Mapped[int | None] = mapped_column(ForeignKey("pools.id", ondelete="SET NULL"))
+    # Since when the case waits in its pool for an agent; kept by the database (migration 0011):
+    # set when a live, unfinished case is in a pool without an assignee, cleared otherwise.
+    waiting_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -64,6 +67,8 @@ class Case(Base):
         Index("ix_cases_assignee_id_id", "assignee_id", "id"),
         Index("ix_cases_parent_id", "parent_id"),
         Index("ix_cases_pool_id_id", "pool_id", "id", postgresql_where=sql("pool_id IS NOT NULL")),
+        # caseNext: the oldest waiting case of a pool is the first entry of its range.
+        Index("ix_cases_waiting", "pool_id", "waiting_since", "id", postgresql_where=sql("waiting_since IS NOT NULL")),
         # EXTERNAL_REFERENCE recognition looks cases up by a custom field (`fields @> ...`).
         Index("ix_cases_fields", "fields", postgresql_using="gin", postgresql_ops={"fields": "jsonb_path_ops"}),
         Index("ix_cases_merged_into_id", "merged_into_id", postgresql_where=sql("merged_into_id IS NOT NULL")),

@@ -3,6 +3,7 @@ moves between customers, and merges."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Row, delete, exists, func, select, text, update
@@ -22,10 +23,11 @@ from app.models import (
     CaseCustomer,
     Contact,
     Customer,
+    Pool,
     User,
 )
 from app.pagination import Page, decode_cursor
-from app.services import audit
+from app.services import audit, queues
 from app.services.customers import require_live_customer
 from app.services.locking import cases, lock_case_graph, lock_case_tree, primary_of
 
@@ -84,8 +86,10 @@ async def create_case(
     severity: str | None = None,
     fields: dict[str, Any] | None = None,
     parent_id: int | None = None,
+    pool_id: int | None = None,
 ) -> Case:
-    """Open a case for one or more customers; the first customer is the primary one."""
+    """Open a case for one or more customers; the first customer is the primary one. A case
+    created in a pool waits there for an agent."""
     if not subject.strip():
         raise UserError(ErrorCode.REQUIRED, "subject is required", "subject")
     _check_texts(subject=subject, description=description, severity=severity)
@@ -100,6 +104,8 @@ async def create_case(
     await _require_live_customers(session, customer_ids, "customerIds")
     if parent_id is not None and await session.get(Case, parent_id) is None:
         raise not_found("case", "parentId")
+    if pool_id is not None and await session.get(Pool, pool_id) is None:
+        raise not_found("pool", "poolId")
     case = (
         await session.execute(
             insert(Case)
@@ -110,6 +116,7 @@ async def create_case(
                 severity=severity,
                 fields=fields or {},
                 parent_id=parent_id,
+                pool_id=pool_id,
             )
             .returning(Case)
         )
@@ -126,6 +133,8 @@ async def create_case(
         entity_id=case.id,
         after={**snapshot(case), "customerIds": customer_ids},
     )
+    if pool_id is not None:
+        queues.announce(session, case_id=case.id, pools={pool_id: queues.QueueChange.ENTERED}, agents={})
     events.emit(session, "caseUpdated", case.id)
     for customer_id in customer_ids:
         events.emit(session, "customerUpdated", customer_id)
@@ -152,6 +161,7 @@ async def update_case(
     _check_texts(subject=subject, description=description, severity=severity)
     case = await get_case_for_update(session, case_id)
     before = snapshot(case)
+    queue_before = queues.QueueState.of(case)
     if subject is not None:
         if not subject.strip():
             raise UserError(ErrorCode.REQUIRED, "subject must not be empty", "subject")
@@ -177,7 +187,8 @@ async def update_case(
         await _check_parent(session, case, parent_id)
         case.parent_id = parent_id
     await session.flush()
-    await session.refresh(case, ["updated_at"])
+    await session.refresh(case, ["updated_at", "waiting_since"])
+    queues.announce_move(session, case_id=case.id, before=queue_before, after=queues.QueueState.of(case))
     audit.record(
         session,
         actor=actor,
@@ -238,17 +249,30 @@ async def list_cases(
     first: int,
     after: str | None,
     status: str | None = None,
+    statuses: Sequence[str] | None = None,
     customer_id: int | None = None,
     assignee_id: int | None = None,
+    assignee_ids: Sequence[int] | None = None,
+    pool_id: int | None = None,
+    waiting: bool | None = None,
 ) -> Page[Case]:
-    """Cases newest first, filtered by status, customer and/or assignee; merged and archived ones left out."""
+    """Cases newest first, filtered by status(es), customer, assignee(s), pool and whether they wait
+    for an agent; merged and archived ones left out."""
     query = select(Case).where(Case.merged_into_id.is_(None), Case.archived_at.is_(None))
     if status:
         query = query.where(Case.status == status)
+    if statuses is not None:
+        query = query.where(Case.status.in_(statuses))
     if customer_id is not None:
         query = query.where(exists().where(CaseCustomer.case_id == Case.id, CaseCustomer.customer_id == customer_id))
     if assignee_id is not None:
         query = query.where(Case.assignee_id == assignee_id)
+    if assignee_ids is not None:
+        query = query.where(Case.assignee_id.in_(assignee_ids))
+    if pool_id is not None:
+        query = query.where(Case.pool_id == pool_id)
+    if waiting is not None:
+        query = query.where(Case.waiting_since.is_not(None) if waiting else Case.waiting_since.is_(None))
     if after:
         (last_id,) = decode_cursor(after, int)
         query = query.where(Case.id < last_id)
@@ -270,6 +294,16 @@ async def case_id_by_reference(session: AsyncSession, *, reference: str) -> int 
 
 async def read_case(session: AsyncSession, case_id: int) -> Row[Any]:
     return (await session.execute(select(cases).where(cases.c.id == case_id))).one()
+
+
+async def _announced(session: AsyncSession, case_id: int, *, before: Row[Any]) -> Row[Any]:
+    """The case as it is now, its change announced to its subscribers, its pools and its agents."""
+    after = await read_case(session, case_id)
+    queues.announce_move(
+        session, case_id=case_id, before=queues.QueueState.of(before), after=queues.QueueState.of(after)
+    )
+    events.emit(session, "caseUpdated", case_id)
+    return after
 
 
 def _closing(reason_code: str) -> dict[str, Any]:
@@ -297,8 +331,7 @@ async def close_case(session: AsyncSession, *, actor: Actor, case_id: int, reaso
         before={"status": case.status, "reasonCode": case.reason_code},
         after={"status": "closed", "reasonCode": reason_code.strip()},
     )
-    events.emit(session, "caseUpdated", case_id)
-    return await read_case(session, case_id)
+    return await _announced(session, case_id, before=case)
 
 
 async def reopen_case(session: AsyncSession, *, actor: Actor, case_id: int, reason_code: str | None = None) -> Row[Any]:
@@ -324,8 +357,7 @@ async def reopen_case(session: AsyncSession, *, actor: Actor, case_id: int, reas
         before={"status": case.status, "reasonCode": case.reason_code},
         after={"status": "open", "reasonCode": reason},
     )
-    events.emit(session, "caseUpdated", case_id)
-    return await read_case(session, case_id)
+    return await _announced(session, case_id, before=case)
 
 
 async def move_case(
@@ -507,6 +539,12 @@ async def merge_cases(session: AsyncSession, *, actor: Actor, source_case_id: in
             "customersLinked": new_customers,
             "childrenMoved": children,
         },
+    )
+    queues.announce_move(
+        session,
+        case_id=source_case_id,
+        before=queues.QueueState.of(source),
+        after=await queues.queue_state(session, source_case_id),
     )
     events.emit_many(session, "caseUpdated", [source_case_id, target_case_id, *children, *tombstones])
     events.emit_many(session, "customerUpdated", sorted(set(links[source_case_id]) | set(links[target_case_id])))

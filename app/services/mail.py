@@ -42,6 +42,7 @@ from app.models import (
     Mailbox,
     OutboundMessage,
     Pool,
+    User,
 )
 from app.recognition.connector import SECRET_ENV_PREFIX
 from app.services import audit
@@ -347,6 +348,8 @@ async def export_config(session: AsyncSession) -> str:
     """Pools and mailboxes as a YAML document (secrets appear only as variable names)."""
     pools = await queue_service.list_pools(session)
     pool_names = {pool.id: pool.name for pool in pools}
+    members = await queue_service.members_of(session, list(pool_names))
+    user_names = dict((await session.execute(select(User.id, User.name))).all())
     mailboxes = []
     for mailbox in await list_mailboxes(session):
         snapshot = _snapshot(mailbox)
@@ -370,6 +373,9 @@ async def export_config(session: AsyncSession) -> str:
                 "description": p.description,
                 "priority": p.priority,
                 "auto_response": queue_service.auto_response_of(p),
+                "reply_status": p.reply_status,
+                "reopen_within_days": p.reopen_within_days,
+                "members": [{"user": user_names[m.user_id], "priority": m.priority} for m in members[p.id]],
             }
             for p in pools
         ],
@@ -412,16 +418,24 @@ async def import_config(session: AsyncSession, *, actor: Actor, document: str) -
                 "name": item.get("name"),
                 "description": item.get("description"),
                 "priority": int(item.get("priority") or 0),
+                "reply_status": item.get("reply_status"),
+                "reopen_within_days": item.get("reopen_within_days"),
             }
             if existing is None:
                 pool = await queue_service.create_pool(session, actor=actor, **values)
             else:
                 pool = await queue_service.update_pool(session, actor=actor, pool_id=existing.id, **values)
+            if "members" in item:  # a file without the key leaves the members as they are
+                members = [
+                    (str(m.get("user", "")), int(m.get("priority") or 0))
+                    for m in _list_of_mappings(item["members"], "members")
+                ]
+                await queue_service.replace_members(session, actor=actor, pool_id=pool.id, members=members)
         except UserError as error:
             raise _prefixed(error, where) from None
         except (TypeError, ValueError):
             raise UserError(
-                ErrorCode.INVALID, f"{where}: priority must be a whole number", f"{where}.priority"
+                ErrorCode.INVALID, f"{where}: priorities must be whole numbers", f"{where}.priority"
             ) from None
         pool_ids[pool.name] = pool.id
 
@@ -560,7 +574,7 @@ def contact_data_of(
 
 async def place_in_pool(session: AsyncSession, *, case_id: int, pool_id: int) -> None:
     """A case opened by a mail lands in its mailbox's pool."""
-    await session.execute(update(Case).where(Case.id == case_id).values(pool_id=pool_id))
+    await queue_service.put_in_pool(session, case_id=case_id, pool_id=pool_id)
 
 
 @dataclass
