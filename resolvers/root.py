@@ -14,6 +14,8 @@ from resolvers.mail import CaseReplyMutation, MailMutation, MailQuery
 from resolvers.queues import PoolMutation, PoolQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from resolvers.search import SearchQuery
+from resolvers.subscriptions import Subscription
+from resolvers.tasks import TaskMutation, TaskQuery, TaskSubscription
 from schema.auth import User
 from schema.ids import from_global_id
 from schema.node import Node, load_case, load_contact, load_customer, load_user
@@ -24,6 +26,7 @@ _NODE_LOADERS = {
     "Case": load_case,
     "Contact": load_contact,
     "User": load_user,
+    "Task": lambda info, task_id: info.context.loaders.task.load(task_id),
 }
 
 
@@ -59,6 +62,7 @@ QUERIES = (
     AuthQuery,
     PoolQuery,
     MailQuery,
+    TaskQuery,
 )
 MUTATIONS = (
     CustomerMutation,
@@ -74,4 +78,6 @@ MUTATIONS = (
     PoolMutation,
     MailMutation,
     CaseReplyMutation,
+    TaskMutation,
 )
+SUBSCRIPTIONS = (Subscription, TaskSubscription)

@@ -49,8 +49,12 @@ from app.models.recognition import (
     RecognitionRule,
 )
 from app.models.search import CaseSearchVector, ContactSearchVector
+from app.models.tasks import TASK_KINDS, TASK_STATUSES, Task
 
 __all__ = [
+    "TASK_KINDS",
+    "TASK_STATUSES",
+    "Task",
     "ARCHIVE_ENTITIES",
     "CASE_RULE_KINDS",
     "EventOutbox",

@@ -152,6 +152,16 @@ _ANONYMISE = [
         f"UPDATE cases SET subject = '{ERASED_CASE_SUBJECT}', description = NULL, fields = '{{}}', "
         f"anonymised_at = coalesce(anonymised_at, now()) WHERE id IN ({_ONLY_THEIR_CASES})"
     ),
+    # Their tasks' text goes and their open tasks are called off (no reminder to call an erased person).
+    _ids(
+        scrub_audit("task", f"SELECT id FROM tasks WHERE customer_id = ANY(:ids) OR case_id IN ({_ONLY_THEIR_CASES})")
+    ),
+    _ids(
+        f"UPDATE tasks SET subject = '{ERASED_CASE_SUBJECT}', notes = NULL, updated_at = now(), "
+        "status = CASE WHEN status = 'open' THEN 'cancelled' ELSE status END, "
+        "cancelled_at = CASE WHEN status = 'open' THEN now() ELSE cancelled_at END "
+        f"WHERE customer_id = ANY(:ids) OR case_id IN ({_ONLY_THEIR_CASES})"
+    ),
     _ids(
         "UPDATE audit_events SET before = NULL, after = NULL WHERE entity_type = 'customer' AND entity_id = ANY(:ids)"
     ),
