@@ -358,7 +358,7 @@ class TaskFilter:
         if self.case_id is not None:
             found.append(Task.case_id == self.case_id)
         if self.overdue is not None:
-            overdue = and_(Task.status == "open", Task.due_at < func.now())
+            overdue = and_(Task.status == "open", Task.due_at.is_not(None), Task.due_at < func.now())
             found.append(overdue if self.overdue else ~overdue)
         return found
 
