@@ -15,6 +15,7 @@ from app import events
 from app.auth import Actor
 from app.services import archive as archive_service
 from app.services import auth as auth_service
+from app.services import customers as customer_service
 from tests.conftest import last_event_id
 from tests.support import gid, make_case, make_customer, rows, scalar
 
@@ -367,3 +368,23 @@ async def test_a_page_of_customers_with_their_tasks_costs_a_fixed_number_of_quer
 
     # the customers, all their task pages in one statement, the assignees, the cases
     assert counts == [4, 4]
+
+
+async def test_a_merged_customers_tasks_show_on_the_customer_it_was_merged_into(gql, runtime, ann, records):
+    _, token = ann
+    await create(gql, token, subject="on the duplicate", customerId=gid("Customer", records["other"]))
+    await create(gql, token, subject="on the survivor", customerId=gid("Customer", records["customer"]))
+    async with runtime.transaction() as session:
+        await customer_service.merge_customers(
+            session,
+            actor=Actor(None, "sup", "supervisor"),
+            survivor_id=records["customer"],
+            duplicate_ids=[records["other"]],
+        )
+    query = "query($id: ID!) { customer(id: $id) { tasks { edges { node { subject } } } } }"
+
+    data = await gql(query, {"id": gid("Customer", records["customer"])}, token=token)
+    on_tombstone = await create(gql, token, subject="new", customerId=gid("Customer", records["other"]))
+
+    assert [e["node"]["subject"] for e in data["customer"]["tasks"]["edges"]] == ["on the duplicate", "on the survivor"]
+    assert on_tombstone["errors"] == [{"field": "customerId", "code": "MERGED"}]

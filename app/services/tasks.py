@@ -399,15 +399,23 @@ async def list_tasks(
 @cache
 def _owner_page_statement(owner: str, cursor: str | None, with_status: bool) -> Select:
     """One page of tasks for every customer (or case) id in the `:owner_ids` array (a LATERAL join)."""
-    owner_column = tasks.c.customer_id if owner == "customer" else tasks.c.case_id
     owners = (
         func.unnest(bindparam("owner_ids", type_=ARRAY(BigInteger)))
         .table_valued("owner_id")
         .render_derived(name="owners")
     )
+    # A customer's or case's tasks include those of the ones merged into it.
+    owner_table = Customer.__table__ if owner == "customer" else Case.__table__
+    owner_column = tasks.c.customer_id if owner == "customer" else tasks.c.case_id
+    merged = (
+        select(owner_table.c.id)
+        .where(or_(owner_table.c.id == owners.c.owner_id, owner_table.c.merged_into_id == owners.c.owner_id))
+        .correlate_except(owner_table)
+    )
+    belongs = owner_column.in_(merged)
     per_owner = (
         select(tasks)
-        .where(owner_column == owners.c.owner_id)
+        .where(belongs)
         .order_by(tasks.c.due_at.asc().nulls_last(), tasks.c.id.asc())
         .limit(bindparam("limit"))
     )
