@@ -333,14 +333,17 @@ async def test_bad_input_is_refused_with_a_code_and_changes_nothing(gql, runtime
     assert await runtime.redis.xrange(events.STREAM, min=f"({start}") == []
 
 
-async def test_erasing_a_customer_removes_their_tasks_text_and_calls_the_open_ones_off(gql, runtime, ann, records):
+async def test_a_customers_export_holds_their_tasks_and_erasure_clears_them(gql, runtime, ann, records):
     _, token = ann
     await create(gql, token, subject="Call Ada about her diagnosis", customerId=gid("Customer", records["customer"]))
+    export = "query($id: ID!) { customerExport(customerId: $id) }"
+    exported = (await gql(export, {"id": gid("Customer", records["customer"])}))["customerExport"]
     async with runtime.transaction() as session:
         await archive_service.erase_customer(
             session, actor=Actor(None, "sup", "supervisor"), customer_id=records["customer"], reason="asked"
         )
 
+    assert [(t["subject"], t["status"]) for t in exported["tasks"]] == [("Call Ada about her diagnosis", "open")]
     assert await rows(runtime, "SELECT subject, notes, status FROM tasks") == [("[erased]", None, "cancelled")]
     kept = await rows(runtime, "SELECT after FROM audit_events WHERE action = 'task.create'")
     assert "subject" not in kept[0][0]

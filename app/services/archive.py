@@ -31,6 +31,7 @@ from app.models import (
     Customer,
     CustomerIdentifier,
     CustomerMerge,
+    Task,
 )
 from app.services import audit
 from app.services.cases import read_case, require_live_case
@@ -694,6 +695,9 @@ async def export_customer(session: AsyncSession, *, customer_id: int) -> dict[st
             .order_by(CustomerMerge.id)
         )
     ).all()
+    tasks = (
+        await session.execute(select(Task.__table__).where(Task.customer_id.in_(profile_ids)).order_by(Task.id))
+    ).all()
     case_columns = [c.name for c in Case.__table__.columns]
     contact_columns = [c.name for c in Contact.__table__.columns]
     return {
@@ -704,6 +708,7 @@ async def export_customer(session: AsyncSession, *, customer_id: int) -> dict[st
             {**_plain(c, case_columns), "customer_id": c.link_customer_id, "is_primary": c.is_primary} for c in cases
         ],
         "contacts": [_plain(c, contact_columns) for c in contacts],
+        "tasks": [_plain(t, [c.name for c in Task.__table__.columns]) for t in tasks],
         "auditEvents": [
             _plain(e, ["id", "occurred_at", "actor_name", "action", "entity_type", "entity_id", "before", "after"])
             for e in events
