@@ -56,10 +56,17 @@ def _service_filter(given: TaskFilter | None) -> service.TaskFilter:
 async def _page(
     info: strawberry.Info, first: int | None, after: str | None, assignee_id: int | None, filter: TaskFilter | None
 ) -> Connection[Task]:
-    async with info.context.runtime.reading() as session:
+    runtime, where = info.context.runtime, _service_filter(filter)
+    async with runtime.reading() as session:
         page = await service.list_tasks(
-            session, first=page_size(first), after=after, assignee_id=assignee_id, filter=_service_filter(filter)
+            session, first=page_size(first), after=after, assignee_id=assignee_id, filter=where
         )
+
+    async def count() -> int:
+        async with runtime.reading() as session:
+            return await service.count_tasks(session, assignee_id=assignee_id, filter=where)
+
+    page.count = count
     return Connection.from_page(page, Task.from_row)
 
 

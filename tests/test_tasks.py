@@ -38,7 +38,7 @@ DELETE = "mutation($id: ID!) { taskDelete(input: {id: $id}) { deletedId errors {
 MY_TASKS = """
 query($first: Int, $after: String, $filter: TaskFilter) {
   myTasks(first: $first, after: $after, filter: $filter) {
-    edges { cursor node { subject status } } pageInfo { hasNextPage endCursor }
+    totalCount edges { cursor node { subject status } } pageInfo { hasNextPage endCursor }
   }
 }
 """
@@ -149,6 +149,8 @@ async def test_my_tasks_filters_and_pages_soonest_due_first(gql, runtime, ann, b
     assert await subjects(caseId=case) == ["meeting"]
     assert await subjects(dueBefore=later(hours=6), dueAfter=later(hours=-2)) == ["done call", "email"]
     assert await subjects(customerId=gid("Case", 1)) == []  # an id of another type matches nothing
+    open_count = await gql(MY_TASKS, {"first": 1, "filter": {"status": "OPEN"}}, token=token)
+    assert open_count["myTasks"]["totalCount"] == 4
 
     pages, after = [], None
     while True:
@@ -204,6 +206,10 @@ async def test_update_changes_what_is_given_and_a_new_reminder_time_rearms(gql, 
         token=token,
     )
 
+    audited = await scalar(runtime, "SELECT count(*) FROM audit_events")
+    unchanged = await gql(UPDATE, {"input": {"id": task["id"], "subject": "Call Ada back"}}, token=token)
+    assert unchanged["taskUpdate"]["errors"] == []
+    assert await scalar(runtime, "SELECT count(*) FROM audit_events") == audited  # nothing changed, nothing recorded
     assert same["taskUpdate"]["task"]["subject"] == "Call Ada back"
     assert same["taskUpdate"]["task"]["remindedAt"] is not None  # the reminder time did not change
     changed = moved["taskUpdate"]["task"]

@@ -46,6 +46,8 @@ class Task(Base):
         CheckConstraint("customer_id IS NOT NULL OR case_id IS NOT NULL", name="on_customer_or_case"),
         # myTasks: an assignee's tasks, soonest due first (no due time last).
         Index("ix_tasks_assignee_due", "assignee_id", "due_at", "id"),
+        # Everyone's open tasks by due time: a supervisor's view of what is late.
+        Index("ix_tasks_open_due", "due_at", "id", postgresql_where=sql("status = 'open'")),
         Index("ix_tasks_customer_due", "customer_id", "due_at", "id", postgresql_where=sql("customer_id IS NOT NULL")),
         Index("ix_tasks_case_due", "case_id", "due_at", "id", postgresql_where=sql("case_id IS NOT NULL")),
         # The reminder cron reads only the armed reminders of open tasks.

@@ -270,6 +270,8 @@ async def update_task(
     if assignee_id is not None and assignee_id != task.assignee_id:
         await _require_assignee(session, assignee_id)
         task.assignee_id = assignee_id
+    if snapshot(task) == before and not rearmed:
+        return task  # nothing changed: nothing to record or announce
     await session.flush()
     await session.refresh(task)
     _audit(session, actor, "update", task, before)
@@ -341,10 +343,9 @@ class TaskFilter:
     overdue: bool | None = None  # open and past due (true), or not (false)
     customer_id: int | None = None
     case_id: int | None = None
-    conditions: list[Any] = field(default_factory=list)
 
     def where(self) -> list[Any]:
-        found = list(self.conditions)
+        found = []
         if self.status is not None:
             found.append(Task.status == self.status)
         if self.kind is not None:
@@ -387,13 +388,25 @@ async def list_tasks(
     filter: TaskFilter | None = None,
 ) -> Page[Task]:
     """Tasks soonest due first (undated last), of one assignee or everyone's, filtered."""
-    query = select(Task).where(*(filter or TaskFilter()).where())
-    if assignee_id is not None:
-        query = query.where(Task.assignee_id == assignee_id)
+    query = select(Task).where(*_conditions(assignee_id, filter))
     if after:
         query = query.where(_after_cursor(after))
     rows = (await session.scalars(query.order_by(*_ORDER).limit(first + 1))).all()
     return Page.from_overfetch(list(rows), first, task_sort_key)
+
+
+def _conditions(assignee_id: int | None, filter: TaskFilter | None) -> list[Any]:
+    conditions = (filter or TaskFilter()).where()
+    if assignee_id is not None:
+        conditions.append(Task.assignee_id == assignee_id)
+    return conditions
+
+
+async def count_tasks(
+    session: AsyncSession, *, assignee_id: int | None = None, filter: TaskFilter | None = None
+) -> int:
+    """How many tasks `list_tasks` pages through."""
+    return await session.scalar(select(func.count()).select_from(Task).where(*_conditions(assignee_id, filter)))
 
 
 @cache

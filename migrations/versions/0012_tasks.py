@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tasks")),
     )
     op.create_index("ix_tasks_assignee_due", "tasks", ["assignee_id", "due_at", "id"])
+    op.create_index("ix_tasks_open_due", "tasks", ["due_at", "id"], postgresql_where=sa.text("status = 'open'"))
     op.create_index(
         "ix_tasks_customer_due",
         "tasks",
