@@ -24,11 +24,13 @@ from app.models import (
     CustomerIdentifier,
     OutboundMessage,
     Pool,
+    Task,
     User,
 )
 from app.pagination import Page, page_size
 from app.runtime import Runtime
 from app.services import mail as mail_service
+from app.services import tasks as task_service
 from schema.auth import User as UserType
 from schema.cases import Case as CaseType
 from schema.contacts import Attachment as AttachmentType
@@ -36,6 +38,7 @@ from schema.contacts import Contact as ContactType
 from schema.customers import Customer as CustomerType
 from schema.mail import Delivery as DeliveryType
 from schema.queues import Pool as PoolType
+from schema.tasks import Task as TaskType
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,15 @@ class PageKey:
     channel: str | None = None
 
 
+@dataclass(frozen=True)
+class TaskPageKey:
+    owner: str  # "customer" or "case"
+    owner_id: int
+    first: int
+    after: str | None
+    status: str | None
+
+
 class Loaders:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -54,6 +66,8 @@ class Loaders:
         self.contact = self._by_id(Contact, ContactType.from_row)
         self.user = self._by_id(User, UserType.from_row)
         self.pool = self._by_id(Pool, PoolType.from_row)
+        self.task = self._by_id(Task, TaskType.from_row)
+        self.owner_tasks = DataLoader(self._task_pages)
         self.attachments_by_contact = DataLoader(self._attachments)
         self.delivery_by_contact = DataLoader(self._deliveries)
         self.inbound_backlog = DataLoader(self._inbound_backlog)
@@ -176,6 +190,20 @@ class Loaders:
                     counts[(owner_id, channel)] = n
         return [counts[k] for k in keys]
 
+    async def _task_pages(self, keys: list[TaskPageKey]) -> list[Page]:
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for key in keys:
+            groups[(key.owner, key.first, key.after, key.status)].append(key.owner_id)
+        pages: dict[TaskPageKey, Page] = {}
+        async with self.runtime.engine.connect() as conn:
+            for (owner, first, after, status), owner_ids in groups.items():
+                found = await task_service.owner_task_pages(
+                    conn, owner=owner, owner_ids=owner_ids, first=first, after=after, status=status
+                )
+                for owner_id, page in found.items():
+                    pages[TaskPageKey(owner, owner_id, first, after, status)] = page
+        return [pages[key] for key in keys]
+
     # Page entry points used by the types: validate the arguments, load, attach a lazy count.
 
     async def customer_contacts_page(
@@ -193,6 +221,9 @@ class Loaders:
     ) -> Page:
         loader = self.customer_open_cases if open_only else self.customer_cases
         return await loader.load(PageKey(customer_id, page_size(first), after))
+
+    async def tasks_page(self, owner: str, owner_id: int, first: int | None, after: str | None, status: str | None):
+        return await self.owner_tasks.load(TaskPageKey(owner, owner_id, page_size(first), after, status))
 
     async def latest_contact(self, customer_id: int) -> Any | None:
         page = await self.customer_contacts.load(PageKey(customer_id, 1, None, None))

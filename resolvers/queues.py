@@ -50,6 +50,7 @@ from schema.queues import (
     QueueChange,
     QueueUpdate,
     WorkChange,
+    WorkKind,
 )
 
 
@@ -396,9 +397,15 @@ class WorkSubscription:
 
     @strawberry.subscription(
         permission_classes=[allow("Subscription.myWorkUpdated")],
-        description="Each case assigned to or taken from the caller, or whose status changed.",
+        description="Each change to the caller's work: a case assigned to or taken from them or whose status "
+        "changed, a task of theirs created, changed or assigned.",
     )
     async def my_work_updated(self, info: strawberry.Info, after: After = None) -> AsyncGenerator[MyWorkUpdate, None]:
-        channel = events.channel("myWorkUpdated", info.context.actor.user_id or 0)
+        channel = events.channel(service.WORK_TOPIC, info.context.actor.user_id or 0)
         async for event in _events(info, [channel], after):
-            yield MyWorkUpdate(case_db_id=event.body["caseId"], change=WorkChange(event.body["change"]))
+            yield MyWorkUpdate(
+                kind=WorkKind(event.body["kind"]),
+                change=WorkChange(event.body["change"]),
+                case_db_id=event.body.get("caseId"),
+                task_db_id=event.body.get("taskId"),
+            )

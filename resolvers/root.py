@@ -15,6 +15,7 @@ from resolvers.queues import PoolMutation, PoolQuery, WorkMutation, WorkQuery, W
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from resolvers.search import SearchQuery
 from resolvers.subscriptions import Subscription
+from resolvers.tasks import TaskMutation, TaskQuery, TaskSubscription
 from schema.auth import User
 from schema.ids import from_global_id
 from schema.node import Node, load_case, load_contact, load_customer, load_user
@@ -25,6 +26,7 @@ _NODE_LOADERS = {
     "Case": load_case,
     "Contact": load_contact,
     "User": load_user,
+    "Task": lambda info, task_id: info.context.loaders.task.load(task_id),
 }
 
 
@@ -61,6 +63,7 @@ QUERIES = (
     PoolQuery,
     WorkQuery,
     MailQuery,
+    TaskQuery,
 )
 MUTATIONS = (
     CustomerMutation,
@@ -77,5 +80,6 @@ MUTATIONS = (
     WorkMutation,
     MailMutation,
     CaseReplyMutation,
+    TaskMutation,
 )
-SUBSCRIPTIONS = (Subscription, WorkSubscription)
+SUBSCRIPTIONS = (Subscription, WorkSubscription, TaskSubscription)

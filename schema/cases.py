@@ -16,6 +16,7 @@ from schema.errors import UserError
 from schema.node import Node, load_case, load_customer, load_customers, load_later, load_user
 from schema.pagination import Connection
 from schema.permissions import allow
+from schema.tasks import Task, TaskStatus, tasks_connection
 
 if TYPE_CHECKING:
     from schema.contacts import Contact
@@ -78,6 +79,19 @@ class Case(Node):
 
         page = await info.context.loaders.case_contacts_page(self.db_id, first, after)
         return Connection.from_page(page, Contact.from_row)
+
+    @strawberry.field(
+        permission_classes=[allow("Case.tasks")],
+        description="The tasks on this case, soonest due first (undated last).",
+    )
+    async def tasks(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: TaskStatus | None = None,
+    ) -> Connection[Task]:
+        return await tasks_connection(info, "case", self.db_id, first, after, status)
 
     @strawberry.field
     async def parent(self, info: strawberry.Info) -> Case | None:

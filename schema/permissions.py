@@ -59,6 +59,9 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Query.absences": STAFF,  # who is away and who covers is what colleagues plan around
     "Query.mailboxes": ADMIN,
     "Query.mailbox": ADMIN,
+    "Query.task": STAFF,
+    "Query.myTasks": STAFF,
+    "Query.tasks": SUPERVISOR,  # everyone's tasks: the team's follow-ups
     "Mutation.customerCreate": FEED,
     "Mutation.customerUpdate": STAFF,
     "Mutation.customerIdentifierAdd": STAFF,
@@ -114,6 +117,13 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Mutation.casesReassign": SUPERVISOR,
     "Mutation.absenceRecord": STAFF,  # an agent: their own
     "Mutation.absenceEnd": STAFF,  # an agent: their own
+    # Tasks: an agent changes those assigned to them or that they created; a supervisor any.
+    "Mutation.taskCreate": STAFF,
+    "Mutation.taskUpdate": STAFF,
+    "Mutation.taskComplete": STAFF,
+    "Mutation.taskReopen": STAFF,
+    "Mutation.taskCancel": STAFF,
+    "Mutation.taskDelete": STAFF,
     # Subscriptions as the queries they mirror.
     "Subscription.customerUpdated": STAFF,
     "Subscription.caseUpdated": STAFF,
@@ -121,12 +131,15 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Subscription.contactReceived(all)": SUPERVISOR,  # neither customerId nor caseId: every contact
     "Subscription.queueUpdated": STAFF,  # an agent: a pool they serve
     "Subscription.myWorkUpdated": STAFF,
+    "Subscription.taskReminder": STAFF,  # the caller's own reminders only
     # Histories are browsing: an integrator that looked a customer or case up reads that record only.
     "Customer.cases": STAFF,
     "Customer.contacts": STAFF,
     "Customer.openCases": STAFF,
     "Customer.latestContact": STAFF,
     "Case.contacts": STAFF,
+    "Customer.tasks": STAFF,
+    "Case.tasks": STAFF,
 }
 
 # node(id) reads an object as the getter of its type would.
@@ -135,6 +148,7 @@ NODE_READS = {
     "Case": "Query.case",
     "Contact": "Query.contact",
     "User": "Query.users",
+    "Task": "Query.task",
 }
 
 

@@ -19,6 +19,7 @@ from schema.node import Node, load_case, load_later
 if TYPE_CHECKING:
     from schema.auth import User
     from schema.cases import Case
+    from schema.tasks import Task
 
 ReplyStatus = values_enum(
     "ReplyStatus", REPLY_STATUSES, "What an agent's reply does to a case: PENDING (waits on the customer) or KEEP."
@@ -29,8 +30,10 @@ QueueChange = strawberry.enum(
 )
 WorkChange = strawberry.enum(
     Enum("WorkChange", {c.name: c.value for c in service.WorkChange}),
-    description="A case ASSIGNED to the agent, UNASSIGNED from them, or whose STATUS_CHANGED.",
+    description="A case or task ASSIGNED to the agent or UNASSIGNED from them; a case whose STATUS_CHANGED; "
+    "a task of theirs CREATED, UPDATED, COMPLETED, REOPENED, CANCELLED or DELETED.",
 )
+WorkKind = strawberry.enum(Enum("WorkKind", {"CASE": "case", "TASK": "task"}), description="What changed.")
 
 
 @strawberry.type(description="How much work a pool holds.")
@@ -141,18 +144,28 @@ class QueueUpdate:
         return await load_case(info, self.case_db_id)
 
 
-@strawberry.type(description="A change to the caller's work: a case assigned, unassigned, or whose status changed.")
+@strawberry.type(description="A change to the caller's work: a case or a task of theirs.")
 class MyWorkUpdate:
-    case_db_id: strawberry.Private[int]
+    kind: WorkKind
     change: WorkChange
+    case_db_id: strawberry.Private[int | None]
+    task_db_id: strawberry.Private[int | None]
 
     @strawberry.field
-    def case_id(self) -> strawberry.ID:
-        return strawberry.ID(to_global_id("Case", self.case_db_id))
+    def case_id(self) -> strawberry.ID | None:
+        return None if self.case_db_id is None else strawberry.ID(to_global_id("Case", self.case_db_id))
 
-    @strawberry.field
+    @strawberry.field(description="The case that changed, or the task's case.")
     async def case(self, info: strawberry.Info) -> Annotated[Case, strawberry.lazy("schema.cases")] | None:
         return await load_case(info, self.case_db_id)
+
+    @strawberry.field
+    def task_id(self) -> strawberry.ID | None:
+        return None if self.task_db_id is None else strawberry.ID(to_global_id("Task", self.task_db_id))
+
+    @strawberry.field(description="The task that changed (none once deleted).")
+    async def task(self, info: strawberry.Info) -> Annotated[Task, strawberry.lazy("schema.tasks")] | None:
+        return None if self.task_db_id is None else await info.context.loaders.task.load(self.task_db_id)
 
 
 @strawberry.input

@@ -175,6 +175,7 @@ async def test_subscriptions_admit_and_refuse_each_role_as_the_queries_they_mirr
         "Subscription.contactReceived(all)": "subscription { contactReceived { id } }",
         "Subscription.queueUpdated": f'subscription {{ queueUpdated(poolId: "{gid("Pool", pool)}") {{ change }} }}',
         "Subscription.myWorkUpdated": "subscription { myWorkUpdated { change } }",
+        "Subscription.taskReminder": "subscription { taskReminder { remindedAt } }",
     }
     assert set(subscriptions) == {op for op in MATRIX if op.startswith("Subscription.")}
     wrong = []
@@ -219,6 +220,8 @@ HISTORY = {
     "Case.contacts": "query($r: String!) { caseByReference(reference: $r) { subject contacts { edges { cursor } } } }",
     "Customer.openCases": "query($n: String!) { customerByNumber(number: $n) { name openCases { edges { cursor } } } }",
     "Customer.latestContact": "query($n: String!) { customerByNumber(number: $n) { name latestContact { id } } }",
+    "Customer.tasks": "query($n: String!) { customerByNumber(number: $n) { name tasks { edges { cursor } } } }",
+    "Case.tasks": "query($r: String!) { caseByReference(reference: $r) { subject tasks { edges { cursor } } } }",
 }
 
 

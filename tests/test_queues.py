@@ -477,3 +477,29 @@ async def test_pool_members_and_automation_settings_travel_in_the_configuration_
     assert members["pools"] == [
         {"members": [{"user": {"name": "bob"}, "priority": 1}], "reopenWithinDays": 5, "replyStatus": "KEEP"}
     ]
+
+
+async def test_an_agents_work_channel_carries_their_tasks_too(gql, runtime, live_server):
+    ann, ann_token = await user(runtime, "ann")
+    customer = gid("Customer", await make_customer(runtime, "Ada"))
+    after = await last_event_id(runtime)
+
+    async with ws_client(live_server, ann_token) as agent:
+        work = asyncio.create_task(
+            first_result(
+                agent,
+                GraphQLRequest(
+                    "subscription($after: String) { myWorkUpdated(after: $after) { kind change task { subject } } }"
+                ),
+                {"after": after},
+            )
+        )
+        created = await gql(
+            'mutation($c: ID!) { taskCreate(input: {kind: CALL, subject: "Call back", customerId: $c}) { errors { code } } }',
+            {"c": customer},
+            token=ann_token,
+        )
+        update = await asyncio.wait_for(work, 15)
+
+    assert created["taskCreate"]["errors"] == []
+    assert update["myWorkUpdated"] == {"kind": "TASK", "change": "CREATED", "task": {"subject": "Call back"}}

@@ -51,6 +51,7 @@ from app.models.recognition import (
     RecognitionRule,
 )
 from app.models.search import CaseSearchVector, ContactSearchVector
+from app.models.tasks import TASK_KINDS, TASK_STATUSES, Task
 
 __all__ = [
     "STATUS_CATEGORIES",
@@ -58,6 +59,9 @@ __all__ = [
     "REPLY_STATUSES",
     "Absence",
     "PoolMember",
+    "TASK_KINDS",
+    "TASK_STATUSES",
+    "Task",
     "ARCHIVE_ENTITIES",
     "CASE_RULE_KINDS",
     "EventOutbox",

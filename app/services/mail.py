@@ -1111,6 +1111,51 @@ async def _queue_email(
     return contact, outbound_id
 
 
+async def notification_mailbox(session: AsyncSession, *, case_id: int | None = None) -> Mailbox | None:
+    """The mailbox a notice to a user leaves through: the one the case's latest mail came to when it
+    has a relay, else the first enabled mailbox with one; None when no relay is configured."""
+    if case_id is not None:
+        source = await session.scalar(
+            select(Contact.source)
+            .where(Contact.case_id == case_id, Contact.direction == "inbound", Contact.source.like("mailbox:%"))
+            .order_by(Contact.occurred_at.desc(), Contact.id.desc())
+            .limit(1)
+        )
+        mailbox = await session.get(Mailbox, int(source.partition(":")[2])) if source else None
+        if mailbox is not None and mailbox.relay_host:
+            return mailbox
+    return await session.scalar(
+        select(Mailbox).where(Mailbox.enabled, Mailbox.relay_host.is_not(None)).order_by(Mailbox.id).limit(1)
+    )
+
+
+async def queue_notification(
+    session: AsyncSession, *, mailbox: Mailbox, to: str, subject: str, text: str, kind: str
+) -> int:
+    """Put a notice to a user (not a contact with a customer) in the outbox; returns its outbound id."""
+    sender = mailbox.relay_from or mailbox.address
+    message_id = new_message_id(sender)
+    outgoing = Outgoing(
+        from_address=sender,
+        from_name=mailbox.display_name,
+        to=[to],
+        subject=" ".join(subject.split())[:200],  # one header line, whatever the text it came from
+        text=text,
+        auto_submitted="auto-generated",
+    )
+    return await session.scalar(
+        pg_insert(OutboundMessage)
+        .values(
+            mailbox_id=mailbox.id,
+            kind=kind,
+            raw=compose(outgoing, message_id=message_id),
+            envelope_from=sender,
+            envelope_to=[to],
+        )
+        .returning(OutboundMessage.id)
+    )
+
+
 @dataclass
 class _StoredFile:
     filename: str | None

@@ -301,10 +301,21 @@ class QueueChange(StrEnum):
     LEFT = "left"  # it went to another pool or agent, or was closed, merged or archived
 
 
+# Every change of an agent's work (cases and tasks) goes to `myWorkUpdated:<user id>`.
+WORK_TOPIC = "myWorkUpdated"
+
+
 class WorkChange(StrEnum):
     ASSIGNED = "assigned"
     UNASSIGNED = "unassigned"
-    STATUS_CHANGED = "status_changed"
+    STATUS_CHANGED = "status_changed"  # a case
+    # a task
+    CREATED = "created"
+    UPDATED = "updated"
+    COMPLETED = "completed"
+    REOPENED = "reopened"
+    CANCELLED = "cancelled"
+    DELETED = "deleted"
 
 
 def announce(
@@ -314,7 +325,7 @@ def announce(
     for pool_id, change in pools.items():
         events.emit(session, "queueUpdated", pool_id, change=change.value, caseId=case_id)
     for user_id, change in agents.items():
-        events.emit(session, "myWorkUpdated", user_id, change=change.value, caseId=case_id)
+        events.emit(session, WORK_TOPIC, user_id, kind="case", change=change.value, caseId=case_id)
 
 
 @dataclass(frozen=True)
