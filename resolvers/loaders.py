@@ -19,11 +19,16 @@ from app.models import (
     Attachment,
     Case,
     CaseCustomer,
+    CaseTemplate,
     Contact,
     Customer,
     CustomerIdentifier,
+    Dictionary,
+    DictionaryEntry,
+    FormField,
     OutboundMessage,
     Pool,
+    ReasonCode,
     User,
 )
 from app.pagination import Page, page_size
@@ -34,8 +39,13 @@ from schema.cases import Case as CaseType
 from schema.contacts import Attachment as AttachmentType
 from schema.contacts import Contact as ContactType
 from schema.customers import Customer as CustomerType
+from schema.forms import CaseTemplate as CaseTemplateType
+from schema.forms import Dictionary as DictionaryType
+from schema.forms import DictionaryEntry as DictionaryEntryType
+from schema.forms import FormField as FormFieldType
 from schema.mail import Delivery as DeliveryType
 from schema.queues import Pool as PoolType
+from schema.reasons import ReasonCode as ReasonCodeType
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,11 @@ class Loaders:
         self.contact = self._by_id(Contact, ContactType.from_row)
         self.user = self._by_id(User, UserType.from_row)
         self.pool = self._by_id(Pool, PoolType.from_row)
+        self.case_template = self._by_id(CaseTemplate, CaseTemplateType.from_row)
+        self.dictionary = self._by_id(Dictionary, DictionaryType.from_row)
+        self.dictionary_entries = DataLoader(self._dictionary_entries)
+        self.template_form = DataLoader(self._template_forms)
+        self.reason_code = DataLoader(self._reason_codes)
         self.attachments_by_contact = DataLoader(self._attachments)
         self.delivery_by_contact = DataLoader(self._deliveries)
         self.inbound_backlog = DataLoader(self._inbound_backlog)
@@ -88,6 +103,31 @@ class Loaders:
         ):
             grouped[row.customer_id].append(row)
         return [grouped[i] for i in customer_ids]
+
+    async def _reason_codes(self, codes: list[str]) -> list[Any]:
+        table = ReasonCode.__table__
+        found = {
+            r.code: ReasonCodeType.from_row(r) for r in await self._rows(select(table).where(table.c.code.in_(codes)))
+        }
+        return [found.get(c) for c in codes]
+
+    async def _dictionary_entries(self, dictionary_ids: list[int]) -> list[list[Any]]:
+        table = DictionaryEntry.__table__
+        grouped: dict[int, list[Any]] = defaultdict(list)
+        for row in await self._rows(
+            select(table).where(table.c.dictionary_id.in_(dictionary_ids)).order_by(table.c.position, table.c.id)
+        ):
+            grouped[row.dictionary_id].append(DictionaryEntryType(value=row.value, label=row.label, active=row.active))
+        return [grouped[i] for i in dictionary_ids]
+
+    async def _template_forms(self, template_ids: list[int]) -> list[list[Any]]:
+        table = FormField.__table__
+        grouped: dict[int, list[Any]] = defaultdict(list)
+        for row in await self._rows(
+            select(table).where(table.c.template_id.in_(template_ids)).order_by(table.c.position, table.c.id)
+        ):
+            grouped[row.template_id].append(FormFieldType.from_row(row))
+        return [grouped[i] for i in template_ids]
 
     async def _attachments(self, contact_ids: list[int]) -> list[list[Any]]:
         table = Attachment.__table__

@@ -10,8 +10,10 @@ from resolvers.auth import AuthMutation, AuthQuery
 from resolvers.cases import CaseLifecycleMutation, CaseMutation, CaseQuery
 from resolvers.contacts import ContactFixMutation, ContactMutation, ContactQuery
 from resolvers.customers import CustomerMergeMutation, CustomerMergeQuery, CustomerMutation, CustomerQuery
+from resolvers.forms import FormMutation, FormQuery
 from resolvers.mail import CaseReplyMutation, MailMutation, MailQuery
 from resolvers.queues import PoolMutation, PoolQuery
+from resolvers.reasons import ReasonCodeMutation, ReasonCodeQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from resolvers.search import SearchQuery
 from schema.auth import User
@@ -59,6 +61,8 @@ QUERIES = (
     AuthQuery,
     PoolQuery,
     MailQuery,
+    ReasonCodeQuery,
+    FormQuery,
 )
 MUTATIONS = (
     CustomerMutation,
@@ -74,4 +78,6 @@ MUTATIONS = (
     PoolMutation,
     MailMutation,
     CaseReplyMutation,
+    ReasonCodeMutation,
+    FormMutation,
 )

@@ -6,9 +6,11 @@ from app.models.auth import ROLES, ApiToken, User
 from app.models.base import Base
 from app.models.cases import (
     CASE_STATUSES,
+    CATEGORY_OF_STATUS,
     FINISHED_CASE_STATUSES,
     OPEN_CASE_STATUSES,
     PRIORITIES,
+    STATUS_CATEGORIES,
     Case,
     CaseCustomer,
     case_reference_seq,
@@ -25,6 +27,7 @@ from app.models.customers import (
     customer_number_seq,
 )
 from app.models.events import EventOutbox
+from app.models.forms import FIELD_TYPES, CaseTemplate, Dictionary, DictionaryEntry, FormField
 from app.models.mail import (
     IMAP_MARKS,
     INBOUND_STATUSES,
@@ -36,6 +39,7 @@ from app.models.mail import (
     OutboundMessage,
 )
 from app.models.queues import Pool
+from app.models.reasons import ReasonCode
 from app.models.recognition import (
     CASE_RULE_KINDS,
     CUSTOMER_RULE_KINDS,
@@ -51,6 +55,14 @@ from app.models.recognition import (
 from app.models.search import CaseSearchVector, ContactSearchVector
 
 __all__ = [
+    "STATUS_CATEGORIES",
+    "CATEGORY_OF_STATUS",
+    "FIELD_TYPES",
+    "CaseTemplate",
+    "Dictionary",
+    "DictionaryEntry",
+    "FormField",
+    "ReasonCode",
     "ARCHIVE_ENTITIES",
     "CASE_RULE_KINDS",
     "EventOutbox",

@@ -11,7 +11,7 @@ from app.auth import Actor
 from app.errors import ErrorCode, UserError, not_found
 from app.mail.templates import checked_auto_response
 from app.models import Pool
-from app.services import audit
+from app.services import audit, forms
 
 _UNSET = object()
 
@@ -108,10 +108,11 @@ async def update_pool(
 
 
 async def delete_pool(session: AsyncSession, *, actor: Actor, pool_id: int) -> None:
-    """Remove a pool; its mailboxes stay, without a pool."""
+    """Remove a pool; its mailboxes stay, without a pool; its dictionaries go with it (refused while a form uses one)."""
     pool = await session.get(Pool, pool_id)
     if pool is None:
         raise not_found("pool", "id")
+    await forms.check_pool_dictionaries_unused(session, pool_id=pool_id)
     await session.execute(delete(Pool).where(Pool.id == pool_id))
     audit.record(
         session, actor=actor, action="pool.delete", entity_type="pool", entity_id=pool_id, before=_snapshot(pool)
