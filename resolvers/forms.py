@@ -48,6 +48,14 @@ def _entries(entries: list[DictionaryEntryInput] | None) -> list[EntryInput] | N
     return None if entries is None else [EntryInput(value=e.value, label=e.label, active=e.active) for e in entries]
 
 
+async def load_case_template(info: strawberry.Info, template_id: int) -> CaseTemplate | None:
+    return await info.context.loaders.case_template.load(template_id)
+
+
+async def load_dictionary(info: strawberry.Info, dictionary_id: int) -> Dictionary | None:
+    return await info.context.loaders.dictionary.load(dictionary_id)
+
+
 @strawberry.type
 class FormQuery:
     @strawberry.field(
@@ -69,7 +77,7 @@ class FormQuery:
     @strawberry.field(permission_classes=[allow("Query.caseTemplate")])
     async def case_template(self, info: strawberry.Info, id: strawberry.ID) -> CaseTemplate | None:
         template_id = decode_id(id, "CaseTemplate")
-        return None if template_id is None else await info.context.loaders.case_template.load(template_id)
+        return None if template_id is None else await load_case_template(info, template_id)
 
     @strawberry.field(
         permission_classes=[allow("Query.dictionaries")],

@@ -10,7 +10,7 @@ from resolvers.auth import AuthMutation, AuthQuery
 from resolvers.cases import CaseLifecycleMutation, CaseMutation, CaseQuery
 from resolvers.contacts import ContactFixMutation, ContactMutation, ContactQuery
 from resolvers.customers import CustomerMergeMutation, CustomerMergeQuery, CustomerMutation, CustomerQuery
-from resolvers.forms import FormMutation, FormQuery
+from resolvers.forms import FormMutation, FormQuery, load_case_template, load_dictionary
 from resolvers.mail import CaseReplyMutation, MailMutation, MailQuery
 from resolvers.queues import PoolMutation, PoolQuery
 from resolvers.reasons import ReasonCodeMutation, ReasonCodeQuery
@@ -26,6 +26,8 @@ _NODE_LOADERS = {
     "Case": load_case,
     "Contact": load_contact,
     "User": load_user,
+    "CaseTemplate": load_case_template,
+    "Dictionary": load_dictionary,
 }
 
 

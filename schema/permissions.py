@@ -138,6 +138,8 @@ NODE_READS = {
     "Case": "Query.case",
     "Contact": "Query.contact",
     "User": "Query.users",
+    "CaseTemplate": "Query.caseTemplate",
+    "Dictionary": "Query.dictionaries",
 }
 
 

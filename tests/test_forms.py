@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from app.services.forms import checked_fields
 from tests.support import gid, make_customer
 
 ERRORS = "errors { field code message }"
@@ -375,3 +376,26 @@ async def test_only_supervisors_keep_forms_and_everyone_reads_them(gql, agent_to
 
     assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert read == {"customerForm": [{"key": "notes"}]}
+
+
+async def test_checking_a_form_costs_two_statements_whatever_its_size(gql, runtime, count_queries):
+    await customer_form_with_every_type(gql)
+    values = {"notes": "n", "children": 1, "accountType": "private", "postcode": "SW1A 1AA", "mobile": "07700 900123"}
+
+    async with runtime.reading() as session:
+        before = count_queries.count
+        await checked_fields(session, template_id=None, values=values, stored=None, region="GB")
+        # The form's fields, then the values its dropdowns offer.
+        assert count_queries.count - before == 2
+
+
+async def test_templates_and_dictionaries_are_nodes(gql):
+    dictionary = await account_types(gql)
+    template = await make_template(gql)
+
+    found = await gql(
+        "query($t: ID!, $d: ID!) { t: node(id: $t) { ... on CaseTemplate { name } } d: node(id: $d) { ... on Dictionary { name } } }",
+        {"t": template, "d": dictionary},
+    )
+
+    assert found == {"t": {"name": "Credit card"}, "d": {"name": "Account types"}}

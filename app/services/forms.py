@@ -280,7 +280,11 @@ async def _check_shape(session: AsyncSession, field: FormField) -> None:
     if field.type == "dropdown":
         if field.dictionary_id is None:
             raise UserError(ErrorCode.REQUIRED, "a dropdown takes its values from a dictionary", "dictionaryId")
-        if await session.get(Dictionary, field.dictionary_id) is None:
+        # FOR KEY SHARE: a deletion waits for this transaction, then finds the dictionary in use.
+        if (
+            await session.get(Dictionary, field.dictionary_id, with_for_update={"read": True, "key_share": True})
+            is None
+        ):
             raise not_found("dictionary", "dictionaryId")
     else:
         field.dictionary_id = None

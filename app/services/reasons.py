@@ -193,7 +193,10 @@ async def check_reason(session: AsyncSession, code: str, *, status: str, field: 
     """The code, when it is an active reason code of `status`'s category; NOT_FOUND, INACTIVE or
     WRONG_CATEGORY on `field` otherwise."""
     code = code.strip()
-    reason = await session.scalar(select(ReasonCode).where(ReasonCode.code == code))
+    # FOR KEY SHARE: a deletion waits for this transaction, then finds the code in use.
+    reason = await session.scalar(
+        select(ReasonCode).where(ReasonCode.code == code).with_for_update(read=True, key_share=True)
+    )
     if reason is None:
         raise UserError(ErrorCode.NOT_FOUND, f"there is no reason code {code!r}", field)
     if not reason.active:

@@ -202,7 +202,8 @@ async def case_defaults(
     """The input, completed by the template's defaults (the input wins; fields merge key by key)."""
     if template_id is None:
         return CaseDefaults(subject=subject, priority=priority or "normal", pool_id=pool_id, fields=fields or {})
-    template = await session.get(CaseTemplate, template_id)
+    # FOR KEY SHARE: a deletion waits for this transaction, then finds the template in use.
+    template = await session.get(CaseTemplate, template_id, with_for_update={"read": True, "key_share": True})
     if template is None:
         raise not_found("case template", field)
     if not template.active:
