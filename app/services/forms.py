@@ -9,12 +9,12 @@ references there).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import email_validator
-import regex
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +35,7 @@ class _NotOffered(ValueError):
     """A dropdown value its dictionary does not offer."""
 
 
-KEY = regex.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 
 
 # ---- dictionaries --------------------------------------------------------------------------------
@@ -109,7 +109,15 @@ async def _write_entries(session: AsyncSession, dictionary_id: int, entries: lis
     for position, entry in enumerate(entries):
         row = existing.pop(entry.value, None)
         if row is None:
-            session.add(DictionaryEntry(dictionary_id=dictionary_id, position=position, **entry.__dict__))
+            session.add(
+                DictionaryEntry(
+                    dictionary_id=dictionary_id,
+                    value=entry.value,
+                    label=entry.label,
+                    active=entry.active,
+                    position=position,
+                )
+            )
         else:
             row.label, row.active, row.position = entry.label, entry.active, position
     if existing:
