@@ -4,6 +4,13 @@ description."""
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy import text
+
 from tests.support import gid, make_case, make_customer, snapshot
 
 ERRORS = "errors { field code message }"
@@ -166,3 +173,45 @@ async def test_agents_pick_codes_but_do_not_keep_them(gql, agent_token):
 
     assert len(listed["reasonCodes"]) == 10
     assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def _migration_0014():
+    path = Path(__file__).parent.parent / "migrations" / "versions" / "0014_forms.py"
+    spec = importlib.util.spec_from_file_location("migration_0014", path)
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    return migration
+
+
+async def test_the_migration_keeps_codes_typed_before_as_inactive_codes(runtime):
+    migration = _migration_0014()
+
+    def run(sync_connection, step):
+        with Operations.context(MigrationContext.configure(sync_connection)):
+            step()
+
+    # DDL is transactional in PostgreSQL: the table goes back to free text and returns, then all is rolled back.
+    async with runtime.engine.connect() as conn:
+        transaction = await conn.begin()
+        await conn.run_sync(run, migration.downgrade)
+        await conn.execute(
+            text(
+                "INSERT INTO cases (subject, status, reason_code) VALUES "
+                "('Old', 'closed', 'solved-by-phone'), ('Again', 'closed', 'solved-by-phone'), "
+                "('Reopened', 'open', 'called-back'), ('Usual', 'closed', 'completed')"
+            )
+        )
+        await conn.run_sync(run, migration.upgrade)
+        kept = (
+            await conn.execute(
+                text("SELECT code, description, category, active FROM reason_codes WHERE NOT active ORDER BY code")
+            )
+        ).all()
+        completed = await conn.scalar(text("SELECT active FROM reason_codes WHERE code = 'completed'"))
+        await transaction.rollback()
+
+    assert [tuple(r) for r in kept] == [
+        ("called-back", "called-back", "in_progress", False),
+        ("solved-by-phone", "solved-by-phone", "closed", False),
+    ]
+    assert completed is True
