@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from app.services.forms import checked_fields
+from schema.ids import to_global_id
 from tests.support import gid, make_customer
 
 ERRORS = "errors { field code message }"
@@ -399,3 +400,18 @@ async def test_templates_and_dictionaries_are_nodes(gql):
     )
 
     assert found == {"t": {"name": "Credit card"}, "d": {"name": "Account types"}}
+
+
+async def test_bad_field_updates_are_typed_errors_and_change_nothing(gql):
+    dictionary = await account_types(gql)
+    await add_field(gql, key="accountType", label="Account type", type="DROPDOWN", dictionaryId=dictionary)
+    notes = await add_field(gql, key="notes", label="Notes", type="TEXT")
+    before = await gql(CUSTOMER_FORM)
+    nowhere = to_global_id("Dictionary", 999)
+
+    missing = await gql(FIELD_UPDATE, {"input": {"id": notes, "type": "DROPDOWN", "dictionaryId": nowhere}})
+    bad_pattern = await gql(FIELD_UPDATE, {"input": {"id": notes, "type": "FIXED_FORMAT", "pattern": "("}})
+
+    assert errors_of(missing, "formFieldUpdate") == [("dictionaryId", "NOT_FOUND")]
+    assert errors_of(bad_pattern, "formFieldUpdate") == [("pattern", "INVALID_PATTERN")]
+    assert await gql(CUSTOMER_FORM) == before

@@ -282,7 +282,13 @@ async def form_fields(session: AsyncSession, *, template_id: int | None) -> list
 
 
 async def _check_shape(session: AsyncSession, field: FormField) -> None:
-    """A field's type and what it needs: a dropdown its dictionary, a fixed format its pattern."""
+    """A field's type and what it needs: a dropdown its dictionary, a fixed format its pattern.
+    Checked before the changed field is flushed (a missing dictionary is NOT_FOUND, not a broken key)."""
+    with session.no_autoflush:
+        await _check_shape_unflushed(session, field)
+
+
+async def _check_shape_unflushed(session: AsyncSession, field: FormField) -> None:
     if field.type not in FIELD_TYPES:
         raise UserError(ErrorCode.INVALID, f"type must be one of {', '.join(FIELD_TYPES)}", "type")
     if field.type == "dropdown":
