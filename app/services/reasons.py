@@ -192,6 +192,7 @@ async def delete_reason_code(session: AsyncSession, *, actor: Actor, reason_code
 async def check_reason(session: AsyncSession, code: str, *, status: str, field: str = "reasonCode") -> str:
     """The code, when it is an active reason code of `status`'s category; NOT_FOUND, INACTIVE or
     WRONG_CATEGORY on `field` otherwise."""
+    check_text(code, field, limits.REASON_CODE)
     code = code.strip()
     # FOR KEY SHARE: a deletion waits for this transaction, then finds the code in use.
     reason = await session.scalar(
