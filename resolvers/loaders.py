@@ -19,11 +19,16 @@ from app.models import (
     Attachment,
     Case,
     CaseCustomer,
+    CaseTemplate,
     Contact,
     Customer,
     CustomerIdentifier,
+    Dictionary,
+    DictionaryEntry,
+    FormField,
     OutboundMessage,
     Pool,
+    ReasonCode,
     Task,
     User,
 )
@@ -36,8 +41,13 @@ from schema.cases import Case as CaseType
 from schema.contacts import Attachment as AttachmentType
 from schema.contacts import Contact as ContactType
 from schema.customers import Customer as CustomerType
+from schema.forms import CaseTemplate as CaseTemplateType
+from schema.forms import Dictionary as DictionaryType
+from schema.forms import DictionaryEntry as DictionaryEntryType
+from schema.forms import FormField as FormFieldType
 from schema.mail import Delivery as DeliveryType
 from schema.queues import Pool as PoolType
+from schema.reasons import ReasonCode as ReasonCodeType
 from schema.tasks import Task as TaskType
 
 
@@ -68,6 +78,11 @@ class Loaders:
         self.pool = self._by_id(Pool, PoolType.from_row)
         self.task = self._by_id(Task, TaskType.from_row)
         self.owner_tasks = DataLoader(self._task_pages)
+        self.case_template = self._by_id(CaseTemplate, CaseTemplateType.from_row)
+        self.dictionary = self._by_id(Dictionary, DictionaryType.from_row)
+        self.dictionary_entries = DataLoader(self._dictionary_entries)
+        self.template_form = DataLoader(self._template_forms)
+        self.reason_code = DataLoader(self._reason_codes)
         self.attachments_by_contact = DataLoader(self._attachments)
         self.delivery_by_contact = DataLoader(self._deliveries)
         self.inbound_backlog = DataLoader(self._inbound_backlog)
@@ -102,6 +117,31 @@ class Loaders:
         ):
             grouped[row.customer_id].append(row)
         return [grouped[i] for i in customer_ids]
+
+    async def _reason_codes(self, codes: list[str]) -> list[Any]:
+        table = ReasonCode.__table__
+        found = {
+            r.code: ReasonCodeType.from_row(r) for r in await self._rows(select(table).where(table.c.code.in_(codes)))
+        }
+        return [found.get(c) for c in codes]
+
+    async def _dictionary_entries(self, dictionary_ids: list[int]) -> list[list[Any]]:
+        table = DictionaryEntry.__table__
+        grouped: dict[int, list[Any]] = defaultdict(list)
+        for row in await self._rows(
+            select(table).where(table.c.dictionary_id.in_(dictionary_ids)).order_by(table.c.position, table.c.id)
+        ):
+            grouped[row.dictionary_id].append(DictionaryEntryType(value=row.value, label=row.label, active=row.active))
+        return [grouped[i] for i in dictionary_ids]
+
+    async def _template_forms(self, template_ids: list[int]) -> list[list[Any]]:
+        table = FormField.__table__
+        grouped: dict[int, list[Any]] = defaultdict(list)
+        for row in await self._rows(
+            select(table).where(table.c.template_id.in_(template_ids)).order_by(table.c.position, table.c.id)
+        ):
+            grouped[row.template_id].append(FormFieldType.from_row(row))
+        return [grouped[i] for i in template_ids]
 
     async def _attachments(self, contact_ids: list[int]) -> list[list[Any]]:
         table = Attachment.__table__

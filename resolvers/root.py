@@ -10,8 +10,10 @@ from resolvers.auth import AuthMutation, AuthQuery
 from resolvers.cases import CaseLifecycleMutation, CaseMutation, CaseQuery
 from resolvers.contacts import ContactFixMutation, ContactMutation, ContactQuery
 from resolvers.customers import CustomerMergeMutation, CustomerMergeQuery, CustomerMutation, CustomerQuery
+from resolvers.forms import FormMutation, FormQuery, load_case_template, load_dictionary
 from resolvers.mail import CaseReplyMutation, MailMutation, MailQuery
 from resolvers.queues import PoolMutation, PoolQuery, WorkMutation, WorkQuery, WorkSubscription
+from resolvers.reasons import ReasonCodeMutation, ReasonCodeQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from resolvers.search import SearchQuery
 from resolvers.subscriptions import Subscription
@@ -27,6 +29,8 @@ _NODE_LOADERS = {
     "Contact": load_contact,
     "User": load_user,
     "Task": lambda info, task_id: info.context.loaders.task.load(task_id),
+    "CaseTemplate": load_case_template,
+    "Dictionary": load_dictionary,
 }
 
 
@@ -64,6 +68,8 @@ QUERIES = (
     WorkQuery,
     MailQuery,
     TaskQuery,
+    ReasonCodeQuery,
+    FormQuery,
 )
 MUTATIONS = (
     CustomerMutation,
@@ -81,5 +87,7 @@ MUTATIONS = (
     MailMutation,
     CaseReplyMutation,
     TaskMutation,
+    ReasonCodeMutation,
+    FormMutation,
 )
 SUBSCRIPTIONS = (Subscription, WorkSubscription, TaskSubscription)

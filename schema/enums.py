@@ -13,6 +13,7 @@ from app.models import (
     CHANNELS,
     CUSTOMER_STATUSES,
     DIRECTIONS,
+    FIELD_TYPES,
     IDENTIFIER_KINDS,
     PRIORITIES,
     ROLES,
@@ -40,3 +41,4 @@ StatusCategory = values_enum(
 Priority = values_enum("Priority", PRIORITIES)
 IdentifierKind = values_enum("IdentifierKind", IDENTIFIER_KINDS)
 Role = values_enum("Role", ROLES)
+FieldType = values_enum("FieldType", FIELD_TYPES, "What a form field holds, and how its value is checked.")

@@ -124,6 +124,24 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Mutation.taskReopen": STAFF,
     "Mutation.taskCancel": STAFF,
     "Mutation.taskDelete": STAFF,
+    # Forms: read by everyone who fills one in, kept by supervisors.
+    "Query.reasonCodes": EVERYONE,
+    "Query.customerForm": EVERYONE,
+    "Query.caseTemplates": EVERYONE,
+    "Query.caseTemplate": EVERYONE,
+    "Query.dictionaries": EVERYONE,
+    "Mutation.reasonCodeCreate": SUPERVISOR,
+    "Mutation.reasonCodeUpdate": SUPERVISOR,
+    "Mutation.reasonCodeDelete": SUPERVISOR,
+    "Mutation.dictionaryCreate": SUPERVISOR,
+    "Mutation.dictionaryUpdate": SUPERVISOR,
+    "Mutation.dictionaryDelete": SUPERVISOR,
+    "Mutation.formFieldCreate": SUPERVISOR,
+    "Mutation.formFieldUpdate": SUPERVISOR,
+    "Mutation.formFieldDelete": SUPERVISOR,
+    "Mutation.caseTemplateCreate": SUPERVISOR,
+    "Mutation.caseTemplateUpdate": SUPERVISOR,
+    "Mutation.caseTemplateDelete": SUPERVISOR,
     # Subscriptions as the queries they mirror.
     "Subscription.customerUpdated": STAFF,
     "Subscription.caseUpdated": STAFF,
@@ -149,6 +167,8 @@ NODE_READS = {
     "Contact": "Query.contact",
     "User": "Query.users",
     "Task": "Query.task",
+    "CaseTemplate": "Query.caseTemplate",
+    "Dictionary": "Query.dictionaries",
 }
 
 

@@ -80,6 +80,10 @@ from app.services.recognition import seed_defaults as _seed_recognition_defaults
 
 SEEDS.append(_seed_recognition_defaults)
 
+from app.services.reasons import seed_defaults as _seed_reason_codes  # noqa: E402
+
+SEEDS.append(_seed_reason_codes)
+
 
 @pytest.fixture(scope="session")
 def app(settings, runtime):

@@ -184,7 +184,7 @@ async def test_closing_and_merging_take_a_case_out_of_its_queue_and_reopening_pu
     other = await waiting_case(gql, customer, general, "other")
 
     await gql(
-        'mutation($c: ID!) { caseClose(input: {caseId: $c, reasonCode: "solved"}) { errors { code } } }', {"c": case}
+        'mutation($c: ID!) { caseClose(input: {caseId: $c, reasonCode: "completed"}) { errors { code } } }', {"c": case}
     )
     closed_waiting = await scalar(runtime, "SELECT waiting_since FROM cases WHERE reference = 'CASE-000001'")
     await gql("mutation($c: ID!) { caseReopen(input: {caseId: $c}) { errors { code } } }", {"c": case})
@@ -288,7 +288,7 @@ async def test_replies_and_customer_contacts_move_the_status_by_themselves(gql, 
     await gql(FROM_CUSTOMER, {"c": case})
     after_answer = (await gql(CASE, {"c": case}))["case"]
     await gql(
-        'mutation($c: ID!) { caseClose(input: {caseId: $c, reasonCode: "solved"}) { errors { code } } }', {"c": case}
+        'mutation($c: ID!) { caseClose(input: {caseId: $c, reasonCode: "completed"}) { errors { code } } }', {"c": case}
     )
     await gql(FROM_CUSTOMER, {"c": case})
     after_late_answer = (await gql(CASE, {"c": case}))["case"]
@@ -316,7 +316,7 @@ async def test_a_case_closed_longer_ago_than_the_pool_allows_stays_closed(gql, r
     )
     case = await waiting_case(gql, customer, general)
     await gql(
-        'mutation($c: ID!) { caseClose(input: {caseId: $c, reasonCode: "solved"}) { errors { code } } }', {"c": case}
+        'mutation($c: ID!) { caseClose(input: {caseId: $c, reasonCode: "completed"}) { errors { code } } }', {"c": case}
     )
     async with runtime.transaction() as session:
         await session.execute(text("UPDATE cases SET closed_at = now() - interval '4 days'"))

@@ -27,6 +27,7 @@ from app.models.customers import (
     customer_number_seq,
 )
 from app.models.events import EventOutbox
+from app.models.forms import FIELD_TYPES, CaseTemplate, Dictionary, DictionaryEntry, FormField
 from app.models.mail import (
     IMAP_MARKS,
     INBOUND_STATUSES,
@@ -38,6 +39,7 @@ from app.models.mail import (
     OutboundMessage,
 )
 from app.models.queues import REPLY_STATUSES, Absence, Pool, PoolMember
+from app.models.reasons import ReasonCode
 from app.models.recognition import (
     CASE_RULE_KINDS,
     CUSTOMER_RULE_KINDS,
@@ -62,6 +64,12 @@ __all__ = [
     "TASK_KINDS",
     "TASK_STATUSES",
     "Task",
+    "FIELD_TYPES",
+    "CaseTemplate",
+    "Dictionary",
+    "DictionaryEntry",
+    "FormField",
+    "ReasonCode",
     "ARCHIVE_ENTITIES",
     "CASE_RULE_KINDS",
     "EventOutbox",

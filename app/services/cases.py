@@ -27,7 +27,7 @@ from app.models import (
     User,
 )
 from app.pagination import Page, decode_cursor
-from app.services import audit, queues
+from app.services import audit, forms, queues, reasons, templates
 from app.services.customers import require_live_customer
 from app.services.locking import cases, lock_case_graph, lock_case_tree, primary_of
 
@@ -42,6 +42,7 @@ def snapshot(case: Case) -> dict[str, Any]:
         "fields": case.fields,
         "assigneeId": case.assignee_id,
         "parentId": case.parent_id,
+        "reasonCode": case.reason_code,
     }
 
 
@@ -79,18 +80,25 @@ async def create_case(
     session: AsyncSession,
     *,
     actor: Actor,
-    subject: str,
+    subject: str | None,
     customer_ids: list[int],
     description: str | None = None,
-    priority: str = "normal",
+    priority: str | None = None,
     severity: str | None = None,
     fields: dict[str, Any] | None = None,
     parent_id: int | None = None,
     pool_id: int | None = None,
+    template_id: int | None = None,
+    region: str | None = None,
 ) -> Case:
-    """Open a case for one or more customers; the first customer is the primary one. A case
-    created in a pool waits there for an agent."""
-    if not subject.strip():
+    """Open a case for one or more customers; the first customer is the primary one. A template
+    fills in what the input leaves out, and its form checks the fields. A case created in a pool
+    waits there for an agent."""
+    opened = await templates.case_defaults(
+        session, template_id=template_id, subject=subject, priority=priority, pool_id=pool_id, fields=fields
+    )
+    subject, priority = opened.subject, opened.priority
+    if subject is None or not subject.strip():
         raise UserError(ErrorCode.REQUIRED, "subject is required", "subject")
     _check_texts(subject=subject, description=description, severity=severity)
     limits.check_count(customer_ids, "customerIds", limits.CUSTOMERS_PER_CASE)
@@ -98,13 +106,17 @@ async def create_case(
         raise UserError(ErrorCode.INVALID, f"priority must be one of {', '.join(PRIORITIES)}", "priority")
     if not customer_ids:
         raise UserError(ErrorCode.REQUIRED, "a case concerns at least one customer", "customerIds")
-    if fields is not None:
+    if template_id is not None:
+        fields = await forms.checked_fields(
+            session, template_id=template_id, values=opened.fields, stored=None, region=region
+        )
+    elif fields is not None:
         check_json_object(fields, "fields")
     customer_ids = list(dict.fromkeys(customer_ids))
     await _require_live_customers(session, customer_ids, "customerIds")
     if parent_id is not None and await session.get(Case, parent_id) is None:
         raise not_found("case", "parentId")
-    if pool_id is not None and await session.get(Pool, pool_id) is None:
+    if opened.pool_id is not None and await session.get(Pool, opened.pool_id) is None:
         raise not_found("pool", "poolId")
     case = (
         await session.execute(
@@ -116,7 +128,8 @@ async def create_case(
                 severity=severity,
                 fields=fields or {},
                 parent_id=parent_id,
-                pool_id=pool_id,
+                pool_id=opened.pool_id,
+                template_id=template_id,
             )
             .returning(Case)
         )
@@ -133,8 +146,8 @@ async def create_case(
         entity_id=case.id,
         after={**snapshot(case), "customerIds": customer_ids},
     )
-    if pool_id is not None:
-        queues.announce(session, case_id=case.id, pools={pool_id: queues.QueueChange.ENTERED}, agents={})
+    if opened.pool_id is not None:
+        queues.announce(session, case_id=case.id, pools={opened.pool_id: queues.QueueChange.ENTERED}, agents={})
     events.emit(session, "caseUpdated", case.id)
     for customer_id in customer_ids:
         events.emit(session, "customerUpdated", customer_id)
@@ -154,8 +167,11 @@ async def update_case(
     fields: dict[str, Any] | None = None,
     assignee_id: int | None = None,
     parent_id: int | None = None,
+    reason_code: str | None = None,
+    region: str | None = None,
 ) -> Case:
-    """Change a case's attributes; only the arguments given change."""
+    """Change a case's attributes; only the arguments given change. A status change clears the
+    previous status's reason code, or sets the one given (of the new status's category)."""
     if parent_id is not None:
         await lock_case_tree(session)
     _check_texts(subject=subject, description=description, severity=severity)
@@ -171,6 +187,9 @@ async def update_case(
     if status is not None and status != case.status:
         _check_status_change(case, status)
         case.status = status
+        case.reason_code = await reasons.check_reason(session, reason_code, status=status) if reason_code else None
+    elif reason_code is not None:
+        raise UserError(ErrorCode.INVALID, "a reason code goes with a change of status", "reasonCode")
     if priority is not None:
         if priority not in PRIORITIES:
             raise UserError(ErrorCode.INVALID, f"priority must be one of {', '.join(PRIORITIES)}", "priority")
@@ -178,6 +197,10 @@ async def update_case(
     if severity is not None:
         case.severity = severity
     if fields is not None:
+        if case.template_id is not None:
+            fields = await forms.checked_fields(
+                session, template_id=case.template_id, values=fields, stored=case.fields, region=region
+            )
         case.fields = {**case.fields, **check_json_object(fields, "fields")}
     if assignee_id is not None:
         if await session.get(User, assignee_id) is None:
@@ -321,7 +344,8 @@ async def close_case(session: AsyncSession, *, actor: Actor, case_id: int, reaso
     require_live_case(case, "caseId")
     if case.status == "closed":
         raise UserError(ErrorCode.WRONG_STATUS, f"case {case.reference} is already closed", "caseId")
-    await session.execute(update(Case).where(Case.id == case_id).values(**_closing(reason_code.strip())))
+    reason_code = await reasons.check_reason(session, reason_code, status="closed")
+    await session.execute(update(Case).where(Case.id == case_id).values(**_closing(reason_code)))
     audit.record(
         session,
         actor=actor,
@@ -329,7 +353,7 @@ async def close_case(session: AsyncSession, *, actor: Actor, case_id: int, reaso
         entity_type="case",
         entity_id=case_id,
         before={"status": case.status, "reasonCode": case.reason_code},
-        after={"status": "closed", "reasonCode": reason_code.strip()},
+        after={"status": "closed", "reasonCode": reason_code},
     )
     return await _announced(session, case_id, before=case)
 
@@ -344,7 +368,9 @@ async def reopen_case(session: AsyncSession, *, actor: Actor, case_id: int, reas
         raise UserError(
             ErrorCode.WRONG_STATUS, f"case {case.reference} is {case.status}, not resolved or closed", "caseId"
         )
-    reason = reason_code.strip() if reason_code and reason_code.strip() else None
+    reason = None
+    if reason_code and reason_code.strip():
+        reason = await reasons.check_reason(session, reason_code, status="open")
     await session.execute(
         update(Case).where(Case.id == case_id).values(status="open", reason_code=reason, closed_at=None)
     )
@@ -515,7 +541,7 @@ async def merge_cases(session: AsyncSession, *, actor: Actor, source_case_id: in
         )
     )
     await session.execute(
-        update(Case).where(Case.id == source_case_id).values(merged_into_id=target_case_id, **_closing("merged"))
+        update(Case).where(Case.id == source_case_id).values(merged_into_id=target_case_id, **_closing(reasons.MERGED))
     )
     await session.execute(update(Case).where(Case.id == target_case_id).values(updated_at=func.now()))
     audit.record(

@@ -1,7 +1,7 @@
 """tasks: follow-ups on customers and cases with a due time and a reminder; reminder mails in the outbox
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 """
 
 import sqlalchemy as sa
