@@ -10,7 +10,7 @@ from arq.connections import RedisSettings
 
 from app import events, health
 from app.runtime import create_runtime
-from app.services import archive, mail
+from app.services import archive, mail, sla
 from app.settings import JOB_QUEUE, get_settings
 
 
@@ -81,6 +81,12 @@ async def mail_sweep(ctx: dict[str, Any]) -> int:
     return len(pending) + len(queued)
 
 
+async def sla_sweep(ctx: dict[str, Any]) -> dict[str, int]:
+    """Every 30 seconds: mark the warning points and deadlines that passed, once each, and escalate breaches."""
+    result = await sla.sweep(ctx["runtime"])
+    return {"checked": result.checked, "warnings": result.warnings, "breaches": result.breaches}
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     ctx["runtime"] = create_runtime(get_settings(), pool_size=5)
     await health.beat(ctx["runtime"].redis)
@@ -102,6 +108,7 @@ class WorkerSettings:
     cron_jobs.append(cron(archive_sweep, hour={3}, minute={17}, second={0}, unique=True))
     cron_jobs.append(cron(mail_poll_due, second=set(range(0, 60, 5)), unique=True))
     cron_jobs.append(cron(mail_sweep, second={30}, unique=True))
+    cron_jobs.append(cron(sla_sweep, second={10, 40}, unique=True))
     on_startup = startup
     on_shutdown = shutdown
     queue_name = JOB_QUEUE

@@ -29,6 +29,7 @@ from app.models import (
 from app.pagination import Page, page_size
 from app.runtime import Runtime
 from app.services import mail as mail_service
+from app.services import sla as sla_service
 from schema.auth import User as UserType
 from schema.cases import Case as CaseType
 from schema.contacts import Attachment as AttachmentType
@@ -59,6 +60,7 @@ class Loaders:
         self.inbound_backlog = DataLoader(self._inbound_backlog)
         self.identifiers_by_customer = DataLoader(self._identifiers)
         self.case_links = DataLoader(self._case_links)
+        self.case_sla = DataLoader(self._case_slas)
         self.customer_contacts = DataLoader(self._paged(self._customer_contacts))
         self.case_contacts = DataLoader(self._paged(self._case_contacts))
         self.customer_cases = DataLoader(self._paged(self._customer_cases))
@@ -111,6 +113,11 @@ class Loaders:
         async with self.runtime.reading() as session:
             found = await mail_service.inbound_backlog(session, mailbox_ids)
         return [found.get(i, (0, 0)) for i in mailbox_ids]
+
+    async def _case_slas(self, case_ids: list[int]) -> list[Any]:
+        async with self.runtime.reading() as session:
+            found = await sla_service.states(session, case_ids)
+        return [found.get(i) for i in case_ids]
 
     async def _case_links(self, case_ids: list[int]) -> list[list[Any]]:
         table = CaseCustomer.__table__

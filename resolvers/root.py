@@ -14,6 +14,7 @@ from resolvers.mail import CaseReplyMutation, MailMutation, MailQuery
 from resolvers.queues import PoolMutation, PoolQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from resolvers.search import SearchQuery
+from resolvers.sla import SlaMutation, SlaQuery
 from schema.auth import User
 from schema.ids import from_global_id
 from schema.node import Node, load_case, load_contact, load_customer, load_user
@@ -59,6 +60,7 @@ QUERIES = (
     AuthQuery,
     PoolQuery,
     MailQuery,
+    SlaQuery,
 )
 MUTATIONS = (
     CustomerMutation,
@@ -74,4 +76,5 @@ MUTATIONS = (
     PoolMutation,
     MailMutation,
     CaseReplyMutation,
+    SlaMutation,
 )

@@ -37,6 +37,7 @@ from app.settings import Settings, load_settings
 from resolvers.compiled import CompiledReads
 from resolvers.query_cost import QueryCostLimiter
 from resolvers.root import MUTATIONS, QUERIES
+from resolvers.sla import SlaSubscription
 from resolvers.subscriptions import EventIds, Subscription
 from schema.auth import User
 from schema.cases import Case
@@ -163,7 +164,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     return strawberry.Schema(
         query=merge_types("Query", QUERIES),
         mutation=merge_types("Mutation", MUTATIONS),
-        subscription=Subscription,
+        subscription=merge_types("Subscription", (Subscription, SlaSubscription)),
         types=[Customer, Case, Contact, CustomerIdentifier, User],
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),

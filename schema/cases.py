@@ -19,6 +19,7 @@ from schema.permissions import allow
 if TYPE_CHECKING:
     from schema.contacts import Contact
     from schema.queues import Pool
+    from schema.sla import CaseSla
 
 
 @strawberry.type
@@ -48,6 +49,33 @@ class Case(Node):
     @strawberry.field(description="The pool (queue) the case waits in.")
     def pool(self, info: strawberry.Info) -> Annotated[Pool, strawberry.lazy("schema.queues")] | None:
         return load_later(info.context.loaders.pool, self.pool_id)
+
+    @strawberry.field(description="The turnaround clock: deadlines, first response, pause, breach.")
+    async def sla(self, info: strawberry.Info) -> Annotated[CaseSla, strawberry.lazy("schema.sla")] | None:
+        from schema.sla import CaseSla
+
+        state = await info.context.loaders.case_sla.load(self.db_id)
+        return None if state is None else CaseSla.of(state)
+
+    @strawberry.field(description="When the first response is due (its TAT maximum), in business time.")
+    async def response_due_at(self, info: strawberry.Info) -> datetime | None:
+        state = await info.context.loaders.case_sla.load(self.db_id)
+        return None if state is None else state.response_due_at
+
+    @strawberry.field(description="When the resolution is due (its TAT maximum), in business time.")
+    async def resolution_due_at(self, info: strawberry.Info) -> datetime | None:
+        state = await info.context.loaders.case_sla.load(self.db_id)
+        return None if state is None else state.resolution_due_at
+
+    @strawberry.field(description="A deadline passed unmet, or was met late.")
+    async def breached(self, info: strawberry.Info) -> bool:
+        state = await info.context.loaders.case_sla.load(self.db_id)
+        return state is not None and state.breached
+
+    @strawberry.field(description="Business seconds to the next open deadline; negative once it passed.")
+    async def time_left(self, info: strawberry.Info) -> int | None:
+        state = await info.context.loaders.case_sla.load(self.db_id)
+        return None if state is None else state.time_left
 
     @strawberry.field(description="Every customer this case concerns, the primary one first.")
     async def customers(self, info: strawberry.Info) -> list[Customer]:

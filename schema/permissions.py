@@ -101,11 +101,21 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Mutation.mailboxUpdate": ADMIN,
     "Mutation.mailboxDelete": ADMIN,
     "Mutation.caseReply": STAFF,
+    # Regions, calendars and turnaround times: configuration the supervisors keep.
+    "Query.regions": STAFF,
+    "Query.tatPolicies": STAFF,
+    "Mutation.regionCreate": SUPERVISOR,
+    "Mutation.regionUpdate": SUPERVISOR,
+    "Mutation.regionDelete": SUPERVISOR,
+    "Mutation.tatPolicyCreate": SUPERVISOR,
+    "Mutation.tatPolicyUpdate": SUPERVISOR,
+    "Mutation.tatPolicyDelete": SUPERVISOR,
     # Subscriptions as the queries they mirror.
     "Subscription.customerUpdated": STAFF,
     "Subscription.caseUpdated": STAFF,
     "Subscription.contactReceived": STAFF,
     "Subscription.contactReceived(all)": SUPERVISOR,  # neither customerId nor caseId: every contact
+    "Subscription.slaEvents": STAFF,  # supervisors every event, an agent their cases' and groups'
     # Histories are browsing: an integrator that looked a customer or case up reads that record only.
     "Customer.cases": STAFF,
     "Customer.contacts": STAFF,

@@ -166,6 +166,7 @@ async def test_subscriptions_admit_and_refuse_each_role_as_the_queries_they_mirr
         "Subscription.caseUpdated": f'subscription {{ caseUpdated(id: "{gid("Case", 1)}") {{ id }} }}',
         "Subscription.contactReceived": f'subscription {{ contactReceived(customerId: "{customer}") {{ id }} }}',
         "Subscription.contactReceived(all)": "subscription { contactReceived { id } }",
+        "Subscription.slaEvents": "subscription { slaEvents { caseId } }",
     }
     assert set(subscriptions) == {op for op in MATRIX if op.startswith("Subscription.")}
     wrong = []

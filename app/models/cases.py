@@ -48,6 +48,8 @@ class Case(Base):
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     # The queue the case waits in (a case opened by mail lands in its mailbox's pool).
     pool_id: Mapped[int | None] = mapped_column(ForeignKey("pools.id", ondelete="SET NULL"))
+    # The kind of case (seed 002): its groups, rights and TAT policy.
+    workflow_id: Mapped[int | None] = mapped_column(ForeignKey("workflows.id", ondelete="SET NULL"))
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -64,6 +66,7 @@ class Case(Base):
         Index("ix_cases_assignee_id_id", "assignee_id", "id"),
         Index("ix_cases_parent_id", "parent_id"),
         Index("ix_cases_pool_id_id", "pool_id", "id", postgresql_where=sql("pool_id IS NOT NULL")),
+        Index("ix_cases_workflow_id", "workflow_id", postgresql_where=sql("workflow_id IS NOT NULL")),
         # EXTERNAL_REFERENCE recognition looks cases up by a custom field (`fields @> ...`).
         Index("ix_cases_fields", "fields", postgresql_using="gin", postgresql_ops={"fields": "jsonb_path_ops"}),
         Index("ix_cases_merged_into_id", "merged_into_id", postgresql_where=sql("merged_into_id IS NOT NULL")),

@@ -25,7 +25,7 @@ from app.models import (
     User,
 )
 from app.pagination import Page, decode_cursor
-from app.services import audit
+from app.services import audit, sla
 from app.services.customers import require_live_customer
 from app.services.locking import cases, lock_case_graph, lock_case_tree, primary_of
 
@@ -126,6 +126,7 @@ async def create_case(
         entity_id=case.id,
         after={**snapshot(case), "customerIds": customer_ids},
     )
+    await sla.start_clock(session, case=case)
     events.emit(session, "caseUpdated", case.id)
     for customer_id in customer_ids:
         events.emit(session, "customerUpdated", customer_id)
@@ -152,6 +153,7 @@ async def update_case(
     _check_texts(subject=subject, description=description, severity=severity)
     case = await get_case_for_update(session, case_id)
     before = snapshot(case)
+    status_before, priority_before = case.status, case.priority
     if subject is not None:
         if not subject.strip():
             raise UserError(ErrorCode.REQUIRED, "subject must not be empty", "subject")
@@ -177,6 +179,10 @@ async def update_case(
         await _check_parent(session, case, parent_id)
         case.parent_id = parent_id
     await session.flush()
+    if case.status != status_before:
+        await sla.status_changed(session, case_id=case.id, status=case.status)
+    if case.priority != priority_before:
+        await sla.recompute(session, case=case)
     await session.refresh(case, ["updated_at"])
     audit.record(
         session,
@@ -288,6 +294,7 @@ async def close_case(session: AsyncSession, *, actor: Actor, case_id: int, reaso
     if case.status == "closed":
         raise UserError(ErrorCode.WRONG_STATUS, f"case {case.reference} is already closed", "caseId")
     await session.execute(update(Case).where(Case.id == case_id).values(**_closing(reason_code.strip())))
+    await sla.status_changed(session, case_id=case_id, status="closed")
     audit.record(
         session,
         actor=actor,
@@ -315,6 +322,7 @@ async def reopen_case(session: AsyncSession, *, actor: Actor, case_id: int, reas
     await session.execute(
         update(Case).where(Case.id == case_id).values(status="open", reason_code=reason, closed_at=None)
     )
+    await sla.status_changed(session, case_id=case_id, status="open")
     audit.record(
         session,
         actor=actor,
@@ -485,6 +493,7 @@ async def merge_cases(session: AsyncSession, *, actor: Actor, source_case_id: in
     await session.execute(
         update(Case).where(Case.id == source_case_id).values(merged_into_id=target_case_id, **_closing("merged"))
     )
+    await sla.status_changed(session, case_id=source_case_id, status="closed")
     await session.execute(update(Case).where(Case.id == target_case_id).values(updated_at=func.now()))
     audit.record(
         session,

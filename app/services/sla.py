@@ -1,0 +1,660 @@
+"""SLA: turnaround-time policies, each case's clock (deadlines, pauses, first response), and the sweep
+that marks warnings and breaches once and escalates them.
+
+A case's deadlines are `started_at` plus its policy's target for its priority plus the business time
+it spent paused, counted in its region's calendar. Every status change goes through
+`status_changed`, the one place that pauses, resumes and stops the clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, case, delete, func, insert, null, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import events
+from app.auth import Actor
+from app.business_time import BusinessCalendar, add_business_time, business_seconds_between
+from app.errors import ErrorCode, UserError, not_found
+from app.models import (
+    PRIORITIES,
+    TAT_TARGETS,
+    AuditEvent,
+    Case,
+    CaseSla,
+    Region,
+    TatPolicy,
+    TatTarget,
+    UserGroup,
+    Workflow,
+)
+from app.models.cases import CATEGORY_OF_STATUS
+from app.services import audit
+from app.services.calendars import calendar_of
+
+log = logging.getLogger(__name__)
+
+_UNSET = object()
+SWEEPER = Actor(user_id=None, name="sla", role="admin")
+SLA_TOPIC = "slaEvents"
+
+
+# ---- TAT policies -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    priority: str
+    target: str
+    minimum_minutes: int | None
+    maximum_minutes: int
+
+
+def checked_targets(items: list[dict[str, Any]], field: str = "targets") -> list[Target]:
+    """Targets as given ({priority, target, minimumMinutes, maximumMinutes}); one per priority and target."""
+    if not isinstance(items, list):
+        raise UserError(ErrorCode.INVALID, "targets are a list", field)
+    seen: set[tuple[str, str]] = set()
+    checked = []
+    for index, item in enumerate(items):
+        where = f"{field}.{index}"
+        if not isinstance(item, dict):
+            raise UserError(ErrorCode.INVALID, "a target is a mapping", where)
+        priority, target = str(item.get("priority", "")).lower(), str(item.get("target", "")).lower()
+        if priority not in PRIORITIES:
+            raise UserError(ErrorCode.INVALID, f"priority must be one of {', '.join(PRIORITIES)}", f"{where}.priority")
+        if target not in TAT_TARGETS:
+            raise UserError(ErrorCode.INVALID, f"target must be one of {', '.join(TAT_TARGETS)}", f"{where}.target")
+        if (priority, target) in seen:
+            raise UserError(ErrorCode.DUPLICATE, f"two {target} targets for priority {priority}", where)
+        seen.add((priority, target))
+        maximum, minimum = item.get("maximum_minutes"), item.get("minimum_minutes")
+        if isinstance(maximum, bool) or not isinstance(maximum, int) or maximum <= 0:
+            raise UserError(ErrorCode.INVALID, "the maximum is a positive number of minutes", f"{where}.maximumMinutes")
+        if minimum is not None and (isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 0):
+            raise UserError(ErrorCode.INVALID, "the minimum is a number of minutes", f"{where}.minimumMinutes")
+        if minimum is not None and minimum > maximum:
+            raise UserError(
+                ErrorCode.TAT_MINIMUM_ABOVE_MAXIMUM,
+                f"the minimum ({minimum} min) is above the maximum ({maximum} min)",
+                f"{where}.minimumMinutes",
+            )
+        checked.append(Target(priority, target, minimum, maximum))
+    return checked
+
+
+async def _check_code(session: AsyncSession, code: object, exclude_id: int | None = None) -> str:
+    if not isinstance(code, str) or not code.strip():
+        raise UserError(ErrorCode.REQUIRED, "a TAT policy needs a code", "code")
+    query = select(TatPolicy.id).where(TatPolicy.code == code.strip())
+    if exclude_id is not None:
+        query = query.where(TatPolicy.id != exclude_id)
+    if await session.scalar(query) is not None:
+        raise UserError(ErrorCode.DUPLICATE, f"a TAT policy {code.strip()!r} exists", "code")
+    return code.strip()
+
+
+async def policy_targets(session: AsyncSession, policy_ids: list[int]) -> dict[int, list[TatTarget]]:
+    rows = await session.scalars(
+        select(TatTarget).where(TatTarget.policy_id.in_(policy_ids)).order_by(TatTarget.priority, TatTarget.target)
+    )
+    found: dict[int, list[TatTarget]] = {policy_id: [] for policy_id in policy_ids}
+    for row in rows:
+        found[row.policy_id].append(row)
+    return found
+
+
+async def policy_snapshot(session: AsyncSession, policy: TatPolicy) -> dict[str, Any]:
+    targets = (await policy_targets(session, [policy.id]))[policy.id]
+    return {
+        "code": policy.code,
+        "description": policy.description,
+        "pause_pending_customer": policy.pause_pending_customer,
+        "pause_under_consultation": policy.pause_under_consultation,
+        "is_default": policy.is_default,
+        "targets": [
+            {
+                "priority": t.priority,
+                "target": t.target,
+                "minimum_minutes": t.minimum_minutes,
+                "maximum_minutes": t.maximum_minutes,
+            }
+            for t in targets
+        ],
+    }
+
+
+async def _replace_targets(session: AsyncSession, policy_id: int, targets: list[Target]) -> None:
+    await session.execute(delete(TatTarget).where(TatTarget.policy_id == policy_id))
+    if targets:
+        await session.execute(
+            insert(TatTarget),
+            [
+                {
+                    "policy_id": policy_id,
+                    "priority": t.priority,
+                    "target": t.target,
+                    "minimum_minutes": t.minimum_minutes,
+                    "maximum_minutes": t.maximum_minutes,
+                }
+                for t in targets
+            ],
+        )
+
+
+async def create_policy(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    code: str,
+    targets: list[dict[str, Any]],
+    description: str | None = None,
+    pause_pending_customer: bool = True,
+    pause_under_consultation: bool = False,
+    is_default: bool = False,
+) -> TatPolicy:
+    """Add a TAT policy; with `is_default` it applies to cases whose workflow names none."""
+    checked = checked_targets(targets)
+    policy = TatPolicy(
+        code=await _check_code(session, code),
+        description=description,
+        pause_pending_customer=pause_pending_customer,
+        pause_under_consultation=pause_under_consultation,
+    )
+    session.add(policy)
+    await session.flush()
+    await _replace_targets(session, policy.id, checked)
+    if is_default:
+        await _make_only_default(session, policy)
+    await session.refresh(policy)
+    audit.record(
+        session,
+        actor=actor,
+        action="tatPolicy.create",
+        entity_type="tat_policy",
+        entity_id=policy.id,
+        after=await policy_snapshot(session, policy),
+    )
+    return policy
+
+
+async def _make_only_default(session: AsyncSession, policy: TatPolicy) -> None:
+    await session.execute(
+        update(TatPolicy).where(TatPolicy.is_default, TatPolicy.id != policy.id).values(is_default=False)
+    )
+    policy.is_default = True
+    await session.flush()
+
+
+async def update_policy(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    policy_id: int,
+    code: str | None = None,
+    targets: list[dict[str, Any]] | None = None,
+    description: object = _UNSET,
+    pause_pending_customer: bool | None = None,
+    pause_under_consultation: bool | None = None,
+    is_default: bool | None = None,
+) -> TatPolicy:
+    """Change a policy (given targets replace all of them). Open cases keep their deadlines until
+    their priority or workflow changes or a pause ends."""
+    policy = await session.get(TatPolicy, policy_id, with_for_update=True)
+    if policy is None:
+        raise not_found("TAT policy", "id")
+    before = await policy_snapshot(session, policy)
+    checked = checked_targets(targets) if targets is not None else None
+    if code is not None:
+        policy.code = await _check_code(session, code, exclude_id=policy_id)
+    if description is not _UNSET:
+        policy.description = description
+    if pause_pending_customer is not None:
+        policy.pause_pending_customer = pause_pending_customer
+    if pause_under_consultation is not None:
+        policy.pause_under_consultation = pause_under_consultation
+    await session.flush()
+    if checked is not None:
+        await _replace_targets(session, policy_id, checked)
+    if is_default:
+        await _make_only_default(session, policy)
+    elif is_default is False:
+        policy.is_default = False
+        await session.flush()
+    await session.refresh(policy)
+    audit.record(
+        session,
+        actor=actor,
+        action="tatPolicy.update",
+        entity_type="tat_policy",
+        entity_id=policy_id,
+        before=before,
+        after=await policy_snapshot(session, policy),
+    )
+    return policy
+
+
+async def delete_policy(session: AsyncSession, *, actor: Actor, policy_id: int) -> None:
+    """Remove a TAT policy that no workflow uses; cases it timed keep their deadlines."""
+    policy = await session.get(TatPolicy, policy_id)
+    if policy is None:
+        raise not_found("TAT policy", "id")
+    used_by = await session.scalar(select(Workflow.code).where(Workflow.tat_policy_id == policy_id).limit(1))
+    if used_by is not None:
+        raise UserError(ErrorCode.IN_USE, f"workflow {used_by} uses this policy", "id")
+    before = await policy_snapshot(session, policy)
+    await session.delete(policy)
+    await session.flush()
+    audit.record(
+        session, actor=actor, action="tatPolicy.delete", entity_type="tat_policy", entity_id=policy_id, before=before
+    )
+
+
+async def list_policies(session: AsyncSession) -> list[TatPolicy]:
+    return list(await session.scalars(select(TatPolicy).order_by(TatPolicy.code)))
+
+
+async def policy_by_code(session: AsyncSession, code: str) -> TatPolicy | None:
+    return await session.scalar(select(TatPolicy).where(TatPolicy.code == code))
+
+
+# ---- a case's clock ---------------------------------------------------------------------------
+
+_DEADLINE_COLUMNS = ("response_warn_at", "response_due_at", "resolution_warn_at", "resolution_due_at")
+# Each warning point or deadline and the mark the sweep sets when it passes.
+_MARKS = {
+    "response_warn_at": "response_warned_at",
+    "response_due_at": "response_breached_at",
+    "resolution_warn_at": "resolution_warned_at",
+    "resolution_due_at": "resolution_breached_at",
+}
+
+
+def deadlines(
+    calendar: BusinessCalendar, started_at: datetime, paused_seconds: float, targets: list[Any]
+) -> dict[str, datetime | None]:
+    """The warning points and deadlines of one priority's targets: business minutes after the start,
+    moved on by the business time spent paused."""
+    found: dict[str, datetime | None] = dict.fromkeys(_DEADLINE_COLUMNS)
+    for target in targets:
+        found[f"{target.target}_due_at"] = add_business_time(
+            calendar, started_at, target.maximum_minutes * 60 + paused_seconds
+        )
+        if target.minimum_minutes is not None:
+            found[f"{target.target}_warn_at"] = add_business_time(
+                calendar, started_at, target.minimum_minutes * 60 + paused_seconds
+            )
+    return found
+
+
+def _unmarked(mark: str, due: str, *, response: bool = False) -> Any:
+    column = CaseSla.__table__.c
+    condition = column[mark].is_(None)
+    if response:
+        condition = and_(condition, column.first_responded_at.is_(None))
+    return case((condition, column[due]), else_=null())
+
+
+# The one rule for when the sweep next looks at a case: the earliest warning point or deadline not
+# yet marked, while the clock runs (not paused, not resolved) and, for the response, until answered.
+NEXT_CHECK = case(
+    (
+        and_(CaseSla.paused_at.is_(None), CaseSla.resolved_at.is_(None)),
+        func.least(
+            _unmarked("response_warned_at", "response_warn_at", response=True),
+            _unmarked("response_breached_at", "response_due_at", response=True),
+            _unmarked("resolution_warned_at", "resolution_warn_at"),
+            _unmarked("resolution_breached_at", "resolution_due_at"),
+        ),
+    ),
+    else_=null(),
+)
+
+
+async def _refresh_next_check(session: AsyncSession, case_ids: list[int]) -> None:
+    await session.execute(update(CaseSla).where(CaseSla.case_id.in_(case_ids)).values(next_check_at=NEXT_CHECK))
+
+
+@dataclass
+class _ClockSetting:
+    policy: TatPolicy | None
+    region: Region | None
+    targets: list[TatTarget]
+
+
+async def _clock_setting(session: AsyncSession, *, workflow_id: int | None, priority: str) -> _ClockSetting:
+    """The policy (the workflow's, else the default), the region (the resolver group's, else the
+    creator group's, else the default) and the policy's targets for the priority."""
+    workflow = await session.get(Workflow, workflow_id) if workflow_id is not None else None
+    policy_id = workflow.tat_policy_id if workflow is not None else None
+    if policy_id is None:
+        policy_id = await session.scalar(select(TatPolicy.id).where(TatPolicy.is_default))
+    region_id = None
+    if workflow is not None:
+        for group_id in (workflow.resolver_group_id, workflow.creator_group_id):
+            if group_id is not None and region_id is None:
+                region_id = await session.scalar(select(UserGroup.region_id).where(UserGroup.id == group_id))
+    if region_id is None:
+        region_id = await session.scalar(select(Region.id).where(Region.is_default))
+    policy = await session.get(TatPolicy, policy_id) if policy_id is not None else None
+    region = await session.get(Region, region_id) if region_id is not None else None
+    targets = []
+    if policy is not None:
+        targets = list(
+            await session.scalars(
+                select(TatTarget).where(TatTarget.policy_id == policy.id, TatTarget.priority == priority)
+            )
+        )
+    return _ClockSetting(policy, region, targets)
+
+
+async def start_clock(session: AsyncSession, *, case: Case) -> None:
+    """Compute a new case's deadlines (it is created now)."""
+    setting = await _clock_setting(session, workflow_id=case.workflow_id, priority=case.priority)
+    values = deadlines(calendar_of(setting.region), case.created_at, 0, setting.targets)
+    await session.execute(
+        insert(CaseSla).values(
+            case_id=case.id,
+            policy_id=setting.policy.id if setting.policy else None,
+            region_id=setting.region.id if setting.region else None,
+            started_at=case.created_at,
+            **values,
+        )
+    )
+    await _refresh_next_check(session, [case.id])
+
+
+async def _clock_for_update(session: AsyncSession, case_id: int) -> CaseSla | None:
+    return await session.scalar(select(CaseSla).where(CaseSla.case_id == case_id).with_for_update())
+
+
+async def recompute(session: AsyncSession, *, case: Case, now: datetime | None = None) -> None:
+    """After a priority or workflow change: the policy and region again, and the deadlines from the
+    start. A warning or breach already marked stays marked if its new time has passed too; one
+    whose time moved into the future is cleared, so the new deadline is escalated once in turn."""
+    clock = await _clock_for_update(session, case.id)
+    if clock is None:
+        return
+    now = now or datetime.now(UTC)
+    setting = await _clock_setting(session, workflow_id=case.workflow_id, priority=case.priority)
+    calendar = calendar_of(setting.region)
+    values = deadlines(calendar, clock.started_at, _paused_so_far(clock, calendar, now), setting.targets)
+    for due, mark in _MARKS.items():
+        if values[due] is None or values[due] > now:
+            setattr(clock, mark, None)
+        setattr(clock, due, values[due])
+    clock.policy_id = setting.policy.id if setting.policy else None
+    clock.region_id = setting.region.id if setting.region else None
+    await session.flush()
+    await _refresh_next_check(session, [case.id])
+
+
+def _paused_so_far(clock: CaseSla, calendar: BusinessCalendar, now: datetime) -> float:
+    """The business seconds the clock has been paused, counting a pause still going on until now."""
+    ongoing = business_seconds_between(calendar, clock.paused_at, now) if clock.paused_at else 0
+    return clock.paused_seconds + ongoing
+
+
+def clock_runs(status: str, policy: TatPolicy | None) -> bool:
+    """Whether a status counts towards the deadlines: not finished, and not a waiting state the policy pauses in."""
+    category = CATEGORY_OF_STATUS[status]
+    if category == "closed":
+        return False
+    if policy is None:
+        return True
+    return not (
+        (category == "pending_customer" and policy.pause_pending_customer)
+        or (category == "under_consultation" and policy.pause_under_consultation)
+    )
+
+
+async def status_changed(session: AsyncSession, *, case_id: int, status: str, now: datetime | None = None) -> None:
+    """The case has moved to `status`: pause, resume or stop its clock. On resume the business time
+    spent paused is added and the deadlines move on by it. Called by every status change."""
+    clock = await _clock_for_update(session, case_id)
+    if clock is None:
+        return
+    now = now or datetime.now(UTC)
+    policy = await session.get(TatPolicy, clock.policy_id) if clock.policy_id is not None else None
+    finished = CATEGORY_OF_STATUS[status] == "closed"
+    clock.resolved_at = (clock.resolved_at or now) if finished else None
+    if clock_runs(status, policy):
+        if clock.paused_at is not None:
+            region = await session.get(Region, clock.region_id) if clock.region_id is not None else None
+            calendar = calendar_of(region)
+            clock.paused_seconds = round(_paused_so_far(clock, calendar, now))
+            clock.paused_at = None
+            priority = await session.scalar(select(Case.priority).where(Case.id == case_id))
+            targets = (
+                list(
+                    await session.scalars(
+                        select(TatTarget).where(TatTarget.policy_id == policy.id, TatTarget.priority == priority)
+                    )
+                )
+                if policy is not None
+                else []
+            )
+            for due, value in deadlines(calendar, clock.started_at, clock.paused_seconds, targets).items():
+                setattr(clock, due, value)
+    elif clock.paused_at is None:
+        clock.paused_at = now
+    await session.flush()
+    await _refresh_next_check(session, [case_id])
+
+
+async def record_first_response(session: AsyncSession, *, case_id: int, at: datetime) -> None:
+    """The first outbound contact on a case by a person (not an automatic receipt) is its first response."""
+    await session.execute(
+        update(CaseSla)
+        .where(CaseSla.case_id == case_id, CaseSla.first_responded_at.is_(None))
+        .values(first_responded_at=at)
+    )
+    await _refresh_next_check(session, [case_id])
+
+
+# ---- what the case shows -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlaState:
+    policy_id: int | None
+    response_warn_at: datetime | None
+    response_due_at: datetime | None
+    resolution_warn_at: datetime | None
+    resolution_due_at: datetime | None
+    first_responded_at: datetime | None
+    paused: bool
+    breached: bool
+    time_left: int | None  # business seconds to the next open deadline; negative once it passed
+
+
+def state_of(clock: Any, region: Region | None, now: datetime) -> SlaState:
+    """A clock as the case shows it: a deadline passed unanswered, or answered late, is a breach."""
+    response_open = clock.first_responded_at is None
+    resolution_open = clock.resolved_at is None
+    breached = (
+        clock.response_breached_at is not None
+        or clock.resolution_breached_at is not None
+        or _late(clock.response_due_at, clock.first_responded_at)
+        or _late(clock.resolution_due_at, clock.resolved_at)
+    )
+    # While paused the deadlines are not yet known (they move on by the pause): count from the pause.
+    counted_to = clock.paused_at or now
+    pending = [
+        due
+        for due, open_ in ((clock.response_due_at, response_open), (clock.resolution_due_at, resolution_open))
+        if due is not None and open_
+    ]
+    time_left = None
+    if pending:
+        next_due = min(pending)
+        breached = breached or (clock.paused_at is None and next_due <= now)
+        time_left = round(business_seconds_between(calendar_of(region), counted_to, next_due))
+    return SlaState(
+        policy_id=clock.policy_id,
+        response_warn_at=clock.response_warn_at,
+        response_due_at=clock.response_due_at,
+        resolution_warn_at=clock.resolution_warn_at,
+        resolution_due_at=clock.resolution_due_at,
+        first_responded_at=clock.first_responded_at,
+        paused=clock.paused_at is not None,
+        breached=breached,
+        time_left=time_left,
+    )
+
+
+def _late(due: datetime | None, met: datetime | None) -> bool:
+    return due is not None and met is not None and met > due
+
+
+async def states(session: AsyncSession, case_ids: list[int], now: datetime | None = None) -> dict[int, SlaState]:
+    """The SLA state of each case that has a clock (one query for the clocks, one for their regions)."""
+    now = now or datetime.now(UTC)
+    clocks = list(await session.scalars(select(CaseSla).where(CaseSla.case_id.in_(case_ids))))
+    region_ids = {c.region_id for c in clocks if c.region_id is not None}
+    regions = (
+        {r.id: r for r in await session.scalars(select(Region).where(Region.id.in_(region_ids)))} if region_ids else {}
+    )
+    return {c.case_id: state_of(c, regions.get(c.region_id), now) for c in clocks}
+
+
+# ---- the sweep ----------------------------------------------------------------------------------
+
+# Locks the due clocks no other sweeper holds, notes which stages passed, and reads what escalation
+# needs; the partial index on next_check_at makes this cost what is due, not what is open.
+_DUE = text("""
+SELECT s.case_id,
+       s.first_responded_at IS NULL AND s.response_warned_at IS NULL AND s.response_warn_at <= :now AS response_warning,
+       s.first_responded_at IS NULL AND s.response_breached_at IS NULL AND s.response_due_at <= :now AS response_breach,
+       s.resolution_warned_at IS NULL AND s.resolution_warn_at <= :now AS resolution_warning,
+       s.resolution_breached_at IS NULL AND s.resolution_due_at <= :now AS resolution_breach,
+       s.response_due_at, s.resolution_due_at,
+       c.reference, c.assignee_id, c.pool_id,
+       w.escalator_group_id, w.escalation, g.pool_id AS escalation_pool_id
+FROM case_slas s
+JOIN cases c ON c.id = s.case_id
+LEFT JOIN workflows w ON w.id = c.workflow_id
+LEFT JOIN user_groups g ON g.id = w.escalator_group_id
+WHERE s.next_check_at <= :now
+ORDER BY s.next_check_at
+LIMIT :limit
+FOR UPDATE OF s SKIP LOCKED
+""")
+
+_MARK = text("""
+UPDATE case_slas s SET
+    response_warned_at = CASE WHEN d.response_warning THEN :now ELSE s.response_warned_at END,
+    response_breached_at = CASE WHEN d.response_breach THEN :now ELSE s.response_breached_at END,
+    resolution_warned_at = CASE WHEN d.resolution_warning THEN :now ELSE s.resolution_warned_at END,
+    resolution_breached_at = CASE WHEN d.resolution_breach THEN :now ELSE s.resolution_breached_at END,
+    escalated_group_id = CASE WHEN d.escalate THEN d.escalator_group_id ELSE s.escalated_group_id END,
+    updated_at = now()
+FROM unnest(CAST(:case_ids AS bigint[]), CAST(:rw AS boolean[]), CAST(:rb AS boolean[]), CAST(:sw AS boolean[]),
+            CAST(:sb AS boolean[]), CAST(:escalate AS boolean[]), CAST(:groups AS bigint[]))
+     AS d(case_id, response_warning, response_breach, resolution_warning, resolution_breach, escalate, escalator_group_id)
+WHERE s.case_id = d.case_id
+""")
+
+
+@dataclass
+class SweepResult:
+    checked: int = 0
+    warnings: int = 0
+    breaches: int = 0
+    escalations: int = 0
+    batches: int = 0
+
+
+async def sweep_batch(session: AsyncSession, *, now: datetime, limit: int = 5000) -> SweepResult:
+    """One batch of due clocks in the caller's transaction: mark what passed (each mark once),
+    escalate breaches, record and announce them."""
+    rows = (await session.execute(_DUE, {"now": now, "limit": limit})).all()
+    result = SweepResult(checked=len(rows), batches=1)
+    if not rows:
+        return result
+    escalate = [(r.response_breach or r.resolution_breach) and r.escalator_group_id is not None for r in rows]
+    await session.execute(
+        _MARK,
+        {
+            "now": now,
+            "case_ids": [r.case_id for r in rows],
+            "rw": [bool(r.response_warning) for r in rows],
+            "rb": [bool(r.response_breach) for r in rows],
+            "sw": [bool(r.resolution_warning) for r in rows],
+            "sb": [bool(r.resolution_breach) for r in rows],
+            "escalate": escalate,
+            "groups": [r.escalator_group_id for r in rows],
+        },
+    )
+    await _refresh_next_check(session, [r.case_id for r in rows])
+    handed_over = [r.case_id for r, e in zip(rows, escalate, strict=True) if e and r.escalation == "assign"]
+    if handed_over:
+        # Handing a case to the escalator group: unassigned, in the group's pool where it has one.
+        await session.execute(
+            text("""
+                UPDATE cases c SET assignee_id = NULL, pool_id = coalesce(g.pool_id, c.pool_id), updated_at = now()
+                FROM workflows w JOIN user_groups g ON g.id = w.escalator_group_id
+                WHERE c.id = ANY(:ids) AND w.id = c.workflow_id
+            """),
+            {"ids": handed_over},
+        )
+    audit_rows = []
+    for row, escalated in zip(rows, escalate, strict=True):
+        for target in TAT_TARGETS:
+            for stage in ("warning", "breach"):
+                if not getattr(row, f"{target}_{stage}"):
+                    continue
+                result.warnings += stage == "warning"
+                result.breaches += stage == "breach"
+                due = getattr(row, f"{target}_due_at")
+                body = {
+                    "caseId": row.case_id,
+                    "reference": row.reference,
+                    "stage": stage,
+                    "target": target,
+                    "dueAt": due.isoformat() if due else None,
+                    "escalatedGroupId": row.escalator_group_id if escalated and stage == "breach" else None,
+                }
+                keys: list[int | str] = ["all"]
+                if row.assignee_id is not None:
+                    keys.append(f"user:{row.assignee_id}")
+                if row.escalator_group_id is not None:
+                    keys.append(f"group:{row.escalator_group_id}")
+                events.emit_many(session, SLA_TOPIC, keys, **body)
+                audit_rows.append(
+                    {
+                        "actor_user_id": None,
+                        "actor_name": SWEEPER.name,
+                        "action": f"case.sla.{stage}",
+                        "entity_type": "case",
+                        "entity_id": row.case_id,
+                        "before": None,
+                        "after": {k: v for k, v in body.items() if k not in ("caseId", "reference")},
+                    }
+                )
+        result.escalations += bool(escalated)
+    if audit_rows:
+        await session.execute(insert(AuditEvent), audit_rows)
+    events.emit_many(session, "caseUpdated", [r.case_id for r in rows])
+    return result
+
+
+async def sweep(runtime: Any, *, now: datetime | None = None, limit: int = 5000) -> SweepResult:
+    """Every due clock, one committed batch after another (a worker that dies loses at most its open
+    batch, which the next sweep takes again: marks are set in the same transaction as their events)."""
+    now = now or datetime.now(UTC)
+    total = SweepResult()
+    while True:
+        async with runtime.transaction() as session:
+            batch = await sweep_batch(session, now=now, limit=limit)
+        total.checked += batch.checked
+        total.warnings += batch.warnings
+        total.breaches += batch.breaches
+        total.escalations += batch.escalations
+        total.batches += 1
+        if batch.checked < limit:
+            return total

@@ -1,0 +1,302 @@
+"""TAT policies and regions through the API, a case's deadlines, pause and resume, first response,
+and the SLA sweep: each warning and breach marked and escalated exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy
+
+from app.contact_data import ContactData
+from app.models import Pool, UserGroup, Workflow
+from app.services import cases as case_service
+from app.services import contacts as contact_service
+from app.services import sla
+from jobs.worker import sla_sweep
+from tests.conftest import published_channels
+from tests.support import AGENT, gid, make_customer, rows, scalar
+
+ALL_DAY = [{"weekday": d, "start": "00:00", "end": "24:00"} for d in range(7)]
+
+REGION_CREATE = """
+mutation($input: RegionCreateInput!) {
+  regionCreate(input: $input) { region { id name timeZone businessHours { weekday start end } } errors { field code } }
+}"""
+POLICY_CREATE = """
+mutation($input: TatPolicyCreateInput!) {
+  tatPolicyCreate(input: $input) {
+    tatPolicy { id code targets { priority target minimumMinutes maximumMinutes } }
+    errors { field code }
+  }
+}"""
+CASE_CREATE = """
+mutation($input: CaseCreateInput!) {
+  caseCreate(input: $input) {
+    case { id createdAt responseDueAt resolutionDueAt breached timeLeft sla { paused responseWarnAt firstRespondedAt } }
+    errors { code }
+  }
+}"""
+CASE_UPDATE = """
+mutation($input: CaseUpdateInput!) {
+  caseUpdate(input: $input) { case { responseDueAt resolutionDueAt } errors { code } }
+}"""
+TARGETS = [
+    {"priority": "NORMAL", "target": "RESPONSE", "minimumMinutes": 30, "maximumMinutes": 60},
+    {"priority": "NORMAL", "target": "RESOLUTION", "minimumMinutes": 180, "maximumMinutes": 240},
+    {"priority": "URGENT", "target": "RESPONSE", "maximumMinutes": 15},
+    {"priority": "URGENT", "target": "RESOLUTION", "maximumMinutes": 120},
+]
+
+
+def at(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+async def configure(gql) -> None:
+    region = await gql(
+        REGION_CREATE,
+        {
+            "input": {
+                "name": "Round the clock",
+                "timeZone": "Europe/London",
+                "businessHours": ALL_DAY,
+                "isDefault": True,
+            }
+        },
+    )
+    assert region["regionCreate"]["errors"] == []
+    policy = await gql(POLICY_CREATE, {"input": {"code": "STANDARD", "targets": TARGETS, "isDefault": True}})
+    assert policy["tatPolicyCreate"]["errors"] == []
+
+
+async def new_case(gql, runtime) -> dict:
+    customer = gid("Customer", await make_customer(runtime, "Ada"))
+    created = await gql(CASE_CREATE, {"input": {"subject": "Boiler", "customerIds": [customer]}})
+    return created["caseCreate"]["case"]
+
+
+async def test_a_new_case_gets_its_deadlines_from_the_default_policy_and_region(gql, runtime):
+    await configure(gql)
+
+    case = await new_case(gql, runtime)
+
+    created = at(case["createdAt"])
+    assert at(case["responseDueAt"]) == created + timedelta(minutes=60)
+    assert at(case["resolutionDueAt"]) == created + timedelta(minutes=240)
+    assert at(case["sla"]["responseWarnAt"]) == created + timedelta(minutes=30)
+    assert case["breached"] is False
+    assert 3500 < case["timeLeft"] <= 3600
+    assert case["sla"]["paused"] is False
+
+
+async def test_changing_the_priority_recomputes_the_deadlines(gql, runtime):
+    await configure(gql)
+    case = await new_case(gql, runtime)
+
+    updated = await gql(CASE_UPDATE, {"input": {"id": case["id"], "priority": "URGENT"}})
+
+    created = at(case["createdAt"])
+    assert at(updated["caseUpdate"]["case"]["responseDueAt"]) == created + timedelta(minutes=15)
+    assert at(updated["caseUpdate"]["case"]["resolutionDueAt"]) == created + timedelta(minutes=120)
+
+
+async def test_without_a_policy_a_case_has_no_deadlines(gql, runtime):
+    case = await new_case(gql, runtime)
+
+    assert (case["responseDueAt"], case["resolutionDueAt"], case["breached"], case["timeLeft"]) == (
+        None,
+        None,
+        False,
+        None,
+    )
+
+
+async def test_bad_configuration_is_refused_with_codes_and_changes_nothing(gql):
+    refusals = [
+        (REGION_CREATE, {"name": "X", "timeZone": "Mars/Olympus"}, "regionCreate", ("timeZone", "UNKNOWN_TIME_ZONE")),
+        (
+            REGION_CREATE,
+            {"name": "X", "timeZone": "UTC", "holidayCountry": "QQ"},
+            "regionCreate",
+            ("holidayCountry", "UNKNOWN_COUNTRY"),
+        ),
+        (
+            REGION_CREATE,
+            {
+                "name": "X",
+                "timeZone": "UTC",
+                "businessHours": [
+                    {"weekday": 1, "start": "08:00", "end": "12:00"},
+                    {"weekday": 1, "start": "11:00", "end": "15:00"},
+                ],
+            },
+            "regionCreate",
+            ("businessHours.1", "OVERLAPPING_HOURS"),
+        ),
+        (
+            POLICY_CREATE,
+            {
+                "code": "BAD",
+                "targets": [{"priority": "HIGH", "target": "RESPONSE", "minimumMinutes": 90, "maximumMinutes": 60}],
+            },
+            "tatPolicyCreate",
+            ("targets.0.minimumMinutes", "TAT_MINIMUM_ABOVE_MAXIMUM"),
+        ),
+    ]
+    for document, input_, name, expected in refusals:
+        answer = await gql(document, {"input": input_})
+        assert [(e["field"], e["code"]) for e in answer[name]["errors"]] == [expected]
+
+    regions = await gql("{ regions { id } tatPolicies { id } }")
+    assert regions == {"regions": [], "tatPolicies": []}
+
+
+async def test_waiting_on_the_customer_pauses_the_clock_and_the_pause_moves_the_deadlines(gql, runtime):
+    await configure(gql)
+    case = await new_case(gql, runtime)
+    case_id = int(await scalar(runtime, "SELECT max(id) FROM cases"))
+    created = at(case["createdAt"])
+
+    async with runtime.transaction() as session:
+        await sla.status_changed(session, case_id=case_id, status="pending", now=created + timedelta(minutes=10))
+    # While paused nothing is due, however late it gets.
+    assert (await sla.sweep(runtime, now=created + timedelta(hours=9))).checked == 0
+    async with runtime.transaction() as session:
+        await sla.status_changed(session, case_id=case_id, status="open", now=created + timedelta(minutes=70))
+
+    # Paused 60 minutes: both deadlines move on by exactly that.
+    assert await rows(
+        runtime, "SELECT response_due_at, resolution_due_at, paused_seconds, paused_at FROM case_slas"
+    ) == [(created + timedelta(minutes=120), created + timedelta(minutes=300), 3600, None)]
+    # Consultation does not pause this policy: the clock keeps running.
+    async with runtime.transaction() as session:
+        await sla.status_changed(session, case_id=case_id, status="consultation", now=created + timedelta(minutes=80))
+    assert await scalar(runtime, "SELECT paused_at FROM case_slas") is None
+
+
+async def test_closing_stops_the_clock_and_reopening_adds_the_closed_time(gql, runtime):
+    await configure(gql)
+    case = await new_case(gql, runtime)
+    case_id = int(await scalar(runtime, "SELECT max(id) FROM cases"))
+
+    async with runtime.transaction() as session:
+        await case_service.close_case(session, actor=AGENT, case_id=case_id, reason_code="solved")
+    assert await rows(runtime, "SELECT next_check_at IS NULL, resolved_at IS NOT NULL FROM case_slas") == [(True, True)]
+    async with runtime.transaction() as session:
+        await case_service.reopen_case(session, actor=AGENT, case_id=case_id)
+
+    resolution_due, next_check, resolved = (
+        await rows(runtime, "SELECT resolution_due_at, next_check_at, resolved_at FROM case_slas")
+    )[0]
+    assert resolution_due >= at(case["resolutionDueAt"]) and next_check is not None and resolved is None
+
+
+async def test_an_outbound_contact_is_the_first_response_but_an_automatic_receipt_is_not(gql, runtime):
+    await configure(gql)
+    await new_case(gql, runtime)
+    case_id = int(await scalar(runtime, "SELECT max(id) FROM cases"))
+
+    async def outbound(kind: str) -> None:
+        async with runtime.transaction() as session:
+            await contact_service.insert_contact(
+                session,
+                data=ContactData(channel="email", direction="outbound", text="hi", payload={"mail": {"kind": kind}}),
+                customer_id=None,
+                case_id=case_id,
+            )
+
+    await outbound("auto_response")
+    assert await scalar(runtime, "SELECT first_responded_at FROM case_slas") is None
+    await outbound("reply")
+    responded = await scalar(runtime, "SELECT first_responded_at FROM case_slas")
+    assert responded is not None
+
+    # Answered: the sweep now looks only at the resolution's warning point.
+    assert await scalar(runtime, "SELECT next_check_at = resolution_warn_at FROM case_slas") is True
+
+
+async def _escalating_workflow(runtime) -> tuple[int, int, int]:
+    async with runtime.transaction() as session:
+        pool = Pool(name="Escalations")
+        session.add(pool)
+        await session.flush()
+        group = UserGroup(name="Team leads", pool_id=pool.id)
+        session.add(group)
+        await session.flush()
+        workflow = Workflow(code="COMPLAINT", escalator_group_id=group.id, escalation="assign")
+        session.add(workflow)
+        await session.flush()
+        return workflow.id, group.id, pool.id
+
+
+async def test_the_sweep_marks_each_stage_once_and_hands_breaches_to_the_escalator_group(gql, runtime):
+    await configure(gql)
+    workflow_id, group_id, pool_id = await _escalating_workflow(runtime)
+    case = await new_case(gql, runtime)
+    case_id = int(await scalar(runtime, "SELECT max(id) FROM cases"))
+    async with runtime.transaction() as session:
+        # An agent holds the case; its workflow escalates by assignment.
+        await session.execute(
+            sqlalchemy.text("UPDATE cases SET workflow_id = :w, assignee_id = NULL WHERE id = :c"),
+            {"w": workflow_id, "c": case_id},
+        )
+    created = at(case["createdAt"])
+
+    warned = await sla.sweep(runtime, now=created + timedelta(minutes=31))
+    assert (warned.checked, warned.warnings, warned.breaches) == (1, 1, 0)
+    assert (await sla.sweep(runtime, now=created + timedelta(minutes=45))).checked == 0  # nothing new is due
+
+    breached = await sla.sweep(runtime, now=created + timedelta(minutes=61))
+    assert (breached.breaches, breached.escalations) == (1, 1)
+    assert await rows(runtime, "SELECT pool_id, assignee_id FROM cases") == [(pool_id, None)]
+    assert await scalar(runtime, "SELECT escalated_group_id FROM case_slas") == group_id
+    channels = await published_channels(runtime)
+    assert channels.count("casegraph:events:slaEvents:all") == 2
+    assert channels.count(f"casegraph:events:slaEvents:group:{group_id}") == 2
+
+    # Later sweeps, and another worker's, find the response stages marked: nothing twice.
+    assert (await sla.sweep(runtime, now=created + timedelta(minutes=90))).checked == 0
+    assert await rows(
+        runtime, "SELECT action, count(*) FROM audit_events WHERE action LIKE 'case.sla.%' GROUP BY action ORDER BY 1"
+    ) == [("case.sla.breach", 1), ("case.sla.warning", 1)]
+
+
+async def test_escalation_happens_exactly_once_across_a_crash_and_a_worker_restart(gql, runtime, settings):
+    await configure(gql)
+    for _ in range(30):
+        await new_case(gql, runtime)
+    late = datetime.now(UTC) + timedelta(hours=5)  # every warning and deadline has passed
+
+    # A worker marks a batch and dies before committing: nothing of it stays.
+    try:
+        async with runtime.transaction() as session:
+            assert (await sla.sweep_batch(session, now=late)).breaches == 60
+            raise RuntimeError("killed")
+    except RuntimeError:
+        pass
+    assert await scalar(runtime, "SELECT count(*) FROM case_slas WHERE resolution_breached_at IS NOT NULL") == 0
+
+    # Two workers sweep at once (SKIP LOCKED), then a restarted worker runs its cron job.
+    first, second = await asyncio.gather(sla.sweep(runtime, now=late, limit=7), sla.sweep(runtime, now=late, limit=7))
+    from app.runtime import create_runtime
+
+    restarted = create_runtime(settings, pool_size=2)
+    try:
+        again = await sla_sweep({"runtime": restarted})
+    finally:
+        await restarted.close()
+
+    assert first.breaches + second.breaches == 60 and again["breaches"] == 0
+    assert await scalar(runtime, "SELECT count(*) FROM audit_events WHERE action = 'case.sla.breach'") == 60
+    assert await scalar(runtime, "SELECT count(*) FROM case_slas WHERE next_check_at IS NOT NULL") == 0
+
+
+async def test_the_sweep_reads_the_due_clocks_through_the_partial_index(runtime):
+    async with runtime.engine.connect() as conn:
+        await conn.execute(sqlalchemy.text("SET enable_seqscan = off"))
+        explained = await conn.execute(
+            sqlalchemy.text("EXPLAIN " + sla._DUE.text), {"now": datetime.now(UTC), "limit": 10}
+        )
+        plan = "\n".join(r[0] for r in explained)
+    assert "ix_case_slas_next_check_at" in plan
