@@ -29,7 +29,6 @@ from app.models import (
     Region,
     TatPolicy,
     TatTarget,
-    UserGroup,
     Workflow,
 )
 from app.models.cases import CATEGORY_OF_STATUS
@@ -319,37 +318,42 @@ async def _refresh_next_check(session: AsyncSession, case_ids: list[int]) -> Non
     await session.execute(update(CaseSla).where(CaseSla.case_id.in_(case_ids)).values(next_check_at=NEXT_CHECK))
 
 
+# The policy (the workflow's, else the default), the region (the workflow's resolver group's, else its
+# creator group's, else the default) and the policy's targets for a priority, in one round trip.
+_CLOCK_SETTING = text("""
+WITH w AS (SELECT * FROM workflows WHERE id = :workflow_id),
+     chosen AS (
+         SELECT coalesce((SELECT tat_policy_id FROM w), (SELECT id FROM tat_policies WHERE is_default)) AS policy_id,
+                coalesce((SELECT g.region_id FROM w JOIN user_groups g ON g.id = w.resolver_group_id),
+                         (SELECT g.region_id FROM w JOIN user_groups g ON g.id = w.creator_group_id),
+                         (SELECT id FROM regions WHERE is_default)) AS region_id
+     )
+SELECT chosen.policy_id, chosen.region_id,
+       (SELECT row_to_json(r) FROM regions r WHERE r.id = chosen.region_id) AS region,
+       (SELECT coalesce(json_agg(json_build_object('target', t.target, 'minimum_minutes', t.minimum_minutes,
+                                                   'maximum_minutes', t.maximum_minutes)), '[]')
+          FROM tat_targets t WHERE t.policy_id = chosen.policy_id AND t.priority = :priority) AS targets
+FROM chosen
+""")
+
+
 @dataclass
 class _ClockSetting:
-    policy: TatPolicy | None
+    policy_id: int | None
     region: Region | None
-    targets: list[TatTarget]
+    targets: list[Target]
 
 
 async def _clock_setting(session: AsyncSession, *, workflow_id: int | None, priority: str) -> _ClockSetting:
-    """The policy (the workflow's, else the default), the region (the resolver group's, else the
-    creator group's, else the default) and the policy's targets for the priority."""
-    workflow = await session.get(Workflow, workflow_id) if workflow_id is not None else None
-    policy_id = workflow.tat_policy_id if workflow is not None else None
-    if policy_id is None:
-        policy_id = await session.scalar(select(TatPolicy.id).where(TatPolicy.is_default))
-    region_id = None
-    if workflow is not None:
-        for group_id in (workflow.resolver_group_id, workflow.creator_group_id):
-            if group_id is not None and region_id is None:
-                region_id = await session.scalar(select(UserGroup.region_id).where(UserGroup.id == group_id))
-    if region_id is None:
-        region_id = await session.scalar(select(Region.id).where(Region.is_default))
-    policy = await session.get(TatPolicy, policy_id) if policy_id is not None else None
-    region = await session.get(Region, region_id) if region_id is not None else None
-    targets = []
-    if policy is not None:
-        targets = list(
-            await session.scalars(
-                select(TatTarget).where(TatTarget.policy_id == policy.id, TatTarget.priority == priority)
-            )
-        )
-    return _ClockSetting(policy, region, targets)
+    row = (await session.execute(_CLOCK_SETTING, {"workflow_id": workflow_id, "priority": priority})).one()
+    region = None
+    if row.region is not None:
+        values = dict(row.region)
+        for stamp in ("created_at", "updated_at"):
+            values[stamp] = datetime.fromisoformat(values[stamp])
+        region = Region(**values)  # transient: read for its calendar only
+    targets = [Target(priority, t["target"], t["minimum_minutes"], t["maximum_minutes"]) for t in row.targets]
+    return _ClockSetting(row.policy_id, region, targets)
 
 
 async def start_clock(session: AsyncSession, *, case: Case) -> None:
@@ -359,7 +363,7 @@ async def start_clock(session: AsyncSession, *, case: Case) -> None:
     await session.execute(
         insert(CaseSla).values(
             case_id=case.id,
-            policy_id=setting.policy.id if setting.policy else None,
+            policy_id=setting.policy_id,
             region_id=setting.region.id if setting.region else None,
             started_at=case.created_at,
             **values,
@@ -387,7 +391,7 @@ async def recompute(session: AsyncSession, *, case: Case, now: datetime | None =
         if values[due] is None or values[due] > now:
             setattr(clock, mark, None)
         setattr(clock, due, values[due])
-    clock.policy_id = setting.policy.id if setting.policy else None
+    clock.policy_id = setting.policy_id
     clock.region_id = setting.region.id if setting.region else None
     await session.flush()
     await _refresh_next_check(session, [case.id])
