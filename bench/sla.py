@@ -30,14 +30,14 @@ FROM generate_series(1, :n) AS g
 # Deadlines spread over the coming weeks; nothing is due yet.
 LOAD_CLOCKS = """
 INSERT INTO case_slas (case_id, policy_id, region_id, started_at, response_due_at, resolution_warn_at,
-                       resolution_due_at, first_responded_at, next_check_at)
+                       resolution_due_at, first_responded_at)
 SELECT g, :policy, :region, now() - interval '1 hour', now() + interval '1 hour',
        now() + (g % 5000) * interval '5 minutes', now() + interval '1 hour' + (g % 5000) * interval '5 minutes',
-       now() - interval '30 minutes', now() + (g % 5000) * interval '5 minutes'
+       now() - interval '30 minutes'
 FROM generate_series(1, :n) AS g
 """
 MAKE_DUE = """
-UPDATE case_slas SET resolution_warn_at = :past, resolution_due_at = :past, next_check_at = :past,
+UPDATE case_slas SET resolution_warn_at = :past, resolution_due_at = :past,
                      resolution_warned_at = NULL, resolution_breached_at = NULL
 WHERE case_id % :every = 0
 """
@@ -79,6 +79,8 @@ async def prepare(n: int) -> tuple[int, int]:
             # A bulk load: no per-row triggers (text search) or foreign-key checks.
             await conn.execute(text("SET session_replication_role = replica"))
             await conn.execute(text(LOAD_CASES), {"n": n})
+            # The clocks' own trigger sets their next check.
+            await conn.execute(text("SET session_replication_role = origin"))
             await conn.execute(text(LOAD_CLOCKS), {"n": n, "policy": policy.id, "region": region.id})
             await conn.execute(text("SELECT setval('cases_id_seq', :n)"), {"n": n})
         async with runtime.engine.connect() as conn:

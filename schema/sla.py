@@ -238,25 +238,38 @@ class CaseSla:
         return None if self.policy_id is None else to_global_id("TatPolicy", self.policy_id)
 
 
-@strawberry.type(description="A warning point or deadline that passed on a case.")
+@strawberry.type(description="A warning point or deadline that passed.")
+class SlaMark:
+    stage: SlaStage
+    target: TatTargetKind
+    due_at: datetime | None = strawberry.field(description="The deadline of the target.")
+
+
+@strawberry.type(description="The warning points and deadlines of a case that a sweep found passed.")
 class SlaEvent:
     case_id: strawberry.ID
     reference: str
-    stage: SlaStage
-    target: TatTargetKind
-    due_at: datetime | None
+    marks: list[SlaMark]
+    breached: bool
     escalated_group_id: strawberry.ID | None = strawberry.field(
-        description="The group the breach was escalated to (its workflow's escalator group)."
+        description="The group a breach was escalated to (its workflow's escalator group)."
     )
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> SlaEvent:
         group = body.get("escalatedGroupId")
+        marks = [
+            SlaMark(
+                stage=SlaStage(m["stage"]),
+                target=TatTargetKind(m["target"]),
+                due_at=datetime.fromisoformat(m["dueAt"]) if m.get("dueAt") else None,
+            )
+            for m in body["marks"]
+        ]
         return cls(
             case_id=to_global_id("Case", body["caseId"]),
             reference=body["reference"],
-            stage=SlaStage(body["stage"]),
-            target=TatTargetKind(body["target"]),
-            due_at=datetime.fromisoformat(body["dueAt"]) if body.get("dueAt") else None,
+            marks=marks,
+            breached=any(m.stage.value == "breach" for m in marks),
             escalated_group_id=to_global_id("UserGroup", group) if group is not None else None,
         )

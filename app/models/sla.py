@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy import text as sql
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -83,7 +93,8 @@ class CaseSla(Base):
     resolution_warned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resolution_breached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     escalated_group_id: Mapped[int | None] = mapped_column(ForeignKey("user_groups.id", ondelete="SET NULL"))
-    # The earliest warning point or deadline not yet marked while the clock runs; NULL when none.
+    # When the sweep next looks at the clock: set by a trigger (migration 0013) on every write, so
+    # that no change can leave it stale.
     next_check_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = updated_at()
 

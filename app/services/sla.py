@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, null, select, text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import events
@@ -22,6 +22,7 @@ from app.business_time import BusinessCalendar, add_business_time, business_seco
 from app.errors import ErrorCode, UserError, not_found
 from app.models import (
     PRIORITIES,
+    SLA_STAGES,
     TAT_TARGETS,
     AuditEvent,
     Case,
@@ -290,34 +291,6 @@ def deadlines(
     return found
 
 
-def _unmarked(mark: str, due: str, *, response: bool = False) -> Any:
-    column = CaseSla.__table__.c
-    condition = column[mark].is_(None)
-    if response:
-        condition = and_(condition, column.first_responded_at.is_(None))
-    return case((condition, column[due]), else_=null())
-
-
-# The one rule for when the sweep next looks at a case: the earliest warning point or deadline not
-# yet marked, while the clock runs (not paused, not resolved) and, for the response, until answered.
-NEXT_CHECK = case(
-    (
-        and_(CaseSla.paused_at.is_(None), CaseSla.resolved_at.is_(None)),
-        func.least(
-            _unmarked("response_warned_at", "response_warn_at", response=True),
-            _unmarked("response_breached_at", "response_due_at", response=True),
-            _unmarked("resolution_warned_at", "resolution_warn_at"),
-            _unmarked("resolution_breached_at", "resolution_due_at"),
-        ),
-    ),
-    else_=null(),
-)
-
-
-async def _refresh_next_check(session: AsyncSession, case_ids: list[int]) -> None:
-    await session.execute(update(CaseSla).where(CaseSla.case_id.in_(case_ids)).values(next_check_at=NEXT_CHECK))
-
-
 # The policy (the workflow's, else the default), the region (the workflow's resolver group's, else its
 # creator group's, else the default) and the policy's targets for a priority, in one round trip.
 _CLOCK_SETTING = text("""
@@ -369,7 +342,6 @@ async def start_clock(session: AsyncSession, *, case: Case) -> None:
             **values,
         )
     )
-    await _refresh_next_check(session, [case.id])
 
 
 async def _clock_for_update(session: AsyncSession, case_id: int) -> CaseSla | None:
@@ -394,7 +366,6 @@ async def recompute(session: AsyncSession, *, case: Case, now: datetime | None =
     clock.policy_id = setting.policy_id
     clock.region_id = setting.region.id if setting.region else None
     await session.flush()
-    await _refresh_next_check(session, [case.id])
 
 
 def _paused_so_far(clock: CaseSla, calendar: BusinessCalendar, now: datetime) -> float:
@@ -447,7 +418,6 @@ async def status_changed(session: AsyncSession, *, case_id: int, status: str, no
     elif clock.paused_at is None:
         clock.paused_at = now
     await session.flush()
-    await _refresh_next_check(session, [case_id])
 
 
 async def record_first_response(session: AsyncSession, *, case_id: int, at: datetime) -> None:
@@ -457,7 +427,6 @@ async def record_first_response(session: AsyncSession, *, case_id: int, at: date
         .where(CaseSla.case_id == case_id, CaseSla.first_responded_at.is_(None))
         .values(first_responded_at=at)
     )
-    await _refresh_next_check(session, [case_id])
 
 
 # ---- what the case shows -------------------------------------------------------------------------
@@ -564,6 +533,10 @@ WHERE s.case_id = d.case_id
 """)
 
 
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
 @dataclass
 class SweepResult:
     checked: int = 0
@@ -594,7 +567,6 @@ async def sweep_batch(session: AsyncSession, *, now: datetime, limit: int = 5000
             "groups": [r.escalator_group_id for r in rows],
         },
     )
-    await _refresh_next_check(session, [r.case_id for r in rows])
     handed_over = [r.case_id for r, e in zip(rows, escalate, strict=True) if e and r.escalation == "assign"]
     if handed_over:
         # Handing a case to the escalator group: unassigned, in the group's pool where it has one.
@@ -608,41 +580,45 @@ async def sweep_batch(session: AsyncSession, *, now: datetime, limit: int = 5000
         )
     audit_rows = []
     for row, escalated in zip(rows, escalate, strict=True):
-        for target in TAT_TARGETS:
-            for stage in ("warning", "breach"):
-                if not getattr(row, f"{target}_{stage}"):
-                    continue
-                result.warnings += stage == "warning"
-                result.breaches += stage == "breach"
-                due = getattr(row, f"{target}_due_at")
-                body = {
-                    "caseId": row.case_id,
-                    "reference": row.reference,
-                    "stage": stage,
-                    "target": target,
-                    "dueAt": due.isoformat() if due else None,
-                    "escalatedGroupId": row.escalator_group_id if escalated and stage == "breach" else None,
-                }
-                keys: list[int | str] = ["all"]
-                if row.assignee_id is not None:
-                    keys.append(f"user:{row.assignee_id}")
-                if row.escalator_group_id is not None:
-                    keys.append(f"group:{row.escalator_group_id}")
-                events.emit_many(session, SLA_TOPIC, keys, **body)
-                audit_rows.append(
-                    {
-                        "actor_user_id": None,
-                        "actor_name": SWEEPER.name,
-                        "action": f"case.sla.{stage}",
-                        "entity_type": "case",
-                        "entity_id": row.case_id,
-                        "before": None,
-                        "after": {k: v for k, v in body.items() if k not in ("caseId", "reference")},
-                    }
-                )
+        marks = [
+            {"stage": stage, "target": target, "dueAt": _iso(getattr(row, f"{target}_due_at"))}
+            for target in TAT_TARGETS
+            for stage in SLA_STAGES
+            if getattr(row, f"{target}_{stage}")
+        ]
+        breach = any(m["stage"] == "breach" for m in marks)
+        result.breaches += sum(m["stage"] == "breach" for m in marks)
+        result.warnings += sum(m["stage"] == "warning" for m in marks)
         result.escalations += bool(escalated)
+        escalated_to = row.escalator_group_id if escalated else None
+        # One event and one audit entry per case and sweep, listing every stage that passed.
+        keys: list[int | str] = ["all"]
+        if row.assignee_id is not None:
+            keys.append(f"user:{row.assignee_id}")
+        if row.escalator_group_id is not None:
+            keys.append(f"group:{row.escalator_group_id}")
+        events.emit_many(
+            session,
+            SLA_TOPIC,
+            keys,
+            caseId=row.case_id,
+            reference=row.reference,
+            marks=marks,
+            escalatedGroupId=escalated_to,
+        )
+        audit_rows.append(
+            {
+                "actor_user_id": None,
+                "actor_name": SWEEPER.name,
+                "action": "case.sla.breach" if breach else "case.sla.warning",
+                "entity_type": "case",
+                "entity_id": row.case_id,
+                "before": None,
+                "after": {"marks": marks, "escalatedGroupId": escalated_to},
+            }
+        )
     if audit_rows:
-        await session.execute(insert(AuditEvent), audit_rows)
+        await session.execute(insert(AuditEvent.__table__), audit_rows)
     events.emit_many(session, "caseUpdated", [r.case_id for r in rows])
     return result
 

@@ -208,12 +208,31 @@ def upgrade() -> None:
         ["next_check_at"],
         postgresql_where=sa.text("next_check_at IS NOT NULL"),
     )
+    # The one rule for when the SLA sweep next looks at a clock: the earliest warning point or
+    # deadline not yet marked while the clock runs (not paused, not resolved) and, for the first
+    # response, until the case is answered. A trigger, so that no write can leave it stale.
+    op.execute("""
+        CREATE FUNCTION casegraph_sla_next_check() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            NEW.next_check_at := CASE WHEN NEW.paused_at IS NULL AND NEW.resolved_at IS NULL THEN LEAST(
+                CASE WHEN NEW.response_warned_at IS NULL AND NEW.first_responded_at IS NULL THEN NEW.response_warn_at END,
+                CASE WHEN NEW.response_breached_at IS NULL AND NEW.first_responded_at IS NULL THEN NEW.response_due_at END,
+                CASE WHEN NEW.resolution_warned_at IS NULL THEN NEW.resolution_warn_at END,
+                CASE WHEN NEW.resolution_breached_at IS NULL THEN NEW.resolution_due_at END) END;
+            RETURN NEW;
+        END $$
+    """)
+    op.execute(
+        "CREATE TRIGGER case_slas_next_check BEFORE INSERT OR UPDATE ON case_slas "
+        "FOR EACH ROW EXECUTE FUNCTION casegraph_sla_next_check()"
+    )
     op.create_index("ix_case_slas_policy_id", "case_slas", ["policy_id"])
     op.create_index("ix_case_slas_region_id", "case_slas", ["region_id"])
 
 
 def downgrade() -> None:
     op.drop_table("case_slas")
+    op.execute("DROP FUNCTION casegraph_sla_next_check()")
     op.drop_index("ix_cases_workflow_id", table_name="cases")
     op.drop_constraint("fk_cases_workflow_id_workflows", "cases", type_="foreignkey")
     op.drop_column("cases", "workflow_id")
