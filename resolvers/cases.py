@@ -92,6 +92,7 @@ class CaseMutation:
                 severity=input.severity,
                 fields=input.fields,
                 parent_id=optional_db_id(input.parent_id, "Case", "parentId"),
+                workflow_id=optional_db_id(input.workflow_id, "Workflow", "workflowId"),
             ),
             case_payload,
         )
@@ -113,6 +114,7 @@ class CaseMutation:
                 fields=input.fields,
                 assignee_id=optional_db_id(input.assignee_id, "User", "assigneeId"),
                 parent_id=optional_db_id(input.parent_id, "Case", "parentId"),
+                workflow_id=optional_db_id(input.workflow_id, "Workflow", "workflowId"),
             ),
             case_payload,
         )

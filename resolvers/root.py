@@ -15,6 +15,7 @@ from resolvers.queues import PoolMutation, PoolQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from resolvers.search import SearchQuery
 from resolvers.sla import SlaMutation, SlaQuery
+from resolvers.workflows import WorkflowMutation, WorkflowQuery
 from schema.auth import User
 from schema.ids import from_global_id
 from schema.node import Node, load_case, load_contact, load_customer, load_user
@@ -61,6 +62,7 @@ QUERIES = (
     PoolQuery,
     MailQuery,
     SlaQuery,
+    WorkflowQuery,
 )
 MUTATIONS = (
     CustomerMutation,
@@ -77,4 +79,5 @@ MUTATIONS = (
     MailMutation,
     CaseReplyMutation,
     SlaMutation,
+    WorkflowMutation,
 )

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from schema.contacts import Contact
     from schema.queues import Pool
     from schema.sla import CaseSla
+    from schema.workflows import Workflow
 
 
 @strawberry.type
@@ -28,6 +29,7 @@ class Case(Node):
     parent_id: strawberry.Private[int | None]
     assignee_id: strawberry.Private[int | None]
     pool_id: strawberry.Private[int | None]
+    workflow_id: strawberry.Private[int | None]
     merged_into_id: strawberry.Private[int | None]
     reference: str
     subject: str
@@ -49,6 +51,10 @@ class Case(Node):
     @strawberry.field(description="The pool (queue) the case waits in.")
     def pool(self, info: strawberry.Info) -> Annotated[Pool, strawberry.lazy("schema.queues")] | None:
         return load_later(info.context.loaders.pool, self.pool_id)
+
+    @strawberry.field(description="The workflow (kind of case) it belongs to.")
+    async def workflow(self, info: strawberry.Info) -> Annotated[Workflow, strawberry.lazy("schema.workflows")] | None:
+        return None if self.workflow_id is None else await info.context.loaders.workflow.load(self.workflow_id)
 
     @strawberry.field(description="The turnaround clock: deadlines, first response, pause, breach.")
     async def sla(self, info: strawberry.Info) -> Annotated[CaseSla, strawberry.lazy("schema.sla")] | None:
@@ -121,6 +127,9 @@ class CaseCreateInput:
     severity: str | None = None
     fields: JSON | None = None
     parent_id: strawberry.ID | None = None
+    workflow_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Needs the creator mode on the workflow; the case waits in its default pool."
+    )
 
 
 @strawberry.input
@@ -134,6 +143,9 @@ class CaseUpdateInput:
     fields: JSON | None = None
     assignee_id: strawberry.ID | None = None
     parent_id: strawberry.ID | None = None
+    workflow_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Needs the creator mode on the new workflow; the deadlines are recomputed."
+    )
 
 
 @strawberry.input

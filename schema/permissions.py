@@ -110,6 +110,16 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Mutation.tatPolicyCreate": SUPERVISOR,
     "Mutation.tatPolicyUpdate": SUPERVISOR,
     "Mutation.tatPolicyDelete": SUPERVISOR,
+    # Groups, workflows and user modes (who opens and who resolves a workflow's cases).
+    "Query.userGroups": STAFF,
+    "Query.workflows": STAFF,
+    "Mutation.userGroupCreate": SUPERVISOR,
+    "Mutation.userGroupUpdate": SUPERVISOR,
+    "Mutation.userGroupDelete": SUPERVISOR,
+    "Mutation.workflowCreate": SUPERVISOR,
+    "Mutation.workflowUpdate": SUPERVISOR,
+    "Mutation.workflowDelete": SUPERVISOR,
+    "Mutation.workflowModeSet": SUPERVISOR,
     # Subscriptions as the queries they mirror.
     "Subscription.customerUpdated": STAFF,
     "Subscription.caseUpdated": STAFF,

@@ -25,7 +25,7 @@ from app.models import (
     User,
 )
 from app.pagination import Page, decode_cursor
-from app.services import audit, sla
+from app.services import audit, sla, workflows
 from app.services.customers import require_live_customer
 from app.services.locking import cases, lock_case_graph, lock_case_tree, primary_of
 
@@ -40,6 +40,7 @@ def snapshot(case: Case) -> dict[str, Any]:
         "fields": case.fields,
         "assigneeId": case.assignee_id,
         "parentId": case.parent_id,
+        "workflowId": case.workflow_id,
     }
 
 
@@ -84,8 +85,10 @@ async def create_case(
     severity: str | None = None,
     fields: dict[str, Any] | None = None,
     parent_id: int | None = None,
+    workflow_id: int | None = None,
 ) -> Case:
-    """Open a case for one or more customers; the first customer is the primary one."""
+    """Open a case for one or more customers; the first customer is the primary one. A case of a
+    workflow needs the creator right on it and waits in the workflow's default pool."""
     if not subject.strip():
         raise UserError(ErrorCode.REQUIRED, "subject is required", "subject")
     _check_texts(subject=subject, description=description, severity=severity)
@@ -100,6 +103,9 @@ async def create_case(
     await _require_live_customers(session, customer_ids, "customerIds")
     if parent_id is not None and await session.get(Case, parent_id) is None:
         raise not_found("case", "parentId")
+    workflow = await workflows.require_right(
+        session, actor=actor, workflow_id=workflow_id, right="creator", field="workflowId"
+    )
     case = (
         await session.execute(
             insert(Case)
@@ -110,6 +116,8 @@ async def create_case(
                 severity=severity,
                 fields=fields or {},
                 parent_id=parent_id,
+                workflow_id=workflow_id,
+                pool_id=workflow.default_pool_id if workflow is not None else None,
             )
             .returning(Case)
         )
@@ -146,22 +154,33 @@ async def update_case(
     fields: dict[str, Any] | None = None,
     assignee_id: int | None = None,
     parent_id: int | None = None,
+    workflow_id: int | None = None,
 ) -> Case:
-    """Change a case's attributes; only the arguments given change."""
+    """Change a case's attributes; only the arguments given change. Moving it to a workflow needs
+    the creator right there; resolving it, the resolver right on its workflow."""
     if parent_id is not None:
         await lock_case_tree(session)
     _check_texts(subject=subject, description=description, severity=severity)
     case = await get_case_for_update(session, case_id)
     before = snapshot(case)
-    status_before, priority_before = case.status, case.priority
+    status_before, priority_before, workflow_before = case.status, case.priority, case.workflow_id
     if subject is not None:
         if not subject.strip():
             raise UserError(ErrorCode.REQUIRED, "subject must not be empty", "subject")
         case.subject = subject.strip()
     if description is not None:
         case.description = description
+    if workflow_id is not None and workflow_id != case.workflow_id:
+        await workflows.require_right(
+            session, actor=actor, workflow_id=workflow_id, right="creator", field="workflowId"
+        )
+        case.workflow_id = workflow_id
     if status is not None and status != case.status:
         _check_status_change(case, status)
+        if status == "resolved":
+            await workflows.require_right(
+                session, actor=actor, workflow_id=case.workflow_id, right="resolver", field="status"
+            )
         case.status = status
     if priority is not None:
         if priority not in PRIORITIES:
@@ -181,7 +200,7 @@ async def update_case(
     await session.flush()
     if case.status != status_before:
         await sla.status_changed(session, case_id=case.id, status=case.status)
-    if case.priority != priority_before:
+    if case.priority != priority_before or case.workflow_id != workflow_before:
         await sla.recompute(session, case=case)
     await session.refresh(case, ["updated_at"])
     audit.record(
@@ -293,6 +312,8 @@ async def close_case(session: AsyncSession, *, actor: Actor, case_id: int, reaso
     require_live_case(case, "caseId")
     if case.status == "closed":
         raise UserError(ErrorCode.WRONG_STATUS, f"case {case.reference} is already closed", "caseId")
+    workflow_id = await session.scalar(select(Case.workflow_id).where(Case.id == case_id))
+    await workflows.require_right(session, actor=actor, workflow_id=workflow_id, right="resolver", field="caseId")
     await session.execute(update(Case).where(Case.id == case_id).values(**_closing(reason_code.strip())))
     await sla.status_changed(session, case_id=case_id, status="closed")
     audit.record(

@@ -219,10 +219,12 @@ async def create_workflow(
     **refs: int | None,
 ) -> Workflow:
     """Add a workflow: its groups, TAT policy, default pool, and whether breaches notify or hand over."""
-    values = {
-        name: await _check_ref(session, *_WORKFLOW_REFS[name][:2], refs.get(name), _WORKFLOW_REFS[name][2])
-        for name in _WORKFLOW_REFS
-    }
+    unknown = set(refs) - set(_WORKFLOW_REFS)
+    if unknown:
+        raise TypeError(f"unknown workflow settings: {', '.join(sorted(unknown))}")
+    values = {}
+    for name, (model, what, field) in _WORKFLOW_REFS.items():
+        values[name] = await _check_ref(session, model, refs.get(name), what, field)
     workflow = Workflow(
         code=await _check_unique(session, Workflow, "code", code, "workflow", None),
         description=description,
