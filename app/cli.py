@@ -26,6 +26,11 @@ rules_cli = typer.Typer(help="Recognition rules as YAML, reviewed and versioned 
 cli.add_typer(rules_cli, name="rules")
 mail_cli = typer.Typer(help="Pools and mailboxes as YAML, reviewed and versioned like code.", no_args_is_help=True)
 cli.add_typer(mail_cli, name="mail")
+sla_cli = typer.Typer(
+    help="Regions, TAT policies, user groups and workflows as YAML, reviewed and versioned like code.",
+    no_args_is_help=True,
+)
+cli.add_typer(sla_cli, name="sla")
 console = Console(stderr=True)
 
 
@@ -442,6 +447,23 @@ def mail_import(file: str = typer.Argument(..., help="The YAML file to read.")) 
     from app.services.mail import import_config
 
     _import_file(file, import_config)
+
+
+@sla_cli.command("export")
+def sla_export(file: str = typer.Argument(..., help="The YAML file to write.")) -> None:
+    """Write the regions, TAT policies, user groups and workflows to FILE."""
+    from app.services.sla import export_sla_document
+
+    _export_file(file, export_sla_document)
+    console.print(f"Regions, TAT policies, groups and workflows written to {file}.")
+
+
+@sla_cli.command("import")
+def sla_import(file: str = typer.Argument(..., help="The YAML file to read.")) -> None:
+    """Make each section of FILE (regions, tat_policies, user_groups, workflows) the configuration (all or nothing)."""
+    from app.services.sla import import_sla_document
+
+    _import_file(file, import_sla_document)
 
 
 def main() -> None:

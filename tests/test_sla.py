@@ -7,15 +7,18 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy
+import yaml
 
+from app.auth import SYSTEM
 from app.contact_data import ContactData
+from app.errors import UserError
 from app.models import Pool, UserGroup, Workflow
 from app.services import cases as case_service
 from app.services import contacts as contact_service
-from app.services import sla
+from app.services import sla, workflows
 from jobs.worker import sla_sweep
 from tests.conftest import published_channels
-from tests.support import AGENT, gid, make_customer, rows, scalar
+from tests.support import AGENT, SUPERVISOR, gid, make_customer, rows, scalar
 
 ALL_DAY = [{"weekday": d, "start": "00:00", "end": "24:00"} for d in range(7)]
 
@@ -300,3 +303,75 @@ async def test_the_sweep_reads_the_due_clocks_through_the_partial_index(runtime)
         )
         plan = "\n".join(r[0] for r in explained)
     assert "ix_case_slas_next_check_at" in plan
+
+
+async def test_the_configuration_round_trips_through_a_file_and_a_bad_file_changes_nothing(gql, runtime):
+    await configure(gql)
+    async with runtime.transaction() as session:
+        pool = Pool(name="Escalations")
+        session.add(pool)
+        await session.flush()
+        await workflows.create_group(session, actor=SYSTEM, name="Leads", pool_id=pool.id)
+        await workflows.create_workflow(session, actor=SYSTEM, code="COMPLAINT", escalation="assign")
+    async with runtime.reading() as session:
+        exported = await sla.export_sla_config(session)
+    document = yaml.safe_dump(exported)
+
+    # The same file again changes nothing but adds what it adds.
+    edited = yaml.safe_load(document)
+    edited["workflows"][0]["escalator_group"] = "Leads"
+    edited["workflows"][0]["tat_policy"] = "STANDARD"
+    edited["regions"].append({"name": "New York", "time_zone": "America/New_York", "holiday_country": "US"})
+    async with runtime.transaction() as session:
+        counts = await sla.import_sla_config(session, edited, SUPERVISOR)
+    assert counts == {"regions": 2, "tat_policies": 1, "user_groups": 1, "workflows": 1}
+    async with runtime.reading() as session:
+        again = await sla.export_sla_config(session)
+    assert again["workflows"][0] == {**exported["workflows"][0], "escalator_group": "Leads", "tat_policy": "STANDARD"}
+    assert [r["name"] for r in again["regions"]] == ["New York", "Round the clock"]
+    assert again["tat_policies"] == exported["tat_policies"]
+
+    before = await snapshot_config(runtime)
+    bad_files = [
+        ({"regions": [{"name": "X", "time_zone": "Nowhere/Atlantis"}]}, "regions.0.time_zone", "UNKNOWN_TIME_ZONE"),
+        (
+            {
+                "tat_policies": [
+                    {
+                        "code": "B",
+                        "targets": [
+                            {"priority": "low", "target": "response", "minimum_minutes": 9, "maximum_minutes": 5}
+                        ],
+                    }
+                ]
+            },
+            "tat_policies.0.targets.0.minimumMinutes",
+            "TAT_MINIMUM_ABOVE_MAXIMUM",
+        ),
+        ({"workflows": [{"code": "W", "creator_group": "Nobody"}]}, "workflows.0.creator_group", "NOT_FOUND"),
+        # The last entry is bad: the regions before it are not written either.
+        (
+            {"regions": [{"name": "Fine", "time_zone": "UTC"}], "user_groups": [{"name": "G", "region": "Elsewhere"}]},
+            "user_groups.0.region",
+            "NOT_FOUND",
+        ),
+        ({"user_groups": []}, "user_groups", "IN_USE"),  # the kept workflow still names Leads
+    ]
+    for data, field, code in bad_files:
+        try:
+            async with runtime.transaction() as session:
+                await sla.import_sla_config(session, data, SUPERVISOR)
+        except UserError as error:
+            assert (error.field, error.code) == (field, code)
+        else:
+            raise AssertionError(f"{data} was accepted")
+    assert await snapshot_config(runtime) == before
+
+
+async def snapshot_config(runtime) -> list:
+    return await rows(
+        runtime,
+        "SELECT (SELECT json_agg(r ORDER BY id)::text FROM regions r), (SELECT json_agg(p ORDER BY id)::text FROM tat_policies p),"
+        " (SELECT json_agg(t)::text FROM tat_targets t), (SELECT json_agg(g ORDER BY id)::text FROM user_groups g),"
+        " (SELECT json_agg(w ORDER BY id)::text FROM workflows w)",
+    )

@@ -638,3 +638,315 @@ async def sweep(runtime: Any, *, now: datetime | None = None, limit: int = 5000)
         total.batches += 1
         if batch.checked < limit:
             return total
+
+
+# ---- the configuration as a file: regions, TAT policies, groups and workflows ------------------
+
+SECTIONS = ("regions", "tat_policies", "user_groups", "workflows")
+
+
+async def export_sla_config(session: AsyncSession) -> dict[str, Any]:
+    """Regions, TAT policies, user groups and workflows as plain data, referring to each other (and
+    to pools and users) by name."""
+    from app.models import Pool, User, WorkflowMode
+    from app.services import calendars as calendar_service
+    from app.services import workflows as workflow_service
+
+    pools = {p.id: p.name for p in await session.scalars(select(Pool))}
+    users = {u.id: u.name for u in await session.scalars(select(User))}
+    regions = await calendar_service.list_regions(session)
+    region_names = {r.id: r.name for r in regions}
+    policies = await list_policies(session)
+    policy_codes = {p.id: p.code for p in policies}
+    targets = await policy_targets(session, [p.id for p in policies])
+    groups = await workflow_service.list_groups(session)
+    group_names = {g.id: g.name for g in groups}
+    members = await workflow_service.group_members(session, [g.id for g in groups])
+    modes: dict[int, list[WorkflowMode]] = {}
+    for mode in await session.scalars(select(WorkflowMode).order_by(WorkflowMode.workflow_id, WorkflowMode.user_id)):
+        modes.setdefault(mode.workflow_id, []).append(mode)
+    return {
+        "regions": [
+            {
+                "name": r.name,
+                "description": r.description,
+                "time_zone": r.time_zone,
+                "business_hours": r.business_hours,
+                "holiday_country": r.holiday_country,
+                "holiday_subdivision": r.holiday_subdivision,
+                "holiday_calendar": r.holiday_calendar,
+                "default": r.is_default,
+            }
+            for r in regions
+        ],
+        "tat_policies": [
+            {
+                "code": p.code,
+                "description": p.description,
+                "pause_pending_customer": p.pause_pending_customer,
+                "pause_under_consultation": p.pause_under_consultation,
+                "default": p.is_default,
+                "targets": [
+                    {
+                        "priority": t.priority,
+                        "target": t.target,
+                        "minimum_minutes": t.minimum_minutes,
+                        "maximum_minutes": t.maximum_minutes,
+                    }
+                    for t in targets[p.id]
+                ],
+            }
+            for p in policies
+        ],
+        "user_groups": [
+            {
+                "name": g.name,
+                "description": g.description,
+                "region": region_names.get(g.region_id),
+                "pool": pools.get(g.pool_id),
+                "members": [users[u] for u in members[g.id]],
+            }
+            for g in groups
+        ],
+        "workflows": [
+            {
+                "code": w.code,
+                "description": w.description,
+                "creator_group": group_names.get(w.creator_group_id),
+                "resolver_group": group_names.get(w.resolver_group_id),
+                "escalator_group": group_names.get(w.escalator_group_id),
+                "tat_policy": policy_codes.get(w.tat_policy_id),
+                "default_pool": pools.get(w.default_pool_id),
+                "escalation": w.escalation,
+                "modes": [{"user": users[m.user_id], "mode": m.mode} for m in modes.get(w.id, [])],
+            }
+            for w in await workflow_service.list_workflows(session)
+        ],
+    }
+
+
+def _where(error: UserError, prefix: str) -> UserError:
+    return UserError(error.code, f"{prefix}: {error.message}", f"{prefix}.{error.field}" if error.field else prefix)
+
+
+def _items(data: dict[str, Any], section: str) -> list[dict[str, Any]] | None:
+    if section not in data:
+        return None
+    value = data[section] or []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise UserError(ErrorCode.INVALID, f"{section} must be a list of mappings", section)
+    return value
+
+
+def _key(item: dict[str, Any], name: str, where: str, seen: set[str]) -> str:
+    value = item.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(ErrorCode.REQUIRED, f"{where}: {name} is required", f"{where}.{name}")
+    if value.strip() in seen:
+        raise UserError(ErrorCode.DUPLICATE, f"{where}: {value.strip()!r} appears twice", f"{where}.{name}")
+    seen.add(value.strip())
+    return value.strip()
+
+
+async def import_sla_config(session: AsyncSession, data: dict[str, Any], actor: Actor) -> dict[str, int]:
+    """Make the regions, TAT policies, user groups and workflows those of `data` (each section given
+    replaces its kind; a section left out is kept). Everything is checked before anything is written,
+    so a refusal names the first bad entry and changes nothing."""
+    from app.models import Pool, User, UserGroup, WorkflowMode
+    from app.models import Workflow as WorkflowModel
+    from app.services import calendars as calendar_service
+    from app.services import workflows as workflow_service
+
+    if not isinstance(data, dict):
+        raise UserError(ErrorCode.INVALID, "the configuration must be a mapping", "file")
+    sections = {section: _items(data, section) for section in SECTIONS}
+    pools = {p.name: p.id for p in await session.scalars(select(Pool))}
+    users = {u.name: u.id for u in await session.scalars(select(User))}
+
+    # ---- check everything --------------------------------------------------------------------
+    region_names = {r.name for r in await calendar_service.list_regions(session)}
+    if sections["regions"] is not None:
+        seen: set[str] = set()
+        for index, item in enumerate(sections["regions"]):
+            where = f"regions.{index}"
+            try:
+                _key(item, "name", where, seen)
+                calendar_service.checked_time_zone(item.get("time_zone"), "time_zone")
+                calendar_service.checked_business_hours(item.get("business_hours") or [], "business_hours")
+                calendar_service.checked_holiday_country(item.get("holiday_country"), item.get("holiday_subdivision"))
+                calendar_service.checked_holiday_calendar(item.get("holiday_calendar"), "holiday_calendar")
+            except UserError as error:
+                raise error if error.field and error.field.startswith(where) else _where(error, where) from None
+        region_names = seen
+    policy_codes = {p.code for p in await list_policies(session)}
+    if sections["tat_policies"] is not None:
+        seen = set()
+        for index, item in enumerate(sections["tat_policies"]):
+            where = f"tat_policies.{index}"
+            try:
+                _key(item, "code", where, seen)
+                checked_targets(item.get("targets") or [])
+            except UserError as error:
+                raise error if error.field and error.field.startswith(where) else _where(error, where) from None
+        policy_codes = seen
+    group_names = {g.name for g in await workflow_service.list_groups(session)}
+    if sections["user_groups"] is not None:
+        seen = set()
+        for index, item in enumerate(sections["user_groups"]):
+            where = f"user_groups.{index}"
+            _key(item, "name", where, seen)
+            _check_named(item.get("region"), region_names, "region", f"{where}.region")
+            _check_named(item.get("pool"), set(pools), "pool", f"{where}.pool")
+            for position, member in enumerate(item.get("members") or []):
+                _check_named(member, set(users), "user", f"{where}.members.{position}")
+        group_names = seen
+    if sections["workflows"] is not None:
+        seen = set()
+        for index, item in enumerate(sections["workflows"]):
+            where = f"workflows.{index}"
+            _key(item, "code", where, seen)
+            for name in ("creator_group", "resolver_group", "escalator_group"):
+                _check_named(item.get(name), group_names, "group", f"{where}.{name}")
+            _check_named(item.get("tat_policy"), policy_codes, "TAT policy", f"{where}.tat_policy")
+            _check_named(item.get("default_pool"), set(pools), "pool", f"{where}.default_pool")
+            if item.get("escalation", "notify") not in ("notify", "assign"):
+                raise UserError(ErrorCode.INVALID, f"{where}: escalation is notify or assign", f"{where}.escalation")
+            for position, mode in enumerate(item.get("modes") or []):
+                if not isinstance(mode, dict) or mode.get("mode") not in ("creator", "resolver", "both"):
+                    raise UserError(
+                        ErrorCode.INVALID, f"{where}: a mode is creator, resolver or both", f"{where}.modes.{position}"
+                    )
+                _check_named(mode.get("user"), set(users), "user", f"{where}.modes.{position}.user")
+    else:
+        # Workflows that stay must still find the groups and policies they name.
+        kept_groups = {g.id: g.name for g in await session.scalars(select(UserGroup))}
+        for workflow in await workflow_service.list_workflows(session):
+            for group_id in (workflow.creator_group_id, workflow.resolver_group_id, workflow.escalator_group_id):
+                if group_id is not None and kept_groups[group_id] not in group_names:
+                    raise UserError(
+                        ErrorCode.IN_USE, f"workflow {workflow.code} names group {kept_groups[group_id]}", "user_groups"
+                    )
+            policy = await session.get(TatPolicy, workflow.tat_policy_id) if workflow.tat_policy_id else None
+            if policy is not None and policy.code not in policy_codes:
+                raise UserError(ErrorCode.IN_USE, f"workflow {workflow.code} uses policy {policy.code}", "tat_policies")
+
+    # ---- write ---------------------------------------------------------------------------------
+    counts: dict[str, int] = {}
+    if sections["regions"] is not None:
+        for item in sections["regions"]:
+            values = {
+                "time_zone": item.get("time_zone"),
+                "business_hours": item.get("business_hours") or [],
+                "description": item.get("description"),
+                "holiday_country": item.get("holiday_country"),
+                "holiday_subdivision": item.get("holiday_subdivision"),
+                "holiday_calendar": item.get("holiday_calendar"),
+                "is_default": bool(item.get("default", False)),
+            }
+            existing = await calendar_service.region_by_name(session, item["name"].strip())
+            if existing is None:
+                await calendar_service.create_region(session, actor=actor, name=item["name"], **values)
+            else:
+                await calendar_service.update_region(session, actor=actor, region_id=existing.id, **values)
+        counts["regions"] = len(sections["regions"])
+    if sections["tat_policies"] is not None:
+        for item in sections["tat_policies"]:
+            values = {
+                "targets": item.get("targets") or [],
+                "description": item.get("description"),
+                "pause_pending_customer": bool(item.get("pause_pending_customer", True)),
+                "pause_under_consultation": bool(item.get("pause_under_consultation", False)),
+                "is_default": bool(item.get("default", False)),
+            }
+            existing = await policy_by_code(session, item["code"].strip())
+            if existing is None:
+                await create_policy(session, actor=actor, code=item["code"], **values)
+            else:
+                await update_policy(session, actor=actor, policy_id=existing.id, **values)
+        counts["tat_policies"] = len(sections["tat_policies"])
+    regions = {r.name: r.id for r in await calendar_service.list_regions(session)}
+    if sections["user_groups"] is not None:
+        for item in sections["user_groups"]:
+            values = {
+                "description": item.get("description"),
+                "region_id": regions.get(item.get("region")),
+                "pool_id": pools.get(item.get("pool")),
+                "member_ids": [users[m] for m in item.get("members") or []],
+            }
+            existing = await session.scalar(select(UserGroup).where(UserGroup.name == item["name"].strip()))
+            if existing is None:
+                await workflow_service.create_group(session, actor=actor, name=item["name"], **values)
+            else:
+                await workflow_service.update_group(session, actor=actor, group_id=existing.id, **values)
+        counts["user_groups"] = len(sections["user_groups"])
+    groups = {g.name: g.id for g in await workflow_service.list_groups(session)}
+    policies = {p.code: p.id for p in await list_policies(session)}
+    if sections["workflows"] is not None:
+        kept = []
+        for item in sections["workflows"]:
+            refs = {
+                "creator_group_id": groups.get(item.get("creator_group")),
+                "resolver_group_id": groups.get(item.get("resolver_group")),
+                "escalator_group_id": groups.get(item.get("escalator_group")),
+                "tat_policy_id": policies.get(item.get("tat_policy")),
+                "default_pool_id": pools.get(item.get("default_pool")),
+            }
+            values = {"description": item.get("description"), "escalation": item.get("escalation", "notify")}
+            existing = await session.scalar(select(WorkflowModel).where(WorkflowModel.code == item["code"].strip()))
+            if existing is None:
+                workflow = await workflow_service.create_workflow(
+                    session, actor=actor, code=item["code"], **values, **refs
+                )
+            else:
+                workflow = await workflow_service.update_workflow(
+                    session, actor=actor, workflow_id=existing.id, **values, **refs
+                )
+            kept.append(workflow.id)
+            await session.execute(delete(WorkflowMode).where(WorkflowMode.workflow_id == workflow.id))
+            for mode in item.get("modes") or []:
+                await workflow_service.set_mode(
+                    session, actor=actor, workflow_id=workflow.id, user_id=users[mode["user"]], mode=mode["mode"]
+                )
+        for workflow in await workflow_service.list_workflows(session):
+            if workflow.id not in kept:
+                await workflow_service.delete_workflow(session, actor=actor, workflow_id=workflow.id)
+        counts["workflows"] = len(sections["workflows"])
+    if sections["user_groups"] is not None:
+        wanted = {item["name"].strip() for item in sections["user_groups"]}
+        for group in await workflow_service.list_groups(session):
+            if group.name not in wanted:
+                await workflow_service.delete_group(session, actor=actor, group_id=group.id)
+    if sections["tat_policies"] is not None:
+        wanted = {item["code"].strip() for item in sections["tat_policies"]}
+        for policy in await list_policies(session):
+            if policy.code not in wanted:
+                await delete_policy(session, actor=actor, policy_id=policy.id)
+    if sections["regions"] is not None:
+        wanted = {item["name"].strip() for item in sections["regions"]}
+        for region in await calendar_service.list_regions(session):
+            if region.name not in wanted:
+                await calendar_service.delete_region(session, actor=actor, region_id=region.id)
+    return counts
+
+
+def _check_named(value: object, known: set[str], what: str, field: str) -> None:
+    if value is not None and value not in known:
+        raise UserError(ErrorCode.NOT_FOUND, f"{field}: no {what} named {value!r}", field)
+
+
+async def export_sla_document(session: AsyncSession) -> str:
+    """The configuration as YAML (`casegraph sla export FILE`)."""
+    import yaml
+
+    return yaml.safe_dump(await export_sla_config(session), sort_keys=False, allow_unicode=True)
+
+
+async def import_sla_document(session: AsyncSession, *, actor: Actor, document: str) -> dict[str, int]:
+    """`casegraph sla import FILE`: a YAML document as `import_sla_config` takes it."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(document)
+    except yaml.YAMLError as error:
+        raise UserError(ErrorCode.INVALID, f"not valid YAML: {error}", "file") from None
+    return await import_sla_config(session, data, actor)
