@@ -10,11 +10,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import websockets
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from app.auth import SYSTEM
-from app.models import ROLES, Pool, User
+from app.contact_data import ContactData
+from app.models import ROLES, Case, Mailbox, Pool, User
 from app.services import calendars, sla, workflows
+from app.services import contacts as contact_service
 from app.services.auth import create_token
 from schema.permissions import permitted
 from tests.conftest import wait_for_subscriber
@@ -219,6 +221,18 @@ async def test_a_breach_notifies_the_escalator_group_and_only_its_members_hear_o
     setup = await _notify_workflow(runtime)
     customer = await make_customer(runtime, "Ada")
     case = await _case_in_workflow(runtime, customer, setup["workflow"])
+    # The case came by a mailbox with a relay, and the lead has an address: the breach is mailed too.
+    async with runtime.transaction() as session:
+        mailbox = Mailbox(address="support@example.com", intake="smtp", relay_host="127.0.0.1", relay_port=2525)
+        session.add(mailbox)
+        await session.flush()
+        await contact_service.insert_contact(
+            session,
+            data=ContactData(channel="email", direction="inbound", text="help", source=f"mailbox:{mailbox.id}"),
+            customer_id=customer,
+            case_id=int(await session.scalar(select(func.max(Case.id)))),
+        )
+        await session.execute(update(User).where(User.name == "lead").values(email="lead@example.com"))
     lead = await _subscribe(live_server, setup["lead"])
     other = await _subscribe(live_server, setup["other"])
     try:
@@ -248,5 +262,11 @@ async def test_a_breach_notifies_the_escalator_group_and_only_its_members_hear_o
     # Notification only: the case is not taken from where it was.
     assert (result.breaches, result.escalations) == (1, 1)
     assert await rows(runtime, "SELECT pool_id, assignee_id FROM cases") == [(None, None)]
+    assert await rows(
+        runtime,
+        "SELECT o.kind, o.envelope_to, c.direction, o.raw LIKE '%SLA breached%' FROM outbound_messages o"
+        " JOIN contacts c ON c.id = o.contact_id",
+    ) == [("notification", ["lead@example.com"], "internal", True)]
+    assert await scalar(runtime, "SELECT first_responded_at FROM case_slas") is None
     # The clock counted in the resolver group's region.
     assert await scalar(runtime, "SELECT region_id IS NOT NULL FROM case_slas") is True

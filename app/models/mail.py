@@ -27,7 +27,8 @@ MAIL_SECURITY = ("tls", "starttls", "none")
 IMAP_MARKS = ("flag", "move")
 INBOUND_STATUSES = ("pending", "done")
 OUTBOUND_STATUSES = ("queued", "sent", "failed")
-OUTBOUND_KINDS = ("reply", "auto_response")
+# A notification is an internal mail to staff about a case (an SLA warning or breach).
+OUTBOUND_KINDS = ("reply", "auto_response", "notification")
 
 
 class Mailbox(Base):

@@ -9,7 +9,7 @@ it spent paused, counted in its region's calendar. Every status change goes thro
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -533,6 +533,75 @@ WHERE s.case_id = d.case_id
 """)
 
 
+async def _notify_by_mail(session: AsyncSession, rows: list[Any], escalate: list[bool]) -> list[int]:
+    """A mail to the case's assignee for each warning or breach, and to the escalator group's members
+    for an escalated breach, where they have addresses and the case came by a mailbox with a relay."""
+    from app.models import GroupMember, User
+    from app.services import mail
+
+    wanted_users = {r.assignee_id for r in rows if r.assignee_id is not None}
+    groups = {r.escalator_group_id for r, e in zip(rows, escalate, strict=True) if e}
+    members: dict[int, set[int]] = {}
+    if groups:
+        for group_id, user_id in await session.execute(
+            select(GroupMember.group_id, GroupMember.user_id).where(GroupMember.group_id.in_(groups))
+        ):
+            members.setdefault(group_id, set()).add(user_id)
+            wanted_users.add(user_id)
+    if not wanted_users:
+        return []
+    emails = {
+        user_id: email
+        for user_id, email in await session.execute(
+            select(User.id, User.email).where(User.id.in_(wanted_users), User.email.is_not(None))
+        )
+    }
+    queued = []
+    for row, escalated in zip(rows, escalate, strict=True):
+        recipients = {row.assignee_id} if row.assignee_id is not None else set()
+        if escalated:
+            recipients |= members.get(row.escalator_group_id, set())
+        to = sorted({emails[u] for u in recipients if u in emails})
+        if not to:
+            continue
+        breach = row.response_breach or row.resolution_breach
+        passed = [
+            f"{target} {'deadline' if stage == 'breach' else 'warning point'} "
+            f"({_iso(getattr(row, f'{target}_due_at'))})"
+            for target in TAT_TARGETS
+            for stage in SLA_STAGES
+            if getattr(row, f"{target}_{stage}")
+        ]
+        outbound_id = await mail.queue_notification(
+            session,
+            actor=SWEEPER,
+            case_id=row.case_id,
+            to=to,
+            subject=f"[{row.reference}] SLA {'breached' if breach else 'warning'}",
+            text=f"Case {row.reference}: "
+            + "; ".join(passed)
+            + " passed."
+            + (" It was escalated to your group." if escalated else ""),
+        )
+        if outbound_id is not None:
+            queued.append(outbound_id)
+    return queued
+
+
+async def _send_notifications(runtime: Any, outbound_ids: list[int]) -> None:
+    """After the commit: the send jobs (the mail sweep sends whatever could not be enqueued)."""
+    if not outbound_ids:
+        return
+    from app.services import mail
+
+    send = mail.send_enqueuer(mail.arq_of(runtime))
+    try:
+        for outbound_id in outbound_ids:
+            await send(outbound_id)
+    except Exception:
+        log.warning("enqueueing %d SLA notification mails failed; the mail sweep sends them", len(outbound_ids))
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -544,6 +613,7 @@ class SweepResult:
     breaches: int = 0
     escalations: int = 0
     batches: int = 0
+    notifications: list[int] = field(default_factory=list)  # outbox ids of the notification mails
 
 
 async def sweep_batch(session: AsyncSession, *, now: datetime, limit: int = 5000) -> SweepResult:
@@ -619,6 +689,7 @@ async def sweep_batch(session: AsyncSession, *, now: datetime, limit: int = 5000
         )
     if audit_rows:
         await session.execute(insert(AuditEvent.__table__), audit_rows)
+    result.notifications = await _notify_by_mail(session, rows, escalate)
     events.emit_many(session, "caseUpdated", [r.case_id for r in rows])
     return result
 
@@ -636,6 +707,7 @@ async def sweep(runtime: Any, *, now: datetime | None = None, limit: int = 5000)
         total.breaches += batch.breaches
         total.escalations += batch.escalations
         total.batches += 1
+        await _send_notifications(runtime, batch.notifications)
         if batch.checked < limit:
             return total
 

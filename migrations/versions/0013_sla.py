@@ -36,7 +36,7 @@ def upgrade() -> None:
         sa.Column("holiday_calendar", sa.Text(), nullable=True),
         sa.Column("is_default", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         *_times(),
-        sa.CheckConstraint("jsonb_typeof(business_hours) = 'array'", name="ck_regions_business_hours_array"),
+        sa.CheckConstraint("jsonb_typeof(business_hours) = 'array'", name=op.f("ck_regions_business_hours_array")),
         sa.PrimaryKeyConstraint("id", name="pk_regions"),
         sa.UniqueConstraint("name", name="uq_regions_name"),
     )
@@ -65,12 +65,12 @@ def upgrade() -> None:
         sa.Column("target", sa.String(length=16), nullable=False),
         sa.Column("minimum_minutes", sa.Integer(), nullable=True),
         sa.Column("maximum_minutes", sa.Integer(), nullable=False),
-        sa.CheckConstraint("priority IN ('low', 'normal', 'high', 'urgent')", name="ck_tat_targets_priority"),
-        sa.CheckConstraint("target IN ('response', 'resolution')", name="ck_tat_targets_target"),
-        sa.CheckConstraint("maximum_minutes > 0", name="ck_tat_targets_maximum_positive"),
+        sa.CheckConstraint("priority IN ('low', 'normal', 'high', 'urgent')", name=op.f("ck_tat_targets_priority")),
+        sa.CheckConstraint("target IN ('response', 'resolution')", name=op.f("ck_tat_targets_target")),
+        sa.CheckConstraint("maximum_minutes > 0", name=op.f("ck_tat_targets_maximum_positive")),
         sa.CheckConstraint(
             "minimum_minutes IS NULL OR (minimum_minutes >= 0 AND minimum_minutes <= maximum_minutes)",
-            name="ck_tat_targets_minimum_within_maximum",
+            name=op.f("ck_tat_targets_minimum_within_maximum"),
         ),
         sa.ForeignKeyConstraint(
             ["policy_id"], ["tat_policies.id"], name="fk_tat_targets_policy_id_tat_policies", ondelete="CASCADE"
@@ -117,7 +117,7 @@ def upgrade() -> None:
         sa.Column("default_pool_id", sa.BigInteger(), nullable=True),
         sa.Column("escalation", sa.String(length=8), server_default="notify", nullable=False),
         *_times(),
-        sa.CheckConstraint("escalation IN ('notify', 'assign')", name="ck_workflows_escalation"),
+        sa.CheckConstraint("escalation IN ('notify', 'assign')", name=op.f("ck_workflows_escalation")),
         sa.ForeignKeyConstraint(
             ["creator_group_id"],
             ["user_groups.id"],
@@ -150,7 +150,7 @@ def upgrade() -> None:
         sa.Column("workflow_id", sa.BigInteger(), nullable=False),
         sa.Column("user_id", sa.BigInteger(), nullable=False),
         sa.Column("mode", sa.String(length=8), nullable=False),
-        sa.CheckConstraint("mode IN ('creator', 'resolver', 'both')", name="ck_workflow_modes_mode"),
+        sa.CheckConstraint("mode IN ('creator', 'resolver', 'both')", name=op.f("ck_workflow_modes_mode")),
         sa.ForeignKeyConstraint(
             ["workflow_id"], ["workflows.id"], name="fk_workflow_modes_workflow_id_workflows", ondelete="CASCADE"
         ),
@@ -227,10 +227,20 @@ def upgrade() -> None:
         "FOR EACH ROW EXECUTE FUNCTION casegraph_sla_next_check()"
     )
     op.create_index("ix_case_slas_policy_id", "case_slas", ["policy_id"])
+    # SLA notifications leave through the mail outbox as their own kind.
+    op.drop_constraint(op.f("ck_outbound_messages_kind"), "outbound_messages", type_="check")
+    op.create_check_constraint(
+        op.f("ck_outbound_messages_kind"), "outbound_messages", "kind IN ('reply', 'auto_response', 'notification')"
+    )
     op.create_index("ix_case_slas_region_id", "case_slas", ["region_id"])
 
 
 def downgrade() -> None:
+    op.execute("DELETE FROM outbound_messages WHERE kind = 'notification'")
+    op.drop_constraint(op.f("ck_outbound_messages_kind"), "outbound_messages", type_="check")
+    op.create_check_constraint(
+        op.f("ck_outbound_messages_kind"), "outbound_messages", "kind IN ('reply', 'auto_response')"
+    )
     op.drop_table("case_slas")
     op.execute("DROP FUNCTION casegraph_sla_next_check()")
     op.drop_index("ix_cases_workflow_id", table_name="cases")
