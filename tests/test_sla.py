@@ -375,3 +375,73 @@ async def snapshot_config(runtime) -> list:
         " (SELECT json_agg(t)::text FROM tat_targets t), (SELECT json_agg(g ORDER BY id)::text FROM user_groups g),"
         " (SELECT json_agg(w ORDER BY id)::text FROM workflows w)",
     )
+
+
+CASE_LIST = "{ cases(first: 50) { edges { node { responseDueAt resolutionDueAt breached timeLeft sla { paused } } } } }"
+
+
+async def test_a_page_of_cases_reads_its_clocks_in_a_fixed_number_of_queries(gql, runtime, count_queries):
+    await configure(gql)
+    await new_case(gql, runtime)
+    count_queries.statements.clear()
+    await gql(CASE_LIST)
+    few = count_queries.count
+    for _ in range(12):
+        await new_case(gql, runtime)
+    count_queries.statements.clear()
+
+    page = await gql(CASE_LIST)
+
+    assert len(page["cases"]["edges"]) == 13
+    assert count_queries.count == few
+
+
+async def test_a_sweep_runs_the_same_statements_for_5_or_40_due_cases(gql, runtime, count_queries):
+    await configure(gql)
+    counts = []
+    for due in (5, 40):
+        for _ in range(due):
+            await new_case(gql, runtime)
+        count_queries.statements.clear()
+        result = await sla.sweep(runtime, now=datetime.now(UTC) + timedelta(minutes=45))
+        assert result.warnings == due
+        counts.append(count_queries.count)
+
+    assert counts[0] == counts[1]
+
+
+async def test_moving_a_case_to_a_workflow_takes_its_policy(gql, runtime):
+    await configure(gql)
+    case = await new_case(gql, runtime)
+    async with runtime.transaction() as session:
+        policy = await sla.create_policy(
+            session,
+            actor=SYSTEM,
+            code="VIP",
+            targets=[{"priority": "normal", "target": "resolution", "maximum_minutes": 30}],
+        )
+        workflow = await workflows.create_workflow(session, actor=SYSTEM, code="VIP", tat_policy_id=policy.id)
+        admin = await session.scalar(sqlalchemy.text("SELECT id FROM users WHERE name = 'admin'"))
+        await workflows.set_mode(session, actor=SYSTEM, workflow_id=workflow.id, user_id=admin, mode="creator")
+
+    moved = await gql(CASE_UPDATE, {"input": {"id": case["id"], "workflowId": gid("Workflow", workflow.id)}})
+
+    created = at(case["createdAt"])
+    assert moved["caseUpdate"]["case"]["responseDueAt"] is None
+    assert at(moved["caseUpdate"]["case"]["resolutionDueAt"]) == created + timedelta(minutes=30)
+
+
+async def test_setting_a_case_pending_through_the_api_pauses_its_clock(gql, runtime):
+    await configure(gql)
+    case = await new_case(gql, runtime)
+
+    paused = await gql(
+        "mutation($input: CaseUpdateInput!) { caseUpdate(input: $input) { case { timeLeft sla { paused } } } }",
+        {"input": {"id": case["id"], "status": "PENDING"}},
+    )
+    await asyncio.sleep(1.1)
+    later = await gql("query($id: ID!) { case(id: $id) { timeLeft sla { paused } } }", {"id": case["id"]})
+
+    assert paused["caseUpdate"]["case"]["sla"]["paused"] is True
+    # Paused: the time left stands still.
+    assert later["case"]["timeLeft"] == paused["caseUpdate"]["case"]["timeLeft"]
