@@ -330,8 +330,10 @@ async def _clock_setting(session: AsyncSession, *, workflow_id: int | None, prio
 
 
 async def start_clock(session: AsyncSession, *, case: Case) -> None:
-    """Compute a new case's deadlines (it is created now)."""
+    """Compute a case's deadlines from its creation; a case no policy applies to gets no clock."""
     setting = await _clock_setting(session, workflow_id=case.workflow_id, priority=case.priority)
+    if setting.policy_id is None:
+        return
     values = deadlines(calendar_of(setting.region), case.created_at, 0, setting.targets)
     await session.execute(
         insert(CaseSla).values(
@@ -353,7 +355,8 @@ async def recompute(session: AsyncSession, *, case: Case, now: datetime | None =
     start. A warning or breach already marked stays marked if its new time has passed too; one
     whose time moved into the future is cleared, so the new deadline is escalated once in turn."""
     clock = await _clock_for_update(session, case.id)
-    if clock is None:
+    if clock is None:  # no policy applied until now
+        await start_clock(session, case=case)
         return
     now = now or datetime.now(UTC)
     setting = await _clock_setting(session, workflow_id=case.workflow_id, priority=case.priority)
