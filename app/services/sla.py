@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +25,6 @@ from app.models import (
     PRIORITIES,
     SLA_STAGES,
     TAT_TARGETS,
-    AuditEvent,
     Case,
     CaseSla,
     Region,
@@ -609,6 +609,13 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+_AUDIT = text("""
+INSERT INTO audit_events (actor_name, action, entity_type, entity_id, after)
+SELECT :actor, a.action, 'case', a.entity_id, a.after::jsonb
+FROM unnest(CAST(:ids AS bigint[]), CAST(:actions AS text[]), CAST(:afters AS text[])) AS a(entity_id, action, after)
+""")
+
+
 @dataclass
 class SweepResult:
     checked: int = 0
@@ -680,20 +687,21 @@ async def sweep_batch(session: AsyncSession, *, now: datetime, limit: int = 5000
             escalatedGroupId=escalated_to,
         )
         audit_rows.append(
-            {
-                "actor_user_id": None,
-                "actor_name": SWEEPER.name,
-                "action": "case.sla.breach" if breach else "case.sla.warning",
-                "entity_type": "case",
-                "entity_id": row.case_id,
-                "before": None,
-                "after": {"marks": marks, "escalatedGroupId": escalated_to},
-            }
+            (
+                row.case_id,
+                "case.sla.breach" if breach else "case.sla.warning",
+                orjson.dumps({"marks": marks, "escalatedGroupId": escalated_to}).decode(),
+            )
         )
     if audit_rows:
-        await session.execute(insert(AuditEvent.__table__), audit_rows)
+        # One statement for the batch's audit entries (what audit.record adds one at a time).
+        ids, actions, afters = zip(*audit_rows, strict=True)
+        await session.execute(
+            _AUDIT, {"actor": SWEEPER.name, "ids": list(ids), "actions": list(actions), "afters": list(afters)}
+        )
     result.notifications = await _notify_by_mail(session, rows, escalate)
-    events.emit_many(session, "caseUpdated", [r.case_id for r in rows])
+    # A case shows a passed deadline as breached by itself; only a handover changes what it shows.
+    events.emit_many(session, "caseUpdated", handed_over)
     return result
 
 
