@@ -16,12 +16,12 @@ from resolvers.subscriptions import After, _events
 from schema.ids import db_id
 from schema.permissions import SUPERVISOR, allow
 from schema.sla import (
-    DeleteInput,
-    DeletePayload,
     Region,
     RegionCreateInput,
     RegionPayload,
     RegionUpdateInput,
+    SlaConfigDeleteInput,
+    SlaConfigDeletePayload,
     SlaEvent,
     TatPolicy,
     TatPolicyCreateInput,
@@ -103,10 +103,10 @@ class SlaMutation:
         permission_classes=[allow("Mutation.regionDelete")],
         description="Remove a region; its groups' case clocks count in the default region from then on.",
     )
-    async def region_delete(self, info: strawberry.Info, input: DeleteInput) -> DeletePayload:
+    async def region_delete(self, info: strawberry.Info, input: SlaConfigDeleteInput) -> SlaConfigDeletePayload:
         return await mutate(
             info,
-            DeletePayload,
+            SlaConfigDeletePayload,
             lambda session: calendar_service.delete_region(
                 session, actor=info.context.actor, region_id=db_id(input.id, "Region", "id")
             ),
@@ -152,10 +152,10 @@ class SlaMutation:
         permission_classes=[allow("Mutation.tatPolicyDelete")],
         description="Remove a TAT policy no workflow uses; cases it timed keep their deadlines.",
     )
-    async def tat_policy_delete(self, info: strawberry.Info, input: DeleteInput) -> DeletePayload:
+    async def tat_policy_delete(self, info: strawberry.Info, input: SlaConfigDeleteInput) -> SlaConfigDeletePayload:
         return await mutate(
             info,
-            DeletePayload,
+            SlaConfigDeletePayload,
             lambda session: service.delete_policy(
                 session, actor=info.context.actor, policy_id=db_id(input.id, "TatPolicy", "id")
             ),

@@ -8,7 +8,7 @@ from app.services import workflows as service
 from resolvers.mutation_helpers import mutate
 from schema.ids import db_id, optional_db_id
 from schema.permissions import allow
-from schema.sla import DeleteInput, DeletePayload
+from schema.sla import SlaConfigDeleteInput, SlaConfigDeletePayload
 from schema.workflows import (
     UserGroup,
     UserGroupCreateInput,
@@ -112,10 +112,10 @@ class WorkflowMutation:
     @strawberry.mutation(
         permission_classes=[allow("Mutation.userGroupDelete")], description="Remove a group no workflow names."
     )
-    async def user_group_delete(self, info: strawberry.Info, input: DeleteInput) -> DeletePayload:
+    async def user_group_delete(self, info: strawberry.Info, input: SlaConfigDeleteInput) -> SlaConfigDeletePayload:
         return await mutate(
             info,
-            DeletePayload,
+            SlaConfigDeletePayload,
             lambda session: service.delete_group(
                 session, actor=info.context.actor, group_id=db_id(input.id, "UserGroup", "id")
             ),
@@ -159,10 +159,10 @@ class WorkflowMutation:
         permission_classes=[allow("Mutation.workflowDelete")],
         description="Remove a workflow; its cases stay, without one.",
     )
-    async def workflow_delete(self, info: strawberry.Info, input: DeleteInput) -> DeletePayload:
+    async def workflow_delete(self, info: strawberry.Info, input: SlaConfigDeleteInput) -> SlaConfigDeletePayload:
         return await mutate(
             info,
-            DeletePayload,
+            SlaConfigDeletePayload,
             lambda session: service.delete_workflow(
                 session, actor=info.context.actor, workflow_id=db_id(input.id, "Workflow", "id")
             ),

@@ -94,8 +94,8 @@ class RegionUpdateInput:
     is_default: bool | None = None
 
 
-@strawberry.input
-class DeleteInput:
+@strawberry.input(description="Which region, TAT policy, user group or workflow to remove.")
+class SlaConfigDeleteInput:
     id: strawberry.ID
 
 
@@ -106,7 +106,7 @@ class RegionPayload:
 
 
 @strawberry.type
-class DeletePayload:
+class SlaConfigDeletePayload:
     deleted_id: strawberry.ID | None = None
     errors: list[UserError] = strawberry.field(default_factory=list)
 
