@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 
 import strawberry
-from sqlalchemy import select
 
 from app import events
-from app.models import GroupMember
 from app.services import calendars as calendar_service
 from app.services import sla as service
+from app.services import workflows as workflow_service
 from resolvers.mutation_helpers import mutate
 from resolvers.subscriptions import After, _events
 from schema.ids import db_id
@@ -172,8 +171,8 @@ async def _sla_channels(info: strawberry.Info) -> list[str]:
     if actor.user_id is not None:
         channels.append(events.channel(service.SLA_TOPIC, f"user:{actor.user_id}"))
         async with info.context.runtime.reading() as session:
-            groups = await session.scalars(select(GroupMember.group_id).where(GroupMember.user_id == actor.user_id))
-            channels += [events.channel(service.SLA_TOPIC, f"group:{g}") for g in groups]
+            groups = await workflow_service.groups_of(session, actor.user_id)
+        channels += [events.channel(service.SLA_TOPIC, f"group:{g}") for g in groups]
     return channels
 
 

@@ -183,7 +183,7 @@ class WorkflowMutation:
                 user_id=db_id(input.user_id, "User", "userId"),
                 mode=input.mode.value if input.mode else None,
             )
-            workflow = await session.get(service.Workflow, workflow_id)
+            workflow = await service.get_workflow(session, workflow_id)
             return await _workflow(session, workflow)
 
         return await mutate(info, WorkflowPayload, work, lambda workflow: {"workflow": workflow})

@@ -179,6 +179,11 @@ async def delete_group(session: AsyncSession, *, actor: Actor, group_id: int) ->
     )
 
 
+async def groups_of(session: AsyncSession, user_id: int) -> list[int]:
+    """The groups a user belongs to."""
+    return list(await session.scalars(select(GroupMember.group_id).where(GroupMember.user_id == user_id)))
+
+
 async def list_groups(session: AsyncSession) -> list[UserGroup]:
     return list(await session.scalars(select(UserGroup).order_by(UserGroup.name)))
 
@@ -296,6 +301,10 @@ async def delete_workflow(session: AsyncSession, *, actor: Actor, workflow_id: i
     )
 
 
+async def get_workflow(session: AsyncSession, workflow_id: int) -> Workflow | None:
+    return await session.get(Workflow, workflow_id)
+
+
 async def list_workflows(session: AsyncSession) -> list[Workflow]:
     return list(await session.scalars(select(Workflow).order_by(Workflow.code)))
 
@@ -355,7 +364,7 @@ async def rights_of(session: AsyncSession, *, user_id: int, workflow: Workflow) 
     )
     if mode is not None:
         return set(RIGHTS) if mode == "both" else {mode}
-    groups = set(await session.scalars(select(GroupMember.group_id).where(GroupMember.user_id == user_id)))
+    groups = set(await groups_of(session, user_id))
     rights = set()
     if workflow.creator_group_id in groups:
         rights.add("creator")
