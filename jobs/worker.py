@@ -87,6 +87,11 @@ async def sla_sweep(ctx: dict[str, Any]) -> dict[str, int]:
     return {"checked": result.checked, "warnings": result.warnings, "breaches": result.breaches}
 
 
+async def sla_recompute(ctx: dict[str, Any], policy_id: int | None, region_id: int | None) -> int:
+    """After a TAT policy or a region changed: the deadlines of the open cases that use it."""
+    return await sla.recompute_open_clocks(ctx["runtime"], policy_id=policy_id, region_id=region_id)
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     ctx["runtime"] = create_runtime(get_settings(), pool_size=5)
     await health.beat(ctx["runtime"].redis)
@@ -103,6 +108,7 @@ def redis_settings() -> RedisSettings:
 class WorkerSettings:
     # No result kept: a job id then only guards against a second copy while one waits or runs.
     functions: list = [func(mail_intake, keep_result=0), func(mail_poll, keep_result=0), func(mail_send, keep_result=0)]
+    functions.append(func(sla_recompute, keep_result=0))
     cron_jobs = [cron(heartbeat, second={0, 15, 30, 45}, run_at_startup=True)]
     cron_jobs.append(cron(relay_events, second=set(range(0, 60, 5)), unique=True))
     cron_jobs.append(cron(archive_sweep, hour={3}, minute={17}, second={0}, unique=True))

@@ -40,6 +40,12 @@ def _unset_to_changes(input, names: tuple[str, ...]) -> dict:
     return {name: getattr(input, name) for name in names if getattr(input, name) is not strawberry.UNSET}
 
 
+async def _recomputing(info: strawberry.Info, payload: dict, **changed: int) -> dict:
+    """Committed: the open cases' deadlines follow the changed policy or region (in the worker)."""
+    await service.enqueue_recompute(info.context.runtime, **changed)
+    return payload
+
+
 @strawberry.type
 class SlaQuery:
     @strawberry.field(permission_classes=[allow("Query.regions")], description="Every region, by name.")
@@ -95,7 +101,7 @@ class SlaMutation:
                 is_default=input.is_default,
                 **changes,
             ),
-            lambda region: {"region": Region.from_row(region)},
+            lambda region: _recomputing(info, {"region": Region.from_row(region)}, region_id=region.id),
         )
 
     @strawberry.mutation(
@@ -145,7 +151,12 @@ class SlaMutation:
             )
             return await _policy(session, policy)
 
-        return await mutate(info, TatPolicyPayload, work, lambda policy: {"tat_policy": policy})
+        return await mutate(
+            info,
+            TatPolicyPayload,
+            work,
+            lambda policy: _recomputing(info, {"tat_policy": policy}, policy_id=policy.db_id),
+        )
 
     @strawberry.mutation(
         permission_classes=[allow("Mutation.tatPolicyDelete")],

@@ -16,7 +16,7 @@ from app.models import Pool, UserGroup, Workflow
 from app.services import cases as case_service
 from app.services import contacts as contact_service
 from app.services import sla, workflows
-from jobs.worker import sla_sweep
+from jobs.worker import sla_recompute, sla_sweep
 from tests.conftest import published_channels
 from tests.support import AGENT, SUPERVISOR, gid, make_customer, rows, scalar
 
@@ -445,3 +445,36 @@ async def test_setting_a_case_pending_through_the_api_pauses_its_clock(gql, runt
     assert paused["caseUpdate"]["case"]["sla"]["paused"] is True
     # Paused: the time left stands still.
     assert later["case"]["timeLeft"] == paused["caseUpdate"]["case"]["timeLeft"]
+
+
+async def test_changing_a_policy_recomputes_the_open_cases_in_the_worker(gql, runtime):
+    await configure(gql)
+    case = await new_case(gql, runtime)
+    closed = await new_case(gql, runtime)
+    async with runtime.transaction() as session:
+        await case_service.close_case(session, actor=AGENT, case_id=int(gid_db(closed["id"])), reason_code="done")
+    policy = (await gql("{ tatPolicies { id } }"))["tatPolicies"][0]["id"]
+    faster = [{**t, "maximumMinutes": t["maximumMinutes"] // 2, "minimumMinutes": None} for t in TARGETS]
+
+    await gql(
+        "mutation($input: TatPolicyUpdateInput!) { tatPolicyUpdate(input: $input) { errors { code } } }",
+        {"input": {"id": policy, "targets": faster}},
+    )
+    # The job waits in the worker's queue; run it as the worker would.
+    assert await runtime.redis.exists(f"arq:job:sla-recompute:policy:{gid_db(policy)}") == 1
+    assert await sla_recompute({"runtime": runtime}, int(gid_db(policy)), None) == 1
+
+    after = await gql(
+        "query($id: ID!) { case(id: $id) { responseDueAt resolutionDueAt sla { responseWarnAt } } }",
+        {"id": case["id"]},
+    )
+    created = at(case["createdAt"])
+    assert at(after["case"]["responseDueAt"]) == created + timedelta(minutes=30)
+    assert at(after["case"]["resolutionDueAt"]) == created + timedelta(minutes=120)
+    assert after["case"]["sla"]["responseWarnAt"] is None
+
+
+def gid_db(global_id: str) -> int:
+    from schema.ids import from_global_id
+
+    return from_global_id(global_id)[1]

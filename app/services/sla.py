@@ -346,6 +346,50 @@ async def start_clock(session: AsyncSession, *, case: Case) -> None:
     )
 
 
+RECOMPUTE_JOB = "sla_recompute"
+
+
+async def enqueue_recompute(runtime: Any, *, policy_id: int | None = None, region_id: int | None = None) -> None:
+    """After a policy's targets or a region's calendar changed (and committed): recompute the open
+    clocks that use it in the worker. One job per policy or region waits at a time."""
+    from app.services import mail
+    from app.settings import JOB_QUEUE
+
+    key = f"policy:{policy_id}" if policy_id is not None else f"region:{region_id}"
+    try:
+        await mail.arq_of(runtime).enqueue_job(
+            RECOMPUTE_JOB, policy_id, region_id, _job_id=f"sla-recompute:{key}", _queue_name=JOB_QUEUE
+        )
+    except Exception:  # noqa: BLE001 - the clocks move at their next priority, workflow or pause change
+        log.warning("enqueueing the recomputation of the %s clocks failed", key, exc_info=True)
+
+
+async def recompute_open_clocks(
+    runtime: Any, *, policy_id: int | None = None, region_id: int | None = None, batch: int = 500
+) -> int:
+    """Recompute the deadlines of the unresolved clocks that use a policy or a region, a committed
+    batch at a time; returns how many."""
+    condition = CaseSla.policy_id == policy_id if policy_id is not None else CaseSla.region_id == region_id
+    done, after = 0, 0
+    now = datetime.now(UTC)
+    while True:
+        async with runtime.transaction() as session:
+            ids = list(
+                await session.scalars(
+                    select(CaseSla.case_id)
+                    .where(condition, CaseSla.resolved_at.is_(None), CaseSla.case_id > after)
+                    .order_by(CaseSla.case_id)
+                    .limit(batch)
+                )
+            )
+            for case in await session.scalars(select(Case).where(Case.id.in_(ids)).order_by(Case.id)):
+                await recompute(session, case=case, now=now)
+        done += len(ids)
+        if len(ids) < batch:
+            return done
+        after = ids[-1]
+
+
 async def _clock_for_update(session: AsyncSession, case_id: int) -> CaseSla | None:
     return await session.scalar(select(CaseSla).where(CaseSla.case_id == case_id).with_for_update())
 
