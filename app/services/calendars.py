@@ -200,8 +200,8 @@ async def update_region(
     holiday_calendar: object = _UNSET,
     is_default: bool | None = None,
 ) -> Region:
-    """Change a region (what is not given stays). Open cases keep the deadlines computed so far;
-    their next recomputation (a priority change, a pause ending) uses the new calendar."""
+    """Change a region (what is not given stays). Open cases keep their deadlines until
+    `sla.recompute_open_clocks` (enqueued after the commit) moves them to the new calendar."""
     region = await session.get(Region, region_id, with_for_update=True)
     if region is None:
         raise not_found("region", "id")

@@ -203,7 +203,7 @@ async def update_policy(
     is_default: bool | None = None,
 ) -> TatPolicy:
     """Change a policy (given targets replace all of them). Open cases keep their deadlines until
-    their priority or workflow changes or a pause ends."""
+    `recompute_open_clocks` (enqueued after the commit) applies the new targets."""
     policy = await session.get(TatPolicy, policy_id, with_for_update=True)
     if policy is None:
         raise not_found("TAT policy", "id")
