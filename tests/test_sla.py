@@ -478,3 +478,60 @@ def gid_db(global_id: str) -> int:
     from schema.ids import from_global_id
 
     return from_global_id(global_id)[1]
+
+
+async def test_casegraph_sla_export_and_import_through_the_command_line(gql, servers, tmp_path):
+    from tests.test_runtime import run_cli
+
+    await configure(gql)
+    exported = tmp_path / "sla.yaml"
+    result = await asyncio.to_thread(run_cli, "sla", "export", str(exported), env=servers)
+    assert result.returncode == 0, result.stderr
+    document = yaml.safe_load(exported.read_text())
+    assert [p["code"] for p in document["tat_policies"]] == ["STANDARD"]
+
+    document["regions"][0]["business_hours"].append({"weekday": 0, "start": "08:00", "end": "09:00"})
+    exported.write_text(yaml.safe_dump(document))
+    refused = await asyncio.to_thread(run_cli, "sla", "import", str(exported), env=servers)
+    assert refused.returncode == 2 and "regions.0.business_hours.7" in refused.stdout + refused.stderr
+
+    document["regions"][0]["business_hours"].pop()
+    document["regions"][0]["time_zone"] = "America/New_York"
+    exported.write_text(yaml.safe_dump(document))
+    result = await asyncio.to_thread(run_cli, "sla", "import", str(exported), env=servers)
+    assert result.returncode == 0, result.stderr
+    assert (await gql("{ regions { timeZone } }")) == {"regions": [{"timeZone": "America/New_York"}]}
+
+
+async def test_a_region_lists_its_public_and_calendar_holidays(gql):
+    calendar = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:x@example.com\r\n"
+        "DTSTART;VALUE=DATE:20260408\r\nDTEND;VALUE=DATE:20260410\r\nSUMMARY:Stocktake\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    created = await gql(
+        REGION_CREATE,
+        {
+            "input": {
+                "name": "London",
+                "timeZone": "Europe/London",
+                "holidayCountry": "gb",
+                "holidaySubdivision": "eng",
+                "holidayCalendar": calendar,
+            }
+        },
+    )
+    assert created["regionCreate"]["errors"] == []
+
+    listed = await gql('{ regions { holidayCountry holidays(start: "2026-04-01", end: "2026-04-10") { date name } } }')
+
+    assert listed["regions"] == [
+        {
+            "holidayCountry": "GB",
+            "holidays": [
+                {"date": "2026-04-03", "name": "Good Friday"},
+                {"date": "2026-04-06", "name": "Easter Monday"},
+                {"date": "2026-04-08", "name": "Stocktake"},
+                {"date": "2026-04-09", "name": "Stocktake"},
+            ],
+        }
+    ]

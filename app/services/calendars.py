@@ -82,11 +82,13 @@ def checked_holiday_country(country: object, subdivision: object) -> tuple[str |
     return code, subdiv
 
 
-def ical_dates(document: str) -> frozenset[date]:
-    """The days covered by an iCalendar document's events (all-day ranges and yearly rules expanded)."""
+def ical_days(document: str) -> dict[date, str]:
+    """The days covered by an iCalendar document's events (all-day ranges and recurrence rules
+    expanded), each with its event's summary."""
     calendar = icalendar.Calendar.from_ical(document)
-    days: set[date] = set()
+    days: dict[date, str] = {}
     for event in calendar.walk("VEVENT"):
+        name = str(event.get("SUMMARY") or "Holiday")
         start = event.decoded("DTSTART")
         first = start.date() if isinstance(start, datetime) else start
         if "DTEND" in event:
@@ -101,8 +103,13 @@ def ical_dates(document: str) -> frozenset[date]:
             horizon = datetime.combine(first.replace(year=first.year + _RECURRENCE_YEARS), datetime.min.time())
             starts = [occurrence.date() for occurrence in rule.between(datetime.min, horizon, inc=True)]
         for day in starts:
-            days.update(day + timedelta(days=offset) for offset in range(length))
-    return frozenset(days)
+            for offset in range(length):
+                days.setdefault(day + timedelta(days=offset), name)
+    return days
+
+
+def ical_dates(document: str) -> frozenset[date]:
+    return frozenset(ical_days(document))
 
 
 def checked_holiday_calendar(value: object, field: str = "holidayCalendar") -> str | None:
@@ -304,7 +311,7 @@ def holidays_between(region: Region, start: date, end: date) -> list[tuple[date,
         )
         names.update({day: name for day, name in public.items() if start <= day <= end})
     if region.holiday_calendar:
-        for day in ical_dates(region.holiday_calendar):
+        for day, name in ical_days(region.holiday_calendar).items():
             if start <= day <= end:
-                names.setdefault(day, "Holiday (calendar)")
+                names.setdefault(day, name)
     return sorted(names.items())

@@ -853,7 +853,9 @@ async def export_sla_config(session: AsyncSession) -> dict[str, Any]:
 
 
 def _where(error: UserError, prefix: str) -> UserError:
-    return UserError(error.code, f"{prefix}: {error.message}", f"{prefix}.{error.field}" if error.field else prefix)
+    """The error of an entry of the file, its field named from the top of the file."""
+    field = f"{prefix}.{error.field}" if error.field else prefix
+    return UserError(error.code, f"{field}: {error.message}", field)
 
 
 def _items(data: dict[str, Any], section: str) -> list[dict[str, Any]] | None:
