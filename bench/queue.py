@@ -126,15 +126,16 @@ async def claims_over_graphql(port: int, tokens: list[str], seconds: float) -> t
 
 
 CLAIM = """
-    UPDATE cases SET assignee_id = $1, status = 'open', updated_at = now()
-    WHERE id = (
-        SELECT id FROM cases
+    WITH picked AS (
+        SELECT id, status FROM cases
         WHERE pool_id = ANY($2::bigint[]) AND waiting_since IS NOT NULL
         ORDER BY waiting_since, id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
     )
-    RETURNING id
+    UPDATE cases SET assignee_id = $1, status = 'open', updated_at = now()
+    FROM picked WHERE cases.id = picked.id
+    RETURNING cases.id
 """
 
 

@@ -10,7 +10,7 @@ from arq.connections import RedisSettings
 
 from app import events, health
 from app.runtime import create_runtime
-from app.services import archive, mail, tasks
+from app.services import archive, mail, sla, tasks
 from app.settings import JOB_QUEUE, get_settings
 
 
@@ -90,6 +90,17 @@ async def task_reminders(ctx: dict[str, Any]) -> int:
     return len(result.sent)
 
 
+async def sla_sweep(ctx: dict[str, Any]) -> dict[str, int]:
+    """Every 30 seconds: mark the warning points and deadlines that passed, once each, and escalate breaches."""
+    result = await sla.sweep(ctx["runtime"])
+    return {"checked": result.checked, "warnings": result.warnings, "breaches": result.breaches}
+
+
+async def sla_recompute(ctx: dict[str, Any], policy_id: int | None, region_id: int | None) -> int:
+    """After a TAT policy or a region changed: the deadlines of the open cases that use it."""
+    return await sla.recompute_open_clocks(ctx["runtime"], policy_id=policy_id, region_id=region_id)
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     ctx["runtime"] = create_runtime(get_settings(), pool_size=5)
     await health.beat(ctx["runtime"].redis)
@@ -106,12 +117,14 @@ def redis_settings() -> RedisSettings:
 class WorkerSettings:
     # No result kept: a job id then only guards against a second copy while one waits or runs.
     functions: list = [func(mail_intake, keep_result=0), func(mail_poll, keep_result=0), func(mail_send, keep_result=0)]
+    functions.append(func(sla_recompute, keep_result=0))
     cron_jobs = [cron(heartbeat, second={0, 15, 30, 45}, run_at_startup=True)]
     cron_jobs.append(cron(relay_events, second=set(range(0, 60, 5)), unique=True))
     cron_jobs.append(cron(archive_sweep, hour={3}, minute={17}, second={0}, unique=True))
     cron_jobs.append(cron(mail_poll_due, second=set(range(0, 60, 5)), unique=True))
     cron_jobs.append(cron(mail_sweep, second={30}, unique=True))
     cron_jobs.append(cron(task_reminders, second=set(range(0, 60, 2)), unique=True))
+    cron_jobs.append(cron(sla_sweep, second={10, 40}, unique=True))
     on_startup = startup
     on_shutdown = shutdown
     queue_name = JOB_QUEUE

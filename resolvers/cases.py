@@ -95,6 +95,7 @@ class CaseMutation:
                 pool_id=optional_db_id(input.pool_id, "Pool", "poolId"),
                 template_id=optional_db_id(input.template_id, "CaseTemplate", "templateId"),
                 region=info.context.phone_region,
+                workflow_id=optional_db_id(input.workflow_id, "Workflow", "workflowId"),
             ),
             case_payload,
         )
@@ -118,6 +119,7 @@ class CaseMutation:
                 parent_id=optional_db_id(input.parent_id, "Case", "parentId"),
                 reason_code=input.reason_code,
                 region=info.context.phone_region,
+                workflow_id=optional_db_id(input.workflow_id, "Workflow", "workflowId"),
             ),
             case_payload,
         )

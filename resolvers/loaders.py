@@ -31,11 +31,14 @@ from app.models import (
     ReasonCode,
     Task,
     User,
+    Workflow,
 )
 from app.pagination import Page, page_size
 from app.runtime import Runtime
 from app.services import mail as mail_service
+from app.services import sla as sla_service
 from app.services import tasks as task_service
+from app.services import workflows as workflow_service
 from schema.auth import User as UserType
 from schema.cases import Case as CaseType
 from schema.contacts import Attachment as AttachmentType
@@ -88,6 +91,8 @@ class Loaders:
         self.inbound_backlog = DataLoader(self._inbound_backlog)
         self.identifiers_by_customer = DataLoader(self._identifiers)
         self.case_links = DataLoader(self._case_links)
+        self.case_sla = DataLoader(self._case_slas)
+        self.workflow = DataLoader(self._workflows)
         self.customer_contacts = DataLoader(self._paged(self._customer_contacts))
         self.case_contacts = DataLoader(self._paged(self._case_contacts))
         self.customer_cases = DataLoader(self._paged(self._customer_cases))
@@ -165,6 +170,19 @@ class Loaders:
         async with self.runtime.reading() as session:
             found = await mail_service.inbound_backlog(session, mailbox_ids)
         return [found.get(i, (0, 0)) for i in mailbox_ids]
+
+    async def _workflows(self, workflow_ids: list[int]) -> list[Any]:
+        from schema.workflows import Workflow as WorkflowType
+
+        async with self.runtime.reading() as session:
+            found = {w.id: w for w in await session.scalars(select(Workflow).where(Workflow.id.in_(workflow_ids)))}
+            modes = {i: await workflow_service.list_modes(session, i) for i in found}
+        return [WorkflowType.of(found[i], modes[i]) if i in found else None for i in workflow_ids]
+
+    async def _case_slas(self, case_ids: list[int]) -> list[Any]:
+        async with self.runtime.reading() as session:
+            found = await sla_service.states(session, case_ids)
+        return [found.get(i) for i in case_ids]
 
     async def _case_links(self, case_ids: list[int]) -> list[list[Any]]:
         table = CaseCustomer.__table__

@@ -16,8 +16,10 @@ from resolvers.queues import PoolMutation, PoolQuery, WorkMutation, WorkQuery, W
 from resolvers.reasons import ReasonCodeMutation, ReasonCodeQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from resolvers.search import SearchQuery
+from resolvers.sla import SlaMutation, SlaQuery, SlaSubscription
 from resolvers.subscriptions import Subscription
 from resolvers.tasks import TaskMutation, TaskQuery, TaskSubscription
+from resolvers.workflows import WorkflowMutation, WorkflowQuery
 from schema.auth import User
 from schema.ids import from_global_id
 from schema.node import Node, load_case, load_contact, load_customer, load_user
@@ -70,6 +72,8 @@ QUERIES = (
     TaskQuery,
     ReasonCodeQuery,
     FormQuery,
+    SlaQuery,
+    WorkflowQuery,
 )
 MUTATIONS = (
     CustomerMutation,
@@ -89,5 +93,7 @@ MUTATIONS = (
     TaskMutation,
     ReasonCodeMutation,
     FormMutation,
+    SlaMutation,
+    WorkflowMutation,
 )
-SUBSCRIPTIONS = (Subscription, WorkSubscription, TaskSubscription)
+SUBSCRIPTIONS = (Subscription, WorkSubscription, TaskSubscription, SlaSubscription)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from schema.forms import CaseTemplate
     from schema.queues import Pool
     from schema.reasons import ReasonCode
+    from schema.sla import CaseSla
+    from schema.workflows import Workflow
 
 
 @strawberry.type
@@ -32,6 +34,7 @@ class Case(Node):
     assignee_id: strawberry.Private[int | None]
     pool_id: strawberry.Private[int | None]
     template_id: strawberry.Private[int | None]
+    workflow_id: strawberry.Private[int | None]
     merged_into_id: strawberry.Private[int | None]
     reference: str
     subject: str
@@ -68,6 +71,37 @@ class Case(Node):
     @strawberry.field(description="The pool (queue) the case waits in.")
     def pool(self, info: strawberry.Info) -> Annotated[Pool, strawberry.lazy("schema.queues")] | None:
         return load_later(info.context.loaders.pool, self.pool_id)
+
+    @strawberry.field(description="The workflow (kind of case) it belongs to.")
+    async def workflow(self, info: strawberry.Info) -> Annotated[Workflow, strawberry.lazy("schema.workflows")] | None:
+        return None if self.workflow_id is None else await info.context.loaders.workflow.load(self.workflow_id)
+
+    @strawberry.field(description="The turnaround clock: deadlines, first response, pause, breach.")
+    async def sla(self, info: strawberry.Info) -> Annotated[CaseSla, strawberry.lazy("schema.sla")] | None:
+        from schema.sla import CaseSla
+
+        state = await info.context.loaders.case_sla.load(self.db_id)
+        return None if state is None else CaseSla.of(state)
+
+    @strawberry.field(description="When the first response is due (its TAT maximum), in business time.")
+    async def response_due_at(self, info: strawberry.Info) -> datetime | None:
+        state = await info.context.loaders.case_sla.load(self.db_id)
+        return None if state is None else state.response_due_at
+
+    @strawberry.field(description="When the resolution is due (its TAT maximum), in business time.")
+    async def resolution_due_at(self, info: strawberry.Info) -> datetime | None:
+        state = await info.context.loaders.case_sla.load(self.db_id)
+        return None if state is None else state.resolution_due_at
+
+    @strawberry.field(description="A deadline passed unmet, or was met late.")
+    async def breached(self, info: strawberry.Info) -> bool:
+        state = await info.context.loaders.case_sla.load(self.db_id)
+        return state is not None and state.breached
+
+    @strawberry.field(description="Business seconds to the next open deadline; negative once it passed.")
+    async def time_left(self, info: strawberry.Info) -> int | None:
+        state = await info.context.loaders.case_sla.load(self.db_id)
+        return None if state is None else state.time_left
 
     @strawberry.field(description="Every customer this case concerns, the primary one first.")
     async def customers(self, info: strawberry.Info) -> list[Customer]:
@@ -129,10 +163,14 @@ class CaseCreateInput:
     )
     parent_id: strawberry.ID | None = None
     pool_id: strawberry.ID | None = strawberry.field(
-        default=None, description="The case waits there for an agent (the template's pool when left out)."
+        default=None,
+        description="The case waits there for an agent (else the template's pool, else the workflow's default pool).",
     )
     template_id: strawberry.ID | None = strawberry.field(
         default=None, description="Open the case from a template: its defaults fill what is left out."
+    )
+    workflow_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Needs the creator mode on the workflow."
     )
 
 
@@ -151,6 +189,9 @@ class CaseUpdateInput:
     parent_id: strawberry.ID | None = None
     reason_code: str | None = strawberry.field(
         default=None, description="With a status change: an active reason code of the new status's category."
+    )
+    workflow_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Needs the creator mode on the new workflow; the deadlines are recomputed."
     )
 
 

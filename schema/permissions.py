@@ -142,6 +142,25 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Mutation.caseTemplateCreate": SUPERVISOR,
     "Mutation.caseTemplateUpdate": SUPERVISOR,
     "Mutation.caseTemplateDelete": SUPERVISOR,
+    # Regions, calendars and turnaround times: configuration the supervisors keep.
+    "Query.regions": STAFF,
+    "Query.tatPolicies": STAFF,
+    "Mutation.regionCreate": SUPERVISOR,
+    "Mutation.regionUpdate": SUPERVISOR,
+    "Mutation.regionDelete": SUPERVISOR,
+    "Mutation.tatPolicyCreate": SUPERVISOR,
+    "Mutation.tatPolicyUpdate": SUPERVISOR,
+    "Mutation.tatPolicyDelete": SUPERVISOR,
+    # Groups, workflows and user modes (who opens and who resolves a workflow's cases).
+    "Query.userGroups": STAFF,
+    "Query.workflows": STAFF,
+    "Mutation.userGroupCreate": SUPERVISOR,
+    "Mutation.userGroupUpdate": SUPERVISOR,
+    "Mutation.userGroupDelete": SUPERVISOR,
+    "Mutation.workflowCreate": SUPERVISOR,
+    "Mutation.workflowUpdate": SUPERVISOR,
+    "Mutation.workflowDelete": SUPERVISOR,
+    "Mutation.workflowModeSet": SUPERVISOR,
     # Subscriptions as the queries they mirror.
     "Subscription.customerUpdated": STAFF,
     "Subscription.caseUpdated": STAFF,
@@ -150,6 +169,7 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Subscription.queueUpdated": STAFF,  # an agent: a pool they serve
     "Subscription.myWorkUpdated": STAFF,
     "Subscription.taskReminder": STAFF,  # the caller's own reminders only
+    "Subscription.slaEvents": STAFF,  # supervisors every event, an agent their cases' and groups'
     # Histories are browsing: an integrator that looked a customer or case up reads that record only.
     "Customer.cases": STAFF,
     "Customer.contacts": STAFF,

@@ -176,6 +176,7 @@ async def test_subscriptions_admit_and_refuse_each_role_as_the_queries_they_mirr
         "Subscription.queueUpdated": f'subscription {{ queueUpdated(poolId: "{gid("Pool", pool)}") {{ change }} }}',
         "Subscription.myWorkUpdated": "subscription { myWorkUpdated { change } }",
         "Subscription.taskReminder": "subscription { taskReminder { remindedAt } }",
+        "Subscription.slaEvents": "subscription { slaEvents { caseId } }",
     }
     assert set(subscriptions) == {op for op in MATRIX if op.startswith("Subscription.")}
     wrong = []

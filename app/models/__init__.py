@@ -4,6 +4,7 @@ from app.models.archive import ARCHIVE_ENTITIES, EXPIRY_ACTIONS, ArchiveRule
 from app.models.audit import AuditEvent
 from app.models.auth import ROLES, ApiToken, User
 from app.models.base import Base
+from app.models.calendars import Region
 from app.models.cases import (
     CASE_STATUSES,
     CATEGORY_OF_STATUS,
@@ -53,7 +54,9 @@ from app.models.recognition import (
     RecognitionRule,
 )
 from app.models.search import CaseSearchVector, ContactSearchVector
+from app.models.sla import SLA_STAGES, TAT_TARGETS, CaseSla, TatPolicy, TatTarget
 from app.models.tasks import TASK_KINDS, TASK_STATUSES, Task
+from app.models.workflows import ESCALATION_ACTIONS, USER_MODES, GroupMember, UserGroup, Workflow, WorkflowMode
 
 __all__ = [
     "STATUS_CATEGORIES",
@@ -120,4 +123,16 @@ __all__ = [
     "User",
     "case_reference_seq",
     "customer_number_seq",
+    "ESCALATION_ACTIONS",
+    "SLA_STAGES",
+    "TAT_TARGETS",
+    "USER_MODES",
+    "CaseSla",
+    "GroupMember",
+    "Region",
+    "TatPolicy",
+    "TatTarget",
+    "UserGroup",
+    "Workflow",
+    "WorkflowMode",
 ]

@@ -54,6 +54,8 @@ class Case(Base):
     waiting_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The template the case was opened from: its form validates the case's fields.
     template_id: Mapped[int | None] = mapped_column(ForeignKey("case_templates.id"))
+    # The kind of case (seed 002): its groups, rights and TAT policy.
+    workflow_id: Mapped[int | None] = mapped_column(ForeignKey("workflows.id", ondelete="SET NULL"))
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -72,6 +74,7 @@ class Case(Base):
         Index("ix_cases_pool_id_id", "pool_id", "id", postgresql_where=sql("pool_id IS NOT NULL")),
         # caseNext: the oldest waiting case of a pool is the first entry of its range.
         Index("ix_cases_waiting", "pool_id", "waiting_since", "id", postgresql_where=sql("waiting_since IS NOT NULL")),
+        Index("ix_cases_workflow_id", "workflow_id", postgresql_where=sql("workflow_id IS NOT NULL")),
         # EXTERNAL_REFERENCE recognition looks cases up by a custom field (`fields @> ...`).
         Index("ix_cases_fields", "fields", postgresql_using="gin", postgresql_ops={"fields": "jsonb_path_ops"}),
         # A reason code or template in use cannot be deleted: these find the use.

@@ -27,7 +27,9 @@ MAIL_SECURITY = ("tls", "starttls", "none")
 IMAP_MARKS = ("flag", "move")
 INBOUND_STATUSES = ("pending", "done")
 OUTBOUND_STATUSES = ("queued", "sent", "failed")
-OUTBOUND_KINDS = ("reply", "auto_response", "task_reminder")
+# A task reminder is a mail to its assignee; a notification an internal mail to staff about a case
+# (an SLA warning or breach).
+OUTBOUND_KINDS = ("reply", "auto_response", "task_reminder", "notification")
 
 
 class Mailbox(Base):

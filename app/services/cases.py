@@ -27,7 +27,7 @@ from app.models import (
     User,
 )
 from app.pagination import Page, decode_cursor
-from app.services import audit, forms, queues, reasons, templates
+from app.services import audit, forms, queues, reasons, sla, templates, workflows
 from app.services.customers import require_live_customer
 from app.services.locking import cases, lock_case_graph, lock_case_tree, primary_of
 
@@ -43,6 +43,7 @@ def snapshot(case: Case) -> dict[str, Any]:
         "assigneeId": case.assignee_id,
         "parentId": case.parent_id,
         "reasonCode": case.reason_code,
+        "workflowId": case.workflow_id,
     }
 
 
@@ -90,10 +91,12 @@ async def create_case(
     pool_id: int | None = None,
     template_id: int | None = None,
     region: str | None = None,
+    workflow_id: int | None = None,
 ) -> Case:
     """Open a case for one or more customers; the first customer is the primary one. A template
-    fills in what the input leaves out, and its form checks the fields. A case created in a pool
-    waits there for an agent."""
+    fills in what the input leaves out, and its form checks the fields. A case of a workflow needs
+    the creator right on it. A case created in a pool (given, the template's, or else the
+    workflow's default pool) waits there for an agent."""
     opened = await templates.case_defaults(
         session, template_id=template_id, subject=subject, priority=priority, pool_id=pool_id, fields=fields
     )
@@ -116,7 +119,11 @@ async def create_case(
     await _require_live_customers(session, customer_ids, "customerIds")
     if parent_id is not None and await session.get(Case, parent_id) is None:
         raise not_found("case", "parentId")
-    if opened.pool_id is not None and await session.get(Pool, opened.pool_id) is None:
+    workflow = await workflows.require_right(
+        session, actor=actor, workflow_id=workflow_id, right="creator", field="workflowId"
+    )
+    pool_id = opened.pool_id if opened.pool_id is not None or workflow is None else workflow.default_pool_id
+    if pool_id is not None and await session.get(Pool, pool_id) is None:
         raise not_found("pool", "poolId")
     case = (
         await session.execute(
@@ -128,8 +135,9 @@ async def create_case(
                 severity=severity,
                 fields=fields or {},
                 parent_id=parent_id,
-                pool_id=opened.pool_id,
+                pool_id=pool_id,
                 template_id=template_id,
+                workflow_id=workflow_id,
             )
             .returning(Case)
         )
@@ -146,8 +154,9 @@ async def create_case(
         entity_id=case.id,
         after={**snapshot(case), "customerIds": customer_ids},
     )
-    if opened.pool_id is not None:
-        queues.announce(session, case_id=case.id, pools={opened.pool_id: queues.QueueChange.ENTERED}, agents={})
+    if pool_id is not None:
+        queues.announce(session, case_id=case.id, pools={pool_id: queues.QueueChange.ENTERED}, agents={})
+    await sla.start_clock(session, case=case)
     events.emit(session, "caseUpdated", case.id)
     for customer_id in customer_ids:
         events.emit(session, "customerUpdated", customer_id)
@@ -169,23 +178,35 @@ async def update_case(
     parent_id: int | None = None,
     reason_code: str | None = None,
     region: str | None = None,
+    workflow_id: int | None = None,
 ) -> Case:
     """Change a case's attributes; only the arguments given change. A status change clears the
-    previous status's reason code, or sets the one given (of the new status's category)."""
+    previous status's reason code, or sets the one given (of the new status's category). Moving it
+    to a workflow needs the creator right there; resolving it, the resolver right on its workflow."""
     if parent_id is not None:
         await lock_case_tree(session)
     _check_texts(subject=subject, description=description, severity=severity)
     case = await get_case_for_update(session, case_id)
     before = snapshot(case)
     queue_before = queues.QueueState.of(case)
+    status_before, priority_before, workflow_before = case.status, case.priority, case.workflow_id
     if subject is not None:
         if not subject.strip():
             raise UserError(ErrorCode.REQUIRED, "subject must not be empty", "subject")
         case.subject = subject.strip()
     if description is not None:
         case.description = description
+    if workflow_id is not None and workflow_id != case.workflow_id:
+        await workflows.require_right(
+            session, actor=actor, workflow_id=workflow_id, right="creator", field="workflowId"
+        )
+        case.workflow_id = workflow_id
     if status is not None and status != case.status:
         _check_status_change(case, status)
+        if status == "resolved":
+            await workflows.require_right(
+                session, actor=actor, workflow_id=case.workflow_id, right="resolver", field="status"
+            )
         case.status = status
         case.reason_code = await reasons.check_reason(session, reason_code, status=status) if reason_code else None
     elif reason_code is not None:
@@ -210,6 +231,10 @@ async def update_case(
         await _check_parent(session, case, parent_id)
         case.parent_id = parent_id
     await session.flush()
+    if case.status != status_before:
+        await sla.status_changed(session, case_id=case.id, status=case.status)
+    if case.priority != priority_before or case.workflow_id != workflow_before:
+        await sla.recompute(session, case=case)
     await session.refresh(case, ["updated_at", "waiting_since"])
     queues.announce_move(session, case_id=case.id, before=queue_before, after=queues.QueueState.of(case))
     audit.record(
@@ -344,8 +369,11 @@ async def close_case(session: AsyncSession, *, actor: Actor, case_id: int, reaso
     require_live_case(case, "caseId")
     if case.status == "closed":
         raise UserError(ErrorCode.WRONG_STATUS, f"case {case.reference} is already closed", "caseId")
+    workflow_id = await session.scalar(select(Case.workflow_id).where(Case.id == case_id))
+    await workflows.require_right(session, actor=actor, workflow_id=workflow_id, right="resolver", field="caseId")
     reason_code = await reasons.check_reason(session, reason_code, status="closed")
     await session.execute(update(Case).where(Case.id == case_id).values(**_closing(reason_code)))
+    await sla.status_changed(session, case_id=case_id, status="closed")
     audit.record(
         session,
         actor=actor,
@@ -374,6 +402,7 @@ async def reopen_case(session: AsyncSession, *, actor: Actor, case_id: int, reas
     await session.execute(
         update(Case).where(Case.id == case_id).values(status="open", reason_code=reason, closed_at=None)
     )
+    await sla.status_changed(session, case_id=case_id, status="open")
     audit.record(
         session,
         actor=actor,
@@ -543,6 +572,7 @@ async def merge_cases(session: AsyncSession, *, actor: Actor, source_case_id: in
     await session.execute(
         update(Case).where(Case.id == source_case_id).values(merged_into_id=target_case_id, **_closing(reasons.MERGED))
     )
+    await sla.status_changed(session, case_id=source_case_id, status="closed")
     await session.execute(update(Case).where(Case.id == target_case_id).values(updated_at=func.now()))
     audit.record(
         session,

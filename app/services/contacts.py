@@ -24,7 +24,7 @@ from app.recognition.connector import LookupConnectors, connectors
 from app.recognition.engine import CONFIG_VERSION, Recognition
 from app.recognition.outcome import Applied, Assessment, Decision, assess, trace_document
 from app.recognition.view import ContactView
-from app.services import audit, queues
+from app.services import audit, queues, sla
 from app.services import cases as case_service
 from app.services.cases import require_live_case
 from app.services.customers import activity_forward, require_live_customer, touch_activity
@@ -99,8 +99,17 @@ async def insert_contact(
         await touch_activity(session, customer_id=customer_id, occurred_at=values["occurred_at"])
     if case_id is not None:
         await queues.after_contact(session, case_id=case_id, direction=contact.direction, agent_id=agent_id)
+    if case_id is not None and is_response(data):
+        await sla.record_first_response(session, case_id=case_id, at=values["occurred_at"])
     publish_contact(session, contact)
     return contact, True
+
+
+def is_response(data: ContactData) -> bool:
+    """What answers a case for its first-response target: an outbound contact on any channel (a reply,
+    a call, a chat message), but not an automatic receipt."""
+    mail = (data.payload or {}).get("mail") or {}
+    return data.direction == "outbound" and mail.get("kind") != "auto_response"
 
 
 def publish_contact(session: AsyncSession, contact: Contact) -> None:

@@ -1052,8 +1052,10 @@ async def _queue_email(
     outgoing: Outgoing,
     bcc: list[str] | None = None,
     kind: str = "reply",
+    direction: str = "outbound",
 ) -> tuple[Any, int]:
-    """An outbound email contact on the case, and the message as it will be sent in the outbox."""
+    """An email contact on the case (outbound to the customer, or internal to staff), and the message
+    as it will be sent in the outbox."""
     sender = outgoing.from_address
     message_id = new_message_id(sender)
     headers = {"Message-ID": message_id, "Subject": outgoing.subject, "From": sender, "To": ", ".join(outgoing.to)}
@@ -1067,7 +1069,7 @@ async def _queue_email(
         session,
         data=ContactData(
             channel="email",
-            direction="outbound",
+            direction=direction,
             subject=outgoing.subject,
             text=outgoing.text,
             html=outgoing.html,
@@ -1096,7 +1098,7 @@ async def _queue_email(
     audit.record(
         session,
         actor=actor,
-        action="case.reply" if kind == "reply" else "case.autoResponse",
+        action={"reply": "case.reply", "auto_response": "case.autoResponse"}.get(kind, f"case.{kind}"),
         entity_type="contact",
         entity_id=contact.id,
         after={
@@ -1154,6 +1156,41 @@ async def queue_notification(
         )
         .returning(OutboundMessage.id)
     )
+
+
+async def queue_case_notification(
+    session: AsyncSession, *, actor: Actor, case_id: int, to: list[str], subject: str, text: str
+) -> int | None:
+    """An internal mail to staff about a case (an SLA warning or breach), in the outbox of the mailbox
+    the case's latest mail came to; None when the case came by no mailbox with a relay."""
+    source = await session.scalar(
+        select(Contact.source)
+        .where(Contact.case_id == case_id, Contact.direction == "inbound", Contact.source.like("mailbox:%"))
+        .order_by(Contact.occurred_at.desc(), Contact.id.desc())
+        .limit(1)
+    )
+    mailbox = await session.get(Mailbox, int(source.partition(":")[2])) if source else None
+    if mailbox is None or not mailbox.relay_host or not to:
+        return None
+    outgoing = Outgoing(
+        from_address=mailbox.relay_from or mailbox.address,
+        from_name=mailbox.display_name,
+        to=to,
+        subject=subject,
+        text=text,
+        auto_submitted="auto-generated",
+    )
+    _, outbound_id = await _queue_email(
+        session,
+        actor=actor,
+        case_id=case_id,
+        customer_id=None,
+        mailbox=mailbox,
+        outgoing=outgoing,
+        kind="notification",
+        direction="internal",
+    )
+    return outbound_id
 
 
 @dataclass

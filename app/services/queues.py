@@ -19,7 +19,7 @@ from app.errors import ErrorCode, UserError, not_found
 from app.limits import check_text
 from app.mail.templates import checked_auto_response
 from app.models import FINISHED_CASE_STATUSES, OPEN_CASE_STATUSES, REPLY_STATUSES, Absence, Case, Pool, PoolMember, User
-from app.services import audit, forms
+from app.services import audit, forms, sla
 from app.services import cases as case_service
 
 # Without a pool, a customer's contact reopens a case closed at most this many days ago.
@@ -383,6 +383,8 @@ async def _move(
     before = QueueState.of(case)
     await session.execute(update(Case).where(Case.id == case.id).values(**values, updated_at=func.now()))
     after = await queue_state(session, case.id)
+    if after.status != before.status:
+        await sla.status_changed(session, case_id=case.id, status=after.status)
     audit.record(
         session,
         actor=actor,
@@ -566,15 +568,16 @@ async def claim_order(session: AsyncSession, user_id: int) -> tuple[bool, list[l
 
 
 _CLAIM = text("""
-    UPDATE cases SET assignee_id = :user_id, status = 'open', updated_at = now()
-    WHERE id = (
-        SELECT id FROM cases
+    WITH picked AS (
+        SELECT id, status FROM cases
         WHERE pool_id = ANY(:pool_ids) AND waiting_since IS NOT NULL
         ORDER BY waiting_since, id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
     )
-    RETURNING *
+    UPDATE cases SET assignee_id = :user_id, status = 'open', updated_at = now()
+    FROM picked WHERE cases.id = picked.id
+    RETURNING cases.*, picked.status AS previous_status
 """).bindparams(bindparam("pool_ids", type_=ARRAY(BigInteger)))
 
 
@@ -597,6 +600,8 @@ async def claim_next(session: AsyncSession, *, actor: Actor, pool_ids: list[int]
     for tier in tiers:
         claimed = (await session.execute(_CLAIM, {"user_id": actor.user_id, "pool_ids": tier})).one_or_none()
         if claimed is not None:
+            if claimed.previous_status != claimed.status:
+                await sla.status_changed(session, case_id=claimed.id, status=claimed.status)
             audit.record(
                 session,
                 actor=actor,
