@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -28,7 +29,8 @@ def embedded_servers():
     from app.embedded import EmbeddedServers
     from app.migrate import upgrade
 
-    servers = EmbeddedServers(Path(tempfile.mkdtemp(prefix="cg-bench-")))
+    home = Path(tempfile.mkdtemp(prefix="cg-bench-"))
+    servers = EmbeddedServers(home)
     try:
         urls = servers.start(database=True, redis=True)
         os.environ.update(urls)
@@ -36,6 +38,7 @@ def embedded_servers():
         yield urls
     finally:
         servers.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def free_port() -> int:

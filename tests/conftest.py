@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -38,6 +39,7 @@ def servers() -> dict[str, str]:
     upgrade(urls["DATABASE_URL"])
     yield urls
     embedded.stop()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -184,7 +184,7 @@ async def test_closing_stops_the_clock_and_reopening_adds_the_closed_time(gql, r
     case_id = int(await scalar(runtime, "SELECT max(id) FROM cases"))
 
     async with runtime.transaction() as session:
-        await case_service.close_case(session, actor=AGENT, case_id=case_id, reason_code="solved")
+        await case_service.close_case(session, actor=AGENT, case_id=case_id, reason_code="completed")
     assert await rows(runtime, "SELECT next_check_at IS NULL, resolved_at IS NOT NULL FROM case_slas") == [(True, True)]
     async with runtime.transaction() as session:
         await case_service.reopen_case(session, actor=AGENT, case_id=case_id)
@@ -452,7 +452,7 @@ async def test_changing_a_policy_recomputes_the_open_cases_in_the_worker(gql, ru
     case = await new_case(gql, runtime)
     closed = await new_case(gql, runtime)
     async with runtime.transaction() as session:
-        await case_service.close_case(session, actor=AGENT, case_id=int(gid_db(closed["id"])), reason_code="done")
+        await case_service.close_case(session, actor=AGENT, case_id=int(gid_db(closed["id"])), reason_code="completed")
     policy = (await gql("{ tatPolicies { id } }"))["tatPolicies"][0]["id"]
     faster = [{**t, "maximumMinutes": t["maximumMinutes"] // 2, "minimumMinutes": None} for t in TARGETS]
 

@@ -77,7 +77,7 @@ async def _outcome(gql, document: str, variables: dict, token: str, name: str) -
     if errors:
         assert [e["code"] for e in errors] == ["FORBIDDEN"], errors
         return "mode refused"
-    return "done"
+    return "completed"
 
 
 async def test_every_mutation_role_and_mode_is_admitted_or_refused_as_the_mode_says(gql, runtime):
@@ -98,7 +98,11 @@ async def test_every_mutation_role_and_mode_is_admitted_or_refused_as_the_mode_s
                 )
             elif mutation == "caseClose":
                 case = await _case_in_workflow(runtime, customer, setup["workflow"])
-                document, variables, name = CASE_CLOSE, {"input": {"caseId": case, "reasonCode": "done"}}, "caseClose"
+                document, variables, name = (
+                    CASE_CLOSE,
+                    {"input": {"caseId": case, "reasonCode": "completed"}},
+                    "caseClose",
+                )
             elif mutation == "caseResolve":
                 case = await _case_in_workflow(runtime, customer, setup["workflow"])
                 document, variables, name = CASE_RESOLVE, {"input": {"id": case, "status": "RESOLVED"}}, "caseUpdate"
@@ -112,7 +116,7 @@ async def test_every_mutation_role_and_mode_is_admitted_or_refused_as_the_mode_s
             expected = (
                 "role refused"
                 if not permitted(actor, OPERATION[mutation])
-                else "done"
+                else "completed"
                 if mode in (right, "both")
                 else "mode refused"
             )
@@ -142,7 +146,7 @@ async def test_without_a_mode_the_users_groups_give_the_rights_and_cases_land_in
         token=token,
     )
     case = created["caseCreate"]["case"]["id"]
-    closed = await gql(CASE_CLOSE, {"input": {"caseId": case, "reasonCode": "done"}}, token=token)
+    closed = await gql(CASE_CLOSE, {"input": {"caseId": case, "reasonCode": "completed"}}, token=token)
 
     assert closed["caseClose"]["errors"] == [{"field": "caseId", "code": "FORBIDDEN"}]
     assert await rows(runtime, "SELECT pool_id, workflow_id, status FROM cases") == [(pool.id, workflow.id, "new")]
