@@ -129,7 +129,7 @@ CLAIM = """
     WITH picked AS (
         SELECT id, status FROM cases
         WHERE pool_id = ANY($2::bigint[]) AND waiting_since IS NOT NULL
-        ORDER BY waiting_since, id
+        ORDER BY due_at, waiting_since, id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
     )

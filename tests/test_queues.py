@@ -503,3 +503,23 @@ async def test_an_agents_work_channel_carries_their_tasks_too(gql, runtime, live
 
     assert created["taskCreate"]["errors"] == []
     assert update["myWorkUpdated"] == {"kind": "TASK", "change": "CREATED", "task": {"subject": "Call back"}}
+
+
+async def test_case_next_serves_the_nearest_deadline_before_the_longest_wait(gql, runtime):
+    from tests.test_sla import configure
+
+    await configure(gql)  # a default TAT policy: urgent cases must be answered in 15 minutes, normal ones in 60
+    ann, ann_token = await user(runtime, "ann")
+    customer = gid("Customer", await make_customer(runtime, "Ada"))
+    general = await pool(gql, "General")
+    await serve(gql, general, ann)
+    create = """mutation($c: [ID!]!, $p: ID, $s: String!, $prio: Priority) {
+      caseCreate(input: {subject: $s, customerIds: $c, poolId: $p, priority: $prio}) { errors { code } }
+    }"""
+    await gql(create, {"c": [customer], "p": general, "s": "waiting longest", "prio": "NORMAL"})
+    await gql(create, {"c": [customer], "p": general, "s": "urgent", "prio": "URGENT"})
+
+    taken = [(await next_case(gql, ann_token))["case"]["subject"] for _ in range(2)]
+
+    assert taken == ["urgent", "waiting longest"]
+    assert await scalar(runtime, "SELECT count(*) FROM cases WHERE due_at IS NULL") == 0

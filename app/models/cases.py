@@ -52,6 +52,9 @@ class Case(Base):
     # Since when the case waits in its pool for an agent; kept by the database (migration 0011):
     # set when a live, unfinished case is in a pool without an assignee, cleared otherwise.
     waiting_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The next SLA deadline (migration 0015 keeps it from the case's clock): caseNext serves the
+    # waiting case whose deadline comes first.
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The template the case was opened from: its form validates the case's fields.
     template_id: Mapped[int | None] = mapped_column(ForeignKey("case_templates.id"))
     # The kind of case (seed 002): its groups, rights and TAT policy.
@@ -72,8 +75,15 @@ class Case(Base):
         Index("ix_cases_assignee_id_id", "assignee_id", "id"),
         Index("ix_cases_parent_id", "parent_id"),
         Index("ix_cases_pool_id_id", "pool_id", "id", postgresql_where=sql("pool_id IS NOT NULL")),
-        # caseNext: the oldest waiting case of a pool is the first entry of its range.
-        Index("ix_cases_waiting", "pool_id", "waiting_since", "id", postgresql_where=sql("waiting_since IS NOT NULL")),
+        # caseNext: the next case of a pool is the first entry of its range.
+        Index(
+            "ix_cases_waiting",
+            "pool_id",
+            "due_at",
+            "waiting_since",
+            "id",
+            postgresql_where=sql("waiting_since IS NOT NULL"),
+        ),
         Index("ix_cases_workflow_id", "workflow_id", postgresql_where=sql("workflow_id IS NOT NULL")),
         # EXTERNAL_REFERENCE recognition looks cases up by a custom field (`fields @> ...`).
         Index("ix_cases_fields", "fields", postgresql_using="gin", postgresql_ops={"fields": "jsonb_path_ops"}),

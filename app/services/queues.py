@@ -557,8 +557,9 @@ _SERVED = text("""
 
 async def claim_order(session: AsyncSession, user_id: int) -> tuple[bool, list[list[int]]]:
     """Whether the agent is away now, and the pools they serve grouped by priority, highest first:
-    the agent's own priority for the pool, then the pool's. Within a group the oldest waiting
-    case comes first. (This is the order `caseNext` serves.)"""
+    the agent's own priority for the pool, then the pool's. Within a group the case whose SLA
+    deadline comes first (`cases.due_at`), then those without one, each the longest waiting
+    first. (This is the order `caseNext` serves.)"""
     served = (await session.execute(_SERVED, {"user_id": user_id})).all()
     tiers: dict[tuple[int, int], list[int]] = {}
     for row in served:
@@ -571,7 +572,7 @@ _CLAIM = text("""
     WITH picked AS (
         SELECT id, status FROM cases
         WHERE pool_id = ANY(:pool_ids) AND waiting_since IS NOT NULL
-        ORDER BY waiting_since, id
+        ORDER BY due_at, waiting_since, id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
     )
