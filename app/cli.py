@@ -27,14 +27,11 @@ cli.add_typer(rules_cli, name="rules")
 mail_cli = typer.Typer(help="Pools and mailboxes as YAML, reviewed and versioned like code.", no_args_is_help=True)
 cli.add_typer(mail_cli, name="mail")
 config_cli = typer.Typer(
-    help="Reason codes, dictionaries, forms and case templates as one YAML file.", no_args_is_help=True
-)
-cli.add_typer(config_cli, name="config")
-sla_cli = typer.Typer(
-    help="Regions, TAT policies, user groups and workflows as YAML, reviewed and versioned like code.",
+    help="Reason codes, dictionaries, forms, case templates, regions, TAT policies, groups and workflows "
+    "as one YAML file.",
     no_args_is_help=True,
 )
-cli.add_typer(sla_cli, name="sla")
+cli.add_typer(config_cli, name="config")
 console = Console(stderr=True)
 
 
@@ -468,23 +465,6 @@ def config_import(file: str = typer.Argument(..., help="The YAML file to read.")
     from app.config_file import import_config
 
     _import_file(file, import_config)
-
-
-@sla_cli.command("export")
-def sla_export(file: str = typer.Argument(..., help="The YAML file to write.")) -> None:
-    """Write the regions, TAT policies, user groups and workflows to FILE."""
-    from app.services.sla import export_sla_document
-
-    _export_file(file, export_sla_document)
-    console.print(f"Regions, TAT policies, groups and workflows written to {file}.")
-
-
-@sla_cli.command("import")
-def sla_import(file: str = typer.Argument(..., help="The YAML file to read.")) -> None:
-    """Make each section of FILE (regions, tat_policies, user_groups, workflows) the configuration (all or nothing)."""
-    from app.services.sla import import_sla_document
-
-    _import_file(file, import_sla_document)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
 from app.errors import ErrorCode, UserError
-from app.services import forms, reasons, templates
+from app.services import forms, reasons, sla, templates
 
 FORMAT_VERSION = 1
 
@@ -39,12 +39,23 @@ class Section:
     prune: Callable[..., Awaitable[int]] = _nothing_to_prune
 
 
+@dataclass(frozen=True)
+class Part:
+    """Sections a domain exports and imports together with checks of its own across them (regions,
+    TAT policies, groups and workflows name each other): each section given replaces its kind."""
+
+    names: tuple[str, ...]
+    export: Callable[[AsyncSession], Awaitable[dict[str, Any]]]
+    load: Callable[[AsyncSession, dict[str, Any], Actor], Awaitable[dict[str, int]]]
+
+
 SECTIONS: list[Section] = [
     Section("reasonCodes", reasons.export_section, reasons.import_section, reasons.prune_section),
     Section("dictionaries", forms.export_dictionaries, forms.import_dictionaries, forms.prune_dictionaries),
     Section("customerFields", forms.export_customer_fields, forms.import_customer_fields),
     Section("caseTemplates", templates.export_section, templates.import_section, templates.prune_section),
 ]
+PARTS: list[Part] = [Part(sla.SECTIONS, sla.export_sla_config, sla.import_sla_config)]
 
 
 async def export_config(session: AsyncSession) -> str:
@@ -52,11 +63,14 @@ async def export_config(session: AsyncSession) -> str:
     document: dict[str, Any] = {"version": FORMAT_VERSION}
     for section in SECTIONS:
         document[section.name] = await section.export(session)
+    for part in PARTS:
+        document.update(await part.export(session))
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
 
 
-def _parsed(document: str) -> dict[str, list[dict[str, Any]]]:
-    """The file's sections, each a list of mappings; a refusal names what is wrong."""
+def _parsed(document: str) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """The file's sections, each a list of mappings, and the whole file for the parts to check
+    themselves; a refusal names what is wrong."""
     try:
         data = yaml.safe_load(document)
     except yaml.YAMLError as error:
@@ -66,7 +80,7 @@ def _parsed(document: str) -> dict[str, list[dict[str, Any]]]:
     if data.get("version") != FORMAT_VERSION:
         raise UserError(ErrorCode.INVALID, f"version must be {FORMAT_VERSION}", "version")
     known = {section.name for section in SECTIONS}
-    unknown = sorted(set(data) - known - {"version"})
+    unknown = sorted(set(data) - known - {name for part in PARTS for name in part.names} - {"version"})
     if unknown:
         raise UserError(ErrorCode.INVALID, f"unknown sections: {', '.join(map(str, unknown))}", unknown[0])
     sections = {}
@@ -75,16 +89,21 @@ def _parsed(document: str) -> dict[str, list[dict[str, Any]]]:
         if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
             raise UserError(ErrorCode.INVALID, f"{name} must be a list of mappings", name)
         sections[name] = items
-    return sections
+    return sections, data
 
 
 async def import_config(session: AsyncSession, *, actor: Actor, document: str) -> dict[str, int]:
     """Make the configuration the file's, section by section, all or nothing; how many items each section holds."""
-    sections = _parsed(document)
+    sections, data = _parsed(document)
     present = [section for section in SECTIONS if section.name in sections]
     kept = {}
     for section in present:
         kept[section.name] = await section.load(session, actor=actor, items=sections[section.name])
+    counts = {section.name: len(sections[section.name]) for section in present}
+    for part in PARTS:
+        given = {name: data[name] for name in part.names if name in data}
+        if given:
+            counts.update(await part.load(session, given, actor))
     for section in reversed(present):
         await section.prune(session, actor=actor, kept=kept[section.name])
-    return {section.name: len(sections[section.name]) for section in present}
+    return counts

@@ -108,7 +108,17 @@ async def test_the_file_round_trips_through_the_cli_onto_a_clean_database(gql, r
     result = await asyncio.to_thread(run_cli, "config", "export", str(file), env=servers)
     assert result.returncode == 0, result.stderr
     document = yaml.safe_load(file.read_text())
-    assert list(document) == ["version", "reasonCodes", "dictionaries", "customerFields", "caseTemplates"]
+    assert list(document) == [
+        "version",
+        "reasonCodes",
+        "dictionaries",
+        "customerFields",
+        "caseTemplates",
+        "regions",
+        "tat_policies",
+        "user_groups",
+        "workflows",
+    ]
     assert document["caseTemplates"][0]["form"][1] == {
         "key": "last4",
         "label": "Last digits",
@@ -167,7 +177,8 @@ def broken(document: str, change) -> str:
         (lambda d: d["reasonCodes"][0].update(category="finished"), "reasonCodes.0.category", "INVALID"),
         (lambda d: d["reasonCodes"].append(dict(d["reasonCodes"][0])), "reasonCodes.11.code", "DUPLICATE"),
         (lambda d: d.update(version=2), "version", "INVALID"),
-        (lambda d: d.update(workflows=[]), "workflows", "INVALID"),
+        (lambda d: d.update(teams=[]), "teams", "INVALID"),
+        (lambda d: d.update(workflows=[{"code": "W", "tat_policy": "Nope"}]), "workflows.0.tat_policy", "NOT_FOUND"),
         (lambda d: d.update(dictionaries={"a": 1}), "dictionaries", "INVALID"),
     ],
 )
@@ -212,6 +223,11 @@ async def test_what_the_file_no_longer_lists_goes_unless_it_is_in_use(gql, runti
 
     counts = await imported(runtime, broken(before, drop_template))
     after = yaml.safe_load(await exported(runtime))
-    assert counts == {"dictionaries": 1, "customerFields": 2, "caseTemplates": 0}
+    assert counts == {
+        "dictionaries": 1,
+        "customerFields": 2,
+        "caseTemplates": 0,
+        **{"regions": 0, "tat_policies": 0, "user_groups": 0, "workflows": 0},
+    }
     assert (after["caseTemplates"], [d["name"] for d in after["dictionaries"]]) == ([], ["Account types"])
     assert after["reasonCodes"] == yaml.safe_load(before)["reasonCodes"]

@@ -480,25 +480,25 @@ def gid_db(global_id: str) -> int:
     return from_global_id(global_id)[1]
 
 
-async def test_casegraph_sla_export_and_import_through_the_command_line(gql, servers, tmp_path):
+async def test_regions_and_policies_travel_in_the_configuration_file(gql, servers, tmp_path):
     from tests.test_runtime import run_cli
 
     await configure(gql)
-    exported = tmp_path / "sla.yaml"
-    result = await asyncio.to_thread(run_cli, "sla", "export", str(exported), env=servers)
+    exported = tmp_path / "config.yaml"
+    result = await asyncio.to_thread(run_cli, "config", "export", str(exported), env=servers)
     assert result.returncode == 0, result.stderr
     document = yaml.safe_load(exported.read_text())
     assert [p["code"] for p in document["tat_policies"]] == ["STANDARD"]
 
     document["regions"][0]["business_hours"].append({"weekday": 0, "start": "08:00", "end": "09:00"})
     exported.write_text(yaml.safe_dump(document))
-    refused = await asyncio.to_thread(run_cli, "sla", "import", str(exported), env=servers)
+    refused = await asyncio.to_thread(run_cli, "config", "import", str(exported), env=servers)
     assert refused.returncode == 2 and "regions.0.business_hours.7" in refused.stdout + refused.stderr
 
     document["regions"][0]["business_hours"].pop()
     document["regions"][0]["time_zone"] = "America/New_York"
     exported.write_text(yaml.safe_dump(document))
-    result = await asyncio.to_thread(run_cli, "sla", "import", str(exported), env=servers)
+    result = await asyncio.to_thread(run_cli, "config", "import", str(exported), env=servers)
     assert result.returncode == 0, result.stderr
     assert (await gql("{ regions { timeZone } }")) == {"regions": [{"timeZone": "America/New_York"}]}
 

@@ -1069,21 +1069,3 @@ async def import_sla_config(session: AsyncSession, data: dict[str, Any], actor: 
 def _check_named(value: object, known: set[str], what: str, field: str) -> None:
     if value is not None and value not in known:
         raise UserError(ErrorCode.NOT_FOUND, f"{field}: no {what} named {value!r}", field)
-
-
-async def export_sla_document(session: AsyncSession) -> str:
-    """The configuration as YAML (`casegraph sla export FILE`)."""
-    import yaml
-
-    return yaml.safe_dump(await export_sla_config(session), sort_keys=False, allow_unicode=True)
-
-
-async def import_sla_document(session: AsyncSession, *, actor: Actor, document: str) -> dict[str, int]:
-    """`casegraph sla import FILE`: a YAML document as `import_sla_config` takes it."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(document)
-    except yaml.YAMLError as error:
-        raise UserError(ErrorCode.INVALID, f"not valid YAML: {error}", "file") from None
-    return await import_sla_config(session, data, actor)

@@ -13,24 +13,17 @@
 
 Prints each figure; the last line is one JSON object.
 
-    python bench/queue.py [--agents 200] [--pools 10] [--cases 20000] [--seconds 10]
+    python bench/queues.py [--agents 200] [--pools 10] [--cases 20000] [--seconds 10]
                           [--subscribers 1000] [--rate 50] [--events 500]
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This file shares its name with the standard library's `queue` (which redis imports): look in
-# its directory only after the standard library.
-_HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE] + [_HERE]
-
 import argparse
 import asyncio
 import json
 import random
+import sys
 import time
 from collections import defaultdict
 
