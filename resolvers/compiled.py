@@ -16,10 +16,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import orjson
-from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -37,13 +38,16 @@ from graphql import (
     parse,
     validate,
 )
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.execution.values import get_argument_values, get_variable_values
 from graphql.utilities import type_from_ast
-from sqlalchemy.exc import DBAPIError
 from strawberry.extensions import SchemaExtension
 
 from app.errors import UserError
+from app.limits import unstorable_character
 from app.pagination import decode_cursor, page_size
+from app.read_pool import ReadFailed
+from resolvers.query_cost import cost_refusal
 from schema.ids import decode_id, from_global_id
 from schema.permissions import NODE_READS, permitted
 
@@ -577,41 +581,98 @@ def plan_for(
     return plan, variables
 
 
-async def fetch(engine: Any, sql: str, parameters: list[Any]) -> str:
-    """The statement's one value; SQLAlchemy's asyncpg dialect prepares it once per connection.
-    One statement needs no transaction: autocommit spares a BEGIN and a ROLLBACK round trip."""
-    async with engine.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            return (await conn.exec_driver_sql(sql, tuple(parameters))).scalar_one()
-        except DBAPIError as error:
-            raise Fallback("database error") from error  # the executor meets it and reports it as it does today
+# ---- admitted documents: the hot path --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A document that passed every check before execution once (parsing, validation, the depth,
+    alias and token limits, its literals) and compiled. A later request with the same text skips
+    those and checks only what is its own: its variables, the cost they give, the caller's role."""
+
+    document: DocumentNode
+    max_cost: int | None  # set when variables may give page sizes: the cost is then checked per request
+
+
+# Per schema (its limits are its own), by document text and the operation name as sent.
+_admitted: WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str | None], Admitted]] = WeakKeyDictionary()
+
+
+def admit(
+    schema: GraphQLSchema, source: str, operation_name: str | None, document: DocumentNode, max_cost: int
+) -> None:
+    admitted = _admitted.setdefault(schema, {})
+    if (source, operation_name) in admitted:
+        return
+    prepared = _operations.get((source, operation_name))
+    if prepared is None:
+        prepared = _prepare(document, operation_name)
+    if prepared is None:
+        return
+    ints = any(_named(v.type) == "Int" for v in prepared.operation.variable_definitions or ())
+    _remember(admitted, (source, operation_name), Admitted(document, max_cost if ints else None))
+
+
+async def answer_admitted(
+    schema: GraphQLSchema,
+    source: str,
+    operation_name: str | None,
+    raw_variables: dict[str, Any] | None,
+    actor: Any,
+    reads: Any,
+) -> bytes | None:
+    """The `data` of an admitted document as JSON, or None: then the whole pipeline runs and words
+    whatever refusal there is, exactly as for a document seen for the first time."""
+    admitted = _admitted.get(schema, {}).get((source, operation_name))
+    if admitted is None:
+        return None
+    if raw_variables and unstorable_character(raw_variables) is not None:
+        return None
+    if admitted.max_cost is not None and cost_refusal(
+        schema, admitted.document, operation_name, raw_variables or {}, admitted.max_cost
+    ):
+        return None
+    try:
+        plan, variables = plan_for(schema, source, admitted.document, operation_name, raw_variables)
+        parameters = plan.parameters(Request(variables, actor))
+        return await reads.fetch(plan.sql, parameters)
+    except (Fallback, ReadFailed):
+        return None
 
 
 class CompiledReads(SchemaExtension):
     """Answers a compilable read query with one SQL statement, after every check that comes before
     execution (parsing, validation, limits, cost, unstorable characters). Only where the transport
-    asks for it (`context.compile_reads`): the result's data is then pre-serialised JSON."""
+    asks for it (`context.compile_reads`): the result's data is then pre-serialised JSON. A document
+    answered here is admitted: the transport answers its next requests without strawberry."""
+
+    def __init__(self, *, max_cost: int) -> None:
+        super().__init__()
+        self.max_cost = max_cost
 
     async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         context = execution.context
         if execution.result is None and getattr(context, "compile_reads", False) and execution.graphql_document:
+            schema = execution.schema._schema
             try:
                 plan, variables = plan_for(
-                    execution.schema._schema,
+                    schema,
                     execution.query or "",
                     execution.graphql_document,
                     execution.operation_name,
                     execution.variables,
                 )
                 parameters = plan.parameters(Request(variables, context.actor))
-                text = await fetch(context.runtime.engine, plan.sql, parameters)
-            except Fallback:
-                pass
+                data = await context.runtime.compiled_reads.fetch(plan.sql, parameters)
+            except (Fallback, ReadFailed):
+                pass  # the executor answers: a database error is met there and reported as it is today
             else:
-                execution.result = GraphQLExecutionResult(data=orjson.Fragment(text), errors=None)  # type: ignore[arg-type]
+                execution.result = GraphQLExecutionResult(data=orjson.Fragment(data), errors=None)  # type: ignore[arg-type]
                 context.answered_by = "compiled"
+                # Keyed by the operation name the client sent, as the transport looks it up.
+                provided = execution._provided_operation_name  # strawberry keeps no public copy
+                admit(schema, execution.query or "", provided, execution.graphql_document, self.max_cost)
         yield
 
 

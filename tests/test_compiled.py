@@ -285,15 +285,21 @@ async def pool(runtime):
 
 
 async def _both(http, token: str, query: str, variables: dict):
+    """The executor's answer and the compiled path's. The compiled path is asked twice: a document it
+    answers is admitted, and the second answer comes from the transport's hot path, past strawberry."""
     answers = []
-    for path in ("executor", "compiled"):
+    for path in ("executor", "compiled", "compiled"):
         response = await http.post(
             "/graphql",
             json={"query": query, "variables": variables},
             headers={"Authorization": f"Bearer {token}", "Casegraph-Path": path},
         )
         answers.append(response)
-    return answers
+    executor, compiled, again = answers
+    assert again.status_code == compiled.status_code
+    assert again.headers["casegraph-path"] == compiled.headers["casegraph-path"]
+    assert again.content == compiled.content
+    return executor, compiled
 
 
 TALLY: Counter = Counter()
@@ -437,3 +443,59 @@ async def test_explain_prints_the_plan_the_sql_and_postgresqls_plan(runtime, poo
 
     assert "Customer.contacts" in compiled and "json_build_object" in compiled and "EXPLAIN:" in compiled
     assert fallback == "Falls back to the executor: Query.customers is not compiled"
+
+
+# ---- admitted documents: answered past strawberry, each request still checked ------------------
+
+WIDE = """query($id: ID!, $a: Int, $b: Int) { customer(id: $id) { contacts(first: $a) { edges { node {
+  customer { contacts(first: $b) { edges { node { id w: id x: id y: id z: id } } } } } } } } }"""
+
+
+async def test_an_admitted_document_is_still_refused_to_a_role_that_may_not_read_it(http, pool):
+    await _both(http, pool["tokens"]["agent"], HISTORY, {"id": pool["ids"][0]})  # admitted
+
+    executor, compiled = await _both(http, pool["tokens"]["integrator"], HISTORY, {"id": pool["ids"][0]})
+
+    assert compiled.headers["casegraph-path"] == "executor"
+    assert compiled.json() == executor.json()
+    assert compiled.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_an_admitted_document_is_still_costed_with_each_requests_page_sizes(http, pool):
+    token = pool["tokens"]["agent"]
+    small = await _post(http, token, WIDE, {"id": pool["ids"][0], "a": 2, "b": 2})
+    await _post(http, token, WIDE, {"id": pool["ids"][0], "a": 2, "b": 2})
+
+    costly = await _post(http, token, WIDE, {"id": pool["ids"][0], "a": 100, "b": 100})
+
+    assert small.headers["casegraph-path"] == "compiled"
+    assert costly.headers["casegraph-path"] == "executor"
+    assert costly.json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+    assert "data" not in costly.json()
+
+
+async def test_an_admitted_document_still_refuses_unstorable_variables(http, pool):
+    token = pool["tokens"]["agent"]
+    query = "query($n: String!) { customerByNumber(number: $n) { number } }"
+    await _post(http, token, query, {"n": pool["numbers"][0]})
+    again = await _post(http, token, query, {"n": pool["numbers"][0]})
+
+    refused = await _post(http, token, query, {"n": "C-\u0000"})
+
+    assert again.headers["casegraph-path"] == "compiled"
+    assert refused.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "data" not in refused.json()
+
+
+async def test_an_admitted_document_still_needs_a_valid_token_and_valid_variables(http, pool):
+    token = pool["tokens"]["agent"]
+    await _post(http, token, HISTORY, {"id": pool["ids"][0]})
+
+    unknown = await _post(http, "cg_not-a-token", HISTORY, {"id": pool["ids"][0]})
+    missing = await _post(http, token, HISTORY, {})
+    executor_missing = await _post(http, token, HISTORY, {}, path="executor")
+
+    assert unknown.status_code == 401
+    assert missing.headers["casegraph-path"] == "executor"
+    assert missing.json() == executor_missing.json()
+    assert "Variable '$id'" in missing.json()["errors"][0]["message"]
