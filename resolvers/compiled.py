@@ -30,11 +30,14 @@ from graphql import (
     GraphQLSchema,
     GraphQLSkipDirective,
     InlineFragmentNode,
+    ListValueNode,
     NamedTypeNode,
     NonNullTypeNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    VariableNode,
     parse,
     validate,
 )
@@ -183,6 +186,16 @@ LINKS: dict[tuple[str, str], tuple[str, str]] = {
 NODE_TYPES = ("Customer", "Case", "Contact")
 
 
+def _has_variable(value: Any) -> bool:
+    if isinstance(value, VariableNode):
+        return True
+    if isinstance(value, ListValueNode):
+        return any(_has_variable(item) for item in value.values)
+    if isinstance(value, ObjectValueNode):
+        return any(_has_variable(item.value) for item in value.fields)
+    return False
+
+
 # ---- the planner and compiler -----------------------------------------------------------------
 
 
@@ -267,6 +280,15 @@ class Compiler:
     def arguments(self, parent: GraphQLObjectType, node: FieldNode) -> Callable[[Request], dict[str, Any]]:
         """The field's arguments for a request, coerced as the executor coerces them (once per request)."""
         definition = parent.fields[node.name.value]
+        if not any(_has_variable(argument.value) for argument in node.arguments or ()):
+            constant: list[dict[str, Any]] = []  # literals only: coerced on the first request, then kept
+
+            def get_constant(request: Request) -> dict[str, Any]:
+                if not constant:
+                    constant.append(get_argument_values(definition, node, request.variables))
+                return constant[0]
+
+            return get_constant
 
         def get(request: Request) -> dict[str, Any]:
             found = request.memo.get(id(node))
