@@ -122,9 +122,10 @@ def _text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'::text"
 
 
-# Columns by GraphQL type and field: (SQL of the value given the row alias). JSON-typed fields
-# (custom fields, headers, payloads, recognition) are not here: their numbers would be printed by
-# PostgreSQL rather than by Python, so they fall back.
+# Columns by GraphQL type and field: (SQL of the value given the row alias). JSON fields (custom
+# fields, headers, payloads, recognition) are jsonb printed by PostgreSQL: the executor reads that
+# same text and prints it again, so the two agree after parsing (keys in jsonb's order, the same
+# strings, numbers of the same value).
 def _col(name: str) -> Callable[[str], str]:
     return lambda row: f"{row}.{name}"
 
@@ -142,6 +143,7 @@ COLUMNS: dict[str, dict[str, Callable[[str], str]]] = {
         "number": _col("number"),
         "name": _col("name"),
         "status": _enum("status"),
+        "fields": _col("fields"),
         "lastActivityAt": _time("last_activity_at"),
         "createdAt": _time("created_at"),
         "updatedAt": _time("updated_at"),
@@ -154,6 +156,7 @@ COLUMNS: dict[str, dict[str, Callable[[str], str]]] = {
         "reasonCode": _col("reason_code"),
         "priority": _enum("priority"),
         "severity": _col("severity"),
+        "fields": _col("fields"),
         "archivedAt": _time("archived_at"),
         "closedAt": _time("closed_at"),
         "createdAt": _time("created_at"),
@@ -170,11 +173,31 @@ COLUMNS: dict[str, dict[str, Callable[[str], str]]] = {
         "to": lambda row: f"{row}.to_addresses::json",
         "source": _col("source"),
         "externalId": _col("external_id"),
+        "headers": _col("headers"),
+        "payload": _col("payload"),
+        "recognition": _col("recognition"),
         "needsReview": _col("needs_review"),
         "createdAt": _time("created_at"),
     },
+    "User": {
+        "name": _col("name"),
+        "email": _col("email"),
+        "role": _enum("role"),
+        "active": _col("active"),
+        "createdAt": _time("created_at"),
+    },
+    "CustomerIdentifier": {
+        "kind": _enum("kind"),
+        "value": _col("value"),
+    },
 }
-TABLES = {"Customer": "customers", "Case": "cases", "Contact": "contacts"}
+TABLES = {
+    "Customer": "customers",
+    "Case": "cases",
+    "Contact": "contacts",
+    "User": "users",
+    "CustomerIdentifier": "customer_identifiers",
+}
 # To-one links by foreign key, loaded by id as the DataLoaders do (no visibility filter there either).
 LINKS: dict[tuple[str, str], tuple[str, str]] = {
     ("Contact", "customer"): ("Customer", "customer_id"),
@@ -182,8 +205,10 @@ LINKS: dict[tuple[str, str], tuple[str, str]] = {
     ("Customer", "mergedInto"): ("Customer", "merged_into_id"),
     ("Case", "mergedInto"): ("Case", "merged_into_id"),
     ("Case", "parent"): ("Case", "parent_id"),
+    ("Case", "assignee"): ("User", "assignee_id"),
+    ("Contact", "agent"): ("User", "agent_id"),
 }
-NODE_TYPES = ("Customer", "Case", "Contact")
+NODE_TYPES = ("Customer", "Case", "Contact", "User")
 
 
 def _has_variable(value: Any) -> bool:
@@ -332,6 +357,27 @@ class Compiler:
             return self.contacts(parent, nodes, row, "case_id", "Case.contacts", depth)
         if (parent.name, name) == ("Customer", "cases"):
             return self.customer_cases(parent, nodes, row, depth)
+        if (parent.name, name) == ("Customer", "identifiers"):
+            # The loader's order: by kind, then as added.
+            return self.row_list(
+                "CustomerIdentifier", nodes, "", f"{{t}}.customer_id = {row}.id", "{t}.kind, {t}.id", depth
+            )
+        if (parent.name, name) == ("Case", "customers"):
+            # The primary customer first, then as linked (the loader's order).
+            return self.row_list(
+                "Customer",
+                nodes,
+                "JOIN case_customers l ON l.customer_id = {t}.id",
+                f"l.case_id = {row}.id",
+                "l.is_primary DESC, l.created_at, l.customer_id",
+                depth,
+            )
+        if (parent.name, name) == ("Case", "primaryCustomer"):
+            primary = (
+                f"(SELECT l.customer_id FROM case_customers l WHERE l.case_id = {row}.id AND l.is_primary"
+                " ORDER BY l.created_at, l.customer_id LIMIT 1)"
+            )
+            return self.row_object("Customer", nodes, f"{{t}}.id = {primary}", depth)
         raise Fallback(f"{parent.name}.{name} is not compiled")
 
     def sub(self, type_name: str, nodes: list[FieldNode]) -> tuple[GraphQLObjectType, dict[str, list[FieldNode]]]:
@@ -344,6 +390,16 @@ class Compiler:
         type_, fields = self.sub(type_name, nodes)
         t = self.alias()
         return f"(SELECT {self.object(type_, fields, t, depth + 1)} FROM {TABLES[type_name]} {t} WHERE {where.format(t=t)})"
+
+    def row_list(self, type_name: str, nodes: list[FieldNode], join: str, where: str, order: str, depth: int) -> str:
+        """Rows of a table as a list of objects, in `order` ({t} is the row alias); [] when none match."""
+        type_, fields = self.sub(type_name, nodes)
+        t = self.alias()
+        value = self.object(type_, fields, t, depth + 1)
+        return (
+            f"coalesce((SELECT json_agg({value} ORDER BY {order.format(t=t)}) FROM {TABLES[type_name]} {t}"
+            f" {join.format(t=t)} WHERE {where.format(t=t)}), '[]'::json)"
+        )
 
     # Roots: the same lookups as the resolvers, ids decoded in Python as the resolvers decode them.
     def root(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
@@ -373,6 +429,14 @@ class Compiler:
             reference = self.bind(lambda r: args(r)["reference"].strip().upper(), "text")
             live = f"(SELECT casegraph_live_case(c.id, false) FROM cases c WHERE c.reference = {reference})"
             return self.row_object("Case", nodes, f"{{t}}.id = {live}", depth)
+        if name == "contact":
+            self.operations.add("Query.contact")
+            contact_id = self.bind(lambda r: decode_id(args(r)["id"], "Contact"), "bigint")
+            return self.row_object("Contact", nodes, f"{{t}}.id = {contact_id}", depth)
+        if name == "me":
+            self.operations.add("Query.me")
+            user_id = self.bind(lambda r: r.actor.user_id if r.actor else None, "bigint")
+            return self.row_object("User", nodes, f"{{t}}.id = {user_id}", depth)
         if name == "node":
             self.operations.add("Query.node")
             return self.node(args, nodes, depth)

@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
-from app.auth import SYSTEM
+from app.auth import SYSTEM, Actor
 from app.contact_data import ContactData
 from app.pagination import encode_cursor
 from app.services import archive, cases, contacts, customers
+from app.services.customers import IdentifierInput
 from schema.ids import to_global_id
 from tests.conftest import _token
 
@@ -23,8 +25,24 @@ START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NAMES = [None, "Zoë Ångström", '🦄 "quoted" \\ back', "O'Brien\u2028line", "日本語の名前", "Ann", "Bob", "Cy"]
 TEXTS = [None, "plain", "emoji 😀🎉", 'tab\tnewline\nquote"', "<b>bold</b>", "ü" * 40, "\u0001control"]
 
+# Custom fields, headers, payloads and traces: key orders jsonb changes, unicode, numbers of every shape.
+FIELDS = [
+    {},
+    {"zeta": 1, "a": [1, 2.5, None, True, "ü"], "nested": {"b": 0.30000000000000004, "a": -7}, "e": 1e16},
+    {"emoji": '😀 "quoted" \\ back\nline', "big": 9007199254740993, "small": 1e-7, "neg": -0.0},
+]
+IDENTIFIERS = [
+    [],
+    [IdentifierInput("email", "Ann@Example.org"), IdentifierInput("phone", "020 7946 0001")],
+    [
+        IdentifierInput("account_id", "A-1"),
+        IdentifierInput("email", "b@example.org"),
+        IdentifierInput("external_ref", "x"),
+    ],
+]
+
 SCALARS = {
-    "Customer": ["id", "number", "name", "status", "lastActivityAt", "createdAt", "updatedAt", "__typename"],
+    "Customer": ["id", "number", "name", "status", "fields", "lastActivityAt", "createdAt", "updatedAt", "__typename"],
     "Case": [
         "id",
         "reference",
@@ -34,6 +52,7 @@ SCALARS = {
         "reasonCode",
         "priority",
         "severity",
+        "fields",
         "archivedAt",
         "closedAt",
         "createdAt",
@@ -52,37 +71,66 @@ SCALARS = {
         "to",
         "source",
         "externalId",
+        "headers",
+        "payload",
+        "recognition",
         "needsReview",
         "createdAt",
         "__typename",
     ],  # fmt: skip
+    "User": ["id", "name", "email", "role", "active", "createdAt", "__typename"],
+    "CustomerIdentifier": ["id", "kind", "value", "__typename"],
 }
 # Fields the compiled path does not (yet) answer: a query holding one runs through the executor.
 OTHERS = {
-    "Customer": ["fields", "identifiers { kind value }"],
-    "Case": ["fields", "customers { id }", "primaryCustomer { number }"],
-    "Contact": ["headers", "agent { id }"],
+    "Customer": ["latestContact { id }", "openCases { totalCount }"],
+    "Case": ["pool { id }"],
+    "Contact": ["attachments { id }", "candidates { id }"],
+    "User": ["__typename"],
+    "CustomerIdentifier": ["__typename"],
 }
 LINKS = {
-    "Customer": [("mergedInto", "Customer")],
-    "Case": [("parent", "Case"), ("mergedInto", "Case")],
-    "Contact": [("customer", "Customer"), ("case", "Case")],
+    "Customer": [("mergedInto", "Customer"), ("identifiers", "CustomerIdentifier")],
+    "Case": [
+        ("parent", "Case"),
+        ("mergedInto", "Case"),
+        ("assignee", "User"),
+        ("primaryCustomer", "Customer"),
+        ("customers", "Customer"),
+    ],
+    "Contact": [("customer", "Customer"), ("case", "Case"), ("agent", "User")],
 }
 CONNECTIONS = {"Customer": [("contacts", "Contact"), ("cases", "Case")], "Case": [("contacts", "Contact")]}
-NODE_TYPES = ["Customer", "Case", "Contact"]
+NODE_TYPES = ["Customer", "Case", "Contact", "User"]
 
 
 async def seed_awkward_data(runtime) -> dict:
     """Customers with odd names, cases with several customers, contacts without a case or with equal
     times, a parent case, a merged case, merged, archived and erased customers."""
+    tokens = {role: await _token(runtime, role, role) for role in ("admin", "supervisor", "agent", "integrator")}
+    async with runtime.reading() as session:
+        agent_id = (await session.execute(text("SELECT id FROM users WHERE name = 'agent'"))).scalar_one()
+    agent = Actor(user_id=agent_id, name="agent", role="agent")
     async with runtime.transaction() as session:
         people = [
-            await customers.create_customer(session, actor=SYSTEM, name=n, identifiers=[], fields=None, region="GB")
-            for n in NAMES
+            await customers.create_customer(
+                session,
+                actor=SYSTEM,
+                name=n,
+                identifiers=IDENTIFIERS[i % len(IDENTIFIERS)],
+                fields=FIELDS[i % len(FIELDS)],
+                region="GB",
+            )
+            for i, n in enumerate(NAMES)
         ]
         ids = [p.id for p in people]
         shared = await cases.create_case(
-            session, actor=SYSTEM, subject="Shared 🧾", customer_ids=ids[:3], description="three customers"
+            session,
+            actor=SYSTEM,
+            subject="Shared 🧾",
+            customer_ids=ids[:3],
+            description="three customers",
+            fields=FIELDS[1],
         )
         child = await cases.create_case(
             session, actor=SYSTEM, subject="Child", customer_ids=[ids[1]], parent_id=shared.id, severity="s1"
@@ -107,20 +155,26 @@ async def seed_awkward_data(runtime) -> dict:
                 html="<p>hé 😀</p>" if i % 4 == 0 else None,
                 from_address="a@example.org" if i % 3 else None,
                 to_addresses=["b@example.org", "ç@example.org"] if i % 2 else [],
+                headers=FIELDS[i % len(FIELDS)],
+                payload=FIELDS[(i + 1) % len(FIELDS)],
             )
+            by = agent if i % 2 else SYSTEM  # half have an agent
             try:
                 contact = await contacts.create_contact(
-                    session, actor=SYSTEM, data=data, customer_id=owner, case_id=case_id
+                    session, actor=by, data=data, customer_id=owner, case_id=case_id
                 )
             except Exception:  # a link the services refuse: log it on the customer alone
-                contact = await contacts.create_contact(
-                    session, actor=SYSTEM, data=data, customer_id=owner, case_id=None
-                )
+                contact = await contacts.create_contact(session, actor=by, data=data, customer_id=owner, case_id=None)
             contact_ids.append(contact.id)
         orphan = await contacts.create_contact(
             session, actor=SYSTEM, data=ContactData(channel="sms", direction="inbound"), customer_id=None, case_id=None
         )
         contact_ids.append(orphan.id)
+        await cases.update_case(session, actor=SYSTEM, case_id=plain.id, assignee_id=agent_id)
+        await session.execute(
+            text("UPDATE contacts SET recognition = CAST(:trace AS jsonb) WHERE id = ANY(:ids)"),
+            {"trace": json.dumps(FIELDS[1]), "ids": contact_ids[::3]},
+        )
     async with runtime.transaction() as session:
         await cases.merge_cases(session, actor=SYSTEM, source_case_id=doomed.id, target_case_id=child.id)
     async with runtime.transaction() as session:
@@ -136,13 +190,13 @@ async def seed_awkward_data(runtime) -> dict:
     async with runtime.reading() as session:
         for case_id in case_ids:
             references.append((await cases.read_case(session, case_id)).reference)
-    tokens = {role: await _token(runtime, role, role) for role in ("admin", "supervisor", "agent", "integrator")}
     occurred = START + timedelta(minutes=5)
     return {
         "ids": [to_global_id("Customer", i) for i in ids]
         + [to_global_id("Case", i) for i in case_ids]
         + [to_global_id("Contact", i) for i in contact_ids[::4]]
-        + [to_global_id("User", 1), to_global_id("CustomerIdentifier", 1), to_global_id("Customer", 99999)]
+        + [to_global_id("User", agent_id), to_global_id("User", 99999), to_global_id("CustomerIdentifier", 1)]
+        + [to_global_id("Customer", 99999)]
         + ["garbage", "", "Q3VzdG9tZXI6YWJj"],
         "numbers": numbers + [numbers[2].lower(), f"  {numbers[7]} ", "C-999999"],
         "references": references + [references[3].lower(), "CASE-999999"],
@@ -246,7 +300,11 @@ def queries(draw, pool: dict) -> tuple[str, dict]:
 
     roots = []
     for position in range(draw(st.integers(1, 2))):
-        root = draw(st.sampled_from(["customer", "node", "customerByNumber", "case", "caseByReference", "__typename"]))
+        root = draw(
+            st.sampled_from(
+                ["customer", "node", "customerByNumber", "case", "caseByReference", "contact", "me", "__typename"]
+            )
+        )
         label = f"r{position}: "
         depth = draw(st.integers(0, 2))
         if root == "__typename":
@@ -259,6 +317,12 @@ def queries(draw, pool: dict) -> tuple[str, dict]:
             roots.append(
                 f"{label}case(id: {var('ID!', draw(st.sampled_from(pool['ids'])))}) {{ {selection('Case', depth)} }}"
             )
+        elif root == "contact":
+            roots.append(
+                f"{label}contact(id: {var('ID!', draw(st.sampled_from(pool['ids'])))}) {{ {selection('Contact', depth)} }}"
+            )
+        elif root == "me":
+            roots.append(f"{label}me {{ {selection('User', depth)} }}")
         elif root == "customerByNumber":
             roots.append(
                 f"{label}customerByNumber(number: {var('String!', draw(st.sampled_from(pool['numbers'])))}) {{ {selection('Customer', depth)} }}"
@@ -499,3 +563,25 @@ async def test_an_admitted_document_still_needs_a_valid_token_and_valid_variable
     assert missing.headers["casegraph-path"] == "executor"
     assert missing.json() == executor_missing.json()
     assert "Variable '$id'" in missing.json()["errors"][0]["message"]
+
+
+EVERYTHING = """query($id: ID!) { customer(id: $id) { fields identifiers { id kind value }
+  cases(first: 5) { edges { node { fields assignee { id name email role active createdAt }
+    customers { number fields } primaryCustomer { number } } } }
+  contacts(first: 20) { edges { node { headers payload recognition agent { name role } } } } }
+  me { name role } }"""
+
+
+async def test_json_fields_identifiers_and_users_are_compiled_as_the_executor_answers(http, pool):
+    answers = []
+    for customer_id in pool["ids"][:5]:
+        executor, compiled = await _both(http, pool["tokens"]["admin"], EVERYTHING, {"id": customer_id})
+
+        assert compiled.headers["casegraph-path"] == "compiled"
+        assert json.dumps(compiled.json()) == json.dumps(executor.json())
+        answers.append(compiled.json()["data"]["customer"])
+    fields = answers[2]["fields"]
+    assert fields["emoji"].startswith("😀") and fields["big"] == 9007199254740993
+    assert [i["kind"] for i in answers[2]["identifiers"]] == ["ACCOUNT_ID", "EMAIL", "EXTERNAL_REF"]
+    assignees = [e["node"]["assignee"] for e in answers[4]["cases"]["edges"]]
+    assert {"name": "agent", "role": "AGENT"}.items() <= next(a for a in assignees if a).items()
