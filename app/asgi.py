@@ -121,8 +121,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def compiled_read(
         document: str, operation_name: str | None, variables: dict | None, actor: Actor
     ) -> bytes | None:
+        runtime = holder["runtime"]
         return await answer_admitted(
-            schema._schema, document, operation_name, variables, actor, holder["runtime"].compiled_reads
+            schema._schema,
+            document,
+            operation_name,
+            variables,
+            actor,
+            runtime.compiled_reads,
+            runtime.settings.default_phone_region,
         )
 
     graphql_http = GraphQLHTTP(

@@ -46,10 +46,13 @@ from graphql.execution.values import get_argument_values, get_variable_values
 from graphql.utilities import type_from_ast
 from strawberry.extensions import SchemaExtension
 
+from app import limits
 from app.errors import UserError
-from app.limits import unstorable_character
+from app.identifiers import normalize_identifier
+from app.limits import check_text, unstorable_character
 from app.pagination import decode_cursor, page_size
 from app.read_pool import ReadFailed
+from app.services.customers import _escape_like
 from resolvers.query_cost import cost_refusal
 from schema.ids import decode_id, from_global_id
 from schema.permissions import NODE_READS, permitted
@@ -67,6 +70,7 @@ class Request:
 
     variables: Any  # graphql-core's VariableValues
     actor: Any
+    region: str = "GB"  # where phone numbers without a country code are read (the identifier filter)
     memo: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -440,6 +444,10 @@ class Compiler:
         if name == "node":
             self.operations.add("Query.node")
             return self.node(args, nodes, depth)
+        if name == "customers":
+            return self.customers(query, nodes, depth)
+        if name == "cases":
+            return self.cases(query, nodes, depth)
         raise Fallback(f"Query.{name} is not compiled")
 
     def node(self, args: Callable[[Request], dict[str, Any]], nodes: list[FieldNode], depth: int) -> str:
@@ -527,6 +535,88 @@ class Compiler:
         )
         # The executor does not count a customer's cases: totalCount is null there.
         return self.connection(parent, nodes, "Case", page, first, _id_cursor, "NULL::int", depth)
+
+    # List roots, as the services list them (newest first). Each filter is one condition that a null
+    # bind switches off, so that a plan serves every filter value a variable may hold.
+    def filter_value(self, args, name: str, convert: Callable[[Any], Any] = lambda v: v) -> Callable[[Request], Any]:
+        def get(request: Request) -> Any:
+            value = (args(request).get("filter") or {}).get(name)
+            if value is None:
+                return None
+            try:
+                return convert(value)
+            except UserError:
+                raise Fallback(f"filter.{name}") from None  # the executor words the refusal
+
+        return get
+
+    def customers(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
+        self.operations.add("Query.customers")
+        args = self.arguments(query, nodes[0])
+        first_of, after_of = self.page_arguments(args, (int,))
+        first = self.bind(first_of, "int")
+        status = self.bind(self.filter_value(args, "status", lambda v: v.value), "text")
+
+        def pattern(search: str) -> str | None:
+            check_text(search, "filter.search", limits.SEARCH)
+            return f"%{_escape_like(search)}%" if search else None
+
+        search = self.bind(self.filter_value(args, "search", pattern), "text")
+        identifier_of = self.filter_value(args, "identifier", lambda v: v)
+
+        def identifier(request: Request) -> tuple[str, str] | None:
+            given = identifier_of(request)
+            if given is None:
+                return None
+            kind = given["kind"].value
+            try:
+                value = normalize_identifier(kind, given["value"], region=request.region, field="filter.identifier")
+            except UserError:
+                raise Fallback("filter.identifier") from None
+            return kind, value
+
+        kind = self.bind(lambda r: (found := identifier(r)) and found[0], "text")
+        value = self.bind(lambda r: (found := identifier(r)) and found[1], "text")
+        t = self.alias()
+        where = (
+            f"{t}.status = coalesce({status}, 'active') AND ({search} IS NULL OR {t}.name ILIKE {search})"
+            f" AND ({kind} IS NULL OR EXISTS (SELECT 1 FROM customer_identifiers i"
+            f" WHERE i.customer_id = {t}.id AND i.kind = {kind} AND i.value = {value}))"
+        )
+        if self.given(query, nodes[0], "after"):
+            after_id = self.bind(lambda r: after_of(r)[0], "bigint")
+            where += f" AND {t}.id < {after_id}"
+        page = (
+            f"SELECT {t}.*, row_number() OVER (ORDER BY {t}.id DESC) AS rn__ FROM customers {t}"
+            f" WHERE {where} ORDER BY {t}.id DESC LIMIT {first} + 1"
+        )
+        return self.connection(query, nodes, "Customer", page, first, _id_cursor, "NULL::int", depth)
+
+    def cases(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
+        self.operations.add("Query.cases")
+        args = self.arguments(query, nodes[0])
+        first_of, after_of = self.page_arguments(args, (int,))
+        first = self.bind(first_of, "int")
+        status = self.bind(self.filter_value(args, "status", lambda v: v.value), "text")
+        # An id of the wrong type matches nothing (-1), as the resolver's filter does.
+        customer = self.bind(self.filter_value(args, "customerId", lambda v: decode_id(v, "Customer") or -1), "bigint")
+        assignee = self.bind(self.filter_value(args, "assigneeId", lambda v: decode_id(v, "User") or -1), "bigint")
+        t = self.alias()
+        where = (
+            f"{t}.merged_into_id IS NULL AND {t}.archived_at IS NULL"
+            f" AND ({status} IS NULL OR {t}.status = {status})"
+            f" AND ({customer} IS NULL OR EXISTS (SELECT 1 FROM case_customers l"
+            f" WHERE l.case_id = {t}.id AND l.customer_id = {customer}))"
+            f" AND ({assignee} IS NULL OR {t}.assignee_id = {assignee})"
+        )
+        if self.given(query, nodes[0], "after"):
+            after_id = self.bind(lambda r: after_of(r)[0], "bigint")
+            where += f" AND {t}.id < {after_id}"
+        page = (
+            f"SELECT {t}.*, row_number() OVER (ORDER BY {t}.id DESC) AS rn__ FROM cases {t}"
+            f" WHERE {where} ORDER BY {t}.id DESC LIMIT {first} + 1"
+        )
+        return self.connection(query, nodes, "Case", page, first, _id_cursor, "NULL::int", depth)
 
     def connection(self, parent, nodes, node_type: str, page: str, first: str, cursor, total: str, depth: int) -> str:
         connection_type = parent.fields[nodes[0].name.value].type
@@ -706,6 +796,7 @@ async def answer_admitted(
     raw_variables: dict[str, Any] | None,
     actor: Any,
     reads: Any,
+    region: str,
 ) -> bytes | None:
     """The `data` of an admitted document as JSON, or None: then the whole pipeline runs and words
     whatever refusal there is, exactly as for a document seen for the first time."""
@@ -720,7 +811,7 @@ async def answer_admitted(
         return None
     try:
         plan, variables = plan_for(schema, source, admitted.document, operation_name, raw_variables)
-        parameters = plan.parameters(Request(variables, actor))
+        parameters = plan.parameters(Request(variables, actor, region))
         return await reads.fetch(plan.sql, parameters)
     except (Fallback, ReadFailed):
         return None
@@ -749,7 +840,7 @@ class CompiledReads(SchemaExtension):
                     execution.operation_name,
                     execution.variables,
                 )
-                parameters = plan.parameters(Request(variables, context.actor))
+                parameters = plan.parameters(Request(variables, context.actor, context.phone_region))
                 data = await context.runtime.compiled_reads.fetch(plan.sql, parameters)
             except (Fallback, ReadFailed):
                 pass  # the executor answers: a database error is met there and reported as it is today
