@@ -54,6 +54,7 @@ from app.pagination import decode_cursor, page_size
 from app.read_pool import ReadFailed
 from app.services.customers import _escape_like
 from resolvers.query_cost import cost_refusal
+from schema.audit import AUDIT_ENTITY_TYPES
 from schema.ids import decode_id, from_global_id
 from schema.permissions import NODE_READS, permitted
 
@@ -126,6 +127,12 @@ def _text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'::text"
 
 
+def _audit_type_name(row: str) -> str:
+    """The global-id type name of an audit event's entity, as schema/audit.py names it."""
+    branches = " ".join(f"WHEN {_text(entity)} THEN {_text(name)}" for name, entity in AUDIT_ENTITY_TYPES.items())
+    return f"(CASE {row}.entity_type {branches} ELSE {row}.entity_type END)"
+
+
 # Columns by GraphQL type and field: (SQL of the value given the row alias). JSON fields (custom
 # fields, headers, payloads, recognition) are jsonb printed by PostgreSQL: the executor reads that
 # same text and prints it again, so the two agree after parsing (keys in jsonb's order, the same
@@ -194,6 +201,15 @@ COLUMNS: dict[str, dict[str, Callable[[str], str]]] = {
         "kind": _enum("kind"),
         "value": _col("value"),
     },
+    "AuditEvent": {
+        "occurredAt": _time("occurred_at"),
+        "actorName": _col("actor_name"),
+        "action": _col("action"),
+        "entityType": _col("entity_type"),
+        "entityId": lambda row: _base64(f"{_audit_type_name(row)} || ':' || {row}.entity_id::text"),
+        "before": _col("before"),
+        "after": _col("after"),
+    },
 }
 TABLES = {
     "Customer": "customers",
@@ -201,6 +217,7 @@ TABLES = {
     "Contact": "contacts",
     "User": "users",
     "CustomerIdentifier": "customer_identifiers",
+    "AuditEvent": "audit_events",
 }
 # To-one links by foreign key, loaded by id as the DataLoaders do (no visibility filter there either).
 LINKS: dict[tuple[str, str], tuple[str, str]] = {
@@ -211,6 +228,7 @@ LINKS: dict[tuple[str, str], tuple[str, str]] = {
     ("Case", "parent"): ("Case", "parent_id"),
     ("Case", "assignee"): ("User", "assignee_id"),
     ("Contact", "agent"): ("User", "agent_id"),
+    ("AuditEvent", "actor"): ("User", "actor_user_id"),
 }
 NODE_TYPES = ("Customer", "Case", "Contact", "User")
 
@@ -446,6 +464,8 @@ class Compiler:
             return self.node(args, nodes, depth)
         if name == "customers":
             return self.customers(query, nodes, depth)
+        if name == "auditEvents":
+            return self.audit_events(query, nodes, depth)
         if name == "cases":
             return self.cases(query, nodes, depth)
         raise Fallback(f"Query.{name} is not compiled")
@@ -591,6 +611,31 @@ class Compiler:
             f" WHERE {where} ORDER BY {t}.id DESC LIMIT {first} + 1"
         )
         return self.connection(query, nodes, "Customer", page, first, _id_cursor, "NULL::int", depth)
+
+    def audit_events(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
+        self.operations.add("Query.auditEvents")
+        args = self.arguments(query, nodes[0])
+        first_of, after_of = self.page_arguments(args, (int,))
+        first = self.bind(first_of, "int")
+
+        def entity(request: Request) -> tuple[str, int] | None:
+            decoded = from_global_id(args(request)["entityId"])
+            if decoded is None or decoded[0] not in AUDIT_ENTITY_TYPES:
+                return None  # an empty trail, as the resolver answers
+            return AUDIT_ENTITY_TYPES[decoded[0]], decoded[1]
+
+        entity_type = self.bind(lambda r: (found := entity(r)) and found[0], "text")
+        entity_id = self.bind(lambda r: (found := entity(r)) and found[1], "bigint")
+        t = self.alias()
+        where = f"{t}.entity_type = {entity_type} AND {t}.entity_id = {entity_id}"
+        if self.given(query, nodes[0], "after"):
+            after_id = self.bind(lambda r: after_of(r)[0], "bigint")
+            where += f" AND {t}.id < {after_id}"
+        page = (
+            f"SELECT {t}.*, row_number() OVER (ORDER BY {t}.id DESC) AS rn__ FROM audit_events {t}"
+            f" WHERE {where} ORDER BY {t}.id DESC LIMIT {first} + 1"
+        )
+        return self.connection(query, nodes, "AuditEvent", page, first, _id_cursor, "NULL::int", depth)
 
     def cases(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
         self.operations.add("Query.cases")

@@ -110,6 +110,17 @@ SCALARS = {
     ],  # fmt: skip
     "User": ["id", "name", "email", "role", "active", "createdAt", "__typename"],
     "CustomerIdentifier": ["id", "kind", "value", "__typename"],
+    "AuditEvent": [
+        "id",
+        "occurredAt",
+        "actorName",
+        "action",
+        "entityType",
+        "entityId",
+        "before",
+        "after",
+        "__typename",
+    ],
 }
 # Fields the compiled path does not (yet) answer: a query holding one runs through the executor.
 OTHERS = {
@@ -118,6 +129,7 @@ OTHERS = {
     "Contact": ["attachments { id }", "candidates { id }"],
     "User": ["__typename"],
     "CustomerIdentifier": ["__typename"],
+    "AuditEvent": ["__typename"],
 }
 LINKS = {
     "Customer": [("mergedInto", "Customer"), ("identifiers", "CustomerIdentifier")],
@@ -129,6 +141,7 @@ LINKS = {
         ("customers", "Customer"),
     ],
     "Contact": [("customer", "Customer"), ("case", "Case"), ("agent", "User")],
+    "AuditEvent": [("actor", "User")],
 }
 CONNECTIONS = {"Customer": [("contacts", "Contact"), ("cases", "Case")], "Case": [("contacts", "Contact")]}
 NODE_TYPES = ["Customer", "Case", "Contact", "User"]
@@ -297,7 +310,7 @@ def queries(draw, pool: dict) -> tuple[str, dict]:
         first = draw(st.sampled_from([None, 1, 2, 3, 5, 100, 0, 101]))
         if first is not None:
             arguments.append(f"first: {first}")
-        cursors = pool["case_cursors"] if name in ("cases", "customers") else pool["contact_cursors"]
+        cursors = pool["case_cursors"] if name in ("cases", "customers", "auditEvents") else pool["contact_cursors"]
         after = draw(st.sampled_from([None, None, "absent", "null", *cursors]))
         if after == "absent":  # declared, and left out of the variables
             name = var("String", None)
@@ -334,7 +347,7 @@ def queries(draw, pool: dict) -> tuple[str, dict]:
         root = draw(
             st.sampled_from(
                 ["customer", "node", "customerByNumber", "case", "caseByReference", "contact", "me", "__typename"]
-                + ["customers", "cases"]
+                + ["customers", "cases", "auditEvents"]
             )
         )
         label = f"r{position}: "
@@ -361,6 +374,11 @@ def queries(draw, pool: dict) -> tuple[str, dict]:
                 arguments = f"({arguments[1:-1]}, filter: {filter_})" if arguments else f"(filter: {filter_})"
             node_type = "Customer" if root == "customers" else "Case"
             roots.append(f"{label}{root}{arguments} {{ {connection(node_type, depth)} }}")
+        elif root == "auditEvents":
+            arguments = connection_arguments("Query", root)
+            entity = f"entityId: {var('ID!', draw(st.sampled_from(pool['ids'])))}"
+            arguments = f"({arguments[1:-1]}, {entity})" if arguments else f"({entity})"
+            roots.append(f"{label}auditEvents{arguments} {{ {connection('AuditEvent', depth)} }}")
         elif root == "me":
             roots.append(f"{label}me {{ {selection('User', depth)} }}")
         elif root == "customerByNumber":
@@ -647,3 +665,26 @@ async def test_one_plan_serves_every_filter_a_variable_holds(http, pool):
         data = compiled.json()["data"]
         sizes.append((len(data["customers"]["edges"]), len(data["cases"]["edges"])))
     assert len(set(sizes)) == len(sizes)  # each filter took effect
+
+
+AUDIT = """query($id: ID!, $after: String) { auditEvents(entityId: $id, first: 1, after: $after) {
+  edges { cursor node { id occurredAt actorName action entityType entityId before after actor { name role } } }
+  pageInfo { hasNextPage endCursor } totalCount } }"""
+
+
+async def test_audit_trails_are_compiled_and_page_as_the_executor_does(http, pool):
+    pages_by_entity = []
+    for entity in (pool["ids"][6], pool["ids"][8], pool["ids"][9], pool["user"], "garbage"):
+        after, pages = None, 0
+        while True:
+            executor, compiled = await _both(http, pool["tokens"]["agent"], AUDIT, {"id": entity, "after": after})
+
+            assert compiled.headers["casegraph-path"] == "compiled"
+            assert json.dumps(compiled.json()) == json.dumps(executor.json())
+            trail = compiled.json()["data"]["auditEvents"]
+            pages += 1
+            if not trail["pageInfo"]["hasNextPage"]:
+                break
+            after = trail["pageInfo"]["endCursor"]
+        pages_by_entity.append(pages)
+    assert max(pages_by_entity) > 1  # a trail paged through, one event a page
