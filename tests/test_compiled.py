@@ -688,3 +688,24 @@ async def test_audit_trails_are_compiled_and_page_as_the_executor_does(http, poo
             after = trail["pageInfo"]["endCursor"]
         pages_by_entity.append(pages)
     assert max(pages_by_entity) > 1  # a trail paged through, one event a page
+
+
+async def test_a_persisted_query_sent_by_its_hash_alone_is_answered_by_the_hot_path(http, pool):
+    import hashlib
+
+    token = {"Authorization": f"Bearer {pool['tokens']['agent']}"}
+    extensions = {"persistedQuery": {"version": 1, "sha256Hash": hashlib.sha256(HISTORY.encode()).hexdigest()}}
+    variables = {"id": pool["ids"][0], "first": 3}
+    registered = await http.post(
+        "/graphql", json={"query": HISTORY, "variables": variables, "extensions": extensions}, headers=token
+    )
+
+    by_hash = await http.get(
+        "/graphql",
+        params={"variables": json.dumps(variables), "extensions": json.dumps(extensions)},
+        headers=token,
+    )
+
+    assert registered.headers["casegraph-path"] == by_hash.headers["casegraph-path"] == "compiled"
+    assert by_hash.content == registered.content
+    assert len(by_hash.json()["data"]["customer"]["contacts"]["edges"]) == 3
