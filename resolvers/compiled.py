@@ -50,6 +50,7 @@ from app import limits
 from app.errors import UserError
 from app.identifiers import normalize_identifier
 from app.limits import check_text, unstorable_character
+from app.models import OPEN_CASE_STATUSES
 from app.pagination import decode_cursor, page_size
 from app.read_pool import ReadFailed
 from app.services.customers import _escape_like
@@ -379,6 +380,25 @@ class Compiler:
             return self.contacts(parent, nodes, row, "case_id", "Case.contacts", depth)
         if (parent.name, name) == ("Customer", "cases"):
             return self.customer_cases(parent, nodes, row, depth)
+        if (parent.name, name) == ("Customer", "openCases"):
+            return self.customer_cases(parent, nodes, row, depth, open_only=True)
+        if (parent.name, name) == ("Customer", "latestContact"):
+            self.operations.add("Customer.latestContact")
+            latest = (
+                f"(SELECT c.id FROM contacts c WHERE c.customer_id = {row}.id"
+                " ORDER BY c.occurred_at DESC, c.id DESC LIMIT 1)"
+            )
+            return self.row_object("Contact", nodes, f"{{t}}.id = {latest}", depth)
+        if (parent.name, name) == ("Contact", "candidates"):
+            # The customers by the ids the contact holds, in that order (the loader's load_many).
+            return self.row_list(
+                "Customer",
+                nodes,
+                f"JOIN unnest({row}.candidate_customer_ids) WITH ORDINALITY k(id, ord) ON k.id = {{t}}.id",
+                "true",
+                "k.ord",
+                depth,
+            )
         if (parent.name, name) == ("Customer", "identifiers"):
             # The loader's order: by kind, then as added.
             return self.row_list(
@@ -539,13 +559,15 @@ class Compiler:
         total = f"(SELECT count(*) FROM contacts c WHERE {count_where})"
         return self.connection(parent, nodes, "Contact", page, first, _contact_cursor, total, depth)
 
-    def customer_cases(self, parent, nodes, row: str, depth: int) -> str:
-        self.operations.add("Customer.cases")
+    def customer_cases(self, parent, nodes, row: str, depth: int, open_only: bool = False) -> str:
+        self.operations.add("Customer.openCases" if open_only else "Customer.cases")
         args = self.arguments(parent, nodes[0])
         first_of, after_of = self.page_arguments(args, (int,))
         first = self.bind(first_of, "int")
         t = self.alias()
         where = f"l.customer_id = {row}.id AND {t}.merged_into_id IS NULL"
+        if open_only:  # app/history.py's open cases: not finished, not archived
+            where += f" AND {t}.status IN ({', '.join(map(_text, OPEN_CASE_STATUSES))}) AND {t}.archived_at IS NULL"
         if self.given(parent, nodes[0], "after"):
             after_id = self.bind(lambda r: after_of(r)[0], "bigint")
             where += f" AND {t}.id < {after_id}"
