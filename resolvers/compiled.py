@@ -486,6 +486,8 @@ class Compiler:
             return self.customers(query, nodes, depth)
         if name == "auditEvents":
             return self.audit_events(query, nodes, depth)
+        if name == "users":
+            return self.users(query, nodes, depth)
         if name == "cases":
             return self.cases(query, nodes, depth)
         raise Fallback(f"Query.{name} is not compiled")
@@ -633,6 +635,24 @@ class Compiler:
             f" WHERE {where} ORDER BY {t}.id DESC LIMIT {first} + 1"
         )
         return self.connection(query, nodes, "Customer", page, first, _id_cursor, "NULL::int", depth)
+
+    def users(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
+        self.operations.add("Query.users")
+        args = self.arguments(query, nodes[0])
+        first_of, after_of = self.page_arguments(args, (int,))
+        first = self.bind(first_of, "int")
+        active = self.bind(self.filter_value(args, "active"), "boolean")
+        t = self.alias()
+        where = f"({active} IS NULL OR {t}.active = {active})"
+        if self.given(query, nodes[0], "after"):
+            after_id = self.bind(lambda r: after_of(r)[0], "bigint")
+            where += f" AND {t}.id > {after_id}"
+        # In the order users were created (oldest first), unlike every other list.
+        page = (
+            f"SELECT {t}.*, row_number() OVER (ORDER BY {t}.id) AS rn__ FROM users {t}"
+            f" WHERE {where} ORDER BY {t}.id LIMIT {first} + 1"
+        )
+        return self.connection(query, nodes, "User", page, first, _id_cursor, "NULL::int", depth)
 
     def audit_events(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
         self.operations.add("Query.auditEvents")

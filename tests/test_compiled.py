@@ -154,6 +154,7 @@ async def seed_awkward_data(runtime) -> dict:
     """Customers with odd names, cases with several customers, contacts without a case or with equal
     times, a parent case, a merged case, merged, archived and erased customers."""
     tokens = {role: await _token(runtime, role, role) for role in ("admin", "supervisor", "agent", "integrator")}
+    await _token(runtime, "retired", "agent")  # a deactivated user, for the users list
     async with runtime.reading() as session:
         agent_id = (await session.execute(text("SELECT id FROM users WHERE name = 'agent'"))).scalar_one()
     agent = Actor(user_id=agent_id, name="agent", role="agent")
@@ -236,6 +237,7 @@ async def seed_awkward_data(runtime) -> dict:
         await customers.merge_customers(session, actor=SYSTEM, survivor_id=ids[6], duplicate_ids=[ids[7]])
     async with runtime.transaction() as session:
         await archive.archive_customer(session, actor=SYSTEM, customer_id=ids[5])
+        await session.execute(text("UPDATE users SET active = false WHERE name = 'retired'"))
     async with runtime.transaction() as session:
         await archive.erase_customer(session, actor=SYSTEM, customer_id=ids[3], reason="request")
     numbers = [p.number for p in people]
@@ -357,7 +359,7 @@ def queries(draw, pool: dict) -> tuple[str, dict]:
         root = draw(
             st.sampled_from(
                 ["customer", "node", "customerByNumber", "case", "caseByReference", "contact", "me", "__typename"]
-                + ["customers", "cases", "auditEvents"]
+                + ["customers", "cases", "auditEvents", "users"]
             )
         )
         label = f"r{position}: "
@@ -384,6 +386,16 @@ def queries(draw, pool: dict) -> tuple[str, dict]:
                 arguments = f"({arguments[1:-1]}, filter: {filter_})" if arguments else f"(filter: {filter_})"
             node_type = "Customer" if root == "customers" else "Case"
             roots.append(f"{label}{root}{arguments} {{ {connection(node_type, depth)} }}")
+        elif root == "users":
+            arguments = connection_arguments("Query", root)
+            active = draw(st.sampled_from([None, "true", "false", "null"]))
+            if active is not None:
+                arguments = (
+                    f"({arguments[1:-1]}, filter: {{active: {active}}})"
+                    if arguments
+                    else f"(filter: {{active: {active}}})"
+                )
+            roots.append(f"{label}users{arguments} {{ {connection('User', depth)} }}")
         elif root == "auditEvents":
             arguments = connection_arguments("Query", root)
             entity = f"entityId: {var('ID!', draw(st.sampled_from(pool['ids'])))}"
