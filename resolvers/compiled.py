@@ -202,6 +202,20 @@ COLUMNS: dict[str, dict[str, Callable[[str], str]]] = {
         "kind": _enum("kind"),
         "value": _col("value"),
     },
+    "Attachment": {
+        "filename": _col("filename"),
+        "contentType": _col("content_type"),
+        "size": _col("size"),
+        "inline": _col("inline"),
+        "contentId": _col("content_id"),
+        "url": lambda row: f"'/attachments/' || {_global_id('Attachment', row)}",
+    },
+    "Pool": {
+        "name": _col("name"),
+        "description": _col("description"),
+        "priority": _col("priority"),
+        "createdAt": _time("created_at"),
+    },
     "AuditEvent": {
         "occurredAt": _time("occurred_at"),
         "actorName": _col("actor_name"),
@@ -219,6 +233,8 @@ TABLES = {
     "User": "users",
     "CustomerIdentifier": "customer_identifiers",
     "AuditEvent": "audit_events",
+    "Attachment": "attachments",
+    "Pool": "pools",
 }
 # To-one links by foreign key, loaded by id as the DataLoaders do (no visibility filter there either).
 LINKS: dict[tuple[str, str], tuple[str, str]] = {
@@ -230,6 +246,7 @@ LINKS: dict[tuple[str, str], tuple[str, str]] = {
     ("Case", "assignee"): ("User", "assignee_id"),
     ("Contact", "agent"): ("User", "agent_id"),
     ("AuditEvent", "actor"): ("User", "actor_user_id"),
+    ("Case", "pool"): ("Pool", "pool_id"),
 }
 NODE_TYPES = ("Customer", "Case", "Contact", "User")
 
@@ -399,6 +416,8 @@ class Compiler:
                 "k.ord",
                 depth,
             )
+        if (parent.name, name) == ("Contact", "attachments"):
+            return self.row_list("Attachment", nodes, "", f"{{t}}.contact_id = {row}.id", "{t}.id", depth)
         if (parent.name, name) == ("Customer", "identifiers"):
             # The loader's order: by kind, then as added.
             return self.row_list(

@@ -4,6 +4,7 @@ compilable subset (and a little beyond it, to exercise the fallback), every role
 import json
 import os
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy import text
 from app.auth import SYSTEM, Actor
 from app.contact_data import ContactData
 from app.pagination import encode_cursor
-from app.services import archive, cases, contacts, customers
+from app.services import archive, cases, contacts, customers, queues
 from app.services.customers import IdentifierInput
 from schema.ids import to_global_id
 from tests.conftest import _token
@@ -110,6 +111,8 @@ SCALARS = {
     ],  # fmt: skip
     "User": ["id", "name", "email", "role", "active", "createdAt", "__typename"],
     "CustomerIdentifier": ["id", "kind", "value", "__typename"],
+    "Attachment": ["id", "filename", "contentType", "size", "inline", "contentId", "url", "__typename"],
+    "Pool": ["id", "name", "description", "priority", "createdAt", "__typename"],
     "AuditEvent": [
         "id",
         "occurredAt",
@@ -125,11 +128,13 @@ SCALARS = {
 # Fields the compiled path does not (yet) answer: a query holding one runs through the executor.
 OTHERS = {
     "Customer": ["__typename"],
-    "Case": ["pool { id }"],
-    "Contact": ["attachments { id }", "delivery { status }"],
+    "Case": ["pool { autoResponse { subject } }"],
+    "Contact": ["delivery { status }"],
     "User": ["__typename"],
     "CustomerIdentifier": ["__typename"],
     "AuditEvent": ["__typename"],
+    "Attachment": ["__typename"],
+    "Pool": ["autoResponse { subject }"],
 }
 LINKS = {
     "Customer": [("mergedInto", "Customer"), ("identifiers", "CustomerIdentifier"), ("latestContact", "Contact")],
@@ -139,8 +144,15 @@ LINKS = {
         ("assignee", "User"),
         ("primaryCustomer", "Customer"),
         ("customers", "Customer"),
+        ("pool", "Pool"),
     ],
-    "Contact": [("customer", "Customer"), ("case", "Case"), ("agent", "User"), ("candidates", "Customer")],
+    "Contact": [
+        ("customer", "Customer"),
+        ("case", "Case"),
+        ("agent", "User"),
+        ("candidates", "Customer"),
+        ("attachments", "Attachment"),
+    ],
     "AuditEvent": [("actor", "User")],
 }
 CONNECTIONS = {
@@ -148,6 +160,15 @@ CONNECTIONS = {
     "Case": [("contacts", "Contact")],
 }
 NODE_TYPES = ["Customer", "Case", "Contact", "User"]
+
+
+@dataclass
+class File:
+    filename: str | None
+    content_type: str
+    data: bytes
+    inline: bool
+    content_id: str | None
 
 
 async def seed_awkward_data(runtime) -> dict:
@@ -218,6 +239,15 @@ async def seed_awkward_data(runtime) -> dict:
         )
         contact_ids.append(orphan.id)
         await cases.update_case(session, actor=SYSTEM, case_id=plain.id, assignee_id=agent_id)
+        queue = await queues.create_pool(session, actor=SYSTEM, name="Billing ✉", description=None, priority=3)
+        await session.execute(
+            text("UPDATE cases SET pool_id = :pool WHERE id = :id"), {"pool": queue.id, "id": shared.id}
+        )
+        for number, contact_id in enumerate(contact_ids[:12:3]):
+            files = [
+                File(f"f{number}-{i}.txt" if i else None, "text/plain", b"x" * i, i == 2, None) for i in range(number)
+            ]
+            await contacts.add_attachments(session, contact_id=contact_id, files=files)
         closed = await cases.create_case(session, actor=SYSTEM, subject="Done", customer_ids=[ids[0], ids[1]])
         await cases.close_case(session, actor=SYSTEM, case_id=closed.id, reason_code="solved")
         # Recognition leaves candidates where customers share an identifier; one of them is merged below.
@@ -647,9 +677,10 @@ async def test_an_admitted_document_still_needs_a_valid_token_and_valid_variable
 
 EVERYTHING = """query($id: ID!) { customer(id: $id) { fields identifiers { id kind value }
   cases(first: 5) { edges { node { fields assignee { id name email role active createdAt }
-    customers { number fields } primaryCustomer { number } } } }
+    customers { number fields } primaryCustomer { number } pool { name description priority createdAt } } } }
   openCases(first: 3) { edges { node { reference status } } } latestContact { id subject }
-  contacts(first: 20) { edges { node { headers payload recognition agent { name role } candidates { number } } } } }
+  contacts(first: 20) { edges { node { headers payload recognition agent { name role } candidates { number }
+    attachments { id filename contentType size inline contentId url } } } } }
   me { name role } }"""
 
 
@@ -668,6 +699,9 @@ async def test_json_fields_identifiers_and_users_are_compiled_as_the_executor_an
     # In the contact's order; the merge re-pointed the merged customer (7) to its survivor (6).
     assert [c["number"] for c in max(candidates, key=len)] == [pool["numbers"][i] for i in (2, 0, 6)]
     assert len(answers[0]["openCases"]["edges"]) < len(answers[0]["cases"]["edges"])  # the closed case
+    files = [f for e in answers[0]["contacts"]["edges"] for f in e["node"]["attachments"]]
+    assert [f["size"] for f in files] == [0, 1] and files[0]["url"] == f"/attachments/{files[0]['id']}"
+    assert {e["node"]["pool"]["name"] for e in answers[0]["cases"]["edges"] if e["node"]["pool"]} == {"Billing ✉"}
     assignees = [e["node"]["assignee"] for e in answers[4]["cases"]["edges"]]
     assert {"name": "agent", "role": "AGENT"}.items() <= next(a for a in assignees if a).items()
 
