@@ -25,7 +25,6 @@ from app.services.contacts import read_attachment
 from app.settings import Settings, get_settings
 from resolvers.compiled import answer_admitted
 from resolvers.context import Context
-from resolvers.loaders import Loaders
 from resolvers.schema import build_schema, should_mask_error
 from schema.ids import decode_id
 
@@ -115,8 +114,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return actor
 
     def http_context(actor: Actor) -> Context:
-        runtime = holder["runtime"]
-        return Context(runtime=runtime, actor=actor, loaders=Loaders(runtime))
+        return Context(runtime=holder["runtime"], actor=actor)
 
     async def compiled_read(
         document: str, operation_name: str | None, variables: dict | None, actor: Actor

@@ -26,6 +26,10 @@ rules_cli = typer.Typer(help="Recognition rules as YAML, reviewed and versioned 
 cli.add_typer(rules_cli, name="rules")
 mail_cli = typer.Typer(help="Pools and mailboxes as YAML, reviewed and versioned like code.", no_args_is_help=True)
 cli.add_typer(mail_cli, name="mail")
+config_cli = typer.Typer(
+    help="Reason codes, dictionaries, forms and case templates as one YAML file.", no_args_is_help=True
+)
+cli.add_typer(config_cli, name="config")
 console = Console(stderr=True)
 
 
@@ -440,6 +444,23 @@ def mail_export(file: str = typer.Argument(..., help="The YAML file to write."))
 def mail_import(file: str = typer.Argument(..., help="The YAML file to read.")) -> None:
     """Make the pools and mailboxes FILE's (all or nothing; a mailbox kept by address keeps its polling state)."""
     from app.services.mail import import_config
+
+    _import_file(file, import_config)
+
+
+@config_cli.command("export")
+def config_export(file: str = typer.Argument(..., help="The YAML file to write.")) -> None:
+    """Write every configuration section to FILE."""
+    from app.config_file import export_config
+
+    _export_file(file, export_config)
+    console.print(f"Configuration written to {file}.")
+
+
+@config_cli.command("import")
+def config_import(file: str = typer.Argument(..., help="The YAML file to read.")) -> None:
+    """Make each section FILE holds exactly the file's (all or nothing; sections it leaves out stay)."""
+    from app.config_file import import_config
 
     _import_file(file, import_config)
 

@@ -2,7 +2,7 @@
 
 Services call `emit(session, ...)`. `Runtime.transaction()` writes what was emitted to the
 `event_outbox` table in the same transaction, and once the commit succeeded appends it to the
-Redis stream and deletes the outbox rows. If Redis cannot be reached, the rows stay and the
+Redis stream and (a moment later, in a batch) deletes the outbox rows. If Redis cannot be reached, the rows stay and the
 worker's relay (`relay`) publishes them a few seconds later: an event is never lost, at worst
 delivered twice (subscribers reload the record each time, so that is harmless).
 
@@ -100,14 +100,45 @@ async def publish(redis: Redis, stored: list[StoredEvent], *, retain: int) -> No
         await pipe.execute()
 
 
-async def forget_published(engine: AsyncEngine, stored: list[StoredEvent]) -> None:
-    async with engine.connect() as conn:
-        await conn.execute(delete(EventOutbox).where(EventOutbox.id.in_([e.outbox_id for e in stored])))
-        await conn.commit()
+class PublishedOutbox:
+    """Deletes the outbox rows of published events in batches, off the path of the change that
+    emitted them (one statement for all the changes of a moment, not one transaction each). A
+    process that stops first leaves its rows to the relay, which publishes them once more:
+    harmless, as said above."""
+
+    def __init__(self, engine: AsyncEngine, *, delay: float = 0.05) -> None:
+        self.engine = engine
+        self.delay = delay
+        self.ids: list[int] = []
+        self.task: asyncio.Task | None = None
+
+    def forget(self, stored: list[StoredEvent]) -> None:
+        self.ids.extend(event.outbox_id for event in stored)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._clear_soon())
+
+    async def _clear_soon(self) -> None:
+        await asyncio.sleep(self.delay)
+        await self.flush()
+
+    async def flush(self) -> None:
+        while self.ids:
+            ids, self.ids = self.ids, []
+            try:
+                async with self.engine.connect() as conn:
+                    await conn.execute(delete(EventOutbox).where(EventOutbox.id.in_(ids)))
+                    await conn.commit()
+            except Exception:  # the events went out; the relay may send them once more, which is harmless
+                log.exception("clearing %d published events from the outbox failed", len(ids))
+
+    async def close(self) -> None:
+        if self.task is not None:
+            await self.task
+        await self.flush()
 
 
-async def publish_committed(engine: AsyncEngine, redis: Redis, stored: list[StoredEvent], *, retain: int) -> None:
-    """After the commit: publish and clear the outbox rows; on failure the relay retries."""
+async def publish_committed(redis: Redis, outbox: PublishedOutbox, stored: list[StoredEvent], *, retain: int) -> None:
+    """After the commit: publish, then clear the outbox rows; on failure the relay retries."""
     if not stored:
         return
     try:
@@ -115,10 +146,7 @@ async def publish_committed(engine: AsyncEngine, redis: Redis, stored: list[Stor
     except (RedisError, OSError):
         log.warning("publishing %d change events failed; the outbox relay will publish them", len(stored))
         return
-    try:
-        await forget_published(engine, stored)
-    except Exception:  # the events went out; the relay may send them once more, which is harmless
-        log.exception("clearing published events from the outbox failed")
+    outbox.forget(stored)
 
 
 async def relay(

@@ -24,7 +24,6 @@ from app.auth import Revocation, RevocationFollower, authenticate, bearer_token,
 from app.runtime import Runtime
 from app.settings import Settings
 from resolvers.context import Context
-from resolvers.loaders import Loaders
 from resolvers.query_cost import cost_refusal
 from resolvers.schema import unstorable_refusal
 
@@ -90,7 +89,7 @@ class GraphQLWebSocket(GraphQL):
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
         runtime = self.runtime_holder["runtime"]
-        return Context(runtime=runtime, actor=None, loaders=Loaders(runtime))
+        return Context(runtime=runtime, actor=None)
 
     async def on_ws_connect(self, context: Context) -> None:
         self.revocations.follow(context.runtime.event_hub)

@@ -23,6 +23,7 @@ ADDRESS = 254  # a contact's from and to addresses
 SUBJECT = 500
 SEVERITY = 50
 REASON_CODE = 100
+REASON = 1_000  # why a case was handed on, why an agent is away
 DESCRIPTION = 20_000
 SOURCE = 100  # an integrator's system name
 EXTERNAL_ID = 200  # an integrator's idempotency key
@@ -30,12 +31,15 @@ MESSAGE_ID = 500  # under the btree row limit even in 4-byte characters
 TEXT = 200_000  # a contact's plain-text body
 HTML = 500_000  # a contact's HTML body
 SEARCH = 200  # a search term or a lookup key (customer number, case reference)
+PATTERN = 1000  # a fixed-format field's regular expression
+HELP_TEXT = 2000  # a form field's help text
 
 # Items per list in one input.
 IDS_PER_CALL = 100  # duplicates to merge, contacts to move, field picks
 CUSTOMERS_PER_CASE = 50
 IDENTIFIERS_PER_CUSTOMER = 50
 RECIPIENTS = 100
+DICTIONARY_ENTRIES = 1000
 
 # JSON custom fields, headers and payloads.
 JSON_DEPTH = 32

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 from redis.asyncio import Redis
@@ -24,6 +24,10 @@ class Runtime:
     redis: Redis
     event_hub: events.EventHub
     compiled_reads: ReadPool  # the compiled read path's statements (resolvers/compiled.py)
+    published: events.PublishedOutbox = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.published = events.PublishedOutbox(self.engine)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -32,7 +36,7 @@ class Runtime:
             async with session.begin():
                 yield session
                 stored = await events.store_pending(session)
-            await events.publish_committed(self.engine, self.redis, stored, retain=self.settings.events_retained)
+            await events.publish_committed(self.redis, self.published, stored, retain=self.settings.events_retained)
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
@@ -40,6 +44,7 @@ class Runtime:
             yield session
 
     async def close(self) -> None:
+        await self.published.close()
         await self.event_hub.close()
         await self.redis.aclose()
         await self.compiled_reads.close()

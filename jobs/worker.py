@@ -10,7 +10,7 @@ from arq.connections import RedisSettings
 
 from app import events, health
 from app.runtime import create_runtime
-from app.services import archive, mail
+from app.services import archive, mail, tasks
 from app.settings import JOB_QUEUE, get_settings
 
 
@@ -81,6 +81,15 @@ async def mail_sweep(ctx: dict[str, Any]) -> int:
     return len(pending) + len(queued)
 
 
+async def task_reminders(ctx: dict[str, Any]) -> int:
+    """Every two seconds: deliver the task reminders that are due (each once), then send their mails."""
+    result = await tasks.send_due_reminders(ctx["runtime"])
+    send = mail.send_enqueuer(ctx["redis"])
+    for outbound_id in result.mails:
+        await send(outbound_id)
+    return len(result.sent)
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     ctx["runtime"] = create_runtime(get_settings(), pool_size=5)
     await health.beat(ctx["runtime"].redis)
@@ -102,6 +111,7 @@ class WorkerSettings:
     cron_jobs.append(cron(archive_sweep, hour={3}, minute={17}, second={0}, unique=True))
     cron_jobs.append(cron(mail_poll_due, second=set(range(0, 60, 5)), unique=True))
     cron_jobs.append(cron(mail_sweep, second={30}, unique=True))
+    cron_jobs.append(cron(task_reminders, second=set(range(0, 60, 2)), unique=True))
     on_startup = startup
     on_shutdown = shutdown
     queue_name = JOB_QUEUE

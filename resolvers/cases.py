@@ -88,10 +88,13 @@ class CaseMutation:
                 subject=input.subject,
                 customer_ids=[db_id(cid, "Customer", f"customerIds.{i}") for i, cid in enumerate(input.customer_ids)],
                 description=input.description,
-                priority=input.priority.value,
+                priority=input.priority.value if input.priority else None,
                 severity=input.severity,
                 fields=input.fields,
                 parent_id=optional_db_id(input.parent_id, "Case", "parentId"),
+                pool_id=optional_db_id(input.pool_id, "Pool", "poolId"),
+                template_id=optional_db_id(input.template_id, "CaseTemplate", "templateId"),
+                region=info.context.phone_region,
             ),
             case_payload,
         )
@@ -113,6 +116,8 @@ class CaseMutation:
                 fields=input.fields,
                 assignee_id=optional_db_id(input.assignee_id, "User", "assigneeId"),
                 parent_id=optional_db_id(input.parent_id, "Case", "parentId"),
+                reason_code=input.reason_code,
+                region=info.context.phone_region,
             ),
             case_payload,
         )

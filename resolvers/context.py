@@ -12,11 +12,18 @@ from resolvers.loaders import Loaders
 class Context:
     runtime: Runtime
     actor: Actor | None
-    loaders: Loaders
     connection_params: dict[str, Any] | None = None
     token_key: str | None = None  # the hash of a WebSocket's token, once it is admitted
     compile_reads: bool = False  # the transport takes pre-serialised data (resolvers/compiled.py)
     answered_by: str = "executor"  # which path answered: "compiled" or "executor"
+    _loaders: Loaders | None = None
+
+    @property
+    def loaders(self) -> Loaders:
+        """The request's DataLoaders, made when first used (most subscription events need none)."""
+        if self._loaders is None:
+            self._loaders = Loaders(self.runtime)
+        return self._loaders
 
     @property
     def phone_region(self) -> str:
@@ -25,4 +32,4 @@ class Context:
 
     def fresh_loaders(self) -> None:
         """Drop cached rows: a subscription reloads from the database for every event."""
-        self.loaders = Loaders(self.runtime)
+        self._loaders = None

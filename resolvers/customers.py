@@ -117,6 +117,7 @@ class CustomerMutation:
                 customer_id=db_id(input.id, "Customer", "id"),
                 name=input.name,
                 fields=input.fields,
+                region=info.context.phone_region,
             ),
             lambda row: {"customer": Customer.from_row(row)},
         )

@@ -19,23 +19,36 @@ from app.models import (
     Attachment,
     Case,
     CaseCustomer,
+    CaseTemplate,
     Contact,
     Customer,
     CustomerIdentifier,
+    Dictionary,
+    DictionaryEntry,
+    FormField,
     OutboundMessage,
     Pool,
+    ReasonCode,
+    Task,
     User,
 )
 from app.pagination import Page, page_size
 from app.runtime import Runtime
 from app.services import mail as mail_service
+from app.services import tasks as task_service
 from schema.auth import User as UserType
 from schema.cases import Case as CaseType
 from schema.contacts import Attachment as AttachmentType
 from schema.contacts import Contact as ContactType
 from schema.customers import Customer as CustomerType
+from schema.forms import CaseTemplate as CaseTemplateType
+from schema.forms import Dictionary as DictionaryType
+from schema.forms import DictionaryEntry as DictionaryEntryType
+from schema.forms import FormField as FormFieldType
 from schema.mail import Delivery as DeliveryType
 from schema.queues import Pool as PoolType
+from schema.reasons import ReasonCode as ReasonCodeType
+from schema.tasks import Task as TaskType
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,15 @@ class PageKey:
     channel: str | None = None
 
 
+@dataclass(frozen=True)
+class TaskPageKey:
+    owner: str  # "customer" or "case"
+    owner_id: int
+    first: int
+    after: str | None
+    status: str | None
+
+
 class Loaders:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -54,6 +76,13 @@ class Loaders:
         self.contact = self._by_id(Contact, ContactType.from_row)
         self.user = self._by_id(User, UserType.from_row)
         self.pool = self._by_id(Pool, PoolType.from_row)
+        self.task = self._by_id(Task, TaskType.from_row)
+        self.owner_tasks = DataLoader(self._task_pages)
+        self.case_template = self._by_id(CaseTemplate, CaseTemplateType.from_row)
+        self.dictionary = self._by_id(Dictionary, DictionaryType.from_row)
+        self.dictionary_entries = DataLoader(self._dictionary_entries)
+        self.template_form = DataLoader(self._template_forms)
+        self.reason_code = DataLoader(self._reason_codes)
         self.attachments_by_contact = DataLoader(self._attachments)
         self.delivery_by_contact = DataLoader(self._deliveries)
         self.inbound_backlog = DataLoader(self._inbound_backlog)
@@ -88,6 +117,31 @@ class Loaders:
         ):
             grouped[row.customer_id].append(row)
         return [grouped[i] for i in customer_ids]
+
+    async def _reason_codes(self, codes: list[str]) -> list[Any]:
+        table = ReasonCode.__table__
+        found = {
+            r.code: ReasonCodeType.from_row(r) for r in await self._rows(select(table).where(table.c.code.in_(codes)))
+        }
+        return [found.get(c) for c in codes]
+
+    async def _dictionary_entries(self, dictionary_ids: list[int]) -> list[list[Any]]:
+        table = DictionaryEntry.__table__
+        grouped: dict[int, list[Any]] = defaultdict(list)
+        for row in await self._rows(
+            select(table).where(table.c.dictionary_id.in_(dictionary_ids)).order_by(table.c.position, table.c.id)
+        ):
+            grouped[row.dictionary_id].append(DictionaryEntryType(value=row.value, label=row.label, active=row.active))
+        return [grouped[i] for i in dictionary_ids]
+
+    async def _template_forms(self, template_ids: list[int]) -> list[list[Any]]:
+        table = FormField.__table__
+        grouped: dict[int, list[Any]] = defaultdict(list)
+        for row in await self._rows(
+            select(table).where(table.c.template_id.in_(template_ids)).order_by(table.c.position, table.c.id)
+        ):
+            grouped[row.template_id].append(FormFieldType.from_row(row))
+        return [grouped[i] for i in template_ids]
 
     async def _attachments(self, contact_ids: list[int]) -> list[list[Any]]:
         table = Attachment.__table__
@@ -176,6 +230,20 @@ class Loaders:
                     counts[(owner_id, channel)] = n
         return [counts[k] for k in keys]
 
+    async def _task_pages(self, keys: list[TaskPageKey]) -> list[Page]:
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for key in keys:
+            groups[(key.owner, key.first, key.after, key.status)].append(key.owner_id)
+        pages: dict[TaskPageKey, Page] = {}
+        async with self.runtime.engine.connect() as conn:
+            for (owner, first, after, status), owner_ids in groups.items():
+                found = await task_service.owner_task_pages(
+                    conn, owner=owner, owner_ids=owner_ids, first=first, after=after, status=status
+                )
+                for owner_id, page in found.items():
+                    pages[TaskPageKey(owner, owner_id, first, after, status)] = page
+        return [pages[key] for key in keys]
+
     # Page entry points used by the types: validate the arguments, load, attach a lazy count.
 
     async def customer_contacts_page(
@@ -193,6 +261,9 @@ class Loaders:
     ) -> Page:
         loader = self.customer_open_cases if open_only else self.customer_cases
         return await loader.load(PageKey(customer_id, page_size(first), after))
+
+    async def tasks_page(self, owner: str, owner_id: int, first: int | None, after: str | None, status: str | None):
+        return await self.owner_tasks.load(TaskPageKey(owner, owner_id, page_size(first), after, status))
 
     async def latest_contact(self, customer_id: int) -> Any | None:
         page = await self.customer_contacts.load(PageKey(customer_id, 1, None, None))

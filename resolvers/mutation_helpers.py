@@ -10,6 +10,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import UserError as AppUserError
+from app.errors import each_error
 from schema.errors import UserError
 
 T = TypeVar("T")
@@ -22,11 +23,11 @@ async def mutate(
     work: Callable[[AsyncSession], Awaitable[T]],
     shape: Callable[[T], dict[str, Any] | Awaitable[dict[str, Any]]],
 ) -> P:
-    """`payload(**shape(result))` when `work` commits; `payload(errors=[error])` when it refused the input and changed nothing."""
+    """`payload(**shape(result))` when `work` commits; `payload(errors=[...])` when it refused the input and changed nothing."""
     try:
         async with info.context.runtime.transaction() as session:
             result = await work(session)
     except AppUserError as error:
-        return payload(errors=[UserError.from_error(error)])
+        return payload(errors=[UserError.from_error(e) for e in each_error(error)])
     fields = shape(result)
     return payload(**(await fields if inspect.isawaitable(fields) else fields))

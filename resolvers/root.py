@@ -10,10 +10,14 @@ from resolvers.auth import AuthMutation, AuthQuery
 from resolvers.cases import CaseLifecycleMutation, CaseMutation, CaseQuery
 from resolvers.contacts import ContactFixMutation, ContactMutation, ContactQuery
 from resolvers.customers import CustomerMergeMutation, CustomerMergeQuery, CustomerMutation, CustomerQuery
+from resolvers.forms import FormMutation, FormQuery, load_case_template, load_dictionary
 from resolvers.mail import CaseReplyMutation, MailMutation, MailQuery
-from resolvers.queues import PoolMutation, PoolQuery
+from resolvers.queues import PoolMutation, PoolQuery, WorkMutation, WorkQuery, WorkSubscription
+from resolvers.reasons import ReasonCodeMutation, ReasonCodeQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from resolvers.search import SearchQuery
+from resolvers.subscriptions import Subscription
+from resolvers.tasks import TaskMutation, TaskQuery, TaskSubscription
 from schema.auth import User
 from schema.ids import from_global_id
 from schema.node import Node, load_case, load_contact, load_customer, load_user
@@ -24,6 +28,9 @@ _NODE_LOADERS = {
     "Case": load_case,
     "Contact": load_contact,
     "User": load_user,
+    "Task": lambda info, task_id: info.context.loaders.task.load(task_id),
+    "CaseTemplate": load_case_template,
+    "Dictionary": load_dictionary,
 }
 
 
@@ -58,7 +65,11 @@ QUERIES = (
     AuditQuery,
     AuthQuery,
     PoolQuery,
+    WorkQuery,
     MailQuery,
+    TaskQuery,
+    ReasonCodeQuery,
+    FormQuery,
 )
 MUTATIONS = (
     CustomerMutation,
@@ -72,6 +83,11 @@ MUTATIONS = (
     ArchiveMutation,
     AuthMutation,
     PoolMutation,
+    WorkMutation,
     MailMutation,
     CaseReplyMutation,
+    TaskMutation,
+    ReasonCodeMutation,
+    FormMutation,
 )
+SUBSCRIPTIONS = (Subscription, WorkSubscription, TaskSubscription)

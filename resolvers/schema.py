@@ -36,8 +36,8 @@ from app.limits import unstorable_character
 from app.settings import Settings, load_settings
 from resolvers.compiled import CompiledReads
 from resolvers.query_cost import QueryCostLimiter
-from resolvers.root import MUTATIONS, QUERIES
-from resolvers.subscriptions import EventIds, Subscription
+from resolvers.root import MUTATIONS, QUERIES, SUBSCRIPTIONS
+from resolvers.subscriptions import EventIds
 from schema.auth import User
 from schema.cases import Case
 from schema.contacts import Contact
@@ -163,7 +163,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     return strawberry.Schema(
         query=merge_types("Query", QUERIES),
         mutation=merge_types("Mutation", MUTATIONS),
-        subscription=Subscription,
+        subscription=merge_types("Subscription", SUBSCRIPTIONS),
         types=[Customer, Case, Contact, CustomerIdentifier, User],
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),

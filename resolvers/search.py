@@ -89,6 +89,7 @@ class SearchQuery:
                     priorities=tuple(p.value for p in f.priority or ()),
                     assignee_id=optional_db_id(f.assignee_id, "User", "filters.assigneeId"),
                     customer_id=optional_db_id(f.customer_id, "Customer", "filters.customerId"),
+                    pool_id=optional_db_id(f.pool_id, "Pool", "filters.poolId"),
                     created_after=f.created_after,
                     created_before=f.created_before,
                     updated_after=f.updated_after,

@@ -20,6 +20,10 @@ AUDIT_ENTITY_TYPES = {
     "ArchiveRule": "archive_rule",
     "User": "user",
     "ApiToken": "api_token",
+    "ReasonCode": "reason_code",
+    "Dictionary": "dictionary",
+    "FormField": "form_field",
+    "CaseTemplate": "case_template",
 }
 _TYPE_NAMES = {entity: type_name for type_name, entity in AUDIT_ENTITY_TYPES.items()}
 

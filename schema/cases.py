@@ -8,17 +8,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry.scalars import JSON
 
+from app.models import CATEGORY_OF_STATUS
 from schema.auth import User
 from schema.customers import Customer
-from schema.enums import CaseStatus, Priority
+from schema.enums import CaseStatus, Priority, StatusCategory
 from schema.errors import UserError
 from schema.node import Node, load_case, load_customer, load_customers, load_later, load_user
 from schema.pagination import Connection
 from schema.permissions import allow
+from schema.tasks import Task, TaskStatus, tasks_connection
 
 if TYPE_CHECKING:
     from schema.contacts import Contact
+    from schema.forms import CaseTemplate
     from schema.queues import Pool
+    from schema.reasons import ReasonCode
 
 
 @strawberry.type
@@ -27,12 +31,13 @@ class Case(Node):
     parent_id: strawberry.Private[int | None]
     assignee_id: strawberry.Private[int | None]
     pool_id: strawberry.Private[int | None]
+    template_id: strawberry.Private[int | None]
     merged_into_id: strawberry.Private[int | None]
     reference: str
     subject: str
     description: str | None
     status: CaseStatus
-    reason_code: str | None
+    reason_code: str | None = strawberry.field(description="The code of why the case is in its status (see reason).")
     priority: Priority
     severity: str | None
     fields: JSON
@@ -40,10 +45,25 @@ class Case(Node):
     closed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    waiting_since: datetime | None = strawberry.field(
+        description="Since when the case waits in its pool for an agent; null while an agent has it."
+    )
 
     @classmethod
     def from_row(cls, row: Any) -> Case:
         return super().from_row(row, status=CaseStatus(row.status), priority=Priority(row.priority))
+
+    @strawberry.field(description="The stage of work the status belongs to.")
+    def status_category(self) -> StatusCategory:
+        return StatusCategory(CATEGORY_OF_STATUS[self.status.value])
+
+    @strawberry.field(description="Why the case is in its status, with the code's current description.")
+    def reason(self, info: strawberry.Info) -> Annotated[ReasonCode, strawberry.lazy("schema.reasons")] | None:
+        return load_later(info.context.loaders.reason_code, self.reason_code)
+
+    @strawberry.field(description="The template the case was opened from; its form is the case's form.")
+    def template(self, info: strawberry.Info) -> Annotated[CaseTemplate, strawberry.lazy("schema.forms")] | None:
+        return load_later(info.context.loaders.case_template, self.template_id)
 
     @strawberry.field(description="The pool (queue) the case waits in.")
     def pool(self, info: strawberry.Info) -> Annotated[Pool, strawberry.lazy("schema.queues")] | None:
@@ -71,6 +91,19 @@ class Case(Node):
         page = await info.context.loaders.case_contacts_page(self.db_id, first, after)
         return Connection.from_page(page, Contact.from_row)
 
+    @strawberry.field(
+        permission_classes=[allow("Case.tasks")],
+        description="The tasks on this case, soonest due first (undated last).",
+    )
+    async def tasks(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: TaskStatus | None = None,
+    ) -> Connection[Task]:
+        return await tasks_connection(info, "case", self.db_id, first, after, status)
+
     @strawberry.field
     async def parent(self, info: strawberry.Info) -> Case | None:
         return await load_case(info, self.parent_id)
@@ -86,13 +119,21 @@ class Case(Node):
 
 @strawberry.input
 class CaseCreateInput:
-    subject: str
+    subject: str | None = strawberry.field(default=None, description="Required unless the template has one.")
     customer_ids: list[strawberry.ID] = strawberry.field(description="The first customer is the primary one.")
     description: str | None = None
-    priority: Priority = Priority.NORMAL
+    priority: Priority | None = strawberry.field(default=None, description="The template's, else NORMAL.")
     severity: str | None = None
-    fields: JSON | None = None
+    fields: JSON | None = strawberry.field(
+        default=None, description="Checked against the template's form; merged over its default fields."
+    )
     parent_id: strawberry.ID | None = None
+    pool_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The case waits there for an agent (the template's pool when left out)."
+    )
+    template_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Open the case from a template: its defaults fill what is left out."
+    )
 
 
 @strawberry.input
@@ -103,9 +144,14 @@ class CaseUpdateInput:
     status: CaseStatus | None = None
     priority: Priority | None = None
     severity: str | None = None
-    fields: JSON | None = None
+    fields: JSON | None = strawberry.field(
+        default=None, description="Merged into the existing fields; those written are checked against the case's form."
+    )
     assignee_id: strawberry.ID | None = None
     parent_id: strawberry.ID | None = None
+    reason_code: str | None = strawberry.field(
+        default=None, description="With a status change: an active reason code of the new status's category."
+    )
 
 
 @strawberry.input

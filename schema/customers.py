@@ -14,6 +14,7 @@ from schema.errors import UserError
 from schema.node import Node, load_customer, load_customers
 from schema.pagination import Connection
 from schema.permissions import allow
+from schema.tasks import Task, TaskStatus, tasks_connection
 
 if TYPE_CHECKING:
     from schema.cases import Case
@@ -106,6 +107,19 @@ class Customer(Node):
             self.db_id, first, after, channel.value if channel else None
         )
         return Connection.from_page(page, Contact.from_row)
+
+    @strawberry.field(
+        permission_classes=[allow("Customer.tasks")],
+        description="The tasks on this customer, soonest due first (undated last).",
+    )
+    async def tasks(
+        self,
+        info: strawberry.Info,
+        first: int | None = None,
+        after: str | None = None,
+        status: TaskStatus | None = None,
+    ) -> Connection[Task]:
+        return await tasks_connection(info, "customer", self.db_id, first, after, status)
 
     @strawberry.field(description="For a merged customer: the customer it now lives on.")
     async def merged_into(self, info: strawberry.Info) -> Customer | None:

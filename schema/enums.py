@@ -8,7 +8,17 @@ from typing import Any
 import strawberry
 
 from app.errors import ErrorCode as AppErrorCode
-from app.models import CASE_STATUSES, CHANNELS, CUSTOMER_STATUSES, DIRECTIONS, IDENTIFIER_KINDS, PRIORITIES, ROLES
+from app.models import (
+    CASE_STATUSES,
+    CHANNELS,
+    CUSTOMER_STATUSES,
+    DIRECTIONS,
+    FIELD_TYPES,
+    IDENTIFIER_KINDS,
+    PRIORITIES,
+    ROLES,
+    STATUS_CATEGORIES,
+)
 
 ErrorCode = strawberry.enum(AppErrorCode, name="ErrorCode", description="Why an input was refused.")
 
@@ -22,6 +32,13 @@ Channel = values_enum("Channel", CHANNELS)
 Direction = values_enum("Direction", DIRECTIONS)
 CustomerStatus = values_enum("CustomerStatus", CUSTOMER_STATUSES)
 CaseStatus = values_enum("CaseStatus", CASE_STATUSES)
+StatusCategory = values_enum(
+    "StatusCategory",
+    STATUS_CATEGORIES,
+    "The stage of work a status belongs to: NEW is RECEIVED, OPEN IN_PROGRESS, CONSULTATION UNDER_CONSULTATION, "
+    "PENDING PENDING_CUSTOMER, RESOLVED and CLOSED are CLOSED.",
+)
 Priority = values_enum("Priority", PRIORITIES)
 IdentifierKind = values_enum("IdentifierKind", IDENTIFIER_KINDS)
 Role = values_enum("Role", ROLES)
+FieldType = values_enum("FieldType", FIELD_TYPES, "What a form field holds, and how its value is checked.")

@@ -52,8 +52,16 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Query.users": STAFF,  # agents pick assignees
     "Query.tokens": ADMIN,
     "Query.pools": STAFF,  # the queues agents work from
+    "Query.myPools": STAFF,
+    "Query.myCases": STAFF,
+    "Query.coveredCases": STAFF,
+    "Query.poolCases": STAFF,  # an agent: of a pool they serve
+    "Query.absences": STAFF,  # who is away and who covers is what colleagues plan around
     "Query.mailboxes": ADMIN,
     "Query.mailbox": ADMIN,
+    "Query.task": STAFF,
+    "Query.myTasks": STAFF,
+    "Query.tasks": SUPERVISOR,  # everyone's tasks: the team's follow-ups
     "Mutation.customerCreate": FEED,
     "Mutation.customerUpdate": STAFF,
     "Mutation.customerIdentifierAdd": STAFF,
@@ -101,17 +109,55 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Mutation.mailboxUpdate": ADMIN,
     "Mutation.mailboxDelete": ADMIN,
     "Mutation.caseReply": STAFF,
+    "Mutation.poolMemberSet": SUPERVISOR,
+    "Mutation.poolMemberRemove": SUPERVISOR,
+    "Mutation.caseNext": STAFF,
+    "Mutation.caseRelease": STAFF,  # an agent: their own case
+    "Mutation.caseTransfer": STAFF,  # an agent: their own case or a waiting one
+    "Mutation.casesReassign": SUPERVISOR,
+    "Mutation.absenceRecord": STAFF,  # an agent: their own
+    "Mutation.absenceEnd": STAFF,  # an agent: their own
+    # Tasks: an agent changes those assigned to them or that they created; a supervisor any.
+    "Mutation.taskCreate": STAFF,
+    "Mutation.taskUpdate": STAFF,
+    "Mutation.taskComplete": STAFF,
+    "Mutation.taskReopen": STAFF,
+    "Mutation.taskCancel": STAFF,
+    "Mutation.taskDelete": STAFF,
+    # Forms: read by everyone who fills one in, kept by supervisors.
+    "Query.reasonCodes": EVERYONE,
+    "Query.customerForm": EVERYONE,
+    "Query.caseTemplates": EVERYONE,
+    "Query.caseTemplate": EVERYONE,
+    "Query.dictionaries": EVERYONE,
+    "Mutation.reasonCodeCreate": SUPERVISOR,
+    "Mutation.reasonCodeUpdate": SUPERVISOR,
+    "Mutation.reasonCodeDelete": SUPERVISOR,
+    "Mutation.dictionaryCreate": SUPERVISOR,
+    "Mutation.dictionaryUpdate": SUPERVISOR,
+    "Mutation.dictionaryDelete": SUPERVISOR,
+    "Mutation.formFieldCreate": SUPERVISOR,
+    "Mutation.formFieldUpdate": SUPERVISOR,
+    "Mutation.formFieldDelete": SUPERVISOR,
+    "Mutation.caseTemplateCreate": SUPERVISOR,
+    "Mutation.caseTemplateUpdate": SUPERVISOR,
+    "Mutation.caseTemplateDelete": SUPERVISOR,
     # Subscriptions as the queries they mirror.
     "Subscription.customerUpdated": STAFF,
     "Subscription.caseUpdated": STAFF,
     "Subscription.contactReceived": STAFF,
     "Subscription.contactReceived(all)": SUPERVISOR,  # neither customerId nor caseId: every contact
+    "Subscription.queueUpdated": STAFF,  # an agent: a pool they serve
+    "Subscription.myWorkUpdated": STAFF,
+    "Subscription.taskReminder": STAFF,  # the caller's own reminders only
     # Histories are browsing: an integrator that looked a customer or case up reads that record only.
     "Customer.cases": STAFF,
     "Customer.contacts": STAFF,
     "Customer.openCases": STAFF,
     "Customer.latestContact": STAFF,
     "Case.contacts": STAFF,
+    "Customer.tasks": STAFF,
+    "Case.tasks": STAFF,
 }
 
 # node(id) reads an object as the getter of its type would.
@@ -120,6 +166,9 @@ NODE_READS = {
     "Case": "Query.case",
     "Contact": "Query.contact",
     "User": "Query.users",
+    "Task": "Query.task",
+    "CaseTemplate": "Query.caseTemplate",
+    "Dictionary": "Query.dictionaries",
 }
 
 

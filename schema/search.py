@@ -57,6 +57,7 @@ class CaseSearchFilters:
     priority: list[Priority] | None = None
     assignee_id: strawberry.ID | None = None
     customer_id: strawberry.ID | None = None
+    pool_id: strawberry.ID | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
     updated_after: datetime | None = None

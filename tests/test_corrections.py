@@ -156,6 +156,10 @@ async def test_split_a_contact_into_a_new_case(gql, runtime):
 
 async def test_close_with_reason_then_reopen(gql, runtime):
     case = await make_case(runtime, [await make_customer(runtime, "Ada")])
+    await gql(
+        'mutation { reasonCodeCreate(input: {code: "solved-by-phone", description: "Solved by phone", '
+        "category: CLOSED}) { errors { code } } }"
+    )
     closed = await gql(CLOSE, {"input": {"caseId": gid("Case", case), "reasonCode": "solved-by-phone"}})
     assert closed["caseClose"]["case"]["status"] == "CLOSED"
     assert closed["caseClose"]["case"]["reasonCode"] == "solved-by-phone"
@@ -295,7 +299,7 @@ async def test_archived_cases_leave_listings_but_stay_readable(gql, runtime):
 
 async def test_audit_events_page_through_a_cases_history(gql, runtime):
     case = await make_case(runtime, [await make_customer(runtime, "Ada")])
-    await gql(CLOSE, {"input": {"caseId": gid("Case", case), "reasonCode": "done"}})
+    await gql(CLOSE, {"input": {"caseId": gid("Case", case), "reasonCode": "completed"}})
     await gql(REOPEN, {"input": {"caseId": gid("Case", case)}})
     query = """query($id: ID!, $after: String) { auditEvents(entityId: $id, first: 2, after: $after) {
       edges { node { action actorName entityId } } pageInfo { hasNextPage endCursor } } }"""

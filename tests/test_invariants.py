@@ -23,7 +23,7 @@ CUSTOMER_ARCHIVE = f"mutation($id: ID!) {{ customerArchive(input: {{customerId: 
 CASE_UPDATE = (
     f"mutation($id: ID!, $status: CaseStatus!) {{ caseUpdate(input: {{id: $id, status: $status}}) {{ {ERRORS} }} }}"
 )
-CASE_CLOSE = f'mutation($id: ID!) {{ caseClose(input: {{caseId: $id, reasonCode: "done"}}) {{ case {{ status closedAt }} {ERRORS} }} }}'
+CASE_CLOSE = f'mutation($id: ID!) {{ caseClose(input: {{caseId: $id, reasonCode: "completed"}}) {{ case {{ status closedAt }} {ERRORS} }} }}'
 CASE_REOPEN = f"mutation($id: ID!) {{ caseReopen(input: {{caseId: $id}}) {{ case {{ status closedAt }} {ERRORS} }} }}"
 
 

@@ -18,6 +18,7 @@ from graphql import (
     GraphQLScalarType,
 )
 from graphql.pyutils import Undefined
+from sqlalchemy import text
 from strawberry.permission import PermissionExtension
 
 from resolvers.schema import build_schema
@@ -161,11 +162,20 @@ def _refused(message: dict | None) -> bool:
 
 async def test_subscriptions_admit_and_refuse_each_role_as_the_queries_they_mirror(live_server, runtime, tokens):
     customer = gid("Customer", await make_customer(runtime, "Ada"))
+    # Every user serves the pool, so the role alone decides.
+    async with runtime.transaction() as session:
+        pool = (await session.execute(text("INSERT INTO pools (name) VALUES ('Billing') RETURNING id"))).scalar()
+        await session.execute(
+            text("INSERT INTO pool_members (pool_id, user_id) SELECT :pool, id FROM users"), {"pool": pool}
+        )
     subscriptions = {
         "Subscription.customerUpdated": f'subscription {{ customerUpdated(id: "{customer}") {{ id }} }}',
         "Subscription.caseUpdated": f'subscription {{ caseUpdated(id: "{gid("Case", 1)}") {{ id }} }}',
         "Subscription.contactReceived": f'subscription {{ contactReceived(customerId: "{customer}") {{ id }} }}',
         "Subscription.contactReceived(all)": "subscription { contactReceived { id } }",
+        "Subscription.queueUpdated": f'subscription {{ queueUpdated(poolId: "{gid("Pool", pool)}") {{ change }} }}',
+        "Subscription.myWorkUpdated": "subscription { myWorkUpdated { change } }",
+        "Subscription.taskReminder": "subscription { taskReminder { remindedAt } }",
     }
     assert set(subscriptions) == {op for op in MATRIX if op.startswith("Subscription.")}
     wrong = []
@@ -210,6 +220,8 @@ HISTORY = {
     "Case.contacts": "query($r: String!) { caseByReference(reference: $r) { subject contacts { edges { cursor } } } }",
     "Customer.openCases": "query($n: String!) { customerByNumber(number: $n) { name openCases { edges { cursor } } } }",
     "Customer.latestContact": "query($n: String!) { customerByNumber(number: $n) { name latestContact { id } } }",
+    "Customer.tasks": "query($n: String!) { customerByNumber(number: $n) { name tasks { edges { cursor } } } }",
+    "Case.tasks": "query($r: String!) { caseByReference(reference: $r) { subject tasks { edges { cursor } } } }",
 }
 
 

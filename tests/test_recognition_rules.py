@@ -49,7 +49,7 @@ async def make_case(runtime, subject, *customer_ids, fields=None, status=None) -
             session, actor=SYSTEM, subject=subject, customer_ids=list(customer_ids), fields=fields
         )
         if status == "closed":  # closing has its own transition, which takes a reason code
-            await case_service.close_case(session, actor=SYSTEM, case_id=case.id, reason_code="done")
+            await case_service.close_case(session, actor=SYSTEM, case_id=case.id, reason_code="completed")
         elif status:
             case = await case_service.update_case(session, actor=SYSTEM, case_id=case.id, status=status)
         return case

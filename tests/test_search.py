@@ -262,6 +262,10 @@ async def test_case_search_filters(gql, casebook, runtime):
     assert [r["case"]["id"] for r in only_bob] == [gid("Case", casebook["invoice"])]
     assert await case_search(gql, "boiler", filters={"status": ["CLOSED"]}) == []
     assert await case_search(gql, "boiler", filters={"priority": ["URGENT"]}) == []
+    await execute(runtime, "INSERT INTO pools (id, name) VALUES (900, 'Billing')")
+    await execute(runtime, "UPDATE cases SET pool_id = 900 WHERE id = :id", id=casebook["invoice"])
+    in_billing = await case_search(gql, "kitchen", filters={"poolId": gid("Pool", 900)})
+    assert [r["case"]["id"] for r in in_billing] == [gid("Case", casebook["invoice"])]
     await execute(runtime, "UPDATE cases SET archived_at = now() WHERE id = :id", id=casebook["boiler"])
     assert len(await case_search(gql, "kitchen")) == 1
     assert len(await case_search(gql, "kitchen", filters={"includeArchived": True})) == 2

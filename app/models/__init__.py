@@ -6,9 +6,11 @@ from app.models.auth import ROLES, ApiToken, User
 from app.models.base import Base
 from app.models.cases import (
     CASE_STATUSES,
+    CATEGORY_OF_STATUS,
     FINISHED_CASE_STATUSES,
     OPEN_CASE_STATUSES,
     PRIORITIES,
+    STATUS_CATEGORIES,
     Case,
     CaseCustomer,
     case_reference_seq,
@@ -25,6 +27,7 @@ from app.models.customers import (
     customer_number_seq,
 )
 from app.models.events import EventOutbox
+from app.models.forms import FIELD_TYPES, CaseTemplate, Dictionary, DictionaryEntry, FormField
 from app.models.mail import (
     IMAP_MARKS,
     INBOUND_STATUSES,
@@ -35,7 +38,8 @@ from app.models.mail import (
     Mailbox,
     OutboundMessage,
 )
-from app.models.queues import Pool
+from app.models.queues import REPLY_STATUSES, Absence, Pool, PoolMember
+from app.models.reasons import ReasonCode
 from app.models.recognition import (
     CASE_RULE_KINDS,
     CUSTOMER_RULE_KINDS,
@@ -49,8 +53,23 @@ from app.models.recognition import (
     RecognitionRule,
 )
 from app.models.search import CaseSearchVector, ContactSearchVector
+from app.models.tasks import TASK_KINDS, TASK_STATUSES, Task
 
 __all__ = [
+    "STATUS_CATEGORIES",
+    "CATEGORY_OF_STATUS",
+    "REPLY_STATUSES",
+    "Absence",
+    "PoolMember",
+    "TASK_KINDS",
+    "TASK_STATUSES",
+    "Task",
+    "FIELD_TYPES",
+    "CaseTemplate",
+    "Dictionary",
+    "DictionaryEntry",
+    "FormField",
+    "ReasonCode",
     "ARCHIVE_ENTITIES",
     "CASE_RULE_KINDS",
     "EventOutbox",

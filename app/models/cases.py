@@ -40,7 +40,8 @@ class Case(Base):
     subject: Mapped[str] = mapped_column(Text, nullable=False)
     description: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="new")
-    reason_code: Mapped[str | None] = mapped_column(Text)
+    # Why the case is in its status (a code of the status's category); history keeps the code.
+    reason_code: Mapped[str | None] = mapped_column(ForeignKey("reason_codes.code"))
     priority: Mapped[str] = mapped_column(String(16), nullable=False, server_default="normal")
     severity: Mapped[str | None] = mapped_column(String(16))
     fields: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=sql("'{}'"))
@@ -48,6 +49,11 @@ class Case(Base):
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     # The queue the case waits in (a case opened by mail lands in its mailbox's pool).
     pool_id: Mapped[int | None] = mapped_column(ForeignKey("pools.id", ondelete="SET NULL"))
+    # Since when the case waits in its pool for an agent; kept by the database (migration 0011):
+    # set when a live, unfinished case is in a pool without an assignee, cleared otherwise.
+    waiting_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The template the case was opened from: its form validates the case's fields.
+    template_id: Mapped[int | None] = mapped_column(ForeignKey("case_templates.id"))
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"))
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -64,8 +70,13 @@ class Case(Base):
         Index("ix_cases_assignee_id_id", "assignee_id", "id"),
         Index("ix_cases_parent_id", "parent_id"),
         Index("ix_cases_pool_id_id", "pool_id", "id", postgresql_where=sql("pool_id IS NOT NULL")),
+        # caseNext: the oldest waiting case of a pool is the first entry of its range.
+        Index("ix_cases_waiting", "pool_id", "waiting_since", "id", postgresql_where=sql("waiting_since IS NOT NULL")),
         # EXTERNAL_REFERENCE recognition looks cases up by a custom field (`fields @> ...`).
         Index("ix_cases_fields", "fields", postgresql_using="gin", postgresql_ops={"fields": "jsonb_path_ops"}),
+        # A reason code or template in use cannot be deleted: these find the use.
+        Index("ix_cases_reason_code", "reason_code", postgresql_where=sql("reason_code IS NOT NULL")),
+        Index("ix_cases_template_id", "template_id", postgresql_where=sql("template_id IS NOT NULL")),
         Index("ix_cases_merged_into_id", "merged_into_id", postgresql_where=sql("merged_into_id IS NOT NULL")),
         # The archive sweep reads only the inactive rows, then only the archived ones not yet
         # anonymised (an anonymised case leaves the index the expiry sweep reads).

@@ -27,7 +27,7 @@ MAIL_SECURITY = ("tls", "starttls", "none")
 IMAP_MARKS = ("flag", "move")
 INBOUND_STATUSES = ("pending", "done")
 OUTBOUND_STATUSES = ("queued", "sent", "failed")
-OUTBOUND_KINDS = ("reply", "auto_response")
+OUTBOUND_KINDS = ("reply", "auto_response", "task_reminder")
 
 
 class Mailbox(Base):
@@ -128,7 +128,8 @@ class OutboundMessage(Base):
     __tablename__ = "outbound_messages"
 
     id: Mapped[int] = pk()
-    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False)
+    # The outbound contact on the case; none for a notification to a user (a task reminder).
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(16), nullable=False, server_default="reply")
     raw: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

@@ -31,6 +31,7 @@ from app.models import (
     Customer,
     CustomerIdentifier,
     CustomerMerge,
+    Task,
 )
 from app.services import audit
 from app.services.cases import read_case, require_live_case
@@ -151,6 +152,16 @@ _ANONYMISE = [
     _ids(
         f"UPDATE cases SET subject = '{ERASED_CASE_SUBJECT}', description = NULL, fields = '{{}}', "
         f"anonymised_at = coalesce(anonymised_at, now()) WHERE id IN ({_ONLY_THEIR_CASES})"
+    ),
+    # Their tasks' text goes and their open tasks are called off (no reminder to call an erased person).
+    _ids(
+        scrub_audit("task", f"SELECT id FROM tasks WHERE customer_id = ANY(:ids) OR case_id IN ({_ONLY_THEIR_CASES})")
+    ),
+    _ids(
+        f"UPDATE tasks SET subject = '{ERASED_CASE_SUBJECT}', notes = NULL, updated_at = now(), "
+        "status = CASE WHEN status = 'open' THEN 'cancelled' ELSE status END, "
+        "cancelled_at = CASE WHEN status = 'open' THEN now() ELSE cancelled_at END "
+        f"WHERE customer_id = ANY(:ids) OR case_id IN ({_ONLY_THEIR_CASES})"
     ),
     _ids(
         "UPDATE audit_events SET before = NULL, after = NULL WHERE entity_type = 'customer' AND entity_id = ANY(:ids)"
@@ -684,6 +695,9 @@ async def export_customer(session: AsyncSession, *, customer_id: int) -> dict[st
             .order_by(CustomerMerge.id)
         )
     ).all()
+    tasks = (
+        await session.execute(select(Task.__table__).where(Task.customer_id.in_(profile_ids)).order_by(Task.id))
+    ).all()
     case_columns = [c.name for c in Case.__table__.columns]
     contact_columns = [c.name for c in Contact.__table__.columns]
     return {
@@ -694,6 +708,7 @@ async def export_customer(session: AsyncSession, *, customer_id: int) -> dict[st
             {**_plain(c, case_columns), "customer_id": c.link_customer_id, "is_primary": c.is_primary} for c in cases
         ],
         "contacts": [_plain(c, contact_columns) for c in contacts],
+        "tasks": [_plain(t, [c.name for c in Task.__table__.columns]) for t in tasks],
         "auditEvents": [
             _plain(e, ["id", "occurred_at", "actor_name", "action", "entity_type", "entity_id", "before", "after"])
             for e in events

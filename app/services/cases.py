@@ -3,6 +3,7 @@ moves between customers, and merges."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Row, delete, exists, func, select, text, update
@@ -22,10 +23,11 @@ from app.models import (
     CaseCustomer,
     Contact,
     Customer,
+    Pool,
     User,
 )
 from app.pagination import Page, decode_cursor
-from app.services import audit
+from app.services import audit, forms, queues, reasons, templates
 from app.services.customers import require_live_customer
 from app.services.locking import cases, lock_case_graph, lock_case_tree, primary_of
 
@@ -40,6 +42,7 @@ def snapshot(case: Case) -> dict[str, Any]:
         "fields": case.fields,
         "assigneeId": case.assignee_id,
         "parentId": case.parent_id,
+        "reasonCode": case.reason_code,
     }
 
 
@@ -77,16 +80,25 @@ async def create_case(
     session: AsyncSession,
     *,
     actor: Actor,
-    subject: str,
+    subject: str | None,
     customer_ids: list[int],
     description: str | None = None,
-    priority: str = "normal",
+    priority: str | None = None,
     severity: str | None = None,
     fields: dict[str, Any] | None = None,
     parent_id: int | None = None,
+    pool_id: int | None = None,
+    template_id: int | None = None,
+    region: str | None = None,
 ) -> Case:
-    """Open a case for one or more customers; the first customer is the primary one."""
-    if not subject.strip():
+    """Open a case for one or more customers; the first customer is the primary one. A template
+    fills in what the input leaves out, and its form checks the fields. A case created in a pool
+    waits there for an agent."""
+    opened = await templates.case_defaults(
+        session, template_id=template_id, subject=subject, priority=priority, pool_id=pool_id, fields=fields
+    )
+    subject, priority = opened.subject, opened.priority
+    if subject is None or not subject.strip():
         raise UserError(ErrorCode.REQUIRED, "subject is required", "subject")
     _check_texts(subject=subject, description=description, severity=severity)
     limits.check_count(customer_ids, "customerIds", limits.CUSTOMERS_PER_CASE)
@@ -94,12 +106,18 @@ async def create_case(
         raise UserError(ErrorCode.INVALID, f"priority must be one of {', '.join(PRIORITIES)}", "priority")
     if not customer_ids:
         raise UserError(ErrorCode.REQUIRED, "a case concerns at least one customer", "customerIds")
-    if fields is not None:
+    if template_id is not None:
+        fields = await forms.checked_fields(
+            session, template_id=template_id, values=opened.fields, stored=None, region=region
+        )
+    elif fields is not None:
         check_json_object(fields, "fields")
     customer_ids = list(dict.fromkeys(customer_ids))
     await _require_live_customers(session, customer_ids, "customerIds")
     if parent_id is not None and await session.get(Case, parent_id) is None:
         raise not_found("case", "parentId")
+    if opened.pool_id is not None and await session.get(Pool, opened.pool_id) is None:
+        raise not_found("pool", "poolId")
     case = (
         await session.execute(
             insert(Case)
@@ -110,6 +128,8 @@ async def create_case(
                 severity=severity,
                 fields=fields or {},
                 parent_id=parent_id,
+                pool_id=opened.pool_id,
+                template_id=template_id,
             )
             .returning(Case)
         )
@@ -126,6 +146,8 @@ async def create_case(
         entity_id=case.id,
         after={**snapshot(case), "customerIds": customer_ids},
     )
+    if opened.pool_id is not None:
+        queues.announce(session, case_id=case.id, pools={opened.pool_id: queues.QueueChange.ENTERED}, agents={})
     events.emit(session, "caseUpdated", case.id)
     for customer_id in customer_ids:
         events.emit(session, "customerUpdated", customer_id)
@@ -145,13 +167,17 @@ async def update_case(
     fields: dict[str, Any] | None = None,
     assignee_id: int | None = None,
     parent_id: int | None = None,
+    reason_code: str | None = None,
+    region: str | None = None,
 ) -> Case:
-    """Change a case's attributes; only the arguments given change."""
+    """Change a case's attributes; only the arguments given change. A status change clears the
+    previous status's reason code, or sets the one given (of the new status's category)."""
     if parent_id is not None:
         await lock_case_tree(session)
     _check_texts(subject=subject, description=description, severity=severity)
     case = await get_case_for_update(session, case_id)
     before = snapshot(case)
+    queue_before = queues.QueueState.of(case)
     if subject is not None:
         if not subject.strip():
             raise UserError(ErrorCode.REQUIRED, "subject must not be empty", "subject")
@@ -161,6 +187,9 @@ async def update_case(
     if status is not None and status != case.status:
         _check_status_change(case, status)
         case.status = status
+        case.reason_code = await reasons.check_reason(session, reason_code, status=status) if reason_code else None
+    elif reason_code is not None:
+        raise UserError(ErrorCode.INVALID, "a reason code goes with a change of status", "reasonCode")
     if priority is not None:
         if priority not in PRIORITIES:
             raise UserError(ErrorCode.INVALID, f"priority must be one of {', '.join(PRIORITIES)}", "priority")
@@ -168,6 +197,10 @@ async def update_case(
     if severity is not None:
         case.severity = severity
     if fields is not None:
+        if case.template_id is not None:
+            fields = await forms.checked_fields(
+                session, template_id=case.template_id, values=fields, stored=case.fields, region=region
+            )
         case.fields = {**case.fields, **check_json_object(fields, "fields")}
     if assignee_id is not None:
         if await session.get(User, assignee_id) is None:
@@ -177,7 +210,8 @@ async def update_case(
         await _check_parent(session, case, parent_id)
         case.parent_id = parent_id
     await session.flush()
-    await session.refresh(case, ["updated_at"])
+    await session.refresh(case, ["updated_at", "waiting_since"])
+    queues.announce_move(session, case_id=case.id, before=queue_before, after=queues.QueueState.of(case))
     audit.record(
         session,
         actor=actor,
@@ -238,17 +272,30 @@ async def list_cases(
     first: int,
     after: str | None,
     status: str | None = None,
+    statuses: Sequence[str] | None = None,
     customer_id: int | None = None,
     assignee_id: int | None = None,
+    assignee_ids: Sequence[int] | None = None,
+    pool_id: int | None = None,
+    waiting: bool | None = None,
 ) -> Page[Case]:
-    """Cases newest first, filtered by status, customer and/or assignee; merged and archived ones left out."""
+    """Cases newest first, filtered by status(es), customer, assignee(s), pool and whether they wait
+    for an agent; merged and archived ones left out."""
     query = select(Case).where(Case.merged_into_id.is_(None), Case.archived_at.is_(None))
     if status:
         query = query.where(Case.status == status)
+    if statuses is not None:
+        query = query.where(Case.status.in_(statuses))
     if customer_id is not None:
         query = query.where(exists().where(CaseCustomer.case_id == Case.id, CaseCustomer.customer_id == customer_id))
     if assignee_id is not None:
         query = query.where(Case.assignee_id == assignee_id)
+    if assignee_ids is not None:
+        query = query.where(Case.assignee_id.in_(assignee_ids))
+    if pool_id is not None:
+        query = query.where(Case.pool_id == pool_id)
+    if waiting is not None:
+        query = query.where(Case.waiting_since.is_not(None) if waiting else Case.waiting_since.is_(None))
     if after:
         (last_id,) = decode_cursor(after, int)
         query = query.where(Case.id < last_id)
@@ -272,6 +319,16 @@ async def read_case(session: AsyncSession, case_id: int) -> Row[Any]:
     return (await session.execute(select(cases).where(cases.c.id == case_id))).one()
 
 
+async def _announced(session: AsyncSession, case_id: int, *, before: Row[Any]) -> Row[Any]:
+    """The case as it is now, its change announced to its subscribers, its pools and its agents."""
+    after = await read_case(session, case_id)
+    queues.announce_move(
+        session, case_id=case_id, before=queues.QueueState.of(before), after=queues.QueueState.of(after)
+    )
+    events.emit(session, "caseUpdated", case_id)
+    return after
+
+
 def _closing(reason_code: str) -> dict[str, Any]:
     """What closing sets: the status, the reason, and the time (kept if the case was closed before)."""
     return {"status": "closed", "reason_code": reason_code, "closed_at": func.coalesce(Case.closed_at, func.now())}
@@ -287,7 +344,8 @@ async def close_case(session: AsyncSession, *, actor: Actor, case_id: int, reaso
     require_live_case(case, "caseId")
     if case.status == "closed":
         raise UserError(ErrorCode.WRONG_STATUS, f"case {case.reference} is already closed", "caseId")
-    await session.execute(update(Case).where(Case.id == case_id).values(**_closing(reason_code.strip())))
+    reason_code = await reasons.check_reason(session, reason_code, status="closed")
+    await session.execute(update(Case).where(Case.id == case_id).values(**_closing(reason_code)))
     audit.record(
         session,
         actor=actor,
@@ -295,10 +353,9 @@ async def close_case(session: AsyncSession, *, actor: Actor, case_id: int, reaso
         entity_type="case",
         entity_id=case_id,
         before={"status": case.status, "reasonCode": case.reason_code},
-        after={"status": "closed", "reasonCode": reason_code.strip()},
+        after={"status": "closed", "reasonCode": reason_code},
     )
-    events.emit(session, "caseUpdated", case_id)
-    return await read_case(session, case_id)
+    return await _announced(session, case_id, before=case)
 
 
 async def reopen_case(session: AsyncSession, *, actor: Actor, case_id: int, reason_code: str | None = None) -> Row[Any]:
@@ -311,7 +368,9 @@ async def reopen_case(session: AsyncSession, *, actor: Actor, case_id: int, reas
         raise UserError(
             ErrorCode.WRONG_STATUS, f"case {case.reference} is {case.status}, not resolved or closed", "caseId"
         )
-    reason = reason_code.strip() if reason_code and reason_code.strip() else None
+    reason = None
+    if reason_code and reason_code.strip():
+        reason = await reasons.check_reason(session, reason_code, status="open")
     await session.execute(
         update(Case).where(Case.id == case_id).values(status="open", reason_code=reason, closed_at=None)
     )
@@ -324,8 +383,7 @@ async def reopen_case(session: AsyncSession, *, actor: Actor, case_id: int, reas
         before={"status": case.status, "reasonCode": case.reason_code},
         after={"status": "open", "reasonCode": reason},
     )
-    events.emit(session, "caseUpdated", case_id)
-    return await read_case(session, case_id)
+    return await _announced(session, case_id, before=case)
 
 
 async def move_case(
@@ -483,7 +541,7 @@ async def merge_cases(session: AsyncSession, *, actor: Actor, source_case_id: in
         )
     )
     await session.execute(
-        update(Case).where(Case.id == source_case_id).values(merged_into_id=target_case_id, **_closing("merged"))
+        update(Case).where(Case.id == source_case_id).values(merged_into_id=target_case_id, **_closing(reasons.MERGED))
     )
     await session.execute(update(Case).where(Case.id == target_case_id).values(updated_at=func.now()))
     audit.record(
@@ -507,6 +565,12 @@ async def merge_cases(session: AsyncSession, *, actor: Actor, source_case_id: in
             "customersLinked": new_customers,
             "childrenMoved": children,
         },
+    )
+    queues.announce_move(
+        session,
+        case_id=source_case_id,
+        before=queues.QueueState.of(source),
+        after=await queues.queue_state(session, source_case_id),
     )
     events.emit_many(session, "caseUpdated", [source_case_id, target_case_id, *children, *tombstones])
     events.emit_many(session, "customerUpdated", sorted(set(links[source_case_id]) | set(links[target_case_id])))

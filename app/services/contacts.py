@@ -24,7 +24,7 @@ from app.recognition.connector import LookupConnectors, connectors
 from app.recognition.engine import CONFIG_VERSION, Recognition
 from app.recognition.outcome import Applied, Assessment, Decision, assess, trace_document
 from app.recognition.view import ContactView
-from app.services import audit
+from app.services import audit, queues
 from app.services import cases as case_service
 from app.services.cases import require_live_case
 from app.services.customers import activity_forward, require_live_customer, touch_activity
@@ -97,6 +97,8 @@ async def insert_contact(
         return existing, False
     if customer_id is not None:
         await touch_activity(session, customer_id=customer_id, occurred_at=values["occurred_at"])
+    if case_id is not None:
+        await queues.after_contact(session, case_id=case_id, direction=contact.direction, agent_id=agent_id)
     publish_contact(session, contact)
     return contact, True
 

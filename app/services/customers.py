@@ -20,7 +20,7 @@ from app.identifiers import normalize_identifier
 from app.limits import check_json_object, check_text
 from app.models import FIELD_STRATEGIES, Customer, CustomerIdentifier, CustomerMerge
 from app.pagination import Page, decode_cursor
-from app.services import audit, search
+from app.services import audit, forms, search
 from app.services.locking import lock_customers
 from app.services.search import DuplicateCandidate
 
@@ -104,10 +104,14 @@ async def create_customer(
     identifiers: list[IdentifierInput],
     fields: dict[str, Any] | None,
     region: str,
+    enforce_form: bool = True,
 ) -> Customer:
-    """Create a customer with its identifiers."""
+    """Create a customer with its identifiers; the customer form checks the fields unless the data
+    comes from a contact (promoted as received, for an agent to complete)."""
     check_text(name, "name", limits.NAME)
     pairs = normalize_identifiers(identifiers, region=region)
+    if enforce_form:
+        fields = await forms.checked_fields(session, template_id=None, values=fields, stored=None, region=region)
     fields = check_json_object(fields, "fields") if fields is not None else {}
     customer = (
         await session.execute(
@@ -178,8 +182,11 @@ async def update_customer(
     name: str | None = None,
     fields: dict[str, Any] | None = None,
     replace_fields: bool = False,
+    region: str | None = None,
+    enforce_form: bool = True,
 ) -> Customer:
-    """Rename a customer and/or merge (or replace) its custom fields."""
+    """Rename a customer and/or merge (or replace) its custom fields; the customer form checks the
+    fields written unless they come from a contact."""
     customer = await get_customer_for_update(session, customer_id)
     before = snapshot(customer)
     if name is not None:
@@ -188,6 +195,10 @@ async def update_customer(
         check_text(name, "name", limits.NAME)
         customer.name = name.strip()
     if fields is not None:
+        if enforce_form:
+            fields = await forms.checked_fields(
+                session, template_id=None, values=fields, stored=customer.fields, region=region
+            )
         check_json_object(fields, "fields")
         customer.fields = dict(fields) if replace_fields else {**customer.fields, **fields}
     await session.flush()

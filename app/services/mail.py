@@ -42,6 +42,7 @@ from app.models import (
     Mailbox,
     OutboundMessage,
     Pool,
+    User,
 )
 from app.recognition.connector import SECRET_ENV_PREFIX
 from app.services import audit
@@ -347,6 +348,8 @@ async def export_config(session: AsyncSession) -> str:
     """Pools and mailboxes as a YAML document (secrets appear only as variable names)."""
     pools = await queue_service.list_pools(session)
     pool_names = {pool.id: pool.name for pool in pools}
+    members = await queue_service.members_of(session, list(pool_names))
+    user_names = dict((await session.execute(select(User.id, User.name))).all())
     mailboxes = []
     for mailbox in await list_mailboxes(session):
         snapshot = _snapshot(mailbox)
@@ -370,6 +373,9 @@ async def export_config(session: AsyncSession) -> str:
                 "description": p.description,
                 "priority": p.priority,
                 "auto_response": queue_service.auto_response_of(p),
+                "reply_status": p.reply_status,
+                "reopen_within_days": p.reopen_within_days,
+                "members": [{"user": user_names[m.user_id], "priority": m.priority} for m in members[p.id]],
             }
             for p in pools
         ],
@@ -412,16 +418,24 @@ async def import_config(session: AsyncSession, *, actor: Actor, document: str) -
                 "name": item.get("name"),
                 "description": item.get("description"),
                 "priority": int(item.get("priority") or 0),
+                "reply_status": item.get("reply_status"),
+                "reopen_within_days": item.get("reopen_within_days"),
             }
             if existing is None:
                 pool = await queue_service.create_pool(session, actor=actor, **values)
             else:
                 pool = await queue_service.update_pool(session, actor=actor, pool_id=existing.id, **values)
+            if "members" in item:  # a file without the key leaves the members as they are
+                members = [
+                    (str(m.get("user", "")), int(m.get("priority") or 0))
+                    for m in _list_of_mappings(item["members"], "members")
+                ]
+                await queue_service.replace_members(session, actor=actor, pool_id=pool.id, members=members)
         except UserError as error:
             raise _prefixed(error, where) from None
         except (TypeError, ValueError):
             raise UserError(
-                ErrorCode.INVALID, f"{where}: priority must be a whole number", f"{where}.priority"
+                ErrorCode.INVALID, f"{where}: priorities must be whole numbers", f"{where}.priority"
             ) from None
         pool_ids[pool.name] = pool.id
 
@@ -560,7 +574,7 @@ def contact_data_of(
 
 async def place_in_pool(session: AsyncSession, *, case_id: int, pool_id: int) -> None:
     """A case opened by a mail lands in its mailbox's pool."""
-    await session.execute(update(Case).where(Case.id == case_id).values(pool_id=pool_id))
+    await queue_service.put_in_pool(session, case_id=case_id, pool_id=pool_id)
 
 
 @dataclass
@@ -1095,6 +1109,51 @@ async def _queue_email(
         },
     )
     return contact, outbound_id
+
+
+async def notification_mailbox(session: AsyncSession, *, case_id: int | None = None) -> Mailbox | None:
+    """The mailbox a notice to a user leaves through: the one the case's latest mail came to when it
+    has a relay, else the first enabled mailbox with one; None when no relay is configured."""
+    if case_id is not None:
+        source = await session.scalar(
+            select(Contact.source)
+            .where(Contact.case_id == case_id, Contact.direction == "inbound", Contact.source.like("mailbox:%"))
+            .order_by(Contact.occurred_at.desc(), Contact.id.desc())
+            .limit(1)
+        )
+        mailbox = await session.get(Mailbox, int(source.partition(":")[2])) if source else None
+        if mailbox is not None and mailbox.relay_host:
+            return mailbox
+    return await session.scalar(
+        select(Mailbox).where(Mailbox.enabled, Mailbox.relay_host.is_not(None)).order_by(Mailbox.id).limit(1)
+    )
+
+
+async def queue_notification(
+    session: AsyncSession, *, mailbox: Mailbox, to: str, subject: str, text: str, kind: str
+) -> int:
+    """Put a notice to a user (not a contact with a customer) in the outbox; returns its outbound id."""
+    sender = mailbox.relay_from or mailbox.address
+    message_id = new_message_id(sender)
+    outgoing = Outgoing(
+        from_address=sender,
+        from_name=mailbox.display_name,
+        to=[to],
+        subject=" ".join(subject.split())[:200],  # one header line, whatever the text it came from
+        text=text,
+        auto_submitted="auto-generated",
+    )
+    return await session.scalar(
+        pg_insert(OutboundMessage)
+        .values(
+            mailbox_id=mailbox.id,
+            kind=kind,
+            raw=compose(outgoing, message_id=message_id),
+            envelope_from=sender,
+            envelope_to=[to],
+        )
+        .returning(OutboundMessage.id)
+    )
 
 
 @dataclass

@@ -521,6 +521,7 @@ async def apply_outcome(
             identifiers=[customer_service.IdentifierInput(i["kind"], i["value"]) for i in profile["identifiers"]],
             fields=profile["fields"],
             region=region,
+            enforce_form=False,
         )
         applied.customer_id, applied.customer_created, applied.profile = customer.id, True, profile
         applied.promoted += trace
@@ -587,7 +588,7 @@ async def _promote_to_customer(
                 trace.append(promotion.entry("applied"))
     if name is not None or changes:
         await customer_service.update_customer(
-            session, actor=actor, customer_id=customer_id, name=name, fields=changes or None
+            session, actor=actor, customer_id=customer_id, name=name, fields=changes or None, enforce_form=False
         )
     return trace
 

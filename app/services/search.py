@@ -281,6 +281,7 @@ class CaseFilters:
     priorities: tuple[str, ...] = ()
     assignee_id: int | None = None
     customer_id: int | None = None
+    pool_id: int | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
     updated_after: datetime | None = None
@@ -323,6 +324,7 @@ async def search_cases(
             params[name] = list(values)
     for condition, value, name in (
         ("k.assignee_id = :assignee_id", filters.assignee_id, "assignee_id"),
+        ("k.pool_id = :pool_id", filters.pool_id, "pool_id"),
         (
             "EXISTS (SELECT 1 FROM case_customers l WHERE l.case_id = k.id AND l.customer_id = "
             "casegraph_live_customer(:customer_id, false, false))",
