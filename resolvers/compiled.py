@@ -50,7 +50,7 @@ from app import limits
 from app.errors import UserError
 from app.identifiers import normalize_identifier
 from app.limits import check_text, unstorable_character
-from app.models import OPEN_CASE_STATUSES
+from app.models import CATEGORY_OF_STATUS, OPEN_CASE_STATUSES
 from app.pagination import decode_cursor, page_size
 from app.read_pool import ReadFailed
 from app.services.customers import _escape_like
@@ -169,6 +169,10 @@ COLUMNS: dict[str, dict[str, Callable[[str], str]]] = {
         "priority": _enum("priority"),
         "severity": _col("severity"),
         "fields": _col("fields"),
+        "statusCategory": lambda row: (
+            f"(CASE {row}.status {' '.join(f'WHEN {_text(k)} THEN {_text(v.upper())}' for k, v in CATEGORY_OF_STATUS.items())} END)"
+        ),
+        "waitingSince": _time("waiting_since"),
         "archivedAt": _time("archived_at"),
         "closedAt": _time("closed_at"),
         "createdAt": _time("created_at"),

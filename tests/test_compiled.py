@@ -84,6 +84,8 @@ SCALARS = {
         "priority",
         "severity",
         "fields",
+        "statusCategory",
+        "waitingSince",
         "archivedAt",
         "closedAt",
         "createdAt",
@@ -249,7 +251,7 @@ async def seed_awkward_data(runtime) -> dict:
             ]
             await contacts.add_attachments(session, contact_id=contact_id, files=files)
         closed = await cases.create_case(session, actor=SYSTEM, subject="Done", customer_ids=[ids[0], ids[1]])
-        await cases.close_case(session, actor=SYSTEM, case_id=closed.id, reason_code="solved")
+        await cases.close_case(session, actor=SYSTEM, case_id=closed.id, reason_code="completed")
         # Recognition leaves candidates where customers share an identifier; one of them is merged below.
         await session.execute(
             text("UPDATE contacts SET candidate_customer_ids = :candidates WHERE id = ANY(:ids)"),
