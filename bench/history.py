@@ -14,11 +14,18 @@ contacts a response), on both paths: `nested_*` figures, `nested_rps_ratio` comp
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/queue.py shares its name with the standard library's `queue` (which redis imports): look in
+# this directory only after the standard library.
+_HERE = str(Path(__file__).resolve().parent)
+sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != _HERE] + [_HERE]
+
 import argparse
 import asyncio
 import json
 import random
-import sys
 import time
 from collections.abc import Callable
 
