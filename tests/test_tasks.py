@@ -285,7 +285,9 @@ async def test_agents_change_their_own_tasks_and_supervisors_any(gql, runtime, a
     assert everyone_by_sue == {"tasks": {"edges": [{"node": {"subject": "Call back", "status": "CANCELLED"}}]}}
     assert deleted["taskDelete"] == {"deletedId": task["id"], "errors": []}
     assert await scalar(runtime, "SELECT count(*) FROM tasks") == 0
-    actions = await rows(runtime, "SELECT action, before->>'subject' FROM audit_events WHERE entity_type = 'task' ORDER BY id")
+    actions = await rows(
+        runtime, "SELECT action, before->>'subject' FROM audit_events WHERE entity_type = 'task' ORDER BY id"
+    )
     assert actions[-1] == ("task.delete", "Call back")
 
 
