@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import health
-from app.auth import STAFF_ROLES, RevocationFollower, authenticate, bearer_token
+from app.auth import NOT_CACHED, STAFF_ROLES, Actor, RevocationFollower, authenticate, bearer_token, cached_actor
 from app.graphiql import ASSETS_PATH, graphiql_assets_app, graphiql_html
 from app.graphql_http import GraphQLHTTP
 from app.graphql_ws import GraphQLWebSocket
@@ -23,6 +23,7 @@ from app.persisted_queries import PersistedQueries
 from app.runtime import Runtime, create_runtime
 from app.services.contacts import read_attachment
 from app.settings import Settings, get_settings
+from resolvers.compiled import answer_admitted
 from resolvers.context import Context
 from resolvers.schema import build_schema, should_mask_error
 from schema.ids import decode_id
@@ -103,16 +104,37 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # Each process follows the revocations published by any process, from its first token check on.
     revocations = RevocationFollower()
 
-    async def http_context(token: str | None) -> Context:
+    async def http_actor(token: str | None) -> Actor | None:
         runtime = holder["runtime"]
         revocations.follow(runtime.event_hub)
-        async with runtime.reading() as session:
-            actor = await authenticate(session, token)
-        return Context(runtime=runtime, actor=actor)
+        actor = cached_actor(token)
+        if actor is NOT_CACHED:
+            async with runtime.reading() as session:
+                actor = await authenticate(session, token)
+        return actor
+
+    def http_context(actor: Actor) -> Context:
+        return Context(runtime=holder["runtime"], actor=actor)
+
+    async def compiled_read(
+        document: str, operation_name: str | None, variables: dict | None, actor: Actor
+    ) -> bytes | None:
+        runtime = holder["runtime"]
+        return await answer_admitted(
+            schema._schema,
+            document,
+            operation_name,
+            variables,
+            actor,
+            runtime.compiled_reads,
+            runtime.settings.default_phone_region,
+        )
 
     graphql_http = GraphQLHTTP(
         schema=schema,
+        authenticate=http_actor,
         make_context=http_context,
+        compiled_read=compiled_read,
         persisted_queries=persisted_queries,
         render_ide=lambda request: graphiql_html(endpoint=request.url.path),
         should_mask=None if settings.debug else should_mask_error,

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app import events
+from app.read_pool import ReadPool
 from app.recognition.connector import HostPolicy, connectors
 from app.settings import Settings
 
@@ -22,6 +23,7 @@ class Runtime:
     sessionmaker: async_sessionmaker[AsyncSession]
     redis: Redis
     event_hub: events.EventHub
+    compiled_reads: ReadPool  # the compiled read path's statements (resolvers/compiled.py)
     published: events.PublishedOutbox = field(init=False)
 
     def __post_init__(self) -> None:
@@ -45,6 +47,7 @@ class Runtime:
         await self.published.close()
         await self.event_hub.close()
         await self.redis.aclose()
+        await self.compiled_reads.close()
         await self.engine.dispose()
 
 
@@ -72,4 +75,5 @@ def create_runtime(settings: Settings, *, pool_size: int = 10) -> Runtime:
         sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
         redis=redis,
         event_hub=events.EventHub(redis),
+        compiled_reads=ReadPool(settings.database_url, size=pool_size),
     )

@@ -16,10 +16,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import orjson
-from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -29,21 +30,32 @@ from graphql import (
     GraphQLSchema,
     GraphQLSkipDirective,
     InlineFragmentNode,
+    ListValueNode,
     NamedTypeNode,
     NonNullTypeNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    VariableNode,
     parse,
     validate,
 )
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.execution.values import get_argument_values, get_variable_values
 from graphql.utilities import type_from_ast
-from sqlalchemy.exc import DBAPIError
 from strawberry.extensions import SchemaExtension
 
+from app import limits
 from app.errors import UserError
+from app.identifiers import normalize_identifier
+from app.limits import check_text, unstorable_character
+from app.models import CATEGORY_OF_STATUS, OPEN_CASE_STATUSES
 from app.pagination import decode_cursor, page_size
+from app.read_pool import ReadFailed
+from app.services.customers import _escape_like
+from resolvers.query_cost import cost_refusal
+from schema.audit import AUDIT_ENTITY_TYPES
 from schema.ids import decode_id, from_global_id
 from schema.permissions import NODE_READS, permitted
 
@@ -60,6 +72,7 @@ class Request:
 
     variables: Any  # graphql-core's VariableValues
     actor: Any
+    region: str = "GB"  # where phone numbers without a country code are read (the identifier filter)
     memo: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -115,9 +128,16 @@ def _text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'::text"
 
 
-# Columns by GraphQL type and field: (SQL of the value given the row alias). JSON-typed fields
-# (custom fields, headers, payloads, recognition) are not here: their numbers would be printed by
-# PostgreSQL rather than by Python, so they fall back.
+def _audit_type_name(row: str) -> str:
+    """The global-id type name of an audit event's entity, as schema/audit.py names it."""
+    branches = " ".join(f"WHEN {_text(entity)} THEN {_text(name)}" for name, entity in AUDIT_ENTITY_TYPES.items())
+    return f"(CASE {row}.entity_type {branches} ELSE {row}.entity_type END)"
+
+
+# Columns by GraphQL type and field: (SQL of the value given the row alias). JSON fields (custom
+# fields, headers, payloads, recognition) are jsonb printed by PostgreSQL: the executor reads that
+# same text and prints it again, so the two agree after parsing (keys in jsonb's order, the same
+# strings, numbers of the same value).
 def _col(name: str) -> Callable[[str], str]:
     return lambda row: f"{row}.{name}"
 
@@ -135,6 +155,7 @@ COLUMNS: dict[str, dict[str, Callable[[str], str]]] = {
         "number": _col("number"),
         "name": _col("name"),
         "status": _enum("status"),
+        "fields": _col("fields"),
         "lastActivityAt": _time("last_activity_at"),
         "createdAt": _time("created_at"),
         "updatedAt": _time("updated_at"),
@@ -147,6 +168,11 @@ COLUMNS: dict[str, dict[str, Callable[[str], str]]] = {
         "reasonCode": _col("reason_code"),
         "priority": _enum("priority"),
         "severity": _col("severity"),
+        "fields": _col("fields"),
+        "statusCategory": lambda row: (
+            f"(CASE {row}.status {' '.join(f'WHEN {_text(k)} THEN {_text(v.upper())}' for k, v in CATEGORY_OF_STATUS.items())} END)"
+        ),
+        "waitingSince": _time("waiting_since"),
         "archivedAt": _time("archived_at"),
         "closedAt": _time("closed_at"),
         "createdAt": _time("created_at"),
@@ -163,11 +189,57 @@ COLUMNS: dict[str, dict[str, Callable[[str], str]]] = {
         "to": lambda row: f"{row}.to_addresses::json",
         "source": _col("source"),
         "externalId": _col("external_id"),
+        "headers": _col("headers"),
+        "payload": _col("payload"),
+        "recognition": _col("recognition"),
         "needsReview": _col("needs_review"),
         "createdAt": _time("created_at"),
     },
+    "User": {
+        "name": _col("name"),
+        "email": _col("email"),
+        "role": _enum("role"),
+        "active": _col("active"),
+        "createdAt": _time("created_at"),
+    },
+    "CustomerIdentifier": {
+        "kind": _enum("kind"),
+        "value": _col("value"),
+    },
+    "Attachment": {
+        "filename": _col("filename"),
+        "contentType": _col("content_type"),
+        "size": _col("size"),
+        "inline": _col("inline"),
+        "contentId": _col("content_id"),
+        "url": lambda row: f"'/attachments/' || {_global_id('Attachment', row)}",
+    },
+    "Pool": {
+        "name": _col("name"),
+        "description": _col("description"),
+        "priority": _col("priority"),
+        "createdAt": _time("created_at"),
+    },
+    "AuditEvent": {
+        "occurredAt": _time("occurred_at"),
+        "actorName": _col("actor_name"),
+        "action": _col("action"),
+        "entityType": _col("entity_type"),
+        "entityId": lambda row: _base64(f"{_audit_type_name(row)} || ':' || {row}.entity_id::text"),
+        "before": _col("before"),
+        "after": _col("after"),
+    },
 }
-TABLES = {"Customer": "customers", "Case": "cases", "Contact": "contacts"}
+TABLES = {
+    "Customer": "customers",
+    "Case": "cases",
+    "Contact": "contacts",
+    "User": "users",
+    "CustomerIdentifier": "customer_identifiers",
+    "AuditEvent": "audit_events",
+    "Attachment": "attachments",
+    "Pool": "pools",
+}
 # To-one links by foreign key, loaded by id as the DataLoaders do (no visibility filter there either).
 LINKS: dict[tuple[str, str], tuple[str, str]] = {
     ("Contact", "customer"): ("Customer", "customer_id"),
@@ -175,8 +247,22 @@ LINKS: dict[tuple[str, str], tuple[str, str]] = {
     ("Customer", "mergedInto"): ("Customer", "merged_into_id"),
     ("Case", "mergedInto"): ("Case", "merged_into_id"),
     ("Case", "parent"): ("Case", "parent_id"),
+    ("Case", "assignee"): ("User", "assignee_id"),
+    ("Contact", "agent"): ("User", "agent_id"),
+    ("AuditEvent", "actor"): ("User", "actor_user_id"),
+    ("Case", "pool"): ("Pool", "pool_id"),
 }
-NODE_TYPES = ("Customer", "Case", "Contact")
+NODE_TYPES = ("Customer", "Case", "Contact", "User")
+
+
+def _has_variable(value: Any) -> bool:
+    if isinstance(value, VariableNode):
+        return True
+    if isinstance(value, ListValueNode):
+        return any(_has_variable(item) for item in value.values)
+    if isinstance(value, ObjectValueNode):
+        return any(_has_variable(item.value) for item in value.fields)
+    return False
 
 
 # ---- the planner and compiler -----------------------------------------------------------------
@@ -263,6 +349,15 @@ class Compiler:
     def arguments(self, parent: GraphQLObjectType, node: FieldNode) -> Callable[[Request], dict[str, Any]]:
         """The field's arguments for a request, coerced as the executor coerces them (once per request)."""
         definition = parent.fields[node.name.value]
+        if not any(_has_variable(argument.value) for argument in node.arguments or ()):
+            constant: list[dict[str, Any]] = []  # literals only: coerced on the first request, then kept
+
+            def get_constant(request: Request) -> dict[str, Any]:
+                if not constant:
+                    constant.append(get_argument_values(definition, node, request.variables))
+                return constant[0]
+
+            return get_constant
 
         def get(request: Request) -> dict[str, Any]:
             found = request.memo.get(id(node))
@@ -306,6 +401,48 @@ class Compiler:
             return self.contacts(parent, nodes, row, "case_id", "Case.contacts", depth)
         if (parent.name, name) == ("Customer", "cases"):
             return self.customer_cases(parent, nodes, row, depth)
+        if (parent.name, name) == ("Customer", "openCases"):
+            return self.customer_cases(parent, nodes, row, depth, open_only=True)
+        if (parent.name, name) == ("Customer", "latestContact"):
+            self.operations.add("Customer.latestContact")
+            latest = (
+                f"(SELECT c.id FROM contacts c WHERE c.customer_id = {row}.id"
+                " ORDER BY c.occurred_at DESC, c.id DESC LIMIT 1)"
+            )
+            return self.row_object("Contact", nodes, f"{{t}}.id = {latest}", depth)
+        if (parent.name, name) == ("Contact", "candidates"):
+            # The customers by the ids the contact holds, in that order (the loader's load_many).
+            return self.row_list(
+                "Customer",
+                nodes,
+                f"JOIN unnest({row}.candidate_customer_ids) WITH ORDINALITY k(id, ord) ON k.id = {{t}}.id",
+                "true",
+                "k.ord",
+                depth,
+            )
+        if (parent.name, name) == ("Contact", "attachments"):
+            return self.row_list("Attachment", nodes, "", f"{{t}}.contact_id = {row}.id", "{t}.id", depth)
+        if (parent.name, name) == ("Customer", "identifiers"):
+            # The loader's order: by kind, then as added.
+            return self.row_list(
+                "CustomerIdentifier", nodes, "", f"{{t}}.customer_id = {row}.id", "{t}.kind, {t}.id", depth
+            )
+        if (parent.name, name) == ("Case", "customers"):
+            # The primary customer first, then as linked (the loader's order).
+            return self.row_list(
+                "Customer",
+                nodes,
+                "JOIN case_customers l ON l.customer_id = {t}.id",
+                f"l.case_id = {row}.id",
+                "l.is_primary DESC, l.created_at, l.customer_id",
+                depth,
+            )
+        if (parent.name, name) == ("Case", "primaryCustomer"):
+            primary = (
+                f"(SELECT l.customer_id FROM case_customers l WHERE l.case_id = {row}.id AND l.is_primary"
+                " ORDER BY l.created_at, l.customer_id LIMIT 1)"
+            )
+            return self.row_object("Customer", nodes, f"{{t}}.id = {primary}", depth)
         raise Fallback(f"{parent.name}.{name} is not compiled")
 
     def sub(self, type_name: str, nodes: list[FieldNode]) -> tuple[GraphQLObjectType, dict[str, list[FieldNode]]]:
@@ -318,6 +455,16 @@ class Compiler:
         type_, fields = self.sub(type_name, nodes)
         t = self.alias()
         return f"(SELECT {self.object(type_, fields, t, depth + 1)} FROM {TABLES[type_name]} {t} WHERE {where.format(t=t)})"
+
+    def row_list(self, type_name: str, nodes: list[FieldNode], join: str, where: str, order: str, depth: int) -> str:
+        """Rows of a table as a list of objects, in `order` ({t} is the row alias); [] when none match."""
+        type_, fields = self.sub(type_name, nodes)
+        t = self.alias()
+        value = self.object(type_, fields, t, depth + 1)
+        return (
+            f"coalesce((SELECT json_agg({value} ORDER BY {order.format(t=t)}) FROM {TABLES[type_name]} {t}"
+            f" {join.format(t=t)} WHERE {where.format(t=t)}), '[]'::json)"
+        )
 
     # Roots: the same lookups as the resolvers, ids decoded in Python as the resolvers decode them.
     def root(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
@@ -347,9 +494,25 @@ class Compiler:
             reference = self.bind(lambda r: args(r)["reference"].strip().upper(), "text")
             live = f"(SELECT casegraph_live_case(c.id, false) FROM cases c WHERE c.reference = {reference})"
             return self.row_object("Case", nodes, f"{{t}}.id = {live}", depth)
+        if name == "contact":
+            self.operations.add("Query.contact")
+            contact_id = self.bind(lambda r: decode_id(args(r)["id"], "Contact"), "bigint")
+            return self.row_object("Contact", nodes, f"{{t}}.id = {contact_id}", depth)
+        if name == "me":
+            self.operations.add("Query.me")
+            user_id = self.bind(lambda r: r.actor.user_id if r.actor else None, "bigint")
+            return self.row_object("User", nodes, f"{{t}}.id = {user_id}", depth)
         if name == "node":
             self.operations.add("Query.node")
             return self.node(args, nodes, depth)
+        if name == "customers":
+            return self.customers(query, nodes, depth)
+        if name == "auditEvents":
+            return self.audit_events(query, nodes, depth)
+        if name == "users":
+            return self.users(query, nodes, depth)
+        if name == "cases":
+            return self.cases(query, nodes, depth)
         raise Fallback(f"Query.{name} is not compiled")
 
     def node(self, args: Callable[[Request], dict[str, Any]], nodes: list[FieldNode], depth: int) -> str:
@@ -421,13 +584,15 @@ class Compiler:
         total = f"(SELECT count(*) FROM contacts c WHERE {count_where})"
         return self.connection(parent, nodes, "Contact", page, first, _contact_cursor, total, depth)
 
-    def customer_cases(self, parent, nodes, row: str, depth: int) -> str:
-        self.operations.add("Customer.cases")
+    def customer_cases(self, parent, nodes, row: str, depth: int, open_only: bool = False) -> str:
+        self.operations.add("Customer.openCases" if open_only else "Customer.cases")
         args = self.arguments(parent, nodes[0])
         first_of, after_of = self.page_arguments(args, (int,))
         first = self.bind(first_of, "int")
         t = self.alias()
         where = f"l.customer_id = {row}.id AND {t}.merged_into_id IS NULL"
+        if open_only:  # app/history.py's open cases: not finished, not archived
+            where += f" AND {t}.status IN ({', '.join(map(_text, OPEN_CASE_STATUSES))}) AND {t}.archived_at IS NULL"
         if self.given(parent, nodes[0], "after"):
             after_id = self.bind(lambda r: after_of(r)[0], "bigint")
             where += f" AND {t}.id < {after_id}"
@@ -437,6 +602,131 @@ class Compiler:
         )
         # The executor does not count a customer's cases: totalCount is null there.
         return self.connection(parent, nodes, "Case", page, first, _id_cursor, "NULL::int", depth)
+
+    # List roots, as the services list them (newest first). Each filter is one condition that a null
+    # bind switches off, so that a plan serves every filter value a variable may hold.
+    def filter_value(self, args, name: str, convert: Callable[[Any], Any] = lambda v: v) -> Callable[[Request], Any]:
+        def get(request: Request) -> Any:
+            value = (args(request).get("filter") or {}).get(name)
+            if value is None:
+                return None
+            try:
+                return convert(value)
+            except UserError:
+                raise Fallback(f"filter.{name}") from None  # the executor words the refusal
+
+        return get
+
+    def customers(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
+        self.operations.add("Query.customers")
+        args = self.arguments(query, nodes[0])
+        first_of, after_of = self.page_arguments(args, (int,))
+        first = self.bind(first_of, "int")
+        status = self.bind(self.filter_value(args, "status", lambda v: v.value), "text")
+
+        def pattern(search: str) -> str | None:
+            check_text(search, "filter.search", limits.SEARCH)
+            return f"%{_escape_like(search)}%" if search else None
+
+        search = self.bind(self.filter_value(args, "search", pattern), "text")
+        identifier_of = self.filter_value(args, "identifier", lambda v: v)
+
+        def identifier(request: Request) -> tuple[str, str] | None:
+            given = identifier_of(request)
+            if given is None:
+                return None
+            kind = given["kind"].value
+            try:
+                value = normalize_identifier(kind, given["value"], region=request.region, field="filter.identifier")
+            except UserError:
+                raise Fallback("filter.identifier") from None
+            return kind, value
+
+        kind = self.bind(lambda r: (found := identifier(r)) and found[0], "text")
+        value = self.bind(lambda r: (found := identifier(r)) and found[1], "text")
+        t = self.alias()
+        where = (
+            f"{t}.status = coalesce({status}, 'active') AND ({search} IS NULL OR {t}.name ILIKE {search})"
+            f" AND ({kind} IS NULL OR EXISTS (SELECT 1 FROM customer_identifiers i"
+            f" WHERE i.customer_id = {t}.id AND i.kind = {kind} AND i.value = {value}))"
+        )
+        if self.given(query, nodes[0], "after"):
+            after_id = self.bind(lambda r: after_of(r)[0], "bigint")
+            where += f" AND {t}.id < {after_id}"
+        page = (
+            f"SELECT {t}.*, row_number() OVER (ORDER BY {t}.id DESC) AS rn__ FROM customers {t}"
+            f" WHERE {where} ORDER BY {t}.id DESC LIMIT {first} + 1"
+        )
+        return self.connection(query, nodes, "Customer", page, first, _id_cursor, "NULL::int", depth)
+
+    def users(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
+        self.operations.add("Query.users")
+        args = self.arguments(query, nodes[0])
+        first_of, after_of = self.page_arguments(args, (int,))
+        first = self.bind(first_of, "int")
+        active = self.bind(self.filter_value(args, "active"), "boolean")
+        t = self.alias()
+        where = f"({active} IS NULL OR {t}.active = {active})"
+        if self.given(query, nodes[0], "after"):
+            after_id = self.bind(lambda r: after_of(r)[0], "bigint")
+            where += f" AND {t}.id > {after_id}"
+        # In the order users were created (oldest first), unlike every other list.
+        page = (
+            f"SELECT {t}.*, row_number() OVER (ORDER BY {t}.id) AS rn__ FROM users {t}"
+            f" WHERE {where} ORDER BY {t}.id LIMIT {first} + 1"
+        )
+        return self.connection(query, nodes, "User", page, first, _id_cursor, "NULL::int", depth)
+
+    def audit_events(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
+        self.operations.add("Query.auditEvents")
+        args = self.arguments(query, nodes[0])
+        first_of, after_of = self.page_arguments(args, (int,))
+        first = self.bind(first_of, "int")
+
+        def entity(request: Request) -> tuple[str, int] | None:
+            decoded = from_global_id(args(request)["entityId"])
+            if decoded is None or decoded[0] not in AUDIT_ENTITY_TYPES:
+                return None  # an empty trail, as the resolver answers
+            return AUDIT_ENTITY_TYPES[decoded[0]], decoded[1]
+
+        entity_type = self.bind(lambda r: (found := entity(r)) and found[0], "text")
+        entity_id = self.bind(lambda r: (found := entity(r)) and found[1], "bigint")
+        t = self.alias()
+        where = f"{t}.entity_type = {entity_type} AND {t}.entity_id = {entity_id}"
+        if self.given(query, nodes[0], "after"):
+            after_id = self.bind(lambda r: after_of(r)[0], "bigint")
+            where += f" AND {t}.id < {after_id}"
+        page = (
+            f"SELECT {t}.*, row_number() OVER (ORDER BY {t}.id DESC) AS rn__ FROM audit_events {t}"
+            f" WHERE {where} ORDER BY {t}.id DESC LIMIT {first} + 1"
+        )
+        return self.connection(query, nodes, "AuditEvent", page, first, _id_cursor, "NULL::int", depth)
+
+    def cases(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
+        self.operations.add("Query.cases")
+        args = self.arguments(query, nodes[0])
+        first_of, after_of = self.page_arguments(args, (int,))
+        first = self.bind(first_of, "int")
+        status = self.bind(self.filter_value(args, "status", lambda v: v.value), "text")
+        # An id of the wrong type matches nothing (-1), as the resolver's filter does.
+        customer = self.bind(self.filter_value(args, "customerId", lambda v: decode_id(v, "Customer") or -1), "bigint")
+        assignee = self.bind(self.filter_value(args, "assigneeId", lambda v: decode_id(v, "User") or -1), "bigint")
+        t = self.alias()
+        where = (
+            f"{t}.merged_into_id IS NULL AND {t}.archived_at IS NULL"
+            f" AND ({status} IS NULL OR {t}.status = {status})"
+            f" AND ({customer} IS NULL OR EXISTS (SELECT 1 FROM case_customers l"
+            f" WHERE l.case_id = {t}.id AND l.customer_id = {customer}))"
+            f" AND ({assignee} IS NULL OR {t}.assignee_id = {assignee})"
+        )
+        if self.given(query, nodes[0], "after"):
+            after_id = self.bind(lambda r: after_of(r)[0], "bigint")
+            where += f" AND {t}.id < {after_id}"
+        page = (
+            f"SELECT {t}.*, row_number() OVER (ORDER BY {t}.id DESC) AS rn__ FROM cases {t}"
+            f" WHERE {where} ORDER BY {t}.id DESC LIMIT {first} + 1"
+        )
+        return self.connection(query, nodes, "Case", page, first, _id_cursor, "NULL::int", depth)
 
     def connection(self, parent, nodes, node_type: str, page: str, first: str, cursor, total: str, depth: int) -> str:
         connection_type = parent.fields[nodes[0].name.value].type
@@ -577,41 +867,99 @@ def plan_for(
     return plan, variables
 
 
-async def fetch(engine: Any, sql: str, parameters: list[Any]) -> str:
-    """The statement's one value; SQLAlchemy's asyncpg dialect prepares it once per connection.
-    One statement needs no transaction: autocommit spares a BEGIN and a ROLLBACK round trip."""
-    async with engine.connect() as conn:
-        await conn.execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            return (await conn.exec_driver_sql(sql, tuple(parameters))).scalar_one()
-        except DBAPIError as error:
-            raise Fallback("database error") from error  # the executor meets it and reports it as it does today
+# ---- admitted documents: the hot path --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A document that passed every check before execution once (parsing, validation, the depth,
+    alias and token limits, its literals) and compiled. A later request with the same text skips
+    those and checks only what is its own: its variables, the cost they give, the caller's role."""
+
+    document: DocumentNode
+    max_cost: int | None  # set when variables may give page sizes: the cost is then checked per request
+
+
+# Per schema (its limits are its own), by document text and the operation name as sent.
+_admitted: WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str | None], Admitted]] = WeakKeyDictionary()
+
+
+def admit(
+    schema: GraphQLSchema, source: str, operation_name: str | None, document: DocumentNode, max_cost: int
+) -> None:
+    admitted = _admitted.setdefault(schema, {})
+    if (source, operation_name) in admitted:
+        return
+    prepared = _operations.get((source, operation_name))
+    if prepared is None:
+        prepared = _prepare(document, operation_name)
+    if prepared is None:
+        return
+    ints = any(_named(v.type) == "Int" for v in prepared.operation.variable_definitions or ())
+    _remember(admitted, (source, operation_name), Admitted(document, max_cost if ints else None))
+
+
+async def answer_admitted(
+    schema: GraphQLSchema,
+    source: str,
+    operation_name: str | None,
+    raw_variables: dict[str, Any] | None,
+    actor: Any,
+    reads: Any,
+    region: str,
+) -> bytes | None:
+    """The `data` of an admitted document as JSON, or None: then the whole pipeline runs and words
+    whatever refusal there is, exactly as for a document seen for the first time."""
+    admitted = _admitted.get(schema, {}).get((source, operation_name))
+    if admitted is None:
+        return None
+    if raw_variables and unstorable_character(raw_variables) is not None:
+        return None
+    if admitted.max_cost is not None and cost_refusal(
+        schema, admitted.document, operation_name, raw_variables or {}, admitted.max_cost
+    ):
+        return None
+    try:
+        plan, variables = plan_for(schema, source, admitted.document, operation_name, raw_variables)
+        parameters = plan.parameters(Request(variables, actor, region))
+        return await reads.fetch(plan.sql, parameters)
+    except (Fallback, ReadFailed):
+        return None
 
 
 class CompiledReads(SchemaExtension):
     """Answers a compilable read query with one SQL statement, after every check that comes before
     execution (parsing, validation, limits, cost, unstorable characters). Only where the transport
-    asks for it (`context.compile_reads`): the result's data is then pre-serialised JSON."""
+    asks for it (`context.compile_reads`): the result's data is then pre-serialised JSON. A document
+    answered here is admitted: the transport answers its next requests without strawberry."""
+
+    def __init__(self, *, max_cost: int) -> None:
+        super().__init__()
+        self.max_cost = max_cost
 
     async def on_execute(self) -> AsyncIterator[None]:
         execution = self.execution_context
         context = execution.context
         if execution.result is None and getattr(context, "compile_reads", False) and execution.graphql_document:
+            schema = execution.schema._schema
             try:
                 plan, variables = plan_for(
-                    execution.schema._schema,
+                    schema,
                     execution.query or "",
                     execution.graphql_document,
                     execution.operation_name,
                     execution.variables,
                 )
-                parameters = plan.parameters(Request(variables, context.actor))
-                text = await fetch(context.runtime.engine, plan.sql, parameters)
-            except Fallback:
-                pass
+                parameters = plan.parameters(Request(variables, context.actor, context.phone_region))
+                data = await context.runtime.compiled_reads.fetch(plan.sql, parameters)
+            except (Fallback, ReadFailed):
+                pass  # the executor answers: a database error is met there and reported as it is today
             else:
-                execution.result = GraphQLExecutionResult(data=orjson.Fragment(text), errors=None)  # type: ignore[arg-type]
+                execution.result = GraphQLExecutionResult(data=orjson.Fragment(data), errors=None)  # type: ignore[arg-type]
                 context.answered_by = "compiled"
+                # Keyed by the operation name the client sent, as the transport looks it up.
+                provided = execution._provided_operation_name  # strawberry keeps no public copy
+                admit(schema, execution.query or "", provided, execution.graphql_document, self.max_cost)
         yield
 
 

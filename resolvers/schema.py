@@ -154,7 +154,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: QueryCostLimiter(max_cost=settings.max_query_cost),
         EventIds,
         # Last of the checks: only a query every check above let through is compiled.
-        CompiledReads,
+        lambda: CompiledReads(max_cost=settings.max_query_cost),
     ]
     if not settings.introspection:
         extensions.append(DisableIntrospection)

@@ -173,6 +173,10 @@ class QueryCounter:
         if not statement.startswith("DELETE FROM event_outbox"):
             self.statements.append(statement)
 
+    def read(self, statement: str) -> None:
+        """A statement of the compiled read path, which bypasses the engine."""
+        self.statements.append(statement)
+
     @property
     def count(self) -> int:
         return len(self.statements)
@@ -180,10 +184,12 @@ class QueryCounter:
 
 @pytest.fixture
 def count_queries(runtime):
-    """Counts SQL statements run through the app's engine while the test runs."""
+    """Counts SQL statements run through the app's engine and its compiled reads while the test runs."""
     counter = QueryCounter()
     event.listen(runtime.engine.sync_engine, "before_cursor_execute", counter)
+    runtime.compiled_reads.listeners.append(counter.read)
     yield counter
+    runtime.compiled_reads.listeners.remove(counter.read)
     event.remove(runtime.engine.sync_engine, "before_cursor_execute", counter)
 
 

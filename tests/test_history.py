@@ -138,17 +138,34 @@ async def test_compiled_history_query_is_one_sql_statement(http, admin_token, ru
     assert counts == [1, 1]
 
 
-async def test_nested_histories_of_many_customers_are_batched(gql, runtime, count_queries):
+NESTED = (
+    """{ customers(first: 5) { edges { node { contacts(first: 3) { edges { node { case { reference } } } } } } } }"""
+)
+
+
+async def _nested_histories_count(http, admin_token, runtime, count_queries, path: str) -> int:
     for _ in range(5):
         await customer_with_history(runtime, cases_count=2, contacts_count=4)
-    query = """{ customers(first: 5) { edges { node { contacts(first: 3) { edges { node { case { reference } } } } } } } }"""
-
-    await gql(query)  # warm the token cache
+    headers = {"Authorization": f"Bearer {admin_token}", "Casegraph-Path": path}
+    await http.post("/graphql", json={"query": NESTED}, headers=headers)  # warm the token cache
     start = count_queries.count
-    data = await gql(query)
+    response = await http.post("/graphql", json={"query": NESTED}, headers=headers)
 
-    assert all(len(e["node"]["contacts"]["edges"]) == 3 for e in data["customers"]["edges"])
-    assert count_queries.count - start == 3  # customers, all their pages in one statement, the cases
+    assert response.headers["casegraph-path"] == path
+    assert all(len(e["node"]["contacts"]["edges"]) == 3 for e in response.json()["data"]["customers"]["edges"])
+    return count_queries.count - start
+
+
+async def test_nested_histories_of_many_customers_are_batched(http, admin_token, runtime, count_queries):
+    count = await _nested_histories_count(http, admin_token, runtime, count_queries, "executor")
+
+    assert count == 3  # customers, all their pages in one statement, the cases
+
+
+async def test_nested_histories_of_many_customers_are_one_compiled_statement(http, admin_token, runtime, count_queries):
+    count = await _nested_histories_count(http, admin_token, runtime, count_queries, "compiled")
+
+    assert count == 1
 
 
 async def test_case_contacts_and_customer_cases(gql, runtime):
