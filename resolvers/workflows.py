@@ -28,6 +28,7 @@ _WORKFLOW_REFS = {
     "escalator_group_id": "UserGroup",
     "tat_policy_id": "TatPolicy",
     "default_pool_id": "Pool",
+    "case_template_id": "CaseTemplate",
 }
 
 

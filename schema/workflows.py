@@ -88,6 +88,9 @@ class Workflow(Node):
     escalator_group_id: strawberry.ID | None
     tat_policy_id: strawberry.ID | None
     default_pool_id: strawberry.ID | None
+    case_template_id: strawberry.ID | None = strawberry.field(
+        description="The template its cases open from, unless a case names another."
+    )
     escalation: EscalationAction
     modes: list[WorkflowUserMode] = strawberry.field(
         description="Users' own modes; a user without one has the rights of their groups."
@@ -103,6 +106,7 @@ class Workflow(Node):
             escalator_group_id=_gid("UserGroup", row.escalator_group_id),
             tat_policy_id=_gid("TatPolicy", row.tat_policy_id),
             default_pool_id=_gid("Pool", row.default_pool_id),
+            case_template_id=_gid("CaseTemplate", row.case_template_id),
             escalation=EscalationAction(row.escalation),
             modes=[WorkflowUserMode(user_id=to_global_id("User", m.user_id), mode=UserMode(m.mode)) for m in modes],
         )
@@ -117,6 +121,7 @@ class WorkflowCreateInput:
     escalator_group_id: strawberry.ID | None = None
     tat_policy_id: strawberry.ID | None = None
     default_pool_id: strawberry.ID | None = None
+    case_template_id: strawberry.ID | None = None
     escalation: EscalationAction = EscalationAction.NOTIFY
 
 
@@ -130,6 +135,7 @@ class WorkflowUpdateInput:
     escalator_group_id: strawberry.ID | None = strawberry.field(default=strawberry.UNSET, description="null clears it.")
     tat_policy_id: strawberry.ID | None = strawberry.field(default=strawberry.UNSET, description="null clears it.")
     default_pool_id: strawberry.ID | None = strawberry.field(default=strawberry.UNSET, description="null clears it.")
+    case_template_id: strawberry.ID | None = strawberry.field(default=strawberry.UNSET, description="null clears it.")
     escalation: EscalationAction | None = None
 
 

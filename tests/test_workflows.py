@@ -274,3 +274,51 @@ async def test_a_breach_notifies_the_escalator_group_and_only_its_members_hear_o
     assert await scalar(runtime, "SELECT first_responded_at FROM case_slas") is None
     # The clock counted in the resolver group's region.
     assert await scalar(runtime, "SELECT region_id IS NOT NULL FROM case_slas") is True
+
+
+async def test_a_workflows_cases_open_from_its_case_template(gql, runtime):
+    from app.services import templates
+
+    setup = await _setup(runtime)
+    async with runtime.transaction() as session:
+        template = await templates.create_template(
+            session, actor=SYSTEM, name="Complaint form", subject="Complaint", priority="high"
+        )
+        await workflows.update_workflow(
+            session, actor=SYSTEM, workflow_id=setup["workflow"], case_template_id=template.id
+        )
+    customer = gid("Customer", await make_customer(runtime, "Ada"))
+    token = setup["tokens"][("agent", "creator")]
+    opened = """mutation($input: CaseCreateInput!) {
+      caseCreate(input: $input) { case { subject priority template { name } pool { name } } errors { field code } }
+    }"""
+
+    by_workflow = await gql(
+        opened, {"input": {"customerIds": [customer], "workflowId": gid("Workflow", setup["workflow"])}}, token=token
+    )
+    named = await gql(
+        opened,
+        {
+            "input": {
+                "customerIds": [customer],
+                "subject": "Praise",
+                "priority": "LOW",
+                "workflowId": gid("Workflow", setup["workflow"]),
+            }
+        },
+        token=token,
+    )
+
+    assert by_workflow["caseCreate"] == {
+        "case": {
+            "subject": "Complaint",
+            "priority": "HIGH",
+            "template": {"name": "Complaint form"},
+            "pool": {"name": "Complaints"},
+        },
+        "errors": [],
+    }
+    assert named["caseCreate"]["case"]["subject"] == "Praise" and named["caseCreate"]["case"]["priority"] == "LOW"
+    async with runtime.reading() as session:
+        exported = await sla.export_sla_config(session)
+    assert exported["workflows"][0]["case_template"] == "Complaint form"

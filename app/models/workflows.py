@@ -53,6 +53,8 @@ class Workflow(Base):
     escalator_group_id: Mapped[int | None] = mapped_column(ForeignKey("user_groups.id", ondelete="SET NULL"))
     tat_policy_id: Mapped[int | None] = mapped_column(ForeignKey("tat_policies.id", ondelete="SET NULL"))
     default_pool_id: Mapped[int | None] = mapped_column(ForeignKey("pools.id", ondelete="SET NULL"))
+    # The template its cases open from (defaults and form), unless a case names another.
+    case_template_id: Mapped[int | None] = mapped_column(ForeignKey("case_templates.id", ondelete="SET NULL"))
     # What a breach does for the escalator group: notify its members, or also hand the case to it.
     escalation: Mapped[str] = mapped_column(String(8), nullable=False, server_default="notify")
     created_at: Mapped[datetime] = created_at()

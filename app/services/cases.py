@@ -96,7 +96,13 @@ async def create_case(
     """Open a case for one or more customers; the first customer is the primary one. A template
     fills in what the input leaves out, and its form checks the fields. A case of a workflow needs
     the creator right on it. A case created in a pool (given, the template's, or else the
-    workflow's default pool) waits there for an agent."""
+    workflow's default pool) waits there for an agent. A workflow's case template applies unless
+    the case names another."""
+    workflow = await workflows.require_right(
+        session, actor=actor, workflow_id=workflow_id, right="creator", field="workflowId"
+    )
+    if template_id is None and workflow is not None:
+        template_id = workflow.case_template_id
     opened = await templates.case_defaults(
         session, template_id=template_id, subject=subject, priority=priority, pool_id=pool_id, fields=fields
     )
@@ -119,9 +125,6 @@ async def create_case(
     await _require_live_customers(session, customer_ids, "customerIds")
     if parent_id is not None and await session.get(Case, parent_id) is None:
         raise not_found("case", "parentId")
-    workflow = await workflows.require_right(
-        session, actor=actor, workflow_id=workflow_id, right="creator", field="workflowId"
-    )
     pool_id = opened.pool_id if opened.pool_id is not None or workflow is None else workflow.default_pool_id
     if pool_id is not None and await session.get(Pool, pool_id) is None:
         raise not_found("pool", "poolId")

@@ -27,6 +27,7 @@ from app.models import (
     TAT_TARGETS,
     Case,
     CaseSla,
+    CaseTemplate,
     Region,
     TatPolicy,
     TatTarget,
@@ -789,6 +790,7 @@ async def export_sla_config(session: AsyncSession) -> dict[str, Any]:
 
     pools = {p.id: p.name for p in await session.scalars(select(Pool))}
     users = {u.id: u.name for u in await session.scalars(select(User))}
+    case_templates = dict((await session.execute(select(CaseTemplate.id, CaseTemplate.name))).all())
     regions = await calendar_service.list_regions(session)
     region_names = {r.id: r.name for r in regions}
     policies = await list_policies(session)
@@ -852,6 +854,7 @@ async def export_sla_config(session: AsyncSession) -> dict[str, Any]:
                 "escalator_group": group_names.get(w.escalator_group_id),
                 "tat_policy": policy_codes.get(w.tat_policy_id),
                 "default_pool": pools.get(w.default_pool_id),
+                "case_template": case_templates.get(w.case_template_id),
                 "escalation": w.escalation,
                 "modes": [{"user": users[m.user_id], "mode": m.mode} for m in modes.get(w.id, [])],
             }
@@ -899,6 +902,7 @@ async def import_sla_config(session: AsyncSession, data: dict[str, Any], actor: 
     sections = {section: _items(data, section) for section in SECTIONS}
     pools = {p.name: p.id for p in await session.scalars(select(Pool))}
     users = {u.name: u.id for u in await session.scalars(select(User))}
+    case_templates = dict((await session.execute(select(CaseTemplate.name, CaseTemplate.id))).all())
 
     # ---- check everything --------------------------------------------------------------------
     region_names = {r.name for r in await calendar_service.list_regions(session)}
@@ -946,6 +950,7 @@ async def import_sla_config(session: AsyncSession, data: dict[str, Any], actor: 
                 _check_named(item.get(name), group_names, "group", f"{where}.{name}")
             _check_named(item.get("tat_policy"), policy_codes, "TAT policy", f"{where}.tat_policy")
             _check_named(item.get("default_pool"), set(pools), "pool", f"{where}.default_pool")
+            _check_named(item.get("case_template"), set(case_templates), "case template", f"{where}.case_template")
             if item.get("escalation", "notify") not in ("notify", "assign"):
                 raise UserError(ErrorCode.INVALID, f"{where}: escalation is notify or assign", f"{where}.escalation")
             for position, mode in enumerate(item.get("modes") or []):
@@ -1027,6 +1032,7 @@ async def import_sla_config(session: AsyncSession, data: dict[str, Any], actor: 
                 "escalator_group_id": groups.get(item.get("escalator_group")),
                 "tat_policy_id": policies.get(item.get("tat_policy")),
                 "default_pool_id": pools.get(item.get("default_pool")),
+                "case_template_id": case_templates.get(item.get("case_template")),
             }
             values = {"description": item.get("description"), "escalation": item.get("escalation", "notify")}
             existing = await session.scalar(select(WorkflowModel).where(WorkflowModel.code == item["code"].strip()))

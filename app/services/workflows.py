@@ -14,6 +14,7 @@ from app.errors import ErrorCode, UserError, not_found
 from app.models import (
     ESCALATION_ACTIONS,
     USER_MODES,
+    CaseTemplate,
     GroupMember,
     Pool,
     Region,
@@ -196,6 +197,7 @@ _WORKFLOW_REFS = {
     "escalator_group_id": (UserGroup, "group", "escalatorGroupId"),
     "tat_policy_id": (TatPolicy, "TAT policy", "tatPolicyId"),
     "default_pool_id": (Pool, "pool", "defaultPoolId"),
+    "case_template_id": (CaseTemplate, "case template", "caseTemplateId"),
 }
 
 
