@@ -232,6 +232,9 @@ class EventHub:
     def listening(self, channel_name: str) -> bool:
         return self._position is not None and bool(self._subscribers.get(channel_name))
 
+    def listeners(self, channel_name: str) -> int:
+        return len(self._subscribers.get(channel_name, ()))
+
     async def listen(self, channels: Iterable[str], *, after: str | None = None) -> AsyncIterator[Event]:
         """Events on `channels` from now on, or from just after the event id `after`."""
         subscriber = _Subscriber(frozenset(channels))

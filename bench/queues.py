@@ -158,24 +158,18 @@ async def claims_floor(dsn: str, user_ids: list[int], tiers: list[list[list[int]
     return len(claimed) / elapsed, claimed
 
 
-async def _subscriber(
-    host: str, token: str, pool_gid: str, received: dict, listening: asyncio.Event, done: asyncio.Event
-) -> None:
+async def _subscriber(host: str, token: str, pool_gid: str, received: dict, listening: asyncio.Event) -> None:
+    """One agent desktop watching a pool until cancelled (without per-message compression, as
+    Node's `ws` and so the graphql-ws client connect by default)."""
     import websockets
 
-    async with websockets.connect(f"ws://{host}/graphql", subprotocols=["graphql-transport-ws"], max_queue=None) as ws:
+    url = f"ws://{host}/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"], max_queue=None, compression=None) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": {"token": token}}))
         await ws.recv()
-        await ws.send(
-            json.dumps(
-                {"id": "1", "type": "subscribe", "payload": {"query": QUEUE_UPDATED, "variables": {"p": pool_gid}}}
-            )
-        )
-        while not done.is_set():
-            try:
-                message = await asyncio.wait_for(ws.recv(), 0.5)
-            except TimeoutError:
-                continue
+        subscribe = {"id": "1", "type": "subscribe", "payload": {"query": QUEUE_UPDATED, "variables": {"p": pool_gid}}}
+        await ws.send(json.dumps(subscribe))
+        async for message in ws:
             at = time.perf_counter()
             data = orjson.loads(message)
             if data["type"] != "next":
@@ -195,7 +189,6 @@ async def fanout(
 
     runtime = create_runtime(load_settings(), pool_size=2)
     received: dict[str, list[float]] = defaultdict(list)
-    done = asyncio.Event()
     watchers: dict[int, int] = defaultdict(int)
     tasks, readies = [], []
     for index in range(subscribers):
@@ -206,7 +199,7 @@ async def fanout(
         host = hosts[index % len(hosts)]
         tasks.append(
             asyncio.create_task(
-                _subscriber(host, tokens[index % len(tokens)], to_global_id("Pool", pool_id), received, ready, done)
+                _subscriber(host, tokens[index % len(tokens)], to_global_id("Pool", pool_id), received, ready)
             )
         )
         if index % 50 == 49:
@@ -246,8 +239,9 @@ async def fanout(
         await asyncio.sleep(max(0.0, started + n * interval - time.perf_counter()))
         measured.append(await enter(pool_ids[n % len(pool_ids)], f"event {n}"))
     await asyncio.sleep(3)
-    done.set()
-    await asyncio.gather(*tasks)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     await runtime.close()
 
     latencies, missed = [], 0

@@ -356,21 +356,28 @@ class WorkMutation:
         )
 
 
-# Every subscriber of a pool in this process gets the counts of one event from one query.
-_counts_of_event: OrderedDict[str, Any] = OrderedDict()
+# Every subscriber of a pool in this process gets one update per event, counted by one query; as a
+# shared event (resolvers/subscriptions.py) it is executed once per document, variables and role.
+_update_of_event: OrderedDict[str, asyncio.Future[QueueUpdate]] = OrderedDict()
 
 
-async def _counts_after(info: strawberry.Info, event_id: str, pool_id: int) -> PoolCounts:
-    found = _counts_of_event.get(event_id)
+async def _update_after(info: strawberry.Info, event: events.Event, pool_id: int) -> QueueUpdate:
+    found = _update_of_event.get(event.id)
     if found is None:
 
-        async def count() -> PoolCounts:
+        async def build() -> QueueUpdate:
             async with info.context.runtime.reading() as session:
-                return PoolCounts.of(await service.pool_counts(session, pool_id))
+                counts = await service.pool_counts(session, pool_id)
+            return QueueUpdate(
+                pool_id=pool_id,
+                case_db_id=event.body["caseId"],
+                change=QueueChange(event.body["change"]),
+                counts=PoolCounts.of(counts),
+            )
 
-        found = _counts_of_event[event_id] = asyncio.ensure_future(count())
-        while len(_counts_of_event) > 512:
-            _counts_of_event.popitem(last=False)
+        found = _update_of_event[event.id] = asyncio.ensure_future(build())
+        while len(_update_of_event) > 512:
+            _update_of_event.popitem(last=False)
     return await asyncio.shield(found)
 
 
@@ -388,12 +395,7 @@ class WorkSubscription:
             if pool is None or not await service.may_see_pool(session, info.context.actor, pool):
                 raise GraphQLError("no such pool among yours", extensions={"code": "NOT_FOUND"})
         async for event in _events(info, [events.channel("queueUpdated", pool)], after):
-            yield QueueUpdate(
-                pool_id=pool,
-                case_db_id=event.body["caseId"],
-                change=QueueChange(event.body["change"]),
-                counts=await _counts_after(info, event.id, pool),
-            )
+            yield await _update_after(info, event, pool)
 
     @strawberry.subscription(
         permission_classes=[allow("Subscription.myWorkUpdated")],

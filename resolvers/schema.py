@@ -37,7 +37,7 @@ from app.settings import Settings, load_settings
 from resolvers.compiled import CompiledReads
 from resolvers.query_cost import QueryCostLimiter
 from resolvers.root import MUTATIONS, QUERIES, SUBSCRIPTIONS
-from resolvers.subscriptions import EventIds
+from resolvers.subscriptions import EventIds, SharedEventExecution
 from schema.auth import User
 from schema.cases import Case
 from schema.contacts import Contact
@@ -168,4 +168,5 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),
         scalar_overrides=SCALAR_OVERRIDES,
+        execution_context_class=SharedEventExecution,
     )

@@ -6,14 +6,18 @@ passes the last one it saw as `after` and first receives what it missed.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextvars import ContextVar
 from typing import Annotated, Any
 
+import orjson
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from app import events
 from schema.cases import Case
@@ -33,6 +37,33 @@ After = Annotated[
         description="The id of the last event received (`extensions.eventId`): events since then are sent first."
     ),
 ]
+
+
+class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
+    """Executes a subscription event once for all its subscribers in this process that sent the same
+    document and variables with the same role, when the event's payload is one object for all of
+    them (it has `shared_results`: a pool's update goes to every agent watching the pool). What a
+    field answers depends on the document, the variables and the role's permissions, never on
+    who else asks, so the result is the same for each of them."""
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        shared = getattr(self.root_value, "shared_results", None)
+        if shared is None:
+            return super().execute_operation(serially)
+        actor = self.context_value.actor
+        key = (
+            id(self.operation),
+            orjson.dumps(self.variable_values.coerced, option=orjson.OPT_SORT_KEYS, default=str),
+            actor.role if actor else None,
+        )
+        found = shared.get(key)
+        if found is None:
+            found = shared[key] = asyncio.ensure_future(_result_of(super().execute_operation(serially)))
+        return asyncio.shield(found)
+
+
+async def _result_of(result: Any) -> Any:
+    return await result if inspect.isawaitable(result) else result
 
 
 class EventIds(SchemaExtension):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -130,6 +131,8 @@ class QueueUpdate:
     case_db_id: strawberry.Private[int]
     change: QueueChange
     counts: PoolCounts
+    # One update serves every subscriber of its pool in the process (resolvers/subscriptions.py).
+    shared_results: strawberry.Private[dict] = dataclasses.field(default_factory=dict)
 
     @strawberry.field
     def pool(self, info: strawberry.Info) -> Pool | None:

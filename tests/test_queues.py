@@ -12,6 +12,8 @@ from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 from sqlalchemy import text
 
+from app import events
+from schema.ids import decode_id
 from tests.conftest import _token, last_event_id
 from tests.support import gid, make_customer, rows, scalar
 from tests.test_runtime import run_cli
@@ -523,3 +525,35 @@ async def test_case_next_serves_the_nearest_deadline_before_the_longest_wait(gql
 
     assert taken == ["urgent", "waiting longest"]
     assert await scalar(runtime, "SELECT count(*) FROM cases WHERE due_at IS NULL") == 0
+
+
+async def test_one_pool_update_is_executed_once_for_all_its_watchers_of_a_role(
+    gql, runtime, live_server, count_queries
+):
+    agents = [await user(runtime, f"agent-{i}") for i in range(3)]
+    _, sue_token = await user(runtime, "sue", "supervisor")
+    customer = gid("Customer", await make_customer(runtime, "Ada"))
+    general = await pool(gql, "General")
+    for agent_id, _ in agents:
+        await serve(gql, general, agent_id)
+    watch = GraphQLRequest("subscription($p: ID!) { queueUpdated(poolId: $p) { change case { subject } } }")
+    clients = [ws_client(live_server, token) for _, token in agents] + [ws_client(live_server, sue_token)]
+    sessions = [await client.connect_async() for client in clients]
+    try:
+        updates = [asyncio.create_task(first_result(session, watch, {"p": general})) for session in sessions]
+        channel = events.channel("queueUpdated", decode_id(general, "Pool"))
+        for _ in range(250):
+            if runtime.event_hub.listeners(channel) == 4:
+                break
+            await asyncio.sleep(0.02)
+        count_queries.statements.clear()
+        await waiting_case(gql, customer, general, "shared")
+        received = await asyncio.wait_for(asyncio.gather(*updates), 15)
+    finally:
+        for client in clients:
+            await client.close_async()
+
+    assert [r["queueUpdated"] for r in received] == [{"change": "ENTERED", "case": {"subject": "shared"}}] * 4
+    # The case is loaded once for the three agents and once for the supervisor; the counts once.
+    case_loads = [s for s in count_queries.statements if s.startswith("SELECT cases.") and "cases.id IN" in s]
+    assert len(case_loads) == 2
