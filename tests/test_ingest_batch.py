@@ -255,3 +255,85 @@ async def test_a_batch_gives_what_one_by_one_gives(runtime, table_names):
         assert any(s["kind"] == "reference_in_text" and s["outcome"] == "match" for s in steps), seed
         assert any(s["outcome"] == "refused" for s in steps), seed
         assert any(r[0] == "error" for r in got) and any(r[0] is True for r in got), seed
+
+
+def known_senders_batch(size: int, start: int) -> list[ContactData]:
+    """Known customers writing on their cases: by tag, by thread, by their address alone (phone)."""
+    items = []
+    for i in range(start, start + size):
+        k = i % len(KNOWN)
+        headers = {"Message-ID": f"<q-{i}@corpus.test>"}
+        subject = f"Re: [CASE-{k + 1:06d}] more"
+        if k == 0:
+            headers |= {"In-Reply-To": "<stored-1@casegraph.test>"}
+            subject = "Re: Our answer"
+        items.append(
+            ContactData(
+                channel="email" if i % 5 else "phone",
+                direction="inbound",
+                occurred_at=BASE + timedelta(seconds=i),
+                subject=subject,
+                from_address=KNOWN[k] if i % 5 else "+447700900999",
+                headers=headers,
+                source="corpus",
+                external_id=f"q-{i}" if i % 7 != 3 else f"q-{start}",  # repeats, in the batch and stored before
+            )
+        )
+    return items
+
+
+async def test_a_batch_runs_the_same_statements_whatever_its_size(runtime, count_queries):
+    await seed_base(runtime)
+    counts = []
+    for size, start in ((6, 0), (60, 100), (300, 1000)):
+        count_queries.statements.clear()
+        results = await ingest_contacts(runtime, actor=SYSTEM, items=known_senders_batch(size, start), region="GB")
+        counts.append(len(count_queries.statements))
+        assert len(results) == size
+        assert not any(r.customer_created or r.case_created for r in results)
+        assert any(r.duplicate for r in results)
+    assert counts[0] == counts[1] == counts[2], counts
+    assert counts[0] <= 16, count_queries.statements
+
+
+BATCH = """
+mutation($input: ContactIngestBatchInput!) {
+  contactIngestBatch(input: $input) {
+    results { contact { externalId } customer { number } case { reference } duplicate customerCreated caseCreated
+              errors { field code } }
+    errors { field code message }
+  }
+}
+"""
+
+
+async def test_contact_ingest_batch_answers_each_item(gql):
+    contacts = [
+        {"source": "shop", "externalId": "a", "channel": "EMAIL", "from": "new@one.test", "subject": "Hi"},
+        {"source": "shop", "externalId": "b", "channel": "EMAIL", "from": "x" * 300},
+        {"source": "shop", "externalId": "c", "channel": "EMAIL", "from": "new@one.test", "subject": "Again"},
+        {"source": "shop", "externalId": "a", "channel": "EMAIL", "from": "new@one.test"},
+    ]
+    answer = (await gql(BATCH, {"input": {"contacts": contacts}}))["contactIngestBatch"]
+    assert answer["errors"] == []
+    first, refused, second, repeat = answer["results"]
+    assert first["customerCreated"] and first["caseCreated"] and first["errors"] == []
+    assert refused == {
+        "contact": None,
+        "customer": None,
+        "case": None,
+        "duplicate": False,
+        "customerCreated": False,
+        "caseCreated": False,
+        "errors": [{"field": "from", "code": "INVALID"}],
+    }
+    # The second mail of the new sender finds the customer the first created, in the same call.
+    assert second["customer"] == first["customer"] and not second["customerCreated"] and second["caseCreated"]
+    assert repeat["duplicate"] and repeat["contact"] == first["contact"] and repeat["case"] == first["case"]
+
+    too_many = [{**contacts[0], "externalId": str(i)} for i in range(501)]
+    answer = (await gql(BATCH, {"input": {"contacts": too_many}}))["contactIngestBatch"]
+    assert answer == {
+        "results": [],
+        "errors": [{"field": "contacts", "code": "INVALID", "message": "contacts holds more than 500 items"}],
+    }

@@ -794,12 +794,16 @@ async def isolating(
     positions: list[int],
     run_batch: Callable[[list[int]], Awaitable[list[T]]],
     run_alone: Callable[[int], Awaitable[T]],
+    failed: Exception | None = None,
 ) -> list[T]:
     """Run items as one batch; when an item fails, the batch is undone and run again without it,
-    and the failed item alone (so one bad item costs its batch a retry, never its outcome)."""
+    and the failed item alone (so one bad item costs its batch a retry, never its outcome).
+    `failed`: the batch was tried already, and failed so."""
     if not positions:
         return []
     try:
+        if failed is not None:
+            raise failed
         return await run_batch(positions)
     except BatchItemFailed as failed:
         log.warning("item %s of a batch failed; it is tried alone", positions[failed.position], exc_info=failed.error)

@@ -702,34 +702,21 @@ async def take_in_batch(
     which records its error for the sweeper); bounces and automatic replies are taken in alone,
     in their place. A message another job holds is skipped: that job takes it in."""
     async with runtime.reading() as session:
-        first = await session.get(InboundMessage, inbound_id)
-        if first is None or first.status == "done":
-            return []
-        if first.attempts > 0:  # failed before: alone, so it cannot hold up a batch again
-            result = await take_in(runtime, inbound_id=inbound_id, send=send)
-            return [result] if result is not None else []
-    results: list[IntakeResult] = []
-    async with runtime.transaction() as session:
-        messages = list(await session.scalars(_NEXT_PENDING, {"first": inbound_id, "limit": limit}))
-    messages.sort(key=lambda m: m.id)
-    taking = []
-    for message in messages:
-        mail = parse_message(message.raw)
-        data = contact_data_of(
-            mail,
-            mailbox_id=message.mailbox_id or 0,
-            inbound_id=message.id,
-            sha256=message.sha256,
-            received_at=message.received_at,
-        )
-        taking.append(_Taking(message, mail, data))
-    async with runtime.reading() as session:
-        mailbox_ids = {t.message.mailbox_id for t in taking if t.message.mailbox_id is not None}
-        mailboxes = {m.id: m for m in await session.scalars(select(Mailbox).where(Mailbox.id.in_(mailbox_ids)))}
-        pool_ids = {m.pool_id for m in mailboxes.values() if m.pool_id is not None}
-        pools = {p.id: p for p in await session.scalars(select(Pool).where(Pool.id.in_(pool_ids)))}
+        first = (
+            await session.execute(
+                select(InboundMessage.status, InboundMessage.attempts).where(InboundMessage.id == inbound_id)
+            )
+        ).first()
+    if first is None or first.status == "done":
+        return []
+    if first.attempts > 0:  # failed before: alone, so it cannot hold up a batch again
+        result = await take_in(runtime, inbound_id=inbound_id, send=send)
+        return [result] if result is not None else []
     region = runtime.settings.default_phone_region
-    checked = contact_service.check_ingest_items([t.data for t in taking])
+    taking: list[_Taking] = []
+    mailboxes: dict[int, Mailbox] = {}
+    pools: dict[int, Pool] = {}
+    checked: list[UserError | None] = []
 
     async def run_batch(chunk: list[int]) -> list[IntakeResult | None]:
         try:
@@ -795,7 +782,42 @@ async def take_in_batch(
     async def run_alone(position: int) -> list[IntakeResult | None]:
         return [await take_in(runtime, inbound_id=taking[position].message.id, send=send)]
 
+    # The messages stay locked from their choice to their commit: a job draining at the same time
+    # takes others. The common case (nothing special among them) is that one transaction.
+    outbox: list[int] = []
+    try:
+        async with runtime.transaction() as session:
+            messages = sorted(
+                await session.scalars(_NEXT_PENDING, {"first": inbound_id, "limit": limit}), key=lambda m: m.id
+            )
+            taking = [_parsed(message) for message in messages]
+            mailbox_ids = {t.message.mailbox_id for t in taking if t.message.mailbox_id is not None}
+            mailboxes = {m.id: m for m in await session.scalars(select(Mailbox).where(Mailbox.id.in_(mailbox_ids)))}
+            pool_ids = {m.pool_id for m in mailboxes.values() if m.pool_id is not None}
+            pools = {p.id: p for p in await session.scalars(select(Pool).where(Pool.id.in_(pool_ids)))}
+            checked = contact_service.check_ingest_items([t.data for t in taking])
+            try:
+                if not all(
+                    error is None and automatic_reply_kind(t.mail) is None
+                    for t, error in zip(taking, checked, strict=True)
+                ):
+                    raise _Special
+                taken = await _batch_in(session, list(range(len(taking))), outbox)
+            except Exception:
+                session.expunge_all()  # the messages and mailboxes read stay usable after the rollback
+                raise
+    except _Special:
+        failed: Exception | None = None
+    except Exception as error:  # noqa: BLE001 - an item failed, or the batch: see _isolated_run
+        if not taking:
+            raise
+        failed = error
+    else:
+        await _send_all(send, outbox)
+        return [r for r in taken if r is not None]
+
     # Runs of ordinary messages go as batches; an automatic reply (or refused input) alone, in its place.
+    results: list[IntakeResult | None] = []
     run: list[int] = []
     for position, item in enumerate(taking):
         if checked[position] is None and automatic_reply_kind(item.mail) is None:
@@ -804,18 +826,36 @@ async def take_in_batch(
         results += await _isolated_run(run, run_batch, run_alone)
         run = []
         results += await run_alone(position)
-    results += await _isolated_run(run, run_batch, run_alone)
+    results += await _isolated_run(run, run_batch, run_alone, failed)
     return [r for r in results if r is not None]
 
 
-async def _isolated_run(positions: list[int], run_batch: Any, run_alone: Any) -> list[IntakeResult | None]:
+class _Special(Exception):
+    """Bounces, automatic replies or refused input among the messages: taken in piece by piece."""
+
+
+def _parsed(message: InboundMessage) -> _Taking:
+    mail = parse_message(message.raw)
+    data = contact_data_of(
+        mail,
+        mailbox_id=message.mailbox_id or 0,
+        inbound_id=message.id,
+        sha256=message.sha256,
+        received_at=message.received_at,
+    )
+    return _Taking(message, mail, data)
+
+
+async def _isolated_run(
+    positions: list[int], run_batch: Any, run_alone: Any, failed: Exception | None = None
+) -> list[IntakeResult | None]:
     async def alone(position: int) -> list[IntakeResult | None]:
         return await run_alone(position)
 
     async def batch(chunk: list[int]) -> list[list[IntakeResult | None]]:
         return [await run_batch(chunk)]
 
-    return [r for group in await contact_service.isolating(positions, batch, alone) for r in group]
+    return [r for group in await contact_service.isolating(positions, batch, alone, failed) for r in group]
 
 
 async def _send_all(send: SendEnqueue | None, outbox: list[int]) -> None:
