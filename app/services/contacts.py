@@ -596,11 +596,16 @@ _RECORD_MANY = (
             recognition = g.recognition
           FROM given g WHERE c.id = g.id
           RETURNING c.*
+        ), latest AS (
+          SELECT customer_id, max(occurred_at) AS at FROM recorded
+          WHERE customer_id IS NOT NULL GROUP BY customer_id
         ), touched AS (
+          -- Rows locked by ascending id: two batches touching the same customers cannot deadlock.
           UPDATE customers u SET last_activity_at = t.at
-          FROM (SELECT customer_id, max(occurred_at) AS at FROM recorded
-                WHERE customer_id IS NOT NULL GROUP BY customer_id) t
-          WHERE u.id = t.customer_id AND (u.last_activity_at IS NULL OR u.last_activity_at < t.at)
+          FROM (SELECT c.id, l.at FROM customers c JOIN latest l ON l.customer_id = c.id
+                WHERE c.last_activity_at IS NULL OR c.last_activity_at < l.at
+                ORDER BY c.id FOR NO KEY UPDATE OF c) t
+          WHERE u.id = t.id AND (u.last_activity_at IS NULL OR u.last_activity_at < t.at)
         )
         SELECT * FROM recorded
         """
@@ -608,6 +613,11 @@ _RECORD_MANY = (
     .bindparams(bindparam("rows", type_=JSONB))
     .columns(*contacts.c)
 )
+
+
+_LOCK_IDENTIFIERS = text(
+    "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM (SELECT unnest(:keys) AS k ORDER BY 1) keys"
+).bindparams(bindparam("keys", type_=ARRAY(String)))
 
 
 class BatchItemFailed(Exception):
@@ -658,6 +668,8 @@ async def ingest_batch(
     back and tries it alone: ingest_contact then stores and flags it).
 
     Creating customers and cases, and promotions, run per contact as in ingest_contact."""
+    if not items:
+        return []
     connection = await session.connection()
     columns = [stored_columns(data) for data in items]
     keys = [(data.source, data.external_id) for data in items]
@@ -685,6 +697,13 @@ async def ingest_batch(
     decided: dict[int, _Pending] = {}
     pending: list[_Pending] = []
     recorded: dict[int, Row[Any]] = {}
+    # The identifiers new profiles may be made of, locked in one order for the whole batch (as
+    # each new profile locks its own, see apply_outcome): two batches cannot deadlock on them.
+    await connection.execute(
+        _LOCK_IDENTIFIERS, {"keys": sorted(f"customer-identifier:{k}:{v}" for k, v in batch.holders)}
+    )
+    # Nothing read below depends on an audit entry: they are written together, at the end.
+    session.autoflush = False
     for position in fresh:
         view = views[position]
         try:
@@ -714,6 +733,7 @@ async def ingest_batch(
             recorded |= await _record_many(session, actor, pending)
             pending = []
     recorded |= await _record_many(session, actor, pending)
+    session.autoflush = True
 
     results: list[IngestResult] = []
     for position, key in enumerate(keys):

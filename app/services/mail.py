@@ -790,6 +790,8 @@ async def take_in_batch(
             messages = sorted(
                 await session.scalars(_NEXT_PENDING, {"first": inbound_id, "limit": limit}), key=lambda m: m.id
             )
+            if not messages:  # taken by other jobs meanwhile
+                return []
             taking = [_parsed(message) for message in messages]
             mailbox_ids = {t.message.mailbox_id for t in taking if t.message.mailbox_id is not None}
             mailboxes = {m.id: m for m in await session.scalars(select(Mailbox).where(Mailbox.id.in_(mailbox_ids)))}
