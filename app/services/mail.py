@@ -30,7 +30,7 @@ from app.contact_data import ContactData
 from app.errors import ErrorCode, UserError, not_found
 from app.mail.compose import Outgoing, compose, new_message_id
 from app.mail.imap import ImapError, open_folder
-from app.mail.parse import ParsedMail, html_to_text, parse_message
+from app.mail.parse import ParsedMail, html_to_text, parse_message, parse_messages
 from app.mail.templates import checked_auto_response, render
 from app.models import (
     IMAP_MARKS,
@@ -792,7 +792,10 @@ async def take_in_batch(
             )
             if not messages:  # taken by other jobs meanwhile
                 return []
-            taking = [_parsed(message) for message in messages]
+            taking = [
+                _parsed(message, mail)
+                for message, mail in zip(messages, await parse_messages([m.raw for m in messages]), strict=True)
+            ]
             mailbox_ids = {t.message.mailbox_id for t in taking if t.message.mailbox_id is not None}
             mailboxes = {m.id: m for m in await session.scalars(select(Mailbox).where(Mailbox.id.in_(mailbox_ids)))}
             pool_ids = {m.pool_id for m in mailboxes.values() if m.pool_id is not None}
@@ -836,8 +839,7 @@ class _Special(Exception):
     """Bounces, automatic replies or refused input among the messages: taken in piece by piece."""
 
 
-def _parsed(message: InboundMessage) -> _Taking:
-    mail = parse_message(message.raw)
+def _parsed(message: InboundMessage, mail: ParsedMail) -> _Taking:
     data = contact_data_of(
         mail,
         mailbox_id=message.mailbox_id or 0,
