@@ -180,13 +180,15 @@ class BatchReads:
     # ---- the batch's own effects, told by the service once a contact's outcome is carried out ----
 
     def identifiers_changed(self, pairs: list[Pair] | None) -> None:
-        """Customers now hold these identifiers (None: any identifiers): look them up live from now on."""
+        """Customers now hold these identifiers (None: any identifiers, on existing customers): look
+        them up live from now on. A new customer's alone change no known sender: it is on no case
+        read ahead, only on the one the batch opens for it."""
         if pairs is None:
             self.holders.clear()
+            self.senders_stale = True
         else:
             for pair in pairs:
                 self.holders.pop(pair, None)
-        self.senders_stale = True
 
     def case_created(self, case_id: int, reference: str | None, primary_customer_id: int | None) -> None:
         if reference is not None and reference in self.references_read:
