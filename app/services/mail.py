@@ -743,7 +743,7 @@ async def take_in_batch(
         ingested = await contact_service.ingest_batch(
             session, actor=SYSTEM, items=[taking[p].data for p in positions], region=region
         )
-        done, flagged, placed = [], [], {}
+        done, flagged = [], []
         taken: list[IntakeResult | None] = []
         for index, (position, result) in enumerate(zip(positions, ingested, strict=True)):
             item = taking[position]
@@ -755,7 +755,7 @@ async def take_in_batch(
                         session, contact_id=result.contact.id, files=item.mail.attachments
                     )
                 if result.case_created and pool is not None:
-                    placed.setdefault(pool.id, []).append(result.case_id)
+                    await place_in_pool(session, case_id=result.case_id, pool_id=pool.id)
                 auto_response = None
                 if result.case_created and mailbox is not None:
                     auto_response = await auto_respond(
@@ -771,8 +771,6 @@ async def take_in_batch(
             taken.append(
                 IntakeResult(result.contact.id, result.duplicate, item.mail.problems, auto_response=auto_response)
             )
-        for pool_id, case_ids in placed.items():
-            await session.execute(update(Case).where(Case.id.in_(case_ids)).values(pool_id=pool_id))
         if flagged:
             # Read as far as possible: an agent checks it against the raw message.
             await session.execute(update(Contact).where(Contact.id.in_(flagged)).values(needs_review=True))
