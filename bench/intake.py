@@ -3,7 +3,11 @@ separate `casegraph worker` process as recognised contacts. Prints messages per 
 the parse-only ceiling measured in the same run, their ratio, and what was lost or duplicated;
 the last line is JSON.
 
-    .venv/bin/python bench/intake.py [--messages 1000] [--mix plain|full]
+    .venv/bin/python bench/intake.py [--messages 1000] [--mix plain|full] [--burst 1000]
+
+Then, for the intake alone, a burst of `--burst` messages is stored at once and taken in by the
+worker (`intake_only_msgs_per_s`: the listener's own pace, one transaction per message, caps the
+end-to-end figure).
 
 `plain` sends 5 KB plain-text messages; `full` mixes them with 50 KB HTML messages and 1 MB
 messages with an attachment (80/15/5). Messages come from 200 senders, so most find their customer.
@@ -27,7 +31,7 @@ from _common import ROOT, embedded_servers, free_port
 LOREM = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt. "
 
 
-def generate(n: int, mix: str) -> list[bytes]:
+def generate(n: int, mix: str, prefix: str = "bench") -> list[bytes]:
     rng = random.Random(7)
     messages = []
     for i in range(n):
@@ -35,7 +39,7 @@ def generate(n: int, mix: str) -> list[bytes]:
         mail["From"] = f"Customer {i % 200} <customer{i % 200}@example.org>"
         mail["To"] = "support@casegraph.test"
         mail["Subject"] = f"Question {i}"
-        mail["Message-ID"] = f"<bench-{i}@example.org>"
+        mail["Message-ID"] = f"<{prefix}-{i}@example.org>"
         kind = rng.random() if mix == "full" else 0.0
         if kind < 0.80:
             mail.set_content(LOREM * 55)  # about 5 KB
@@ -60,7 +64,36 @@ def parse_ceiling(messages: list[bytes]) -> float:
     return len(messages) / (time.perf_counter() - started)
 
 
-async def run(messages: list[bytes], urls: dict[str, str]) -> dict:
+async def wait_for_intake(runtime) -> None:
+    from sqlalchemy import text
+
+    while True:
+        async with runtime.engine.connect() as conn:
+            pending = (
+                await conn.execute(text("SELECT count(*) FROM inbound_messages WHERE status = 'pending'"))
+            ).scalar()
+        if pending == 0:
+            return
+        await asyncio.sleep(0.1)
+
+
+async def drain(runtime, enqueue, mailbox_id: int, messages: list[bytes]) -> float:
+    """The intake alone: messages stored at once (as a burst the listener had accepted), then taken
+    in by the worker; messages per second from the first enqueue to the last contact."""
+    from app.services import mail as mail_service
+
+    ids = []
+    async with runtime.transaction() as session:
+        for raw in messages:
+            ids.append(await mail_service.store_inbound(session, mailbox_id=mailbox_id, via="smtp", raw=raw))
+    started = time.perf_counter()
+    for inbound_id in ids:
+        await enqueue(inbound_id)
+    await wait_for_intake(runtime)
+    return len(messages) / (time.perf_counter() - started)
+
+
+async def run(messages: list[bytes], burst: list[bytes], urls: dict[str, str]) -> dict:
     import aiosmtplib
     from arq.connections import RedisSettings, create_pool
     from sqlalchemy import text
@@ -73,7 +106,9 @@ async def run(messages: list[bytes], urls: dict[str, str]) -> dict:
 
     runtime = create_runtime(load_settings(), pool_size=10)
     async with runtime.transaction() as session:
-        await mail_service.create_mailbox(session, actor=SYSTEM, address="support@casegraph.test", intake="smtp")
+        mailbox = await mail_service.create_mailbox(
+            session, actor=SYSTEM, address="support@casegraph.test", intake="smtp"
+        )
     arq = await create_pool(RedisSettings.from_dsn(urls["REDIS_URL"]), default_queue_name=JOB_QUEUE)
     port = free_port()
     listener = await start_listener(runtime, mail_service.intake_enqueuer(arq), host="127.0.0.1", port=port)
@@ -99,17 +134,11 @@ async def run(messages: list[bytes], urls: dict[str, str]) -> dict:
     try:
         await asyncio.gather(*(sender() for _ in range(8)))
         sent_at = time.perf_counter()
-        while True:
-            async with runtime.engine.connect() as conn:
-                pending = (
-                    await conn.execute(text("SELECT count(*) FROM inbound_messages WHERE status = 'pending'"))
-                ).scalar()
-            if pending == 0:
-                break
-            await asyncio.sleep(0.1)
+        await wait_for_intake(runtime)
         finished = time.perf_counter()
         async with runtime.engine.connect() as conn:
             contacts = (await conn.execute(text("SELECT count(*), count(DISTINCT external_id) FROM contacts"))).one()
+        drained = await drain(runtime, mail_service.intake_enqueuer(arq), mailbox.id, burst) if burst else 0.0
     finally:
         worker.terminate()
         worker.wait(30)
@@ -121,6 +150,7 @@ async def run(messages: list[bytes], urls: dict[str, str]) -> dict:
         "accepted": accepted,
         "send_seconds": round(sent_at - started, 2),
         "msgs_per_s": round(len(messages) / (finished - started), 1),
+        "intake_only_msgs_per_s": round(drained, 1),
         "lost": accepted - contacts[1],
         "duplicated": contacts[0] - contacts[1],
     }
@@ -130,17 +160,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--mix", choices=("plain", "full"), default="plain")
+    parser.add_argument("--burst", type=int, default=1000, help="messages stored at once for the intake-only figure")
     args = parser.parse_args()
     messages = generate(args.messages, args.mix)
+    burst = generate(args.burst, args.mix, prefix="burst")
     ceiling = parse_ceiling(messages)
     with embedded_servers() as urls:
-        result = asyncio.run(run(messages, urls))
+        result = asyncio.run(run(messages, burst, urls))
     result |= {"mix": args.mix, "parse_ceiling_per_s": round(ceiling, 1)}
     result["ratio"] = round(result["msgs_per_s"] / result["parse_ceiling_per_s"], 3)
     print(
         f"{result['messages']} messages ({args.mix}) through the SMTP listener to contacts: {result['msgs_per_s']}/s end to end"
     )
     print(f"parse-only ceiling in the same run: {result['parse_ceiling_per_s']}/s; ratio {result['ratio']}")
+    print(f"intake alone (a burst of {args.burst} stored messages): {result['intake_only_msgs_per_s']}/s")
     print(f"lost {result['lost']}, duplicated {result['duplicated']}")
     print(json.dumps(result))
 

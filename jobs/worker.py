@@ -33,15 +33,16 @@ async def relay_events(ctx: dict[str, Any]) -> int:
 
 
 async def mail_intake(ctx: dict[str, Any], inbound_id: int) -> dict[str, Any] | None:
-    """A stored inbound message becomes a recognised contact (and its receipt goes to the outbox)."""
-    result = await mail.take_in(ctx["runtime"], inbound_id=inbound_id, send=mail.send_enqueuer(ctx["redis"]))
-    if result is None:
+    """A stored inbound message becomes a recognised contact (and its receipt goes to the outbox),
+    taken in together with other new stored messages, up to a batch."""
+    results = await mail.take_in_batch(ctx["runtime"], inbound_id=inbound_id, send=mail.send_enqueuer(ctx["redis"]))
+    if not results:
         return None
     return {
-        "contactId": result.contact_id,
-        "duplicate": result.duplicate,
-        "problems": result.problems,
-        "autoResponse": result.auto_response,
+        "taken": len(results),
+        "contactIds": [r.contact_id for r in results],
+        "duplicates": sum(r.duplicate for r in results),
+        "autoResponses": [r.auto_response for r in results if r.auto_response is not None],
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from app.contact_data import ContactData
+from app.errors import UserError as AppUserError
 from app.services import contacts as service
 from resolvers.mutation_helpers import mutate
 from schema.cases import Case
@@ -14,12 +15,15 @@ from schema.contacts import (
     Contact,
     ContactAssociateInput,
     ContactCreateInput,
+    ContactIngestBatchInput,
+    ContactIngestBatchPayload,
     ContactIngestInput,
     ContactIngestPayload,
     ContactMoveInput,
     ContactPayload,
     ContactsPayload,
 )
+from schema.errors import UserError
 from schema.ids import db_id, decode_id, optional_db_id
 from schema.node import load_contact
 from schema.permissions import allow
@@ -40,6 +44,18 @@ def contact_data(input: ContactCreateInput | ContactIngestInput, *, source: str 
         external_id=input.external_id,
         payload=input.payload or {},
     )
+
+
+def ingest_payload(result: service.IngestResult) -> dict:
+    return {
+        "contact": Contact.from_row(result.contact),
+        "duplicate": result.duplicate,
+        "customer_created": result.customer_created,
+        "case_created": result.case_created,
+        "customer_id": result.customer_id,
+        "case_id": result.case_id,
+        "candidate_ids": result.candidates,
+    }
 
 
 def contact_payload(row) -> dict:
@@ -89,15 +105,34 @@ class ContactMutation:
                 data=contact_data(input, source=input.source),
                 region=info.context.phone_region,
             ),
-            lambda result: {
-                "contact": Contact.from_row(result.contact),
-                "duplicate": result.duplicate,
-                "customer_created": result.customer_created,
-                "case_created": result.case_created,
-                "customer_id": result.customer_id,
-                "case_id": result.case_id,
-                "candidate_ids": result.candidates,
-            },
+            ingest_payload,
+        )
+
+    @strawberry.mutation(
+        permission_classes=[allow("Mutation.contactIngestBatch")],
+        description="Ingest up to 500 contacts in one transaction, recognised set-based: each gets the "
+        "outcome contactIngest would give it, sent one by one in this order. One result per contact, "
+        "with its own errors; a contact that fails is retried alone, not the batch.",
+    )
+    async def contact_ingest_batch(
+        self, info: strawberry.Info, input: ContactIngestBatchInput
+    ) -> ContactIngestBatchPayload:
+        try:
+            results = await service.ingest_contacts(
+                info.context.runtime,
+                actor=info.context.actor,
+                items=[contact_data(item, source=item.source) for item in input.contacts],
+                region=info.context.phone_region,
+            )
+        except AppUserError as error:
+            return ContactIngestBatchPayload(errors=[UserError.from_error(error)])
+        return ContactIngestBatchPayload(
+            results=[
+                ContactIngestPayload(errors=[UserError.from_error(r)])
+                if isinstance(r, AppUserError)
+                else ContactIngestPayload(**ingest_payload(r))
+                for r in results
+            ]
         )
 
 

@@ -217,3 +217,17 @@ class ContactIngestPayload:
     candidates: list[Customer] = strawberry.field(
         resolver=candidates_of, description="Customers sharing the sender's identifier, when there was no single match."
     )
+
+
+@strawberry.input(description="Up to 500 contacts ingested in one call, in order.")
+class ContactIngestBatchInput:
+    contacts: list[ContactIngestInput]
+
+
+@strawberry.type(
+    description="One result per contact, in the order sent: each as contactIngest would answer it "
+    "(its own errors when its input is refused; the others are ingested all the same)."
+)
+class ContactIngestBatchPayload:
+    results: list[ContactIngestPayload] = strawberry.field(default_factory=list)
+    errors: list[UserError] = strawberry.field(default_factory=list)

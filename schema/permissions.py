@@ -70,6 +70,7 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Mutation.caseUpdate": STAFF,
     "Mutation.contactCreate": FEED,
     "Mutation.contactIngest": INGEST,
+    "Mutation.contactIngestBatch": INGEST,
     "Mutation.recognitionRuleCreate": SUPERVISOR,
     "Mutation.recognitionRuleUpdate": SUPERVISOR,
     "Mutation.recognitionRuleDelete": SUPERVISOR,

@@ -119,10 +119,12 @@ async def recognize(
     region: str,
     lookups: LookupConnectors = connectors,
     release_during_lookups: bool = False,
+    batch: Any = None,
 ) -> Recognition:
     """Find the contact's case and customer by the rules; writes nothing. With
     `release_during_lookups` (a reading session only), the session gives its connection back to
-    the pool while a connector waits for the back office."""
+    the pool while a connector waits for the back office. With `batch` (a `BatchReads` read ahead
+    for a batch of contacts), the lookups are answered from it where it holds the answer."""
     started = time.perf_counter()
     result = Recognition(name_hint=display_name(view.counterpart))
     rules = rule_set.for_channel(rule_set.rules, view.channel)
@@ -135,6 +137,7 @@ async def recognize(
         result=result,
         release_during_lookups=release_during_lookups,
     )
+    context.reads = batch.reads_for(context) if batch is not None else Reads(context)
 
     for rule in rules:
         if rule["target"] != "case" or rule["kind"] == "open_case_of_customer":
@@ -143,7 +146,7 @@ async def recognize(
         if len(step.ids) == 1:
             result.case_id = step.ids[0]
             result.matched_rule = rule["name"]
-            result.customer_id = await _primary_active_customer(context.conn, result.case_id)
+            result.customer_id = await context.reads.primary_active_customer(result.case_id)
             break
 
     if result.case_id is None:
@@ -184,6 +187,7 @@ class _Context:
     lookups: LookupConnectors
     result: Recognition
     release_during_lookups: bool = False
+    reads: Reads = None  # type: ignore[assignment]  # set by recognize
 
     async def run(self, rule: dict[str, Any]) -> Step:
         try:
@@ -231,14 +235,8 @@ class _Context:
         """A refusal when the sender is neither an identifier (email, phone) of one of the case's
         customers nor an agent: a stranger quoting a reference or a thread stays off the case."""
         sender = (self.view.from_address or "").strip()
-        pairs: list[tuple[str, str]] = []
-        for kind in ("email", "phone"):
-            try:
-                value = address_of(sender) if kind == "email" else sender
-                pairs.append((kind, normalize_identifier(kind, value, region=self.region)))
-            except UserError:
-                continue
-        if pairs and await _sender_belongs_to_case(self.session, case_id, pairs):
+        pairs = sender_pairs(self.view, self.region)
+        if pairs and await self.reads.sender_belongs_to_case(case_id, pairs):
             return None
         return Step(
             [],
@@ -256,17 +254,13 @@ class _Context:
     # Case rules
 
     async def reference_in_text(self, config: dict[str, Any]) -> Step:
-        references: list[str] = []
-        for name in config["fields"]:
-            value = getattr(self.view, name) or ""
-            references += [r.strip().upper() for r in find_all(config["pattern"], value)]
-        references = list(dict.fromkeys(r for r in references if r))[:10]
+        references = references_in(self.view, config)
         if not references:
             return Step([], "no_match", f"no reference found in {' or '.join(config['fields'])}")
-        rows = (await self.conn.execute(_CASES_BY_REFERENCE, {"references": references})).all()
+        rows = await self.reads.cases_by_reference(references)
         ids = list(
             dict.fromkeys(
-                [row.id if row.merged_into_id is None else await _live_case(self.conn, row.id) for row in rows]
+                [row.id if row.merged_into_id is None else await self.reads.live_case(row.id) for row in rows]
             )
         )
         found = [row.reference for row in rows]
@@ -281,16 +275,13 @@ class _Context:
         return Step(ids, "match", f"reference {found[0]} found", references)
 
     async def thread(self, config: dict[str, Any]) -> Step:
-        raw = " ".join(v for v in (self.view.header("In-Reply-To"), self.view.header("References")) if v)
-        message_ids = _MESSAGE_ID.findall(raw) or ([raw.strip()] if raw.strip() else [])
+        message_ids, forms = message_id_forms(self.view)
         if not message_ids:
             return Step([], "no_match", "no In-Reply-To or References header")
-        message_ids = message_ids[-20:]
-        forms = message_ids + [m.strip("<>") for m in message_ids]
-        case_id = await self.conn.scalar(_THREAD_CASE, {"message_ids": forms, "own_id": self.view.contact_id or 0})
+        case_id = await self.reads.thread_case(forms, self.view.contact_id or 0)
         if case_id is None:
             return Step([], "no_match", "no stored message is referenced by this thread", message_ids)
-        case_id = await _live_case(self.conn, case_id)
+        case_id = await self.reads.live_case(case_id)
         if config["require_known_sender"]:
             refusal = await self.unknown_sender(case_id, "the thread", message_ids, "threadCaseId")
             if refusal is not None:
@@ -377,26 +368,15 @@ class _Context:
 
     async def identifier(self, config: dict[str, Any]) -> Step:
         kind = config["kind"]
-        raw = self.view.value_at(config["source"])
-        raws = [str(v) for v in (raw if isinstance(raw, list) else [raw]) if v not in (None, "")]
-        values: list[str] = []
-        refused: list[str] = []
-        for item in raws:
-            try:
-                value = normalize_identifier(
-                    kind, address_of(item) if kind == "email" else item, region=config.get("region", self.region)
-                )
-            except UserError:
-                refused.append(item)
-                continue
-            values.append(value)
+        values, refused = identifier_values(self.view, config, self.region)
+        for value in values:
             self.observe(kind, value)
         if not values:
             reason = (
                 f"no {kind} in {config['source']}" if not refused else f"{', '.join(refused)} is not a valid {kind}"
             )
             return Step([], "no_match", reason)
-        ids = await customers_with(self.conn, [(kind, v) for v in values])
+        ids = await self.reads.holders([(kind, v) for v in values])
         return _customer_step(ids, f"{kind} {', '.join(values)}", values)
 
     async def field_match(self, config: dict[str, Any]) -> Step:
@@ -447,7 +427,7 @@ class _Context:
                 self.observe(*pair)
         if not pairs:
             return Step([], "no_match", "the back office does not know this contact", extra={"cached": cached})
-        ids = await customers_with(self.conn, pairs)
+        ids = await self.reads.holders(pairs)
         step = _customer_step(
             ids,
             "the back office's identifiers " + ", ".join(f"{k} {v}" for k, v in pairs),
@@ -455,6 +435,81 @@ class _Context:
         )
         step.extra["cached"] = cached
         return step
+
+
+def sender_pairs(view: ContactView, region: str) -> list[tuple[str, str]]:
+    """The sender's identifiers (email, phone) as the known-sender check reads them."""
+    sender = (view.from_address or "").strip()
+    pairs: list[tuple[str, str]] = []
+    for kind in ("email", "phone"):
+        try:
+            pairs.append(
+                (kind, normalize_identifier(kind, address_of(sender) if kind == "email" else sender, region=region))
+            )
+        except UserError:
+            continue
+    return pairs
+
+
+def references_in(view: ContactView, config: dict[str, Any]) -> list[str]:
+    """The case references a REFERENCE_IN_TEXT rule finds in a contact (up to 10); raises PatternTimeout."""
+    references: list[str] = []
+    for name in config["fields"]:
+        references += [r.strip().upper() for r in find_all(config["pattern"], getattr(view, name) or "")]
+    return list(dict.fromkeys(r for r in references if r))[:10]
+
+
+def identifier_values(view: ContactView, config: dict[str, Any], region: str) -> tuple[list[str], list[str]]:
+    """What an IDENTIFIER rule reads from a contact: the normalised values, and the raw ones refused."""
+    kind = config["kind"]
+    raw = view.value_at(config["source"])
+    values: list[str] = []
+    refused: list[str] = []
+    for item in (str(v) for v in (raw if isinstance(raw, list) else [raw]) if v not in (None, "")):
+        try:
+            values.append(
+                normalize_identifier(
+                    kind, address_of(item) if kind == "email" else item, region=config.get("region", region)
+                )
+            )
+        except UserError:
+            refused.append(item)
+    return values, refused
+
+
+def message_id_forms(view: ContactView) -> tuple[list[str], list[str]]:
+    """The Message-IDs a contact replies to (its In-Reply-To and References, the last 20), and the
+    forms they are looked up in (with and without angle brackets)."""
+    raw = " ".join(v for v in (view.header("In-Reply-To"), view.header("References")) if v)
+    message_ids = _MESSAGE_ID.findall(raw) or ([raw.strip()] if raw.strip() else [])
+    message_ids = message_ids[-20:]
+    return message_ids, message_ids + [m.strip("<>") for m in message_ids]
+
+
+class Reads:
+    """Recognition's lookups, one query each. A batch of contacts answers most of them from what
+    it read for all its contacts at once (`app.recognition.batch`)."""
+
+    def __init__(self, context: _Context) -> None:
+        self.context = context
+
+    async def holders(self, pairs: list[tuple[str, str]]) -> list[int]:
+        return await customers_with(self.context.conn, pairs)
+
+    async def cases_by_reference(self, references: list[str]) -> list[Any]:
+        return list((await self.context.conn.execute(_CASES_BY_REFERENCE, {"references": references})).all())
+
+    async def thread_case(self, forms: list[str], own_id: int) -> int | None:
+        return await self.context.conn.scalar(_THREAD_CASE, {"message_ids": forms, "own_id": own_id})
+
+    async def live_case(self, case_id: int) -> int:
+        return await _live_case(self.context.conn, case_id)
+
+    async def primary_active_customer(self, case_id: int) -> int | None:
+        return await _primary_active_customer(self.context.conn, case_id)
+
+    async def sender_belongs_to_case(self, case_id: int, sender: list[tuple[str, str]]) -> bool:
+        return await _sender_belongs_to_case(self.context.session, case_id, sender)
 
 
 _KINDS = {

@@ -74,6 +74,7 @@ class Applied:
     case_created: bool = False
     promoted: list[dict[str, Any]] = field(default_factory=list)
     profile: dict[str, Any] | None = None
+    case_reference: str | None = None  # of the case created
 
 
 def promotions_for(rule_set: RuleSet, view: ContactView) -> tuple[list[Promotion], list[dict[str, Any]]]:

@@ -56,15 +56,16 @@ def require_live_case(case: Case | Row[Any] | None, field: str) -> None:
 
 
 async def _require_live_customers(session: AsyncSession, customer_ids: list[int], field: str) -> None:
-    """Each customer is live, and stays so until the transaction ends: FOR SHARE waits for an erasure
-    or merge in progress (FOR UPDATE) and then reads its outcome."""
+    """Each customer is live, and stays so until the transaction ends: FOR KEY SHARE waits for an
+    erasure or merge in progress (FOR UPDATE) and then reads its outcome, and lets a customer's
+    last activity move meanwhile (batched ingests touch many customers at once)."""
     rows = {
         r.id: r
         for r in await session.execute(
             select(Customer.id, Customer.number, Customer.status)
             .where(Customer.id.in_(customer_ids))
             .order_by(Customer.id)
-            .with_for_update(read=True)
+            .with_for_update(read=True, key_share=True)
         )
     }
     for index, customer_id in enumerate(customer_ids):

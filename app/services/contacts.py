@@ -4,11 +4,12 @@ transaction), and fixed by hand (associated, moved, split into a new case)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from sqlalchemy import BigInteger, Row, bindparam, func, insert, select, text, update
+from sqlalchemy import BigInteger, Row, String, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,9 +21,10 @@ from app.contact_data import ContactData, stored_columns, validate
 from app.errors import ErrorCode, UserError, not_found
 from app.limits import IDS_PER_CALL, check_count
 from app.models import Attachment, Case, CaseCustomer, Contact, Customer
+from app.recognition.batch import BatchReads
 from app.recognition.connector import LookupConnectors, connectors
-from app.recognition.engine import CONFIG_VERSION, Recognition
-from app.recognition.outcome import Applied, Assessment, Decision, assess, trace_document
+from app.recognition.engine import CONFIG_VERSION, Recognition, load_rule_set, recognize
+from app.recognition.outcome import Applied, Assessment, Decision, assess, decide, promotions_for, trace_document
 from app.recognition.view import ContactView
 from app.services import audit, queues, sla
 from app.services import cases as case_service
@@ -31,8 +33,12 @@ from app.services.customers import activity_forward, require_live_customer, touc
 from app.services.locking import case_links, erased_customer_refused, lock_case_graph, lock_customers, primary_of
 from app.services.recognition import apply_outcome
 
+if TYPE_CHECKING:
+    from app.runtime import Runtime
+
 log = logging.getLogger(__name__)
 contacts = Contact.__table__
+T = TypeVar("T")
 
 
 async def resolve_links(
@@ -555,3 +561,305 @@ async def read_attachment(session: AsyncSession, *, attachment_id: int) -> tuple
         return None
     data = await blobs.get(session, attachment.sha256)
     return None if data is None else (attachment, data)
+
+
+# ---- ingest in batches -----------------------------------------------------------------------------
+
+BATCH_LIMIT = 500
+
+_CLAIM_MANY = (
+    pg_insert(contacts)
+    .on_conflict_do_nothing(index_elements=["source", "external_id"], index_where=text("external_id IS NOT NULL"))
+    .returning(contacts.c.id, contacts.c.source, contacts.c.external_id)
+)
+_EXISTING_MANY = (
+    text(
+        "SELECT c.* FROM contacts c JOIN unnest(:sources, :external_ids) AS k(source, external_id) "
+        "ON c.source = k.source AND c.external_id = k.external_id"
+    )
+    .bindparams(bindparam("sources", type_=ARRAY(String)), bindparam("external_ids", type_=ARRAY(String)))
+    .columns(*contacts.c)
+)
+# Every contact's outcome in one statement, each customer's last activity moved with it (as _RECORD does for one).
+_RECORD_MANY = (
+    text(
+        """
+        WITH given AS (
+          SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS g(
+            id bigint, customer_id bigint, case_id bigint, candidates bigint[], needs_review boolean, recognition jsonb)
+        ), recorded AS (
+          UPDATE contacts c SET
+            customer_id = casegraph_live_customer(g.customer_id),
+            case_id = casegraph_live_case(g.case_id),
+            candidate_customer_ids = g.candidates,
+            needs_review = g.needs_review,
+            recognition = g.recognition
+          FROM given g WHERE c.id = g.id
+          RETURNING c.*
+        ), latest AS (
+          SELECT customer_id, max(occurred_at) AS at FROM recorded
+          WHERE customer_id IS NOT NULL GROUP BY customer_id
+        ), touched AS (
+          -- Rows locked by ascending id: two batches touching the same customers cannot deadlock.
+          UPDATE customers u SET last_activity_at = t.at
+          FROM (SELECT c.id, l.at FROM customers c JOIN latest l ON l.customer_id = c.id
+                WHERE c.last_activity_at IS NULL OR c.last_activity_at < l.at
+                ORDER BY c.id FOR NO KEY UPDATE OF c) t
+          WHERE u.id = t.id AND (u.last_activity_at IS NULL OR u.last_activity_at < t.at)
+        )
+        SELECT * FROM recorded
+        """
+    )
+    .bindparams(bindparam("rows", type_=JSONB))
+    .columns(*contacts.c)
+)
+
+
+_LOCK_IDENTIFIERS = text(
+    "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM (SELECT unnest(:keys) AS k ORDER BY 1) keys"
+).bindparams(bindparam("keys", type_=ARRAY(String)))
+
+
+class BatchItemFailed(Exception):
+    """An item of a batch failed: the batch is undone, and the item is tried again alone."""
+
+    def __init__(self, position: int, error: Exception) -> None:
+        super().__init__(f"item {position} failed: {error!r}")
+        self.position, self.error = position, error
+
+
+def check_ingest_items(items: Sequence[ContactData]) -> list[UserError | None]:
+    """Each item's input checked (as contactIngest checks it): its UserError, or None."""
+    checked: list[UserError | None] = []
+    for data in items:
+        try:
+            _check_ingest(data)
+        except UserError as error:
+            checked.append(error)
+        else:
+            checked.append(None)
+    return checked
+
+
+@dataclass
+class _Pending:
+    """A claimed contact whose outcome is decided, waiting for the batch's one recording statement."""
+
+    position: int
+    contact_id: int
+    applied: Applied
+    recognition: Recognition
+    decision: Decision
+    trace: dict[str, Any]
+    result: IngestResult | None = None
+
+
+async def ingest_batch(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    items: Sequence[ContactData],
+    region: str,
+    lookups: LookupConnectors = connectors,
+) -> list[IngestResult]:
+    """Ingest checked contacts in one transaction, set-based: one claim, one read-ahead per kind of
+    lookup, one recording statement. Each contact's outcome and trace are what ingesting them one
+    by one, in this order, would give. An item that fails raises BatchItemFailed (the caller rolls
+    back and tries it alone: ingest_contact then stores and flags it).
+
+    Creating customers and cases, and promotions, run per contact as in ingest_contact."""
+    if not items:
+        return []
+    connection = await session.connection()
+    columns = [stored_columns(data) for data in items]
+    keys = [(data.source, data.external_id) for data in items]
+    first_of: dict[tuple[str | None, str | None], int] = {}
+    for position, key in enumerate(keys):
+        first_of.setdefault(key, position)
+    claim = [columns[position] for position in first_of.values()]
+    claimed = {(row.source, row.external_id): row.id for row in await connection.execute(_CLAIM_MANY, claim)}
+    existing: dict[tuple[str | None, str | None], Row[Any]] = {}
+    if len(claimed) < len(first_of):
+        missing = [key for key in first_of if key not in claimed]
+        rows = await connection.execute(
+            _EXISTING_MANY, {"sources": [k[0] for k in missing], "external_ids": [k[1] for k in missing]}
+        )
+        existing = {(row.source, row.external_id): row for row in rows}
+
+    version = await connection.scalar(CONFIG_VERSION)
+    rule_set = await load_rule_set(session, version=version)
+    fresh = [position for key, position in first_of.items() if key in claimed]
+    views = {position: ContactView.of(items[position]) for position in fresh}
+    batch = await BatchReads.read_ahead(connection, views=list(views.values()), rule_set=rule_set, region=region)
+    # OPEN_CASE_OF_CUSTOMER reads which cases contacts stand on: then each outcome is recorded at once.
+    record_each = any(rule["kind"] == "open_case_of_customer" for rule in rule_set.rules)
+
+    decided: dict[int, _Pending] = {}
+    pending: list[_Pending] = []
+    recorded: dict[int, Row[Any]] = {}
+    # The identifiers new profiles may be made of, locked in one order for the whole batch (as
+    # each new profile locks its own, see apply_outcome): two batches cannot deadlock on them.
+    await connection.execute(
+        _LOCK_IDENTIFIERS, {"keys": sorted(f"customer-identifier:{k}:{v}" for k, v in batch.holders)}
+    )
+    # Nothing read below depends on an audit entry: they are written together, at the end.
+    session.autoflush = False
+    for position in fresh:
+        view = views[position]
+        try:
+            recognition = await recognize(
+                session, view=view, rule_set=rule_set, region=region, lookups=lookups, batch=batch
+            )
+            decision = decide(recognition, rule_set, view.channel)
+            promotions, skipped = promotions_for(rule_set, view)
+            assessment = Assessment(rule_set, recognition, decision, promotions, skipped)
+            view.contact_id = claimed[keys[position]]
+            applied = await apply_outcome(session, actor=actor, view=view, assessment=assessment, region=region)
+            trace = trace_document(assessment, applied)
+        except Exception as error:  # noqa: BLE001 - tried again alone by the caller
+            raise BatchItemFailed(position, error) from error
+        if applied.customer_created and applied.profile is not None:
+            batch.identifiers_changed([(i["kind"], i["value"]) for i in applied.profile["identifiers"]])
+        elif any(p.policy == "add_identifier" and p.target == "customer" for p in promotions):
+            batch.identifiers_changed(None)
+        if applied.case_created:
+            batch.case_created(applied.case_id, applied.case_reference, applied.customer_id)
+        batch.contact_recorded(
+            columns[position]["message_id"], columns[position]["occurred_at"], view.contact_id, applied.case_id
+        )
+        decided[position] = _Pending(position, view.contact_id, applied, recognition, decision, trace)
+        pending.append(decided[position])
+        if record_each:
+            recorded |= await _record_many(session, actor, pending)
+            pending = []
+    recorded |= await _record_many(session, actor, pending)
+    session.autoflush = True
+
+    results: list[IngestResult] = []
+    for position, key in enumerate(keys):
+        first = first_of[key]
+        if key not in claimed:
+            row = existing[key]
+            results.append(
+                IngestResult(row, True, row.customer_id, row.case_id, list(row.candidate_customer_ids or []))
+            )
+        elif first != position:  # the same key twice in the batch: the second is a repeat of the first
+            row = recorded[first]
+            results.append(
+                IngestResult(row, True, row.customer_id, row.case_id, list(row.candidate_customer_ids or []))
+            )
+        else:
+            result = decided[position].result
+            assert result is not None
+            results.append(result)
+    return results
+
+
+async def _record_many(session: AsyncSession, actor: Actor, pending: list[_Pending]) -> dict[int, Row[Any]]:
+    """Record decided outcomes on their contacts (one statement), with their events and audit entries."""
+    if not pending:
+        return {}
+    connection = await session.connection()
+    rows = await connection.execute(
+        _RECORD_MANY,
+        {
+            "rows": [
+                {
+                    "id": p.contact_id,
+                    "customer_id": p.applied.customer_id,
+                    "case_id": p.applied.case_id,
+                    "candidates": p.recognition.candidates,
+                    "needs_review": p.decision.needs_review,
+                    "recognition": p.trace,
+                }
+                for p in pending
+            ]
+        },
+    )
+    by_id = {row.id: row for row in rows}
+    recorded: dict[int, Row[Any]] = {}
+    for p in pending:
+        contact = by_id[p.contact_id]
+        publish_contact(session, contact)
+        audit.record(
+            session,
+            actor=actor,
+            action="contact.ingest",
+            entity_type="contact",
+            entity_id=contact.id,
+            after={
+                "source": contact.source,
+                "externalId": contact.external_id,
+                "channel": contact.channel,
+                "customerId": contact.customer_id,
+                "caseId": contact.case_id,
+                "needsReview": contact.needs_review,
+                "matchedRule": p.trace.get("matchedRule"),
+            },
+        )
+        p.result = IngestResult(
+            contact=contact,
+            duplicate=False,
+            customer_id=p.applied.customer_id,
+            case_id=p.applied.case_id,
+            candidates=p.recognition.candidates,
+            customer_created=p.applied.customer_created,
+            case_created=p.applied.case_created,
+        )
+        recorded[p.position] = contact
+    return recorded
+
+
+async def isolating(
+    positions: list[int],
+    run_batch: Callable[[list[int]], Awaitable[list[T]]],
+    run_alone: Callable[[int], Awaitable[T]],
+    failed: Exception | None = None,
+) -> list[T]:
+    """Run items as one batch; when an item fails, the batch is undone and run again without it,
+    and the failed item alone (so one bad item costs its batch a retry, never its outcome).
+    `failed`: the batch was tried already, and failed so."""
+    if not positions:
+        return []
+    try:
+        if failed is not None:
+            raise failed
+        return await run_batch(positions)
+    except BatchItemFailed as failed:
+        log.warning("item %s of a batch failed; it is tried alone", positions[failed.position], exc_info=failed.error)
+        cut = failed.position
+        before = await isolating(positions[:cut], run_batch, run_alone)
+        alone = await run_alone(positions[cut])
+        return [*before, alone, *await isolating(positions[cut + 1 :], run_batch, run_alone)]
+    except Exception:  # noqa: BLE001 - a fault of the batch as a whole: every item alone
+        log.exception("a batch of %s items failed; each is tried alone", len(positions))
+        return [await run_alone(position) for position in positions]
+
+
+async def ingest_contacts(
+    runtime: Runtime,
+    *,
+    actor: Actor,
+    items: Sequence[ContactData],
+    region: str,
+    lookups: LookupConnectors = connectors,
+) -> list[IngestResult | UserError]:
+    """contactIngestBatch: up to BATCH_LIMIT contacts in one transaction, one result per item (its
+    UserError when its input is refused, changing nothing for it). Outcomes are those of ingesting
+    the items one by one in this order; a failing item is retried alone."""
+    check_count(items, "contacts", BATCH_LIMIT)
+    checked = check_ingest_items(items)
+    valid = [position for position, error in enumerate(checked) if error is None]
+
+    async def run_batch(positions: list[int]) -> list[IngestResult]:
+        async with runtime.transaction() as session:
+            return await ingest_batch(
+                session, actor=actor, items=[items[p] for p in positions], region=region, lookups=lookups
+            )
+
+    async def run_alone(position: int) -> IngestResult:
+        async with runtime.transaction() as session:
+            return await ingest_contact(session, actor=actor, data=items[position], region=region, lookups=lookups)
+
+    ingested = dict(zip(valid, await isolating(valid, run_batch, run_alone), strict=True))
+    return [ingested[position] if error is None else error for position, error in enumerate(checked)]

@@ -19,7 +19,8 @@ import aiosmtplib
 import yaml
 from aioimaplib import AioImapException
 from arq.connections import ArqRedis
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +30,7 @@ from app.contact_data import ContactData
 from app.errors import ErrorCode, UserError, not_found
 from app.mail.compose import Outgoing, compose, new_message_id
 from app.mail.imap import ImapError, open_folder
-from app.mail.parse import ParsedMail, html_to_text, parse_message
+from app.mail.parse import ParsedMail, html_to_text, parse_message, parse_messages
 from app.mail.templates import checked_auto_response, render
 from app.models import (
     IMAP_MARKS,
@@ -656,6 +657,219 @@ async def take_in(runtime: Runtime, *, inbound_id: int, send: SendEnqueue | None
     )
 
 
+INTAKE_BATCH = 100  # stored messages one intake job takes in together
+
+# Pending messages for one batch, locked: two intake jobs draining at once take different ones.
+_NEXT_PENDING = (
+    select(InboundMessage)
+    .where(
+        InboundMessage.status == "pending",
+        (InboundMessage.id == bindparam("first")) | (InboundMessage.attempts == 0),
+    )
+    .order_by((InboundMessage.id != bindparam("first")), InboundMessage.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_LOCK_PENDING = (
+    select(InboundMessage.id)
+    .where(InboundMessage.id.in_(bindparam("ids", expanding=True)), InboundMessage.status == "pending")
+    .with_for_update(skip_locked=True)
+)
+# Each message's intake recorded in one statement.
+_DONE_MANY = text(
+    """
+    UPDATE inbound_messages m SET status = 'done', contact_id = g.contact_id, problems = g.problems,
+      processed_at = now(), attempts = m.attempts + 1, last_error = NULL
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS g(id bigint, contact_id bigint, problems jsonb)
+    WHERE m.id = g.id
+    """
+).bindparams(bindparam("rows", type_=JSONB))
+
+
+@dataclass
+class _Taking:
+    message: InboundMessage
+    mail: ParsedMail
+    data: ContactData
+
+
+async def take_in_batch(
+    runtime: Runtime, *, inbound_id: int, limit: int = INTAKE_BATCH, send: SendEnqueue | None = None
+) -> list[IntakeResult]:
+    """Take in the stored message `inbound_id` and up to `limit` - 1 other new pending ones, in one
+    transaction, recognised set-based (`contacts.ingest_batch`): each gets what `take_in` would
+    give it, in the order they were stored. A message that fails is taken in alone (`take_in`,
+    which records its error for the sweeper); bounces and automatic replies are taken in alone,
+    in their place. A message another job holds is skipped: that job takes it in."""
+    async with runtime.reading() as session:
+        first = (
+            await session.execute(
+                select(InboundMessage.status, InboundMessage.attempts).where(InboundMessage.id == inbound_id)
+            )
+        ).first()
+    if first is None or first.status == "done":
+        return []
+    if first.attempts > 0:  # failed before: alone, so it cannot hold up a batch again
+        result = await take_in(runtime, inbound_id=inbound_id, send=send)
+        return [result] if result is not None else []
+    region = runtime.settings.default_phone_region
+    taking: list[_Taking] = []
+    mailboxes: dict[int, Mailbox] = {}
+    pools: dict[int, Pool] = {}
+    checked: list[UserError | None] = []
+
+    async def run_batch(chunk: list[int]) -> list[IntakeResult | None]:
+        try:
+            return await batch_of(chunk)
+        except contact_service.BatchItemFailed as failed:  # its place in `chunk`, for the retry
+            raise contact_service.BatchItemFailed(chunk.index(failed.position), failed.error) from failed.error
+
+    async def batch_of(chunk: list[int]) -> list[IntakeResult | None]:
+        outbox: list[int] = []
+        async with runtime.transaction() as session:
+            ids = [taking[p].message.id for p in chunk]
+            locked = set(await session.scalars(_LOCK_PENDING, {"ids": ids}))
+            positions = [p for p in chunk if taking[p].message.id in locked]
+            if not positions:
+                return []
+            try:
+                taken = await _batch_in(session, positions, outbox)
+            except contact_service.BatchItemFailed as failed:
+                raise contact_service.BatchItemFailed(positions[failed.position], failed.error) from failed.error
+        await _send_all(send, outbox)
+        return taken
+
+    async def _batch_in(session: AsyncSession, positions: list[int], outbox: list[int]) -> list[IntakeResult | None]:
+        ingested = await contact_service.ingest_batch(
+            session, actor=SYSTEM, items=[taking[p].data for p in positions], region=region
+        )
+        done, flagged = [], []
+        taken: list[IntakeResult | None] = []
+        for index, (position, result) in enumerate(zip(positions, ingested, strict=True)):
+            item = taking[position]
+            mailbox = mailboxes.get(item.message.mailbox_id)
+            pool = pools.get(mailbox.pool_id) if mailbox and mailbox.pool_id else None
+            try:
+                if not result.duplicate and item.mail.attachments:
+                    await contact_service.add_attachments(
+                        session, contact_id=result.contact.id, files=item.mail.attachments
+                    )
+                if result.case_created and pool is not None:
+                    await place_in_pool(session, case_id=result.case_id, pool_id=pool.id)
+                auto_response = None
+                if result.case_created and mailbox is not None:
+                    auto_response = await auto_respond(
+                        session, message=item.message, mail=item.mail, mailbox=mailbox, pool=pool, result=result
+                    )
+                    if auto_response is not None:
+                        outbox.append(auto_response)
+            except Exception as error:  # noqa: BLE001 - tried again alone
+                raise contact_service.BatchItemFailed(index, error) from error
+            if item.mail.problems and not result.duplicate:
+                flagged.append(result.contact.id)
+            done.append({"id": item.message.id, "contact_id": result.contact.id, "problems": item.mail.problems})
+            taken.append(
+                IntakeResult(result.contact.id, result.duplicate, item.mail.problems, auto_response=auto_response)
+            )
+        if flagged:
+            # Read as far as possible: an agent checks it against the raw message.
+            await session.execute(update(Contact).where(Contact.id.in_(flagged)).values(needs_review=True))
+        await session.execute(_DONE_MANY, {"rows": done})
+        return taken
+
+    async def run_alone(position: int) -> list[IntakeResult | None]:
+        return [await take_in(runtime, inbound_id=taking[position].message.id, send=send)]
+
+    # The messages stay locked from their choice to their commit: a job draining at the same time
+    # takes others. The common case (nothing special among them) is that one transaction.
+    outbox: list[int] = []
+    try:
+        async with runtime.transaction() as session:
+            messages = sorted(
+                await session.scalars(_NEXT_PENDING, {"first": inbound_id, "limit": limit}), key=lambda m: m.id
+            )
+            if not messages:  # taken by other jobs meanwhile
+                return []
+            taking = [
+                _parsed(message, mail)
+                for message, mail in zip(messages, await parse_messages([m.raw for m in messages]), strict=True)
+            ]
+            mailbox_ids = {t.message.mailbox_id for t in taking if t.message.mailbox_id is not None}
+            mailboxes = {m.id: m for m in await session.scalars(select(Mailbox).where(Mailbox.id.in_(mailbox_ids)))}
+            pool_ids = {m.pool_id for m in mailboxes.values() if m.pool_id is not None}
+            pools = {p.id: p for p in await session.scalars(select(Pool).where(Pool.id.in_(pool_ids)))}
+            checked = contact_service.check_ingest_items([t.data for t in taking])
+            try:
+                if not all(
+                    error is None and automatic_reply_kind(t.mail) is None
+                    for t, error in zip(taking, checked, strict=True)
+                ):
+                    raise _Special
+                taken = await _batch_in(session, list(range(len(taking))), outbox)
+            except Exception:
+                session.expunge_all()  # the messages and mailboxes read stay usable after the rollback
+                raise
+    except _Special:
+        failed: Exception | None = None
+    except Exception as error:  # noqa: BLE001 - an item failed, or the batch: see _isolated_run
+        if not taking:
+            raise
+        failed = error
+    else:
+        await _send_all(send, outbox)
+        return [r for r in taken if r is not None]
+
+    # Runs of ordinary messages go as batches; an automatic reply (or refused input) alone, in its place.
+    results: list[IntakeResult | None] = []
+    run: list[int] = []
+    for position, item in enumerate(taking):
+        if checked[position] is None and automatic_reply_kind(item.mail) is None:
+            run.append(position)
+            continue
+        results += await _isolated_run(run, run_batch, run_alone)
+        run = []
+        results += await run_alone(position)
+    results += await _isolated_run(run, run_batch, run_alone, failed)
+    return [r for r in results if r is not None]
+
+
+class _Special(Exception):
+    """Bounces, automatic replies or refused input among the messages: taken in piece by piece."""
+
+
+def _parsed(message: InboundMessage, mail: ParsedMail) -> _Taking:
+    data = contact_data_of(
+        mail,
+        mailbox_id=message.mailbox_id or 0,
+        inbound_id=message.id,
+        sha256=message.sha256,
+        received_at=message.received_at,
+    )
+    return _Taking(message, mail, data)
+
+
+async def _isolated_run(
+    positions: list[int], run_batch: Any, run_alone: Any, failed: Exception | None = None
+) -> list[IntakeResult | None]:
+    async def alone(position: int) -> list[IntakeResult | None]:
+        return await run_alone(position)
+
+    async def batch(chunk: list[int]) -> list[list[IntakeResult | None]]:
+        return [await run_batch(chunk)]
+
+    return [r for group in await contact_service.isolating(positions, batch, alone, failed) for r in group]
+
+
+async def _send_all(send: SendEnqueue | None, outbox: list[int]) -> None:
+    for outbound_id in outbox:
+        if send is None:
+            return
+        try:
+            await send(outbound_id)
+        except Exception:  # noqa: BLE001 - it is in the outbox: the sweeper sends it
+            log.warning("enqueueing auto-response %s failed; the sweeper will", outbound_id, exc_info=True)
+
+
 # ---- bounces and out-of-office replies --------------------------------------------------------------
 
 _MESSAGE_IDS = re.compile(r"<[^<>\s]+>")
@@ -781,7 +995,8 @@ async def auto_respond(
     subject, text = render(owner.auto_response_subject, variables), render(owner.auto_response_text, variables)
     if subject is None or text is None:
         return None
-    in_reply_to, references = await _thread_of(session, case.id)
+    # Under the mail it answers (a batch may already hold later mail on the case).
+    in_reply_to, references = await _thread_of(session, case.id, up_to=result.contact.id)
     outgoing = Outgoing(
         from_address=mailbox.relay_from or mailbox.address,
         from_name=mailbox.display_name,
@@ -1027,12 +1242,13 @@ async def reply_to_case(
     return contact, outbound_id
 
 
-async def _thread_of(session: AsyncSession, case_id: int) -> tuple[str | None, list[str]]:
-    """In-Reply-To and References for a message on the case: under its latest message."""
+async def _thread_of(session: AsyncSession, case_id: int, up_to: int | None = None) -> tuple[str | None, list[str]]:
+    """In-Reply-To and References for a message on the case: under its latest message (up to a contact)."""
     latest = (
         await session.execute(
             select(Contact.message_id, Contact.headers)
             .where(Contact.case_id == case_id, Contact.message_id.is_not(None))
+            .where(Contact.id <= up_to if up_to is not None else True)
             .order_by(Contact.occurred_at.desc(), Contact.id.desc())
             .limit(1)
         )

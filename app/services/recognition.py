@@ -545,7 +545,7 @@ async def apply_outcome(
             customer_ids=[applied.customer_id],
             fields=fields,
         )
-        applied.case_id, applied.case_created = case.id, True
+        applied.case_id, applied.case_created, applied.case_reference = case.id, True, case.reference
         applied.promoted += trace
     elif applied.case_id is not None and any(p.target == "case" for p in promotions):
         case = await session.get(Case, applied.case_id)

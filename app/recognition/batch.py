@@ -1,0 +1,249 @@
+"""Recognition for a batch of contacts: the lookups every contact of the batch will make, read
+ahead in one query per kind (identifiers, references, threads, then the found cases' primary
+customers and known senders), and answered from memory contact by contact.
+
+The answers must be what each contact would get if the batch were ingested one by one, each in
+its own transaction: so the batch's own effects are laid over what was read (a contact recorded
+on a case is threaded like a stored one, a new case's reference is found), and anything the batch
+changed in a way not laid over (a new customer's identifiers, identifiers added by promotion) is
+looked up live again, in the batch's transaction, where the change is visible. Reads only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, String, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.errors import UserError
+from app.recognition.config import check_rule_config
+from app.recognition.engine import (
+    MAX_CANDIDATES,
+    Reads,
+    RuleSet,
+    _Context,
+    identifier_values,
+    message_id_forms,
+    references_in,
+    sender_pairs,
+)
+from app.recognition.patterns import PatternTimeout
+from app.recognition.view import ContactView
+
+Pair = tuple[str, str]
+
+# Active holders of each identifier, the first MAX_CANDIDATES + 1 by id (a contact's answer is the
+# lowest ids over its identifiers, so these are enough).
+_HOLDERS = text(
+    """
+    SELECT kind, value, customer_id FROM (
+      SELECT i.kind, i.value, i.customer_id,
+             row_number() OVER (PARTITION BY i.kind, i.value ORDER BY i.customer_id) AS n
+      FROM customer_identifiers i JOIN customers c ON c.id = i.customer_id
+      WHERE c.status = 'active' AND (i.kind, i.value) IN (SELECT * FROM unnest(:kinds, :values))
+      GROUP BY i.kind, i.value, i.customer_id
+    ) ranked WHERE n <= :limit
+    """
+).bindparams(
+    bindparam("kinds", type_=ARRAY(String)),
+    bindparam("values", type_=ARRAY(String)),
+    bindparam("limit", MAX_CANDIDATES + 1),
+)
+# Referenced cases (not archived), each with where its tombstone leads.
+_REFERENCES = text(
+    """
+    SELECT id, reference, merged_into_id,
+           CASE WHEN merged_into_id IS NULL THEN id ELSE casegraph_live_case(id, false) END AS live_id
+    FROM cases WHERE reference = ANY(:references) AND archived_at IS NULL
+    """
+).bindparams(bindparam("references", type_=ARRAY(String)))
+# The latest stored message on a case not archived, per Message-ID.
+_THREADS = text(
+    """
+    SELECT DISTINCT ON (c.message_id) c.message_id, c.occurred_at, c.id, c.case_id,
+           casegraph_live_case(c.case_id, false) AS live_id
+    FROM contacts c JOIN cases k ON k.id = c.case_id
+    WHERE c.message_id = ANY(:forms) AND k.archived_at IS NULL
+    ORDER BY c.message_id, c.occurred_at DESC, c.id DESC
+    """
+).bindparams(bindparam("forms", type_=ARRAY(String)))
+_PRIMARIES = text(
+    """
+    SELECT cc.case_id, cc.customer_id FROM case_customers cc JOIN customers c ON c.id = cc.customer_id
+    WHERE cc.case_id = ANY(:cases) AND cc.is_primary AND c.status = 'active'
+    """
+).bindparams(bindparam("cases", type_=ARRAY(BigInteger)))
+# Which of the senders' identifiers a customer of each case holds, and which senders are agents.
+_SENDERS = text(
+    """
+    SELECT DISTINCT cc.case_id, i.kind, i.value FROM case_customers cc
+    JOIN customer_identifiers i ON i.customer_id = cc.customer_id
+    WHERE cc.case_id = ANY(:cases) AND (i.kind, i.value) IN (SELECT * FROM unnest(:kinds, :values))
+    UNION ALL
+    SELECT NULL, 'agent', lower(u.email) FROM users u
+    WHERE lower(u.email) = ANY(:emails) AND u.active AND u.role <> 'integrator'
+    """
+).bindparams(
+    bindparam("cases", type_=ARRAY(BigInteger)),
+    bindparam("kinds", type_=ARRAY(String)),
+    bindparam("values", type_=ARRAY(String)),
+    bindparam("emails", type_=ARRAY(String)),
+)
+
+
+@dataclass
+class _Reference:
+    id: int
+    reference: str
+    merged_into_id: int | None
+
+
+@dataclass
+class BatchReads:
+    """What a batch's contacts will look up, read ahead, with the batch's own effects laid over it."""
+
+    holders: dict[Pair, list[int]] = field(default_factory=dict)
+    references: dict[str, _Reference] = field(default_factory=dict)
+    references_read: set[str] = field(default_factory=set)
+    threads: dict[str, tuple[datetime, int, int]] = field(default_factory=dict)  # form -> (at, contact id, case)
+    live: dict[int, int] = field(default_factory=dict)  # case id -> where its tombstones lead
+    primaries: dict[int, int | None] = field(default_factory=dict)
+    held_by_case: set[tuple[int, str, str]] = field(default_factory=set)
+    agents: set[str] = field(default_factory=set)
+    senders_read: tuple[set[int], set[Pair]] = field(default_factory=lambda: (set(), set()))
+    senders_stale: bool = False
+
+    @classmethod
+    async def read_ahead(
+        cls, conn: AsyncConnection, *, views: list[ContactView], rule_set: RuleSet, region: str
+    ) -> BatchReads:
+        reads = cls()
+        pairs: dict[Pair, None] = {}
+        references: dict[str, None] = {}
+        forms: dict[str, None] = {}
+        thread_rule = False
+        for view in views:
+            for rule in rule_set.for_channel(rule_set.rules, view.channel):
+                try:
+                    config = check_rule_config(rule["kind"], rule["config"])
+                    if rule["kind"] == "identifier":
+                        pairs.update(
+                            dict.fromkeys((config["kind"], v) for v in identifier_values(view, config, region)[0])
+                        )
+                    elif rule["kind"] == "reference_in_text":
+                        references.update(dict.fromkeys(references_in(view, config)))
+                    elif rule["kind"] == "thread":
+                        thread_rule = True
+                        forms.update(dict.fromkeys(message_id_forms(view)[1]))
+                except (UserError, PatternTimeout):
+                    continue  # the rule reports it when it runs
+        if pairs:
+            kinds, values = zip(*pairs, strict=True)
+            reads.holders = {pair: [] for pair in pairs}
+            for row in await conn.execute(_HOLDERS, {"kinds": list(kinds), "values": list(values)}):
+                reads.holders[(row.kind, row.value)].append(row.customer_id)
+        if references:
+            reads.references_read = set(references)
+            for row in await conn.execute(_REFERENCES, {"references": list(references)}):
+                reads.references[row.reference] = _Reference(row.id, row.reference, row.merged_into_id)
+                reads.live[row.id] = row.live_id
+        if thread_rule and forms:
+            for row in await conn.execute(_THREADS, {"forms": list(forms)}):
+                reads.threads[row.message_id] = (row.occurred_at, row.id, row.case_id)
+                reads.live[row.case_id] = row.live_id
+        cases = sorted(set(reads.live.values()))
+        if cases:
+            reads.primaries = dict.fromkeys(cases)
+            for row in await conn.execute(_PRIMARIES, {"cases": cases}):
+                if reads.primaries[row.case_id] is None:
+                    reads.primaries[row.case_id] = row.customer_id
+            senders = {pair for view in views for pair in sender_pairs(view, region)}
+            if senders:
+                kinds, values = zip(*senders, strict=True)
+                emails = [v for k, v in senders if k == "email"]
+                for row in await conn.execute(
+                    _SENDERS, {"cases": cases, "kinds": list(kinds), "values": list(values), "emails": emails}
+                ):
+                    if row.case_id is None:
+                        reads.agents.add(row.value)
+                    else:
+                        reads.held_by_case.add((row.case_id, row.kind, row.value))
+                reads.senders_read = (set(cases), senders)
+        return reads
+
+    def reads_for(self, context: _Context) -> Reads:
+        return _BatchContextReads(context, self)
+
+    # ---- the batch's own effects, told by the service once a contact's outcome is carried out ----
+
+    def identifiers_changed(self, pairs: list[Pair] | None) -> None:
+        """Customers now hold these identifiers (None: any identifiers, on existing customers): look
+        them up live from now on. A new customer's alone change no known sender: it is on no case
+        read ahead, only on the one the batch opens for it."""
+        if pairs is None:
+            self.holders.clear()
+            self.senders_stale = True
+        else:
+            for pair in pairs:
+                self.holders.pop(pair, None)
+
+    def case_created(self, case_id: int, reference: str | None, primary_customer_id: int | None) -> None:
+        if reference is not None and reference in self.references_read:
+            self.references[reference] = _Reference(case_id, reference, None)
+        self.live[case_id] = case_id
+        self.primaries[case_id] = primary_customer_id
+
+    def contact_recorded(
+        self, message_id: str | None, occurred_at: datetime, contact_id: int, case_id: int | None
+    ) -> None:
+        """A contact of the batch now stands on its case: later replies to it thread there."""
+        if message_id is None or case_id is None:
+            return
+        known = self.threads.get(message_id)
+        if known is None or (occurred_at, contact_id) > known[:2]:
+            self.threads[message_id] = (occurred_at, contact_id, case_id)
+        self.live.setdefault(case_id, case_id)
+
+
+class _BatchContextReads(Reads):
+    def __init__(self, context: _Context, batch: BatchReads) -> None:
+        super().__init__(context)
+        self.batch = batch
+
+    async def holders(self, pairs: list[Pair]) -> list[int]:
+        known = self.batch.holders
+        if not all(pair in known for pair in pairs):
+            return await super().holders(pairs)
+        return sorted({customer for pair in pairs for customer in known[pair]})[: MAX_CANDIDATES + 1]
+
+    async def cases_by_reference(self, references: list[str]) -> list[Any]:
+        if not set(references) <= self.batch.references_read:
+            return await super().cases_by_reference(references)
+        found = (self.batch.references.get(r) for r in sorted(references))
+        return [row for row in found if row is not None]
+
+    async def thread_case(self, forms: list[str], own_id: int) -> int | None:
+        # Every form of every contact was read ahead; the batch's own contacts are laid over.
+        found = [self.batch.threads[f] for f in forms if f in self.batch.threads]
+        found = [entry for entry in found if entry[1] != own_id]
+        return max(found)[2] if found else None
+
+    async def live_case(self, case_id: int) -> int:
+        live = self.batch.live.get(case_id)
+        return live if live is not None else await super().live_case(case_id)
+
+    async def primary_active_customer(self, case_id: int) -> int | None:
+        if case_id not in self.batch.primaries:
+            return await super().primary_active_customer(case_id)
+        return self.batch.primaries[case_id]
+
+    async def sender_belongs_to_case(self, case_id: int, sender: list[Pair]) -> bool:
+        cases, pairs = self.batch.senders_read
+        if self.batch.senders_stale or case_id not in cases or not set(sender) <= pairs:
+            return await super().sender_belongs_to_case(case_id, sender)
+        if any((case_id, kind, value) in self.batch.held_by_case for kind, value in sender):
+            return True
+        return any(kind == "email" and value in self.batch.agents for kind, value in sender)

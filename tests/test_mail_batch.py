@@ -1,0 +1,102 @@
+"""Batched mail intake: stored messages taken in together (a reply to a message of the same batch, a
+repeated Message-ID, a bounce in the middle, an attachment, a malformed message, one that fails)
+become what taking them in one by one makes of them; the parsing helper process reads as the
+worker does."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.policy import SMTP
+
+from sqlalchemy import select
+
+from app.mail.parse import PARALLEL_FROM, parse_message, parse_messages
+from app.models import InboundMessage
+from app.services import mail as mail_service
+from tests.mail_support import add_mailbox, message
+from tests.test_ingest_batch import reset, snapshot
+
+
+def corpus() -> list[bytes]:
+    mails = []
+    for i in range(24):
+        sender = f"Customer {i % 5} <c{i % 5}@example.org>"
+        headers = {}
+        if i in (7, 15):  # replies to the first mail of the same sender, in the same batch
+            headers = {"In_Reply_To": f"<mail-{i % 5}@example.org>"}
+        if i == 11:
+            sender = f'"{"N" * 230}" <long@example.org>'  # no profile can carry this name: fails
+        mails.append(message(sender=sender, subject=f"Question {i}", message_id=f"<mail-{i}@example.org>", **headers))
+    mails[9] = mails[3]  # the same mail twice
+    with_file = EmailMessage()
+    with_file["From"], with_file["To"], with_file["Subject"] = "c1@example.org", "support@casegraph.test", "Photo"
+    with_file["Message-ID"] = "<photo@example.org>"
+    with_file.set_content("See attached")
+    with_file.add_attachment(b"\x89PNG...", maintype="image", subtype="png", filename="p.png")
+    mails[13] = with_file.as_bytes(policy=SMTP)
+    mails[17] = message(
+        sender="Out Of Office <c2@example.org>",
+        subject="Away",
+        message_id="<away@example.org>",
+        Auto_Submitted="auto-replied",
+    )
+    mails[19] = (
+        b"From: c3@example.org\r\nSubject: =?bogus?Q?x?=\r\nContent-Type: text/plain; charset=nope\r\n\r\n\xff\xfe"
+    )
+    return mails
+
+
+async def store_all(runtime, mailbox_id: int) -> list[int]:
+    async with runtime.transaction() as session:
+        return [
+            await mail_service.store_inbound(session, mailbox_id=mailbox_id, via="smtp", raw=raw) for raw in corpus()
+        ]
+
+
+async def inbound_state(runtime) -> list[tuple]:
+    async with runtime.reading() as session:
+        rows = await session.execute(
+            select(InboundMessage.status, InboundMessage.problems, InboundMessage.contact_id.is_not(None)).order_by(
+                InboundMessage.id
+            )
+        )
+        return [tuple(row) for row in rows]
+
+
+async def test_stored_messages_taken_in_together_become_what_one_by_one_makes_of_them(runtime, table_names):
+    mailbox_id = await add_mailbox(runtime)
+    ids = await store_all(runtime, mailbox_id)
+    for inbound_id in ids:
+        await mail_service.take_in(runtime, inbound_id=inbound_id)
+    expected, _ = await snapshot(runtime)
+    expected_inbound = await inbound_state(runtime)
+
+    await reset(runtime, table_names)
+    mailbox_id = await add_mailbox(runtime)
+    ids = await store_all(runtime, mailbox_id)
+    taken = await mail_service.take_in_batch(runtime, inbound_id=ids[0])
+    assert len(taken) == len(ids)  # one job, every message
+    assert await mail_service.take_in_batch(runtime, inbound_id=ids[5]) == []  # done already
+
+    state, _ = await snapshot(runtime)
+    for run in (state, expected):  # the times are those the messages were stored at, in each run
+        run["customers"] = [(rank, name) for rank, name, _ in run["customers"]]
+    assert state == expected
+    assert await inbound_state(runtime) == expected_inbound
+    assert all(status == "done" for status, _, linked in expected_inbound)
+    traces = {c["externalId"]: c["trace"] for c in state["contacts"]}
+    assert traces["<mail-11@example.org>"]["outcome"] == "error"
+    assert traces["<mail-7@example.org>"]["matchedRule"] == "Email thread"
+    assert sum(1 for c in state["contacts"] if c["externalId"] == "<mail-3@example.org>") == 1
+
+
+def test_the_parsing_helper_reads_as_the_worker_does():
+    raws = corpus() * 2
+    assert len(raws) >= PARALLEL_FROM
+
+    async def both():
+        return await parse_messages(raws)
+
+    import asyncio
+
+    assert asyncio.run(both()) == [parse_message(raw) for raw in raws]
