@@ -557,3 +557,47 @@ async def test_one_pool_update_is_executed_once_for_all_its_watchers_of_a_role(
     # The case is loaded once for the three agents and once for the supervisor; the counts once.
     case_loads = [s for s in count_queries.statements if s.startswith("SELECT cases.") and "cases.id IN" in s]
     assert len(case_loads) == 2
+
+
+INGEST_ONE = """mutation($input: ContactIngestInput!) {
+  contactIngest(input: $input) { case { reference } caseCreated errors { code } }
+}"""
+INGEST_MANY = """mutation($input: ContactIngestBatchInput!) {
+  contactIngestBatch(input: $input) { results { case { reference } errors { code } } errors { code } }
+}"""
+
+
+async def test_a_customers_ingested_reply_reopens_a_pending_case_one_by_one_and_in_a_batch(gql, runtime):
+    ann, ann_token = await user(runtime, "ann")
+    customer = gid("Customer", await make_customer(runtime, "Ada", emails=["ada@example.com"]))
+    general = await pool(gql, "General")
+    await serve(gql, general, ann)
+    first = await waiting_case(gql, customer, general, "first")
+    second = await waiting_case(gql, customer, general, "second")
+    references = []
+    for case in (first, second):
+        await next_case(gql, ann_token)
+        await gql(REPLY_BY_AGENT, {"c": case}, token=ann_token)
+        references.append(
+            (await gql("query($c: ID!) { case(id: $c) { reference } }", {"c": case}))["case"]["reference"]
+        )
+    statuses = "SELECT subject, status FROM cases ORDER BY id"
+    pending = await rows(runtime, statuses)
+
+    def reply(n: int, reference: str) -> dict:
+        return {
+            "source": "mail",
+            "externalId": f"r{n}",
+            "channel": "EMAIL",
+            "direction": "INBOUND",
+            "from": "ada@example.com",
+            "subject": f"Re: [{reference}] thanks, but",
+        }
+
+    alone = (await gql(INGEST_ONE, {"input": reply(1, references[0])}))["contactIngest"]
+    batch = (await gql(INGEST_MANY, {"input": {"contacts": [reply(2, references[1])]}}))["contactIngestBatch"]
+
+    assert pending == [("first", "pending"), ("second", "pending")]
+    assert alone["case"] == {"reference": references[0]} and not alone["caseCreated"]
+    assert batch["results"][0]["case"] == {"reference": references[1]}
+    assert await rows(runtime, statuses) == [("first", "open"), ("second", "open")]

@@ -103,19 +103,29 @@ async def insert_contact(
         return existing, False
     if customer_id is not None:
         await touch_activity(session, customer_id=customer_id, occurred_at=values["occurred_at"])
-    if case_id is not None:
-        await queues.after_contact(session, case_id=case_id, direction=contact.direction, agent_id=agent_id)
-    if case_id is not None and is_response(data):
-        await sla.record_first_response(session, case_id=case_id, at=values["occurred_at"])
+    await after_recorded(session, [contact])
     publish_contact(session, contact)
     return contact, True
 
 
-def is_response(data: ContactData) -> bool:
+async def after_recorded(session: AsyncSession, contacts: list[Any]) -> None:
+    """What new contacts on existing cases do besides being there, however they were recorded (one
+    by one, ingested, in a batch): move their cases' status (queues) and answer them (the SLA's
+    first response)."""
+    on_cases = [contact for contact in contacts if contact.case_id is not None]
+    if not on_cases:
+        return
+    await queues.after_contacts(session, [(c.case_id, c.direction, c.agent_id) for c in on_cases])
+    answered = {c.case_id: c.occurred_at for c in on_cases if is_response(c)}
+    for case_id, at in answered.items():
+        await sla.record_first_response(session, case_id=case_id, at=at)
+
+
+def is_response(contact: Any) -> bool:
     """What answers a case for its first-response target: an outbound contact on any channel (a reply,
     a call, a chat message), but not an automatic receipt."""
-    mail = (data.payload or {}).get("mail") or {}
-    return data.direction == "outbound" and mail.get("kind") != "auto_response"
+    mail = (contact.payload or {}).get("mail") or {}
+    return contact.direction == "outbound" and mail.get("kind") != "auto_response"
 
 
 def publish_contact(session: AsyncSession, contact: Contact) -> None:
@@ -497,6 +507,8 @@ async def ingest_contact(
             },
         )
     ).one()
+    if not applied.case_created:  # a case opened by this contact is as it should be
+        await after_recorded(session, [contact])
     publish_contact(session, contact)
     audit.record(
         session,
@@ -777,6 +789,7 @@ async def _record_many(session: AsyncSession, actor: Actor, pending: list[_Pendi
         },
     )
     by_id = {row.id: row for row in rows}
+    await after_recorded(session, [by_id[p.contact_id] for p in pending if not p.applied.case_created])
     recorded: dict[int, Row[Any]] = {}
     for p in pending:
         contact = by_id[p.contact_id]

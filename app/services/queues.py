@@ -710,6 +710,30 @@ async def reassign_cases(
 # ---- status automation (seed 004) -------------------------------------------------------------------
 
 
+# The cases new contacts could change (`_automatic_change`), found in one statement: customers'
+# contacts on pending or closed cases or on cases of an agent away; agents' replies on cases in work.
+_MAY_CHANGE = text("""
+    SELECT c.id FROM cases c
+    WHERE c.id = ANY(:inbound) AND (c.status IN ('pending', 'resolved', 'closed') OR EXISTS (
+        SELECT 1 FROM absences a WHERE a.user_id = c.assignee_id AND a.starts_at <= now() AND a.ends_at > now()))
+    UNION
+    SELECT c.id FROM cases c WHERE c.id = ANY(:replied) AND c.status IN ('new', 'open')
+""").bindparams(bindparam("inbound", type_=ARRAY(BigInteger)), bindparam("replied", type_=ARRAY(BigInteger)))
+
+
+async def after_contacts(session: AsyncSession, contacts: list[tuple[int, str, int | None]]) -> None:
+    """`after_contact` for new contacts as (case id, direction, agent id); most change nothing, and
+    one statement finds those that may."""
+    inbound = sorted({case_id for case_id, direction, _ in contacts if direction == "inbound"})
+    replied = sorted({case_id for case_id, direction, agent in contacts if direction == "outbound" and agent})
+    if not inbound and not replied:
+        return
+    may_change = set(await session.scalars(_MAY_CHANGE, {"inbound": inbound, "replied": replied}))
+    for case_id, direction, agent_id in contacts:
+        if case_id in may_change:
+            await after_contact(session, case_id=case_id, direction=direction, agent_id=agent_id)
+
+
 async def after_contact(session: AsyncSession, *, case_id: int, direction: str, agent_id: int | None) -> None:
     """What a new contact does to its case's status and agent (see `_automatic_change`). Most
     contacts change nothing, so the case is locked only when something is to change."""
