@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.models import EventOutbox
@@ -79,16 +79,28 @@ class Event:
     body: dict[str, Any]
 
 
+_STORE = text(
+    "INSERT INTO event_outbox (channel, body) "
+    "SELECT channel, body::jsonb FROM unnest(CAST(:channels AS text[]), CAST(:bodies AS text[])) AS e(channel, body) "
+    "RETURNING id"
+)
+
+
 async def store_pending(session: AsyncSession) -> list[StoredEvent]:
     """Write the queued events to the outbox, inside the transaction of their change."""
     pending = session.info.pop("pending_events", {})
     if not pending:
         return []
-    rows = [{"channel": name, "body": body} for (name, _), body in pending.items()]
+    # One statement on the session's connection; which id goes with which event does not matter
+    # (the ids only say which rows to delete once all are published).
     ids = (
-        await session.scalars(insert(EventOutbox).returning(EventOutbox.id, sort_by_parameter_order=True), rows)
-    ).all()
-    return [StoredEvent(outbox_id, row["channel"], row["body"]) for outbox_id, row in zip(ids, rows, strict=True)]
+        await (await session.connection()).execute(
+            _STORE, {"channels": [name for name, _ in pending], "bodies": [encoded.decode() for _, encoded in pending]}
+        )
+    ).scalars()
+    return [
+        StoredEvent(outbox_id, name, body) for outbox_id, ((name, _), body) in zip(ids, pending.items(), strict=True)
+    ]
 
 
 async def publish(redis: Redis, stored: list[StoredEvent], *, retain: int) -> None:

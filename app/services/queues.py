@@ -383,7 +383,7 @@ async def _move(
     before = QueueState.of(case)
     await session.execute(update(Case).where(Case.id == case.id).values(**values, updated_at=func.now()))
     after = await queue_state(session, case.id)
-    if after.status != before.status:
+    if sla.clock_may_change(before.status, after.status):
         await sla.status_changed(session, case_id=case.id, status=after.status)
     audit.record(
         session,
@@ -601,7 +601,7 @@ async def claim_next(session: AsyncSession, *, actor: Actor, pool_ids: list[int]
     for tier in tiers:
         claimed = (await session.execute(_CLAIM, {"user_id": actor.user_id, "pool_ids": tier})).one_or_none()
         if claimed is not None:
-            if claimed.previous_status != claimed.status:
+            if sla.clock_may_change(claimed.previous_status, claimed.status):
                 await sla.status_changed(session, case_id=claimed.id, status=claimed.status)
             audit.record(
                 session,

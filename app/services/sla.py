@@ -422,6 +422,16 @@ def _paused_so_far(clock: CaseSla, calendar: BusinessCalendar, now: datetime) ->
     return clock.paused_seconds + ongoing
 
 
+# A case in these categories keeps its clock running whatever its policy.
+_ALWAYS_RUNNING = ("received", "in_progress")
+
+
+def clock_may_change(before: str, after: str) -> bool:
+    """Whether moving from one status to another can pause, resume or stop a clock (received to in
+    progress, the usual claim, cannot): `status_changed` is needed only then."""
+    return not (CATEGORY_OF_STATUS[before] in _ALWAYS_RUNNING and CATEGORY_OF_STATUS[after] in _ALWAYS_RUNNING)
+
+
 def clock_runs(status: str, policy: TatPolicy | None) -> bool:
     """Whether a status counts towards the deadlines: not finished, and not a waiting state the policy pauses in."""
     category = CATEGORY_OF_STATUS[status]
