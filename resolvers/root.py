@@ -12,6 +12,7 @@ from resolvers.contacts import ContactFixMutation, ContactMutation, ContactQuery
 from resolvers.customers import CustomerMergeMutation, CustomerMergeQuery, CustomerMutation, CustomerQuery
 from resolvers.forms import FormMutation, FormQuery, load_case_template, load_dictionary
 from resolvers.mail import CaseReplyMutation, MailMutation, MailQuery
+from resolvers.messages import MessageMutation, MessageQuery
 from resolvers.queues import PoolMutation, PoolQuery, WorkMutation, WorkQuery, WorkSubscription
 from resolvers.reasons import ReasonCodeMutation, ReasonCodeQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
@@ -68,6 +69,7 @@ QUERIES = (
     AuthQuery,
     PoolQuery,
     WorkQuery,
+    MessageQuery,
     MailQuery,
     TaskQuery,
     ReasonCodeQuery,
@@ -88,6 +90,7 @@ MUTATIONS = (
     AuthMutation,
     PoolMutation,
     WorkMutation,
+    MessageMutation,
     MailMutation,
     CaseReplyMutation,
     TaskMutation,

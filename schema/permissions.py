@@ -56,7 +56,8 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Query.myCases": STAFF,
     "Query.coveredCases": STAFF,
     "Query.poolCases": STAFF,  # an agent: of a pool they serve
-    "Query.absences": STAFF,  # who is away and who covers is what colleagues plan around
+    "Query.absences": STAFF,
+    "Query.messageTemplates": SUPERVISOR,  # who is away and who covers is what colleagues plan around
     "Query.mailboxes": ADMIN,
     "Query.mailbox": ADMIN,
     "Query.task": STAFF,
@@ -118,6 +119,8 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Mutation.casesReassign": SUPERVISOR,
     "Mutation.absenceRecord": STAFF,  # an agent: their own
     "Mutation.absenceEnd": STAFF,  # an agent: their own
+    "Mutation.messageTemplateSet": SUPERVISOR,
+    "Mutation.messageTemplateReset": SUPERVISOR,
     # Tasks: an agent changes those assigned to them or that they created; a supervisor any.
     "Mutation.taskCreate": STAFF,
     "Mutation.taskUpdate": STAFF,

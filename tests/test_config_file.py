@@ -114,6 +114,7 @@ async def test_the_file_round_trips_through_the_cli_onto_a_clean_database(gql, r
         "dictionaries",
         "customerFields",
         "caseTemplates",
+        "messageTemplates",
         "regions",
         "tat_policies",
         "user_groups",
@@ -227,6 +228,7 @@ async def test_what_the_file_no_longer_lists_goes_unless_it_is_in_use(gql, runti
         "dictionaries": 1,
         "customerFields": 2,
         "caseTemplates": 0,
+        "messageTemplates": 0,
         **{"regions": 0, "tat_policies": 0, "user_groups": 0, "workflows": 0},
     }
     assert (after["caseTemplates"], [d["name"] for d in after["dictionaries"]]) == ([], ["Account types"])

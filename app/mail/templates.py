@@ -1,9 +1,10 @@
-"""Templates of system messages (auto-responses): Jinja2 in its immutable sandbox, so a template
+"""Templates of system messages (auto-responses, SLA notices, task reminders): Jinja2 in its immutable sandbox, so a template
 written by an administrator can read the variables it is given and nothing else."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import TemplateError
@@ -63,3 +64,44 @@ def checked_auto_response(value: Any, where: str = "autoResponse") -> tuple[str 
     if "\n" in subject.strip() or "\r" in subject:
         raise UserError(ErrorCode.INVALID, "the subject template must be one line", f"{where}.subject")
     return subject.strip(), text
+
+
+@dataclass(frozen=True)
+class SystemMessage:
+    """A system message's default subject and text templates, and the variables they may use."""
+
+    subject: str
+    text: str
+    variables: dict[str, str]
+
+
+_SLA_VARIABLES = {
+    "reference": "the case's reference (CASE-000123)",
+    "subject": "the case's subject",
+    "passed": 'what passed, one line each ("response deadline (2026-11-23T10:00:00+00:00)")',
+    "escalated": "whether the case was escalated to the recipient's group",
+}
+_SLA_TEXT = (
+    "Case {{ reference }}: {{ passed | join('; ') }} passed."
+    "{% if escalated %} It was escalated to your group.{% endif %}\n"
+)
+SYSTEM_MESSAGES = {
+    "sla_warning": SystemMessage("[{{ reference }}] SLA warning", _SLA_TEXT, _SLA_VARIABLES),
+    "sla_breach": SystemMessage("[{{ reference }}] SLA breached", _SLA_TEXT, _SLA_VARIABLES),
+    "task_reminder": SystemMessage(
+        "Reminder: {{ subject }}",
+        "Reminder: {{ kind }} - {{ subject }}\n"
+        "{% if due %}Due: {{ due }}\n{% endif %}"
+        "{% if customer %}Customer: {{ customer }}\n{% endif %}"
+        "{% if case %}Case: {{ case }}\n{% endif %}"
+        "{% if notes %}\n{{ notes }}\n{% endif %}",
+        {
+            "subject": "the task's subject",
+            "kind": "call, email, meeting, chat or other",
+            "due": "when it is due (UTC), if it has a due time",
+            "customer": "the customer's number and name, if the task is on a customer",
+            "case": "the case's reference and subject, if the task is on a case",
+            "notes": "the task's notes",
+        },
+    ),
+}

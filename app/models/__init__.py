@@ -39,6 +39,7 @@ from app.models.mail import (
     Mailbox,
     OutboundMessage,
 )
+from app.models.messages import MESSAGE_KINDS, MessageTemplate
 from app.models.queues import REPLY_STATUSES, Absence, Pool, PoolMember
 from app.models.reasons import ReasonCode
 from app.models.recognition import (
@@ -59,6 +60,8 @@ from app.models.tasks import TASK_KINDS, TASK_STATUSES, Task
 from app.models.workflows import ESCALATION_ACTIONS, USER_MODES, GroupMember, UserGroup, Workflow, WorkflowMode
 
 __all__ = [
+    "MESSAGE_KINDS",
+    "MessageTemplate",
     "STATUS_CATEGORIES",
     "CATEGORY_OF_STATUS",
     "REPLY_STATUSES",

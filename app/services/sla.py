@@ -34,7 +34,7 @@ from app.models import (
     Workflow,
 )
 from app.models.cases import CATEGORY_OF_STATUS
-from app.services import audit, queues
+from app.services import audit, messages, queues
 from app.services.calendars import calendar_of
 
 log = logging.getLogger(__name__)
@@ -564,7 +564,7 @@ SELECT s.case_id,
        s.resolution_warned_at IS NULL AND s.resolution_warn_at <= :now AS resolution_warning,
        s.resolution_breached_at IS NULL AND s.resolution_due_at <= :now AS resolution_breach,
        s.response_due_at, s.resolution_due_at,
-       c.reference, c.assignee_id, c.pool_id,
+       c.reference, c.subject, c.assignee_id, c.pool_id,
        w.escalator_group_id, w.escalation, g.pool_id AS escalation_pool_id
 FROM case_slas s
 JOIN cases c ON c.id = s.case_id
@@ -630,16 +630,13 @@ async def _notify_by_mail(session: AsyncSession, rows: list[Any], escalate: list
             for stage in SLA_STAGES
             if getattr(row, f"{target}_{stage}")
         ]
-        outbound_id = await mail.queue_case_notification(
+        subject, text = await messages.message(
             session,
-            actor=SWEEPER,
-            case_id=row.case_id,
-            to=to,
-            subject=f"[{row.reference}] SLA {'breached' if breach else 'warning'}",
-            text=f"Case {row.reference}: "
-            + "; ".join(passed)
-            + " passed."
-            + (" It was escalated to your group." if escalated else ""),
+            "sla_breach" if breach else "sla_warning",
+            {"reference": row.reference, "subject": row.subject, "passed": passed, "escalated": bool(escalated)},
+        )
+        outbound_id = await mail.queue_case_notification(
+            session, actor=SWEEPER, case_id=row.case_id, to=to, subject=subject, text=text
         )
         if outbound_id is not None:
             queued.append(outbound_id)

@@ -22,7 +22,7 @@ from app.auth import SYSTEM, Actor
 from app.errors import ErrorCode, UserError, not_found
 from app.models import TASK_KINDS, TASK_STATUSES, Case, Customer, Task, User
 from app.pagination import Page, decode_cursor, encode_cursor
-from app.services import audit
+from app.services import audit, messages
 from app.services import mail as mail_service
 from app.services.cases import require_live_case
 from app.services.customers import require_live_customer
@@ -538,28 +538,23 @@ async def _queue_reminder_mail(session: AsyncSession, task: Task) -> int | None:
     mailbox = await mail_service.notification_mailbox(session, case_id=task.case_id)
     if mailbox is None:
         return None
+    subject, text = await messages.message(session, "task_reminder", await _reminder_variables(session, task))
     return await mail_service.queue_notification(
-        session,
-        mailbox=mailbox,
-        to=address,
-        subject=f"Reminder: {task.subject}",
-        text=await _reminder_text(session, task),
-        kind="task_reminder",
+        session, mailbox=mailbox, to=address, subject=subject, text=text, kind="task_reminder"
     )
 
 
-async def _reminder_text(session: AsyncSession, task: Task) -> str:
-    lines = [f"Reminder: {task.kind} - {task.subject}"]
+async def _reminder_variables(session: AsyncSession, task: Task) -> dict[str, Any]:
+    """What a reminder's template can say (app/mail/templates.py lists them)."""
+    variables: dict[str, Any] = {"subject": task.subject, "kind": task.kind, "notes": task.notes}
     if task.due_at is not None:
-        lines.append(f"Due: {task.due_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
+        variables["due"] = f"{task.due_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
     if task.customer_id is not None:
         customer = (
             await session.execute(select(Customer.number, Customer.name).where(Customer.id == task.customer_id))
         ).one()
-        lines.append(f"Customer: {customer.number}" + (f" {customer.name}" if customer.name else ""))
+        variables["customer"] = f"{customer.number}" + (f" {customer.name}" if customer.name else "")
     if task.case_id is not None:
         case = (await session.execute(select(Case.reference, Case.subject).where(Case.id == task.case_id))).one()
-        lines.append(f"Case: {case.reference} {case.subject}")
-    if task.notes:
-        lines += ["", task.notes]
-    return "\n".join(lines) + "\n"
+        variables["case"] = f"{case.reference} {case.subject}"
+    return variables
