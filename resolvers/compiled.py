@@ -560,10 +560,7 @@ class Compiler:
         return value is not None and value != ""
 
     def contacts(self, parent, nodes, row: str, owner_column: str, operation: str, depth: int) -> str:
-        self.operations.add(operation)
-        args = self.arguments(parent, nodes[0])
-        first_of, after_of = self.page_arguments(args, (datetime, int))
-        first = self.bind(first_of, "int")
+        args, first, after_of = self.page_start(parent, nodes, operation, (datetime, int))
         t = self.alias()
         where = f"{t}.{owner_column} = {row}.id"
         count_where = f"c.{owner_column} = {row}.id"
@@ -584,24 +581,47 @@ class Compiler:
         total = f"(SELECT count(*) FROM contacts c WHERE {count_where})"
         return self.connection(parent, nodes, "Contact", page, first, _contact_cursor, total, depth)
 
-    def customer_cases(self, parent, nodes, row: str, depth: int, open_only: bool = False) -> str:
-        self.operations.add("Customer.openCases" if open_only else "Customer.cases")
+    def page_start(self, parent, nodes, operation: str, cursor_types: tuple = (int,)):
+        """A connection's arguments, its page size bound, and its `after` cursor's reader."""
+        self.operations.add(operation)
         args = self.arguments(parent, nodes[0])
-        first_of, after_of = self.page_arguments(args, (int,))
-        first = self.bind(first_of, "int")
+        first_of, after_of = self.page_arguments(args, cursor_types)
+        return args, self.bind(first_of, "int"), after_of
+
+    def id_page(
+        self,
+        parent,
+        nodes,
+        depth: int,
+        node_type: str,
+        source: str,
+        t: str,
+        where: str,
+        first: str,
+        after_of,
+        newest_first: bool = True,
+    ) -> str:
+        """A connection over rows paged by id (newest first unless said otherwise): `source` is
+        the table aliased `t` (with any join), `where` what the rows must meet."""
+        order, beyond = (f"{t}.id DESC", "<") if newest_first else (f"{t}.id", ">")
+        if self.given(parent, nodes[0], "after"):
+            after_id = self.bind(lambda r: after_of(r)[0], "bigint")
+            where += f" AND {t}.id {beyond} {after_id}"
+        page = (
+            f"SELECT {t}.*, row_number() OVER (ORDER BY {order}) AS rn__ FROM {source}"
+            f" WHERE {where} ORDER BY {order} LIMIT {first} + 1"
+        )
+        return self.connection(parent, nodes, node_type, page, first, _id_cursor, "NULL::int", depth)
+
+    def customer_cases(self, parent, nodes, row: str, depth: int, open_only: bool = False) -> str:
+        _, first, after_of = self.page_start(parent, nodes, "Customer.openCases" if open_only else "Customer.cases")
         t = self.alias()
         where = f"l.customer_id = {row}.id AND {t}.merged_into_id IS NULL"
         if open_only:  # app/history.py's open cases: not finished, not archived
             where += f" AND {t}.status IN ({', '.join(map(_text, OPEN_CASE_STATUSES))}) AND {t}.archived_at IS NULL"
-        if self.given(parent, nodes[0], "after"):
-            after_id = self.bind(lambda r: after_of(r)[0], "bigint")
-            where += f" AND {t}.id < {after_id}"
-        page = (
-            f"SELECT {t}.*, row_number() OVER (ORDER BY {t}.id DESC) AS rn__ FROM cases {t}"
-            f" JOIN case_customers l ON l.case_id = {t}.id WHERE {where} ORDER BY {t}.id DESC LIMIT {first} + 1"
-        )
         # The executor does not count a customer's cases: totalCount is null there.
-        return self.connection(parent, nodes, "Case", page, first, _id_cursor, "NULL::int", depth)
+        source = f"cases {t} JOIN case_customers l ON l.case_id = {t}.id"
+        return self.id_page(parent, nodes, depth, "Case", source, t, where, first, after_of)
 
     # List roots, as the services list them (newest first). Each filter is one condition that a null
     # bind switches off, so that a plan serves every filter value a variable may hold.
@@ -618,10 +638,7 @@ class Compiler:
         return get
 
     def customers(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
-        self.operations.add("Query.customers")
-        args = self.arguments(query, nodes[0])
-        first_of, after_of = self.page_arguments(args, (int,))
-        first = self.bind(first_of, "int")
+        args, first, after_of = self.page_start(query, nodes, "Query.customers")
         status = self.bind(self.filter_value(args, "status", lambda v: v.value), "text")
 
         def pattern(search: str) -> str | None:
@@ -650,38 +667,18 @@ class Compiler:
             f" AND ({kind} IS NULL OR EXISTS (SELECT 1 FROM customer_identifiers i"
             f" WHERE i.customer_id = {t}.id AND i.kind = {kind} AND i.value = {value}))"
         )
-        if self.given(query, nodes[0], "after"):
-            after_id = self.bind(lambda r: after_of(r)[0], "bigint")
-            where += f" AND {t}.id < {after_id}"
-        page = (
-            f"SELECT {t}.*, row_number() OVER (ORDER BY {t}.id DESC) AS rn__ FROM customers {t}"
-            f" WHERE {where} ORDER BY {t}.id DESC LIMIT {first} + 1"
-        )
-        return self.connection(query, nodes, "Customer", page, first, _id_cursor, "NULL::int", depth)
+        return self.id_page(query, nodes, depth, "Customer", f"customers {t}", t, where, first, after_of)
 
     def users(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
-        self.operations.add("Query.users")
-        args = self.arguments(query, nodes[0])
-        first_of, after_of = self.page_arguments(args, (int,))
-        first = self.bind(first_of, "int")
+        args, first, after_of = self.page_start(query, nodes, "Query.users")
         active = self.bind(self.filter_value(args, "active"), "boolean")
         t = self.alias()
         where = f"({active} IS NULL OR {t}.active = {active})"
-        if self.given(query, nodes[0], "after"):
-            after_id = self.bind(lambda r: after_of(r)[0], "bigint")
-            where += f" AND {t}.id > {after_id}"
         # In the order users were created (oldest first), unlike every other list.
-        page = (
-            f"SELECT {t}.*, row_number() OVER (ORDER BY {t}.id) AS rn__ FROM users {t}"
-            f" WHERE {where} ORDER BY {t}.id LIMIT {first} + 1"
-        )
-        return self.connection(query, nodes, "User", page, first, _id_cursor, "NULL::int", depth)
+        return self.id_page(query, nodes, depth, "User", f"users {t}", t, where, first, after_of, newest_first=False)
 
     def audit_events(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
-        self.operations.add("Query.auditEvents")
-        args = self.arguments(query, nodes[0])
-        first_of, after_of = self.page_arguments(args, (int,))
-        first = self.bind(first_of, "int")
+        args, first, after_of = self.page_start(query, nodes, "Query.auditEvents")
 
         def entity(request: Request) -> tuple[str, int] | None:
             decoded = from_global_id(args(request)["entityId"])
@@ -693,20 +690,10 @@ class Compiler:
         entity_id = self.bind(lambda r: (found := entity(r)) and found[1], "bigint")
         t = self.alias()
         where = f"{t}.entity_type = {entity_type} AND {t}.entity_id = {entity_id}"
-        if self.given(query, nodes[0], "after"):
-            after_id = self.bind(lambda r: after_of(r)[0], "bigint")
-            where += f" AND {t}.id < {after_id}"
-        page = (
-            f"SELECT {t}.*, row_number() OVER (ORDER BY {t}.id DESC) AS rn__ FROM audit_events {t}"
-            f" WHERE {where} ORDER BY {t}.id DESC LIMIT {first} + 1"
-        )
-        return self.connection(query, nodes, "AuditEvent", page, first, _id_cursor, "NULL::int", depth)
+        return self.id_page(query, nodes, depth, "AuditEvent", f"audit_events {t}", t, where, first, after_of)
 
     def cases(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
-        self.operations.add("Query.cases")
-        args = self.arguments(query, nodes[0])
-        first_of, after_of = self.page_arguments(args, (int,))
-        first = self.bind(first_of, "int")
+        args, first, after_of = self.page_start(query, nodes, "Query.cases")
         status = self.bind(self.filter_value(args, "status", lambda v: v.value), "text")
         # An id of the wrong type matches nothing (-1), as the resolver's filter does.
         customer = self.bind(self.filter_value(args, "customerId", lambda v: decode_id(v, "Customer") or -1), "bigint")
@@ -719,14 +706,7 @@ class Compiler:
             f" WHERE l.case_id = {t}.id AND l.customer_id = {customer}))"
             f" AND ({assignee} IS NULL OR {t}.assignee_id = {assignee})"
         )
-        if self.given(query, nodes[0], "after"):
-            after_id = self.bind(lambda r: after_of(r)[0], "bigint")
-            where += f" AND {t}.id < {after_id}"
-        page = (
-            f"SELECT {t}.*, row_number() OVER (ORDER BY {t}.id DESC) AS rn__ FROM cases {t}"
-            f" WHERE {where} ORDER BY {t}.id DESC LIMIT {first} + 1"
-        )
-        return self.connection(query, nodes, "Case", page, first, _id_cursor, "NULL::int", depth)
+        return self.id_page(query, nodes, depth, "Case", f"cases {t}", t, where, first, after_of)
 
     def connection(self, parent, nodes, node_type: str, page: str, first: str, cursor, total: str, depth: int) -> str:
         connection_type = parent.fields[nodes[0].name.value].type

@@ -121,6 +121,27 @@ async def after_recorded(session: AsyncSession, contacts: list[Any]) -> None:
         await sla.record_first_response(session, case_id=case_id, at=at)
 
 
+def _announce_ingested(session: AsyncSession, actor: Actor, contact: Any, trace: dict[str, Any]) -> None:
+    """The events and the audit entry of an ingested contact, one by one or in a batch."""
+    publish_contact(session, contact)
+    audit.record(
+        session,
+        actor=actor,
+        action="contact.ingest",
+        entity_type="contact",
+        entity_id=contact.id,
+        after={
+            "source": contact.source,
+            "externalId": contact.external_id,
+            "channel": contact.channel,
+            "customerId": contact.customer_id,
+            "caseId": contact.case_id,
+            "needsReview": contact.needs_review,
+            "matchedRule": trace.get("matchedRule"),
+        },
+    )
+
+
 def is_response(contact: Any) -> bool:
     """What answers a case for its first-response target: an outbound contact on any channel (a reply,
     a call, a chat message), but not an automatic receipt."""
@@ -509,23 +530,7 @@ async def ingest_contact(
     ).one()
     if not applied.case_created:  # a case opened by this contact is as it should be
         await after_recorded(session, [contact])
-    publish_contact(session, contact)
-    audit.record(
-        session,
-        actor=actor,
-        action="contact.ingest",
-        entity_type="contact",
-        entity_id=contact.id,
-        after={
-            "source": contact.source,
-            "externalId": contact.external_id,
-            "channel": contact.channel,
-            "customerId": contact.customer_id,
-            "caseId": contact.case_id,
-            "needsReview": contact.needs_review,
-            "matchedRule": trace.get("matchedRule"),
-        },
-    )
+    _announce_ingested(session, actor, contact, trace)
     return IngestResult(
         contact=contact,
         duplicate=False,
@@ -793,23 +798,7 @@ async def _record_many(session: AsyncSession, actor: Actor, pending: list[_Pendi
     recorded: dict[int, Row[Any]] = {}
     for p in pending:
         contact = by_id[p.contact_id]
-        publish_contact(session, contact)
-        audit.record(
-            session,
-            actor=actor,
-            action="contact.ingest",
-            entity_type="contact",
-            entity_id=contact.id,
-            after={
-                "source": contact.source,
-                "externalId": contact.external_id,
-                "channel": contact.channel,
-                "customerId": contact.customer_id,
-                "caseId": contact.case_id,
-                "needsReview": contact.needs_review,
-                "matchedRule": p.trace.get("matchedRule"),
-            },
-        )
+        _announce_ingested(session, actor, contact, p.trace)
         p.result = IngestResult(
             contact=contact,
             duplicate=False,
