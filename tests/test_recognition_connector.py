@@ -373,6 +373,7 @@ async def test_the_trace_says_what_failed_without_echoing_the_target(runtime, ba
 async def test_no_pooled_connection_is_held_while_the_back_office_answers(runtime, back_office):
     back_office.delay = 0.5
     await lookup_rule(runtime, f"{back_office.url}/lookup", timeout_seconds=2.0)
+    await runtime.published.close()  # the rule's published events leave the outbox now, not during the count
 
     ingesting = asyncio.create_task(ingest(runtime))
     while not back_office.calls:
@@ -387,6 +388,7 @@ async def test_no_pooled_connection_is_held_while_the_back_office_answers(runtim
 async def test_the_preview_gives_its_connection_back_while_the_back_office_answers(runtime, back_office):
     back_office.delay = 0.5
     await lookup_rule(runtime, f"{back_office.url}/lookup", timeout_seconds=2.0)
+    await runtime.published.close()  # the rule's published events leave the outbox now, not during the count
     data = ContactData(channel="phone", direction="inbound", source="pbx", from_address="+447700900001")
 
     async def preview():
