@@ -61,7 +61,10 @@ def create_runtime(settings: Settings, *, pool_size: int = 10) -> Runtime:
     engine = create_async_engine(
         settings.database_url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        # No overflow: under load, overflow connections are opened and closed for every request
+        # (each a new backend, type introspection and statement preparation); waiting for a
+        # pooled connection is cheaper.
+        max_overflow=0,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
         hide_parameters=True,  # a customer's data never lands in a log line or an error text

@@ -31,6 +31,11 @@ from schema.recognition import (
     RecognitionRulePayload,
     RecognitionRulesPayload,
     RecognitionRuleUpdateInput,
+    RoutingRule,
+    RoutingRuleCreateInput,
+    RoutingRulePayload,
+    RoutingRulesPayload,
+    RoutingRuleUpdateInput,
     RuleDeleteInput,
     RuleDeletePayload,
     RulesReorderInput,
@@ -39,6 +44,12 @@ from schema.recognition import (
 
 def _channels(channels: list[Any] | None) -> list[str] | None:
     return None if channels is None else [c.value for c in channels]
+
+
+def _conditions(conditions: list[Any] | None) -> list[dict[str, Any]] | None:
+    if conditions is None:
+        return None
+    return [{"source": c.source, "operator": c.operator.value, "value": c.value} for c in conditions]
 
 
 def _ids(global_ids: list[strawberry.ID], type_name: str) -> list[int]:
@@ -68,6 +79,14 @@ class RecognitionQuery:
     async def promotion_rules(self, info: strawberry.Info) -> list[PromotionRule]:
         async with info.context.runtime.reading() as session:
             return [PromotionRule.from_row(r) for r in await service.list_promotion_rules(session)]
+
+    @strawberry.field(
+        permission_classes=[allow("Query.routingRules")],
+        description="Routing rules in the order they are tried.",
+    )
+    async def routing_rules(self, info: strawberry.Info) -> list[RoutingRule]:
+        async with info.context.runtime.reading() as session:
+            return [RoutingRule.from_row(r) for r in await service.list_routing_rules(session)]
 
     @strawberry.field(
         permission_classes=[allow("Query.noMatchPolicies")],
@@ -218,6 +237,57 @@ class RecognitionMutation:
                 session, actor=info.context.actor, ids=_ids(input.ids, "PromotionRule")
             ),
             lambda rules: {"rules": [PromotionRule.from_row(r) for r in rules]},
+        )
+
+    @strawberry.mutation(permission_classes=[allow("Mutation.routingRuleCreate")])
+    async def routing_rule_create(self, info: strawberry.Info, input: RoutingRuleCreateInput) -> RoutingRulePayload:
+        return await mutate(
+            info,
+            RoutingRulePayload,
+            lambda session: service.create_routing_rule(
+                session,
+                actor=info.context.actor,
+                name=input.name,
+                pool_id=db_id(input.pool_id, "Pool", "poolId"),
+                conditions=_conditions(input.conditions),
+                channels=_channels(input.channels),
+                enabled=input.enabled,
+                position=input.position,
+            ),
+            lambda rule: {"rule": RoutingRule.from_row(rule)},
+        )
+
+    @strawberry.mutation(permission_classes=[allow("Mutation.routingRuleUpdate")])
+    async def routing_rule_update(self, info: strawberry.Info, input: RoutingRuleUpdateInput) -> RoutingRulePayload:
+        return await mutate(
+            info,
+            RoutingRulePayload,
+            lambda session: service.update_routing_rule(
+                session,
+                actor=info.context.actor,
+                rule_id=db_id(input.id, "RoutingRule", "id"),
+                name=input.name,
+                pool_id=db_id(input.pool_id, "Pool", "poolId") if input.pool_id is not None else None,
+                conditions=_conditions(input.conditions),
+                channels=_channels(input.channels),
+                enabled=input.enabled,
+            ),
+            lambda rule: {"rule": RoutingRule.from_row(rule)},
+        )
+
+    @strawberry.mutation(permission_classes=[allow("Mutation.routingRuleDelete")])
+    async def routing_rule_delete(self, info: strawberry.Info, input: RuleDeleteInput) -> RuleDeletePayload:
+        return await _delete(info, input.id, "RoutingRule", service.delete_routing_rule)
+
+    @strawberry.mutation(permission_classes=[allow("Mutation.routingRulesReorder")])
+    async def routing_rules_reorder(self, info: strawberry.Info, input: RulesReorderInput) -> RoutingRulesPayload:
+        return await mutate(
+            info,
+            RoutingRulesPayload,
+            lambda session: service.reorder_routing_rules(
+                session, actor=info.context.actor, ids=_ids(input.ids, "RoutingRule")
+            ),
+            lambda rules: {"rules": [RoutingRule.from_row(r) for r in rules]},
         )
 
     @strawberry.mutation(

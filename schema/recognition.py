@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 from strawberry.scalars import JSON
 
-from app.models import PROMOTION_POLICIES, RULE_KINDS, RULE_TARGETS
+from app.models import PROMOTION_POLICIES, ROUTING_OPERATORS, RULE_KINDS, RULE_TARGETS
 from schema.cases import Case
 from schema.contacts import candidates_of, case_of, customer_of
 from schema.customers import Customer
 from schema.enums import Channel, values_enum
 from schema.errors import UserError
-from schema.node import Node
+from schema.node import Node, load_later
+
+if TYPE_CHECKING:
+    from schema.queues import Pool
 
 RecognitionTarget = values_enum(
     "RecognitionTarget", RULE_TARGETS, "Whether a rule recognises the contact's case or its customer."
 )
 RecognitionRuleKind = values_enum("RecognitionRuleKind", RULE_KINDS)
 PromotionPolicy = values_enum("PromotionPolicy", PROMOTION_POLICIES)
+RoutingOperator = values_enum(
+    "RoutingOperator",
+    ROUTING_OPERATORS,
+    "EQUALS and CONTAINS ignore case; MATCHES is a regular expression found anywhere; EXISTS needs no value. "
+    "A source holding a list (the recipients) holds when any of its items does.",
+)
 
 
 @strawberry.type(description="One way of recognising a contact's case or customer; rules are tried in position order.")
@@ -68,6 +77,44 @@ class PromotionRule(Node):
             row,
             target=RecognitionTarget(row.target),
             policy=PromotionPolicy(row.policy),
+            channels=[Channel(c) for c in row.channels],
+        )
+
+
+@strawberry.type(description="One test of a contact's data.")
+class RoutingCondition:
+    source: str = strawberry.field(
+        description="from, to, subject, text, payload.<path>, headers.<name> or lookup.<path>."
+    )
+    operator: RoutingOperator
+    value: str | None
+
+
+@strawberry.type(
+    description="Sends the case a contact opens to a pool when every condition holds; rules are tried in "
+    "position order and the first that holds wins. Without one, a mail's case goes to its mailbox's pool."
+)
+class RoutingRule(Node):
+    db_id: strawberry.Private[int]
+    pool_id: strawberry.Private[int]
+    name: str
+    conditions: list[RoutingCondition] = strawberry.field(description="None: every contact of its channels.")
+    position: int
+    channels: list[Channel] = strawberry.field(description="The channels it applies to; empty means all.")
+    enabled: bool
+
+    @strawberry.field
+    def pool(self, info: strawberry.Info) -> Annotated[Pool, strawberry.lazy("schema.queues")] | None:
+        return load_later(info.context.loaders.pool, self.pool_id)
+
+    @classmethod
+    def from_row(cls, row: Any) -> RoutingRule:
+        return super().from_row(
+            row,
+            conditions=[
+                RoutingCondition(source=c["source"], operator=RoutingOperator(c["operator"]), value=c.get("value"))
+                for c in row.conditions
+            ],
             channels=[Channel(c) for c in row.channels],
         )
 
@@ -143,6 +190,33 @@ class PromotionRuleUpdateInput:
 
 
 @strawberry.input
+class RoutingConditionInput:
+    source: str
+    operator: RoutingOperator
+    value: str | None = None
+
+
+@strawberry.input
+class RoutingRuleCreateInput:
+    name: str
+    pool_id: strawberry.ID
+    conditions: list[RoutingConditionInput] = strawberry.field(default_factory=list)
+    channels: list[Channel] = strawberry.field(default_factory=list)
+    enabled: bool = True
+    position: int | None = strawberry.field(default=None, description="1-based; the end by default.")
+
+
+@strawberry.input
+class RoutingRuleUpdateInput:
+    id: strawberry.ID
+    name: str | None = None
+    pool_id: strawberry.ID | None = None
+    conditions: list[RoutingConditionInput] | None = None
+    channels: list[Channel] | None = None
+    enabled: bool | None = None
+
+
+@strawberry.input
 class NoMatchPolicySetInput:
     channel: Channel
     create_customer: bool
@@ -177,6 +251,18 @@ class PromotionRulePayload:
 @strawberry.type
 class PromotionRulesPayload:
     rules: list[PromotionRule] = strawberry.field(default_factory=list)
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class RoutingRulePayload:
+    rule: RoutingRule | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class RoutingRulesPayload:
+    rules: list[RoutingRule] = strawberry.field(default_factory=list)
     errors: list[UserError] = strawberry.field(default_factory=list)
 
 

@@ -294,7 +294,7 @@ async def test_yaml_export_then_import_round_trips_the_rule_set(runtime):
 
     async with runtime.transaction() as session:
         counts = await import_rules(session, actor=SYSTEM, document=exported)
-    assert counts == {"recognition_rules": 5, "promotion_rules": 1, "no_match_policies": 7}
+    assert counts == {"recognition_rules": 5, "promotion_rules": 1, "routing_rules": 0, "no_match_policies": 7}
     async with runtime.reading() as session:
         assert await export_rules(session) == exported
         assert [r.name for r in await rule_service.list_rules(session)][0] == "Member"

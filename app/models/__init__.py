@@ -47,12 +47,14 @@ from app.models.recognition import (
     CUSTOMER_RULE_KINDS,
     NO_ROW_POLICY,
     PROMOTION_POLICIES,
+    ROUTING_OPERATORS,
     RULE_KINDS,
     RULE_TARGETS,
     NoMatchPolicy,
     PromotionRule,
     RecognitionConfig,
     RecognitionRule,
+    RoutingRule,
 )
 from app.models.search import CaseSearchVector, ContactSearchVector
 from app.models.sla import SLA_STAGES, TAT_TARGETS, CaseSla, TatPolicy, TatTarget
@@ -97,6 +99,7 @@ __all__ = [
     "OPEN_CASE_STATUSES",
     "PRIORITIES",
     "PROMOTION_POLICIES",
+    "ROUTING_OPERATORS",
     "ROLES",
     "RULE_KINDS",
     "RULE_TARGETS",
@@ -121,6 +124,7 @@ __all__ = [
     "Pool",
     "NoMatchPolicy",
     "PromotionRule",
+    "RoutingRule",
     "RecognitionConfig",
     "RecognitionRule",
     "User",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Integer, Sequence, SmallInteger, String, Text
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Integer, Sequence, SmallInteger, String, Text
 from sqlalchemy import text as sql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -19,6 +19,8 @@ CASE_RULE_KINDS = ("reference_in_text", "thread", "external_reference", "open_ca
 CUSTOMER_RULE_KINDS = ("identifier", "field_match", "lookup")
 RULE_KINDS = CASE_RULE_KINDS + CUSTOMER_RULE_KINDS
 PROMOTION_POLICIES = ("fill_empty", "overwrite", "add_identifier")
+# How a routing condition compares what the contact holds at its source with its value.
+ROUTING_OPERATORS = ("equals", "contains", "matches", "exists")
 # What a channel without a no-match policy row does: creates nothing and flags the contact for an
 # agent. The columns' defaults say the same.
 NO_ROW_POLICY = {"create_customer": False, "create_case": False, "flag_for_review": True}
@@ -28,18 +30,21 @@ def _default(flag: str) -> Any:
     return sql("true" if NO_ROW_POLICY[flag] else "false")
 
 
-class _Rule:
-    """The columns recognition and promotion rules share."""
+class _Ordered:
+    """The columns every kind of rule shares: rules are tried in `position` order."""
 
     id: Mapped[int] = pk()
     name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
-    target: Mapped[str] = mapped_column(String(16), nullable=False)
     position: Mapped[int] = mapped_column(Integer, nullable=False)
     # Empty: every channel.
     channels: Mapped[list[str]] = mapped_column(JSONB, nullable=False, server_default=sql("'[]'"))
     enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql("true"))
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
+
+
+class _Rule(_Ordered):
+    target: Mapped[str] = mapped_column(String(16), nullable=False)
 
 
 class RecognitionRule(_Rule, Base):
@@ -70,6 +75,19 @@ class PromotionRule(_Rule, Base):
         CheckConstraint(one_of("target", RULE_TARGETS), name="target"),
         CheckConstraint(one_of("policy", PROMOTION_POLICIES), name="policy"),
     )
+
+
+class RoutingRule(_Ordered, Base):
+    """Sends a case a contact opens to a pool when every condition holds; the first such rule wins."""
+
+    __tablename__ = "routing_rules"
+
+    # [{"source": "to", "operator": "contains", "value": "billing@"}, ...]; none: every contact.
+    conditions: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False, server_default=sql("'[]'"))
+    # A pool a rule sends cases to cannot be deleted (see queues.delete_pool).
+    pool_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("pools.id", ondelete="RESTRICT"), nullable=False)
+
+    __table_args__ = (CheckConstraint("jsonb_typeof(conditions) = 'array'", name="conditions_array"),)
 
 
 recognition_config_version_seq = Sequence("recognition_config_version_seq")

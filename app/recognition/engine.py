@@ -38,11 +38,12 @@ _MESSAGE_ID = regex.compile(r"<[^<>\s]+>")
 
 @dataclass
 class RuleSet:
-    """The enabled recognition and promotion rules and the per-channel no-match policies."""
+    """The enabled recognition, promotion and routing rules and the per-channel no-match policies."""
 
     rules: list[dict[str, Any]]
     promotions: list[dict[str, Any]]
     policies: dict[str, dict[str, Any]]
+    routing: list[dict[str, Any]]
 
     def for_channel(self, rules: list[dict[str, Any]], channel: str) -> list[dict[str, Any]]:
         return [r for r in rules if not r["channels"] or channel in r["channels"]]
@@ -54,7 +55,8 @@ _RULE_SET = text(
       (SELECT version FROM recognition_config),
       (SELECT coalesce(json_agg(r ORDER BY r.position, r.id), '[]') FROM recognition_rules r WHERE r.enabled),
       (SELECT coalesce(json_agg(p ORDER BY p.position, p.id), '[]') FROM promotion_rules p WHERE p.enabled),
-      (SELECT coalesce(json_agg(n), '[]') FROM no_match_policies n)
+      (SELECT coalesce(json_agg(n), '[]') FROM no_match_policies n),
+      (SELECT coalesce(json_agg(r ORDER BY r.position, r.id), '[]') FROM routing_rules r WHERE r.enabled)
     """
 )
 CONFIG_VERSION = select(RecognitionConfig.version)
@@ -67,12 +69,13 @@ async def load_rule_set(session: AsyncSession, *, version: int | None = None) ->
     else from the database in one round trip. Either way an edit applies to the next contact."""
     if version is not None and version in _cached:
         return _cached[version]
-    loaded_version, rules, promotions, policies = (await (await session.connection()).execute(_RULE_SET)).one()
+    loaded_version, rules, promotions, policies, routing = (await (await session.connection()).execute(_RULE_SET)).one()
     decode = lambda v: orjson.loads(v) if isinstance(v, str | bytes) else v  # noqa: E731
     rule_set = RuleSet(
         rules=decode(rules),
         promotions=decode(promotions),
         policies={p["channel"]: p for p in decode(policies)},
+        routing=decode(routing),
     )
     if loaded_version is not None:
         _cached.clear()

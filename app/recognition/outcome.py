@@ -15,6 +15,7 @@ from app.identifiers import normalize_identifier
 from app.models import NO_ROW_POLICY
 from app.recognition.connector import LookupConnectors, connectors
 from app.recognition.engine import Recognition, RuleSet, load_rule_set, recognize
+from app.recognition.routing import route
 from app.recognition.view import ContactView
 
 MAX_SUBJECT = 200
@@ -75,6 +76,7 @@ class Applied:
     promoted: list[dict[str, Any]] = field(default_factory=list)
     profile: dict[str, Any] | None = None
     case_reference: str | None = None  # of the case created
+    routed: dict[str, Any] | None = None  # the routing rule that sent the case created to a pool
 
 
 def promotions_for(rule_set: RuleSet, view: ContactView) -> tuple[list[Promotion], list[dict[str, Any]]]:
@@ -200,7 +202,7 @@ def new_case_subject(view: ContactView, promoted_subject: str | None) -> str:
     )
 
 
-def plan_outcome(assessment: Assessment, region: str) -> Applied:
+def plan_outcome(assessment: Assessment, view: ContactView, region: str) -> Applied:
     """What `apply_outcome` would do, computed without writing (for the preview)."""
     recognition, decision, promotions = assessment.recognition, assessment.decision, assessment.promotions
     applied = Applied(customer_id=recognition.customer_id, case_id=recognition.case_id)
@@ -214,6 +216,8 @@ def plan_outcome(assessment: Assessment, region: str) -> Applied:
         applied.promoted += [p.entry("proposed") for p in promotions if p.target == "customer"]
     has_customer = applied.customer_id is not None or decision.create_customer
     applied.case_created = decision.create_case and has_customer and applied.case_id is None
+    if applied.case_created:
+        applied.routed = route(assessment.rule_set, view)
     if applied.case_created or applied.case_id is not None:
         applied.promoted += [p.entry("proposed") for p in promotions if p.target == "case"]
     return applied
@@ -232,6 +236,7 @@ def trace_document(assessment: Assessment, applied: Applied) -> dict[str, Any]:
         "needsReview": decision.needs_review,
         "policy": {**decision.policy, "decision": decision.reason},
         "created": {"customer": applied.customer_created, "case": applied.case_created},
+        "routed": applied.routed,
         "promoted": applied.promoted + assessment.skipped,
         "elapsedMs": recognition.elapsed_ms,
     }
@@ -283,10 +288,9 @@ async def preview_recognition(
     """What ingesting this contact would do now: the same rules on the same input, reading only
     (`session` is a reading session: its connection goes back to the pool during lookups)."""
     validate(data)
-    assessment = await assess(
-        session, view=ContactView.of(data), region=region, lookups=lookups, release_during_lookups=True
-    )
-    planned = plan_outcome(assessment, region)
+    view = ContactView.of(data)
+    assessment = await assess(session, view=view, region=region, lookups=lookups, release_during_lookups=True)
+    planned = plan_outcome(assessment, view, region)
     trace = trace_document(assessment, planned)
     trace["preview"] = True
     recognition = assessment.recognition

@@ -20,9 +20,11 @@ from app.models import (
     Case,
     Customer,
     NoMatchPolicy,
+    Pool,
     PromotionRule,
     RecognitionConfig,
     RecognitionRule,
+    RoutingRule,
 )
 from app.recognition.config import check_channels, check_promotion, check_rule_config, target_of
 from app.recognition.connector import connectors
@@ -37,12 +39,13 @@ from app.recognition.outcome import (
     new_profile,
     promoted_values,
 )
+from app.recognition.routing import check_conditions, route
 from app.recognition.view import ContactView
 from app.services import audit
 from app.services import cases as case_service
 from app.services import customers as customer_service
 
-Rule = TypeVar("Rule", RecognitionRule, PromotionRule)
+Rule = TypeVar("Rule", RecognitionRule, PromotionRule, RoutingRule)
 FORMAT_VERSION = 1
 
 
@@ -56,7 +59,7 @@ async def mark_changed(session: AsyncSession) -> None:
 # ---- editing either kind of rule: recognition and promotion rules share these ----------------------
 
 
-def _snapshot(rule: RecognitionRule | PromotionRule) -> dict[str, Any]:
+def _snapshot(rule: RecognitionRule | PromotionRule | RoutingRule) -> dict[str, Any]:
     return {
         column.key: getattr(rule, column.key)
         for column in rule.__table__.columns
@@ -65,7 +68,7 @@ def _snapshot(rule: RecognitionRule | PromotionRule) -> dict[str, Any]:
 
 
 def _entity(model: type) -> str:
-    return model.__tablename__.removesuffix("s")  # recognition_rule, promotion_rule
+    return model.__tablename__.removesuffix("s")  # recognition_rule, promotion_rule, routing_rule
 
 
 def _name(name: object) -> str:
@@ -322,6 +325,80 @@ async def reorder_promotion_rules(session: AsyncSession, *, actor: Actor, ids: l
     return await _reorder(session, actor=actor, model=PromotionRule, ids=ids)
 
 
+# ---- routing rules ------------------------------------------------------------------------------
+
+
+async def list_routing_rules(session: AsyncSession) -> list[RoutingRule]:
+    """Routing rules in the order they are tried."""
+    return await _list(session, RoutingRule)
+
+
+async def _require_pool(session: AsyncSession, pool_id: int) -> int:
+    if await session.get(Pool, pool_id) is None:
+        raise not_found("pool", "poolId")
+    return pool_id
+
+
+async def create_routing_rule(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    name: str,
+    pool_id: int,
+    conditions: list[dict[str, Any]] | None = None,
+    channels: list[str] | None = None,
+    enabled: bool = True,
+    position: int | None = None,
+) -> RoutingRule:
+    """Add a rule sending the cases contacts open to a pool when all its conditions hold."""
+    _name(name)
+    return await _create(
+        session,
+        actor=actor,
+        model=RoutingRule,
+        name=name,
+        position=position,
+        conditions=check_conditions(conditions),
+        pool_id=await _require_pool(session, pool_id),
+        channels=check_channels(channels),
+        enabled=enabled,
+    )
+
+
+async def update_routing_rule(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    rule_id: int,
+    name: str | None = None,
+    pool_id: int | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+    channels: list[str] | None = None,
+    enabled: bool | None = None,
+) -> RoutingRule:
+    """Change a routing rule; only the arguments given change."""
+    rule = await _get_for_update(session, RoutingRule, rule_id)
+    before = _snapshot(rule)
+    await _rename(session, rule, name)
+    if pool_id is not None:
+        rule.pool_id = await _require_pool(session, pool_id)
+    if conditions is not None:
+        rule.conditions = check_conditions(conditions)
+    if channels is not None:
+        rule.channels = check_channels(channels)
+    if enabled is not None:
+        rule.enabled = enabled
+    return await _edited(session, actor=actor, rule=rule, before=before)
+
+
+async def delete_routing_rule(session: AsyncSession, *, actor: Actor, rule_id: int) -> None:
+    await _delete(session, actor=actor, model=RoutingRule, rule_id=rule_id)
+
+
+async def reorder_routing_rules(session: AsyncSession, *, actor: Actor, ids: list[int]) -> list[RoutingRule]:
+    return await _reorder(session, actor=actor, model=RoutingRule, ids=ids)
+
+
 # ---- no-match policies -------------------------------------------------------------------------
 
 
@@ -385,7 +462,8 @@ async def seed_defaults(conn: AsyncConnection) -> None:
 
 
 async def export_rules(session: AsyncSession) -> str:
-    """The whole configuration as a YAML document."""
+    """The whole configuration as a YAML document (routing rules name their pools)."""
+    pool_names = dict((await session.execute(select(Pool.id, Pool.name))).all())
     document = {
         "version": FORMAT_VERSION,
         "recognition_rules": [
@@ -403,6 +481,16 @@ async def export_rules(session: AsyncSession) -> str:
                 "enabled": p.enabled,
             }
             for p in await list_promotion_rules(session)
+        ],
+        "routing_rules": [
+            {
+                "name": r.name,
+                "pool": pool_names[r.pool_id],
+                "conditions": r.conditions,
+                "channels": r.channels,
+                "enabled": r.enabled,
+            }
+            for r in await list_routing_rules(session)
         ],
         "no_match_policies": {
             p.channel: {
@@ -437,12 +525,14 @@ async def import_rules(session: AsyncSession, *, actor: Actor, document: str) ->
         raise UserError(ErrorCode.INVALID, f"version must be {FORMAT_VERSION}", "version")
     recognition_rules = data.get("recognition_rules") or []
     promotion_rules = data.get("promotion_rules") or []
+    routing_rules = data.get("routing_rules") or []
     policies = _mapping(data.get("no_match_policies") or {}, "no_match_policies")
-    if not isinstance(recognition_rules, list) or not isinstance(promotion_rules, list):
-        raise UserError(ErrorCode.INVALID, "recognition_rules and promotion_rules must be lists", "file")
+    if not all(isinstance(rules, list) for rules in (recognition_rules, promotion_rules, routing_rules)):
+        raise UserError(ErrorCode.INVALID, "recognition_rules, promotion_rules and routing_rules must be lists", "file")
 
     await session.execute(delete(RecognitionRule))
     await session.execute(delete(PromotionRule))
+    await session.execute(delete(RoutingRule))
     await mark_changed(session)
     for index, item in enumerate(recognition_rules):
         where = f"recognition_rules.{index}"
@@ -476,6 +566,24 @@ async def import_rules(session: AsyncSession, *, actor: Actor, document: str) ->
             )
         except UserError as error:
             raise _prefixed(error, where) from None
+    pool_ids = dict((await session.execute(select(Pool.name, Pool.id))).all())
+    for index, item in enumerate(routing_rules):
+        where = f"routing_rules.{index}"
+        item = _mapping(item, where)
+        if not isinstance(item.get("pool"), str) or item["pool"] not in pool_ids:
+            raise UserError(ErrorCode.NOT_FOUND, f"{where}: no pool named {item.get('pool')!r}", f"{where}.pool")
+        try:
+            await create_routing_rule(
+                session,
+                actor=actor,
+                name=item.get("name"),
+                pool_id=pool_ids[item["pool"]],
+                conditions=item.get("conditions"),
+                channels=item.get("channels"),
+                enabled=bool(item.get("enabled", True)),
+            )
+        except UserError as error:
+            raise _prefixed(error, where) from None
     if policies:
         await session.execute(delete(NoMatchPolicy))
     for channel, item in policies.items():
@@ -495,6 +603,7 @@ async def import_rules(session: AsyncSession, *, actor: Actor, document: str) ->
     return {
         "recognition_rules": len(recognition_rules),
         "promotion_rules": len(promotion_rules),
+        "routing_rules": len(routing_rules),
         "no_match_policies": len(policies),
     }
 
@@ -538,12 +647,14 @@ async def apply_outcome(
 
     if decision.create_case and applied.customer_id is not None and applied.case_id is None:
         promoted_subject, fields, trace = promoted_values(promotions, "case", None, {})
+        applied.routed = route(assessment.rule_set, view)
         case = await case_service.create_case(
             session,
             actor=actor,
             subject=new_case_subject(view, promoted_subject),
             customer_ids=[applied.customer_id],
             fields=fields,
+            pool_id=applied.routed["poolId"] if applied.routed else None,
         )
         applied.case_id, applied.case_created, applied.case_reference = case.id, True, case.reference
         applied.promoted += trace
