@@ -119,6 +119,7 @@ async def test_the_file_round_trips_through_the_cli_onto_a_clean_database(gql, r
         "tat_policies",
         "user_groups",
         "workflows",
+        "searchScreens",
     ]
     assert document["caseTemplates"][0]["form"][1] == {
         "key": "last4",
