@@ -53,6 +53,11 @@ class UserError(Exception):
         self.message = message
         self.field = field
 
+    @property
+    def extensions(self) -> dict[str, str | None]:
+        """What a GraphQL error raised from it carries (a query refusing its arguments): its code and field."""
+        return {"code": self.code.value, "field": self.field}
+
 
 class UserErrors(UserError):
     """Several refusals of one input at once (a form with more than one bad field); nothing changed."""
