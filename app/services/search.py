@@ -556,7 +556,11 @@ class DuplicateCandidate:
     reasons: list[str]
 
 
-# `%` on the folded names uses their trigram index (threshold pg_trgm.similarity_threshold, 0.3).
+# Names at least this similar (pg_trgm similarity of the folded names, word order aside) are "similar":
+# the threshold of `%` (pg_trgm.similarity_threshold), so both statements below agree.
+SIMILAR_NAME = 0.3
+
+# `%` on the folded names uses their trigram index.
 _SIMILAR_NAMES = text("""
 SELECT c.id, similarity(casegraph_fold(c.name), casegraph_fold(:name)) AS similarity FROM customers c
 WHERE casegraph_fold(c.name) % casegraph_fold(:name) AND c.id <> :exclude AND c.status = ANY(:statuses)
@@ -577,7 +581,10 @@ async def likely_duplicates(
     limit: int = 20,
 ) -> list[DuplicateCandidate]:
     """Customers that may be the same person: sharing an email, phone or account id (strong), and a
-    similar name (adds to it; counts alone only with `similar_names_alone`). Best first, with reasons."""
+    similar name (adds to it; counts alone only with `similar_names_alone`). Best first, with reasons.
+
+    A customer sharing an identifier always has its name compared, however many others have a
+    similar name: a similar name with a shared identifier is the strongest sign there is."""
     pairs = [(kind, value) for kind, value in identifiers if kind in DUPLICATE_KINDS]
     params = {"exclude": exclude_id or 0, "statuses": list(DUPLICATE_STATUSES)}
     scores: dict[int, float] = {}
@@ -597,20 +604,18 @@ async def likely_duplicates(
             # One shared identifier is strong evidence, each further one adds a little.
             scores[other_id] = min(0.6 + 0.1 * (len(shared) - 1), 0.8)
             reasons[other_id] = [f"shares {item}" for item in shared]
+    similar: dict[int, float] = {}
     if name and name.strip():
+        if scores:
+            for other_id, similarity in await session.execute(_NAME_SIMILARITY, {"name": name, "ids": list(scores)}):
+                if similarity is not None and similarity >= SIMILAR_NAME:
+                    similar[other_id] = similarity
         if similar_names_alone:
-            similar = (await session.execute(_SIMILAR_NAMES, {**params, "name": name, "limit": limit})).all()
-        elif scores:
-            similar = [
-                (i, s)
-                for i, s in await session.execute(_NAME_SIMILARITY, {"name": name, "ids": list(scores)})
-                if s is not None and s >= 0.3
-            ]
-        else:
-            similar = []
-        for other_id, similarity in similar:
-            scores[other_id] = scores.get(other_id, 0.0) + 0.4 * similarity
-            reasons.setdefault(other_id, []).append(f"similar name ({similarity:.2f})")
+            for other_id, similarity in await session.execute(_SIMILAR_NAMES, {**params, "name": name, "limit": limit}):
+                similar.setdefault(other_id, similarity)
+    for other_id, similarity in similar.items():
+        scores[other_id] = scores.get(other_id, 0.0) + 0.4 * similarity
+        reasons.setdefault(other_id, []).append(f"similar name ({similarity:.2f})")
     ranked = sorted(scores, key=lambda i: (-scores[i], i))[:limit]
     return [DuplicateCandidate(customer_id=i, score=round(min(scores[i], 1.0), 3), reasons=reasons[i]) for i in ranked]
 
