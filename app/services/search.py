@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import limits
 from app.auth import SYSTEM, Actor
 from app.errors import ErrorCode, UserError, errors_at, not_found
-from app.identifiers import identifier_holders, normalize_email
+from app.identifiers import SIMILAR_NAME, identifier_holders, name_similarities, normalize_email
 from app.models import (
     CASE_STATUSES,
     PRIORITIES,
@@ -556,18 +556,11 @@ class DuplicateCandidate:
     reasons: list[str]
 
 
-# Names at least this similar (pg_trgm similarity of the folded names, word order aside) are "similar":
-# the threshold of `%` (pg_trgm.similarity_threshold), so both statements below agree.
-SIMILAR_NAME = 0.3
-
-# `%` on the folded names uses their trigram index.
+# `%` on the folded names uses their trigram index (its threshold is SIMILAR_NAME).
 _SIMILAR_NAMES = text("""
 SELECT c.id, similarity(casegraph_fold(c.name), casegraph_fold(:name)) AS similarity FROM customers c
 WHERE casegraph_fold(c.name) % casegraph_fold(:name) AND c.id <> :exclude AND c.status = ANY(:statuses)
 ORDER BY similarity DESC, c.id LIMIT :limit
-""")
-_NAME_SIMILARITY = text("""
-SELECT c.id, similarity(casegraph_fold(c.name), casegraph_fold(:name)) FROM customers c WHERE c.id = ANY(:ids)
 """)
 
 
@@ -607,8 +600,8 @@ async def likely_duplicates(
     similar: dict[int, float] = {}
     if name and name.strip():
         if scores:
-            for other_id, similarity in await session.execute(_NAME_SIMILARITY, {"name": name, "ids": list(scores)}):
-                if similarity is not None and similarity >= SIMILAR_NAME:
+            for other_id, similarity in (await name_similarities(session, list(scores), name)).items():
+                if similarity >= SIMILAR_NAME:
                     similar[other_id] = similarity
         if similar_names_alone:
             for other_id, similarity in await session.execute(_SIMILAR_NAMES, {**params, "name": name, "limit": limit}):
