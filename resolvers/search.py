@@ -68,8 +68,10 @@ def customer_filter_document(f: CustomerSearchFilters | None) -> dict[str, Any]:
             "status": [s.value for s in f.status] if f.status else None,
             "createdAfter": _moment(f.created_after),
             "createdBefore": _moment(f.created_before),
+            "createdWithinDays": f.created_within_days,
             "lastActivityAfter": _moment(f.last_activity_after),
             "lastActivityBefore": _moment(f.last_activity_before),
+            "lastActivityWithinDays": f.last_activity_within_days,
             "fields": _field_filters(f.fields),
         }
     )
@@ -87,8 +89,10 @@ def case_filter_document(f: CaseSearchFilters | None) -> dict[str, Any]:
             "poolId": optional_db_id(f.pool_id, "Pool", "filters.poolId"),
             "createdAfter": _moment(f.created_after),
             "createdBefore": _moment(f.created_before),
+            "createdWithinDays": f.created_within_days,
             "updatedAfter": _moment(f.updated_after),
             "updatedBefore": _moment(f.updated_before),
+            "updatedWithinDays": f.updated_within_days,
             "includeArchived": f.include_archived,
             "fields": _field_filters(f.fields),
         }

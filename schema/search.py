@@ -68,8 +68,12 @@ class CustomerSearchFilters:
     )
     created_after: datetime | None = None
     created_before: datetime | None = None
+    created_within_days: int | None = strawberry.field(
+        default=None, description="Created in the last N days (counted when the search runs: for saved screens)."
+    )
     last_activity_after: datetime | None = None
     last_activity_before: datetime | None = None
+    last_activity_within_days: int | None = strawberry.field(default=None, description="Active in the last N days.")
     fields: list[CustomFieldFilter] | None = strawberry.field(
         default=None, description="Searchable fields of the customer form, all of them matching."
     )
@@ -93,8 +97,12 @@ class CaseSearchFilters:
     pool_id: strawberry.ID | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    created_within_days: int | None = strawberry.field(
+        default=None, description="Created in the last N days (counted when the search runs: for saved screens)."
+    )
     updated_after: datetime | None = None
     updated_before: datetime | None = None
+    updated_within_days: int | None = strawberry.field(default=None, description="Updated in the last N days.")
     include_archived: bool | None = strawberry.field(default=None, description="False when not given.")
     fields: list[CustomFieldFilter] | None = strawberry.field(
         default=None, description="Searchable fields of the case templates' forms, all of them matching."

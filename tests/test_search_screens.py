@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from sqlalchemy import text
 
 from app.auth import SYSTEM
 from app.config_file import export_config, import_config
@@ -143,6 +144,11 @@ async def test_case_screens_check_their_pool_and_refuse_a_customer(gql, setup):
         await gql(SCREEN_CREATE, {"input": {"name": "X", "target": "CASE", "caseFilters": {"poolId": gid("Pool", 9)}}})
     )["searchScreenCreate"]
     assert [(e["field"], e["code"]) for e in payload["errors"]] == [("filters.poolId", "NOT_FOUND")]
+    # A pool a screen filters by cannot go (the screen would list every pool's cases).
+    pool = (await gql('mutation { poolCreate(input: {name: "Cards"}) { pool { id } } }'))["poolCreate"]["pool"]["id"]
+    await create(gql, name="Cards", target="CASE", caseFilters={"poolId": pool})
+    deleted = await gql("mutation($id: ID!) { poolDelete(input: {id: $id}) { errors { field code } } }", {"id": pool})
+    assert deleted["poolDelete"]["errors"] == [{"field": "id", "code": "IN_USE"}]
 
 
 async def test_only_supervisors_keep_screens_and_a_group_with_screens_stays(gql, setup):
@@ -212,3 +218,28 @@ async def test_screens_travel_in_the_configuration_file_all_or_nothing(gql, setu
     listed = (await gql(SCREENS))["searchScreens"]
     assert [(s["name"], s["columns"]) for s in listed] == [("Cards to do", ["reference"]), ("New", [])]
     assert listed[0]["filters"]["poolId"] == int(await scalar(runtime, "SELECT id FROM pools WHERE name = 'Cards'"))
+
+
+async def test_a_screen_of_the_last_days_counts_them_when_it_runs(gql, setup, runtime):
+    async with runtime.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE customers SET created_at = now() - interval '30 days' WHERE id = :i"), {"i": setup["gold_bea"]}
+        )
+    recent = await create(
+        gql,
+        name="New gold",
+        target="CUSTOMER",
+        customerFilters={"createdWithinDays": 7, "fields": [{"key": "tier", "value": "gold"}]},
+    )
+    assert recent["filters"]["createdWithinDays"] == 7
+    data = await gql(RUN, {"screen": recent["id"]})
+    assert [e["node"]["customer"]["id"] for e in data["customerSearch"]["edges"]] == [
+        gid("Customer", setup["gold_ada"])
+    ]
+    payload = (
+        await gql(
+            SCREEN_CREATE,
+            {"input": {"name": "Bad", "target": "CUSTOMER", "customerFilters": {"lastActivityWithinDays": 0}}},
+        )
+    )["searchScreenCreate"]
+    assert [(e["field"], e["code"]) for e in payload["errors"]] == [("filters.lastActivityWithinDays", "INVALID")]

@@ -19,7 +19,7 @@ from app.errors import ErrorCode, UserError, not_found
 from app.limits import check_text
 from app.mail.templates import checked_auto_response
 from app.models import FINISHED_CASE_STATUSES, OPEN_CASE_STATUSES, REPLY_STATUSES, Absence, Case, Pool, PoolMember, User
-from app.services import audit, forms, sla
+from app.services import audit, forms, search, sla
 from app.services import cases as case_service
 
 # Without a pool, a customer's contact reopens a case closed at most this many days ago.
@@ -143,11 +143,13 @@ async def update_pool(
 
 
 async def delete_pool(session: AsyncSession, *, actor: Actor, pool_id: int) -> None:
-    """Remove a pool; its mailboxes stay, without a pool; its dictionaries go with it (refused while a form uses one)."""
+    """Remove a pool; its mailboxes stay, without a pool; its dictionaries go with it (refused while a form uses
+    one, or while a search screen filters by the pool)."""
     pool = await session.get(Pool, pool_id)
     if pool is None:
         raise not_found("pool", "id")
     await forms.check_pool_dictionaries_unused(session, pool_id=pool_id)
+    await search.check_pool_unused(session, pool_id=pool_id)
     await session.execute(delete(Pool).where(Pool.id == pool_id))
     audit.record(
         session, actor=actor, action="pool.delete", entity_type="pool", entity_id=pool_id, before=_snapshot(pool)

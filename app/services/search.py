@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -616,7 +616,16 @@ async def likely_duplicates(
 # ---- filters as documents: what a caller passes and what a saved screen stores ----------------------
 
 # The filters each search takes, by their name in GraphQL and in the configuration file.
-CUSTOMER_FILTERS = ("status", "createdAfter", "createdBefore", "lastActivityAfter", "lastActivityBefore", "fields")
+CUSTOMER_FILTERS = (
+    "status",
+    "createdAfter",
+    "createdBefore",
+    "createdWithinDays",
+    "lastActivityAfter",
+    "lastActivityBefore",
+    "lastActivityWithinDays",
+    "fields",
+)
 CASE_FILTERS = (
     "status",
     "priority",
@@ -625,11 +634,15 @@ CASE_FILTERS = (
     "poolId",
     "createdAfter",
     "createdBefore",
+    "createdWithinDays",
     "updatedAfter",
     "updatedBefore",
+    "updatedWithinDays",
     "includeArchived",
     "fields",
 )
+# A saved screen's "the last N days" reaches back at most ten years.
+MAX_WITHIN_DAYS = 3650
 
 
 def _mapping(document: Any, allowed: tuple[str, ...], field: str) -> dict[str, Any]:
@@ -655,6 +668,16 @@ def _moment(value: Any, field: str) -> datetime | None:
     if moment.tzinfo is None:
         raise UserError(ErrorCode.INVALID, "a date and time needs its UTC offset", field)
     return moment
+
+
+def _since(after: datetime | None, within_days: Any, field: str) -> datetime | None:
+    """The later of an absolute lower bound and "within the last N days" (counted from now)."""
+    if within_days is None:
+        return after
+    if isinstance(within_days, bool) or not isinstance(within_days, int) or not 1 <= within_days <= MAX_WITHIN_DAYS:
+        raise UserError(ErrorCode.INVALID, f"a number of days from 1 to {MAX_WITHIN_DAYS}", field)
+    since = datetime.now(UTC) - timedelta(days=within_days)
+    return since if after is None else max(after, since)
 
 
 def _words(value: Any, allowed: tuple[str, ...], field: str) -> tuple[str, ...]:
@@ -699,9 +722,17 @@ def customer_filters(document: Any, field: str = "filters") -> CustomerFilters:
     d = _mapping(document, CUSTOMER_FILTERS, field)
     return CustomerFilters(
         statuses=_words(d.get("status"), SEARCHABLE_CUSTOMER_STATUSES, f"{field}.status") or ("active",),
-        created_after=_moment(d.get("createdAfter"), f"{field}.createdAfter"),
+        created_after=_since(
+            _moment(d.get("createdAfter"), f"{field}.createdAfter"),
+            d.get("createdWithinDays"),
+            f"{field}.createdWithinDays",
+        ),
         created_before=_moment(d.get("createdBefore"), f"{field}.createdBefore"),
-        active_after=_moment(d.get("lastActivityAfter"), f"{field}.lastActivityAfter"),
+        active_after=_since(
+            _moment(d.get("lastActivityAfter"), f"{field}.lastActivityAfter"),
+            d.get("lastActivityWithinDays"),
+            f"{field}.lastActivityWithinDays",
+        ),
         active_before=_moment(d.get("lastActivityBefore"), f"{field}.lastActivityBefore"),
         fields=_field_filters(d.get("fields"), f"{field}.fields"),
     )
@@ -719,9 +750,17 @@ def case_filters(document: Any, field: str = "filters") -> CaseFilters:
         assignee_id=_db_id(d.get("assigneeId"), f"{field}.assigneeId"),
         customer_id=_db_id(d.get("customerId"), f"{field}.customerId"),
         pool_id=_db_id(d.get("poolId"), f"{field}.poolId"),
-        created_after=_moment(d.get("createdAfter"), f"{field}.createdAfter"),
+        created_after=_since(
+            _moment(d.get("createdAfter"), f"{field}.createdAfter"),
+            d.get("createdWithinDays"),
+            f"{field}.createdWithinDays",
+        ),
         created_before=_moment(d.get("createdBefore"), f"{field}.createdBefore"),
-        updated_after=_moment(d.get("updatedAfter"), f"{field}.updatedAfter"),
+        updated_after=_since(
+            _moment(d.get("updatedAfter"), f"{field}.updatedAfter"),
+            d.get("updatedWithinDays"),
+            f"{field}.updatedWithinDays",
+        ),
         updated_before=_moment(d.get("updatedBefore"), f"{field}.updatedBefore"),
         include_archived=include_archived,
         fields=_field_filters(d.get("fields"), f"{field}.fields"),
@@ -1097,3 +1136,12 @@ async def screen_target(session: AsyncSession, *, screen_id: int) -> str:
     if target is None:
         raise not_found("search screen", "id")
     return target
+
+
+async def check_pool_unused(session: AsyncSession, *, pool_id: int) -> None:
+    """A pool a screen filters by stays (the screen would silently list every pool's cases)."""
+    screen = await session.scalar(
+        select(SearchScreen.name).where(SearchScreen.filters.contains({"poolId": pool_id})).limit(1)
+    )
+    if screen is not None:
+        raise UserError(ErrorCode.IN_USE, f"the search screen {screen!r} filters by this pool", "id")
