@@ -3,11 +3,14 @@ through the GIN index on `fields`; fields not marked searchable are refused as f
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import text
 
+from app.services import forms
 from app.services import search as search_service
-from app.services.search import FieldFilter
+from app.services.search import FieldFilter, read_customer_query
 from tests.support import gid, make_case, make_customer, scalar
 
 FIELD_CREATE = """mutation($input: FormFieldCreateInput!) {
@@ -112,6 +115,8 @@ async def test_case_fields_of_any_template_filter_case_search(gql, runtime):
     filters = {"fields": [{"key": "orderNo", "value": "A-1"}]}
     assert await found(gql, CASE_SEARCH, filters=filters) == [gid("Case", wanted)]
     assert await found(gql, CASE_SEARCH, query="parcel", filters=filters) == [gid("Case", wanted)]
+    # Typed, the value finds its case before cases that merely hold the words.
+    assert (await found(gql, CASE_SEARCH, query="A-2"))[0] == gid("Case", other)
     body = (await gql.post(CASE_SEARCH, {"filters": {"fields": [{"key": "contract", "value": "x"}]}})).json()
     assert body["errors"][0]["extensions"]["code"] == "NOT_SEARCHABLE"
 
@@ -146,4 +151,15 @@ async def test_a_field_filter_uses_the_index_on_a_large_table(gql, customer_form
                 params,
             )
         )
+    assert "ix_customers_fields" in plan and "Seq Scan" not in plan, plan
+    # What was typed, read as a searchable field's value: the same index.
+    async with runtime.reading() as session:
+        searchable = await forms.searchable_fields(session, target="customer")
+        reading = replace(
+            read_customer_query("K-12345", region="GB"),
+            field_values=search_service._typed_field_values(searchable, "K-12345", "GB"),
+        )
+        parts, params = search_service._customer_hits(reading)
+        [typed_part] = [p for p in parts if "custom_field" in p]
+        plan = "\n".join(r[0] for r in await session.execute(text(f"EXPLAIN {typed_part}"), params))
     assert "ix_customers_fields" in plan and "Seq Scan" not in plan, plan

@@ -405,6 +405,9 @@ CONTACT_WEIGHT = 0.5
 # Matches ranked, from the cases and from the contacts each: a query of common words stops
 # collecting there rather than ranking every row that holds them (more words narrow it).
 CASE_CANDIDATES = 5000
+# The rank of a case whose searchable custom field holds what was typed: above any text rank
+# (ts_rank stays far below it).
+FIELD_MATCH_RANK = 100.0
 HEADLINE_OPTIONS = "StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=2"
 
 
@@ -496,6 +499,15 @@ async def search_cases(
         if not any(c.isalnum() for c in typed):
             return Page(rows=[], cursors=[], has_next=False)
         params["q"] = typed
+        # A searchable custom field holding exactly what was typed (an order number) ranks above words.
+        searchable = await forms.searchable_fields(session, target="case")
+        by_field = ""
+        for index, (_, document) in enumerate(_typed_field_values(searchable, typed, region)):
+            params[f"typed_field_{index}"] = document
+            by_field += f"""
+                UNION ALL
+                (SELECT id, {FIELD_MATCH_RANK} FROM cases
+                 WHERE fields @> CAST(:typed_field_{index} AS jsonb) LIMIT {FIELD_CANDIDATES})"""
         matches = f"""
             SELECT case_id, round(max(rank) * 999999)::bigint AS rank FROM (
                 SELECT m.case_id, ts_rank(m.vector, q.query) AS rank FROM q, LATERAL (
@@ -504,7 +516,7 @@ async def search_cases(
                 UNION ALL
                 SELECT m.case_id, {CONTACT_WEIGHT} * ts_rank(m.vector, q.query) FROM q, LATERAL (
                     SELECT v.case_id, v.vector FROM contact_search_vectors v
-                    WHERE v.vector @@ q.query LIMIT {CASE_CANDIDATES}) m
+                    WHERE v.vector @@ q.query LIMIT {CASE_CANDIDATES}) m{by_field}
             ) found GROUP BY case_id"""
         snippet = f"""(SELECT ts_headline(casegraph_text_search_config(), _escape_html(part), q.query, '{HEADLINE_OPTIONS}')
                 FROM q, LATERAL (
