@@ -101,16 +101,14 @@ def case_filter_document(f: CaseSearchFilters | None) -> dict[str, Any]:
 
 async def _with_screen(
     info: strawberry.Info, session, screen_id: strawberry.ID | None, target: str, query, filters, sort
-) -> tuple[str | None, dict[str, Any], str]:
-    """The query, filters and sort of a search: the caller's over those of the screen it runs, if any."""
-    sort_value = sort.value if sort is not None else None
-    if screen_id is None:
-        return query, filters, sort_value or "relevance"
-    screen = await service.screen_to_run(
-        session, actor=info.context.actor, screen_id=db_id(screen_id, "SearchScreen", "screenId"), target=target
+) -> service.SearchRequest:
+    return await service.search_request(
+        session,
+        actor=info.context.actor,
+        target=target,
+        screen_id=optional_db_id(screen_id, "SearchScreen", "screenId"),
+        request=service.SearchRequest(query=query, filters=filters, sort=sort.value if sort is not None else None),
     )
-    typed = query if query is not None and query.strip() else screen.query
-    return typed, service.merged_filters(screen.filters, filters), sort_value or screen.sort
 
 
 @strawberry.type
@@ -133,17 +131,17 @@ class SearchQuery:
         sort: SearchSort | None = None,
     ) -> Connection[CustomerSearchResult]:
         async with info.context.runtime.reading() as session:
-            typed, document, order = await _with_screen(
+            request = await _with_screen(
                 info, session, screen_id, "customer", query, customer_filter_document(filters), sort
             )
             page = await service.search_customers(
                 session,
-                query=typed,
-                filters=service.customer_filters(document),
+                query=request.query,
+                filters=service.customer_filters(request.filters),
                 first=page_size(first),
                 after=after,
                 region=info.context.phone_region,
-                sort=order,
+                sort=request.sort or "relevance",
             )
         return Connection.from_page(page, _customer_result)
 
@@ -164,17 +162,15 @@ class SearchQuery:
         sort: SearchSort | None = None,
     ) -> Connection[CaseSearchResult]:
         async with info.context.runtime.reading() as session:
-            typed, document, order = await _with_screen(
-                info, session, screen_id, "case", query, case_filter_document(filters), sort
-            )
+            request = await _with_screen(info, session, screen_id, "case", query, case_filter_document(filters), sort)
             page = await service.search_cases(
                 session,
-                query=typed,
-                filters=service.case_filters(document),
+                query=request.query,
+                filters=service.case_filters(request.filters),
                 first=page_size(first),
                 after=after,
                 region=info.context.phone_region,
-                sort=order,
+                sort=request.sort or "relevance",
             )
         return Connection.from_page(page, _case_result)
 
@@ -203,8 +199,8 @@ class SearchQuery:
         if screen_id is None:
             return None
         async with info.context.runtime.reading() as session:
-            rows = await service.list_screens(session, actor=info.context.actor)
-        return next((SearchScreen.from_row(r) for r in rows if r.id == screen_id), None)
+            row = await service.visible_screen(session, actor=info.context.actor, screen_id=screen_id)
+        return None if row is None else SearchScreen.from_row(row)
 
 
 def _screen_filters(target: str | None, customer: CustomerSearchFilters | None, case: CaseSearchFilters | None):

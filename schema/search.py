@@ -121,7 +121,7 @@ class SearchScreen(Node):
     group_id: strawberry.ID | None = strawberry.field(description="The group whose members see it; null for everyone.")
     query: str | None = strawberry.field(description="What it searches for; null when the caller types it.")
     filters: JSON = strawberry.field(
-        description="Its filters, by the names of CustomerSearchFilters or CaseSearchFilters (ids as database ids)."
+        description="Its filters as CustomerSearchFilters or CaseSearchFilters take them (enum names, global ids)."
     )
     columns: list[str] = strawberry.field(
         description="What a result list shows, in order (fields.<key> for custom fields)."
@@ -137,8 +137,21 @@ class SearchScreen(Node):
             row,
             target=SearchTarget(row.target),
             sort=SearchSort(row.sort),
+            filters=_filters_as_input(row.filters),
             group_id=None if row.group_id is None else strawberry.ID(to_global_id("UserGroup", row.group_id)),
         )
+
+
+def _filters_as_input(stored: dict[str, Any]) -> dict[str, Any]:
+    """A screen's stored filters as the search inputs take them, so a UI can pass them back."""
+    shown = dict(stored)
+    for key in ("status", "priority"):
+        if key in shown:
+            shown[key] = [value.upper() for value in shown[key]]
+    for key, type_name in (("poolId", "Pool"), ("assigneeId", "User")):
+        if key in shown:
+            shown[key] = to_global_id(type_name, shown[key])
+    return shown
 
 
 @strawberry.input

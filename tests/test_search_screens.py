@@ -217,7 +217,7 @@ async def test_screens_travel_in_the_configuration_file_all_or_nothing(gql, setu
     assert counts["searchScreens"] == 2
     listed = (await gql(SCREENS))["searchScreens"]
     assert [(s["name"], s["columns"]) for s in listed] == [("Cards to do", ["reference"]), ("New", [])]
-    assert listed[0]["filters"]["poolId"] == int(await scalar(runtime, "SELECT id FROM pools WHERE name = 'Cards'"))
+    assert listed[0]["filters"] == {"status": ["OPEN", "NEW"], "poolId": pool}
 
 
 async def test_a_screen_of_the_last_days_counts_them_when_it_runs(gql, setup, runtime):

@@ -1030,14 +1030,37 @@ async def list_screens(
     return list(await session.scalars(query.order_by(SearchScreen.position, SearchScreen.name, SearchScreen.id)))
 
 
-async def screen_to_run(session: AsyncSession, *, actor: Actor, screen_id: int, target: str) -> SearchScreen:
-    """A screen the actor may run for this search; NOT_FOUND otherwise (another group's screen is not theirs)."""
-    screen = await session.scalar(select(SearchScreen).where(SearchScreen.id == screen_id, _visible_to(actor)))
+async def visible_screen(session: AsyncSession, *, actor: Actor, screen_id: int) -> SearchScreen | None:
+    """A screen the actor may run; None for another group's (it is not theirs to see)."""
+    return await session.scalar(select(SearchScreen).where(SearchScreen.id == screen_id, _visible_to(actor)))
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """What a search was asked: a query, a filters document (`customer_filters`/`case_filters`), a sort."""
+
+    query: str | None
+    filters: dict[str, Any]
+    sort: str | None
+
+
+async def search_request(
+    session: AsyncSession, *, actor: Actor, target: str, screen_id: int | None, request: SearchRequest
+) -> SearchRequest:
+    """The search to run: the caller's query, filters and sort over those of the screen it runs, if any
+    (a query or sort left out is the screen's; filters as `merged_filters`)."""
+    if screen_id is None:
+        return request
+    screen = await visible_screen(session, actor=actor, screen_id=screen_id)
     if screen is None:
         raise not_found("search screen", "screenId")
     if screen.target != target:
         raise UserError(ErrorCode.INVALID, f"this screen searches {screen.target}s", "screenId")
-    return screen
+    return SearchRequest(
+        query=request.query if request.query is not None and request.query.strip() else screen.query,
+        filters=merged_filters(screen.filters, request.filters),
+        sort=request.sort or screen.sort,
+    )
 
 
 # ---- the searchScreens section of the configuration file ------------------------------------------
