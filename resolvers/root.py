@@ -16,7 +16,7 @@ from resolvers.messages import MessageMutation, MessageQuery
 from resolvers.queues import PoolMutation, PoolQuery, WorkMutation, WorkQuery, WorkSubscription
 from resolvers.reasons import ReasonCodeMutation, ReasonCodeQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
-from resolvers.search import SearchQuery
+from resolvers.search import SearchMutation, SearchQuery
 from resolvers.sla import SlaMutation, SlaQuery, SlaSubscription
 from resolvers.subscriptions import Subscription
 from resolvers.tasks import TaskMutation, TaskQuery, TaskSubscription
@@ -98,5 +98,6 @@ MUTATIONS = (
     FormMutation,
     SlaMutation,
     WorkflowMutation,
+    SearchMutation,
 )
 SUBSCRIPTIONS = (Subscription, WorkSubscription, TaskSubscription, SlaSubscription)

@@ -29,7 +29,7 @@ from app.models import (
     RoutingRule,
     User,
 )
-from app.services import audit, forms, sla
+from app.services import audit, forms, search, sla
 from app.services import cases as case_service
 
 # Without a pool, a customer's contact reopens a case closed at most this many days ago.
@@ -154,7 +154,7 @@ async def update_pool(
 
 async def delete_pool(session: AsyncSession, *, actor: Actor, pool_id: int) -> None:
     """Remove a pool; its mailboxes stay, without a pool; its dictionaries go with it. Refused while
-    a form uses one of them or a routing rule sends cases to the pool."""
+    a form uses one of them, a routing rule sends cases to the pool or a search screen filters by it."""
     pool = await session.get(Pool, pool_id)
     if pool is None:
         raise not_found("pool", "id")
@@ -162,6 +162,7 @@ async def delete_pool(session: AsyncSession, *, actor: Actor, pool_id: int) -> N
     routing = list(await session.scalars(select(RoutingRule.name).where(RoutingRule.pool_id == pool_id)))
     if routing:
         raise UserError(ErrorCode.IN_USE, f"routing rules send cases to this pool: {', '.join(routing)}", "id")
+    await search.check_pool_unused(session, pool_id=pool_id)
     await session.execute(delete(Pool).where(Pool.id == pool_id))
     audit.record(
         session, actor=actor, action="pool.delete", entity_type="pool", entity_id=pool_id, before=_snapshot(pool)
