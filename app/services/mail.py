@@ -19,7 +19,7 @@ import aiosmtplib
 import yaml
 from aioimaplib import AioImapException
 from arq.connections import ArqRedis
-from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy import ARRAY, String, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -500,6 +500,34 @@ async def mailboxes_for_recipients(session: AsyncSession, recipients: list[str])
         select(Mailbox.address, Mailbox.id).where(Mailbox.address.in_(addresses), Mailbox.enabled)
     )
     return dict(rows.all())
+
+
+_STORE_FOR_RECIPIENTS = text("""
+    INSERT INTO inbound_messages (mailbox_id, via, raw, sha256, envelope_from, envelope_to)
+    SELECT id, :via, :raw, :sha256, :envelope_from, :envelope_to
+    FROM mailboxes WHERE address = ANY(:addresses) AND enabled
+    ORDER BY id
+    RETURNING id
+""").bindparams(bindparam("addresses", type_=ARRAY(String)), bindparam("envelope_to", type_=JSONB))
+
+
+async def store_for_recipients(
+    session: AsyncSession, *, via: str, raw: bytes, envelope_from: str | None, envelope_to: list[str]
+) -> list[int]:
+    """Keep a message pushed to us once for each enabled mailbox among its recipients, in one
+    statement; the ids stored (none when no recipient is an enabled mailbox now)."""
+    stored = await session.scalars(
+        _STORE_FOR_RECIPIENTS,
+        {
+            "via": via,
+            "raw": raw,
+            "sha256": hashlib.sha256(raw).hexdigest(),
+            "envelope_from": envelope_from,
+            "envelope_to": envelope_to,
+            "addresses": [address.lower() for address in envelope_to],
+        },
+    )
+    return list(stored)
 
 
 async def store_inbound(
