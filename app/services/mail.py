@@ -601,17 +601,15 @@ def contact_data_of(
     )
 
 
-async def place_in_pool(session: AsyncSession, *, case_id: int, pool: Pool | None) -> Pool | None:
-    """A case opened by a mail lands in its mailbox's pool, unless a routing rule chose one: the
-    pool it waits in (whose auto-response confirms the mail)."""
-    if pool is None:
-        case = await session.get(Case, case_id)  # just created: no statement
-        pool_id = case.pool_id if case else None
-    else:
-        pool_id = await queue_service.put_in_pool(session, case_id=case_id, pool_id=pool.id)
-    if pool is not None and pool_id == pool.id:
-        return pool
-    return await session.get(Pool, pool_id) if pool_id is not None else None
+async def place_in_pool(session: AsyncSession, *, result: Any, pool: Pool | None) -> Pool | None:
+    """A case opened by a mail waits in the pool a routing rule chose (the contact's trace says
+    which), else in its mailbox's pool: the pool it waits in (whose auto-response confirms the mail)."""
+    routed = (result.contact.recognition or {}).get("routed")
+    if routed is not None:
+        return pool if pool is not None and pool.id == routed["poolId"] else await session.get(Pool, routed["poolId"])
+    if pool is not None:
+        await queue_service.put_in_pool(session, case_id=result.case_id, pool_id=pool.id)
+    return pool
 
 
 @dataclass
@@ -653,7 +651,7 @@ async def take_in(runtime: Runtime, *, inbound_id: int, send: SendEnqueue | None
             if not result.duplicate and mail.attachments:
                 await contact_service.add_attachments(session, contact_id=result.contact.id, files=mail.attachments)
             if result.case_created:
-                pool = await place_in_pool(session, case_id=result.case_id, pool=pool)
+                pool = await place_in_pool(session, result=result, pool=pool)
             if result.case_created and mailbox is not None:
                 auto_response = await auto_respond(
                     session, message=message, mail=mail, mailbox=mailbox, pool=pool, result=result
@@ -791,7 +789,7 @@ async def take_in_batch(
                         session, contact_id=result.contact.id, files=item.mail.attachments
                     )
                 if result.case_created:
-                    pool = await place_in_pool(session, case_id=result.case_id, pool=pool)
+                    pool = await place_in_pool(session, result=result, pool=pool)
                 auto_response = None
                 if result.case_created and mailbox is not None:
                     auto_response = await auto_respond(

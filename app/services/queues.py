@@ -414,17 +414,11 @@ async def _move(
     return await case_service.read_case(session, case.id)
 
 
-async def put_in_pool(session: AsyncSession, *, case_id: int, pool_id: int) -> int:
-    """A new case lands in a pool and waits there, unless it was opened in one already (a routing
-    rule chose it): the pool it waits in."""
-    placed = await session.scalar(
-        update(Case).where(Case.id == case_id, Case.pool_id.is_(None)).values(pool_id=pool_id).returning(Case.id)
-    )
-    if placed is None:
-        return await session.scalar(select(Case.pool_id).where(Case.id == case_id))
+async def put_in_pool(session: AsyncSession, *, case_id: int, pool_id: int) -> None:
+    """A new case lands in a pool (by its mailbox) and waits there."""
+    await session.execute(update(Case).where(Case.id == case_id).values(pool_id=pool_id))
     announce(session, case_id=case_id, pools={pool_id: QueueChange.ENTERED}, agents={})
     events.emit(session, "caseUpdated", case_id)
-    return pool_id
 
 
 # ---- absences ---------------------------------------------------------------------------------------
