@@ -54,6 +54,7 @@ from app.models import CATEGORY_OF_STATUS, OPEN_CASE_STATUSES
 from app.pagination import decode_cursor, page_size
 from app.read_pool import ReadFailed
 from app.services.customers import _escape_like
+from app.services.mail import MAX_INTAKE_ATTEMPTS
 from resolvers.query_cost import cost_refusal
 from schema.audit import AUDIT_ENTITY_TYPES
 from schema.ids import decode_id, from_global_id
@@ -179,6 +180,15 @@ def _task_cursor(row: str) -> str:
     # services/tasks.py cursor_of: [undated, due time (1970 when undated), id]
     due = f"CASE WHEN {row}.due_at IS NULL THEN '1,\"1970-01-01T00:00:00+00:00\",' ELSE '0,\"' || {_iso(row + '.due_at')} || '\",' END"
     return _base64(f"'[' || {due} || {row}.id::text || ']'", urlsafe=True)
+
+
+def _backlog(mailbox: str, attempts: str) -> str:
+    """services/mail.py inbound_backlog: stored messages still pending, waiting (fewer attempts than the
+    intake makes) or given up."""
+    return (
+        f"(SELECT count(*) FROM inbound_messages i WHERE i.mailbox_id = {mailbox}.id AND i.status = 'pending'"
+        f" AND i.attempts {attempts} {MAX_INTAKE_ATTEMPTS})"
+    )
 
 
 def _refused(reason: str) -> str:
@@ -318,6 +328,95 @@ COLUMNS: dict[str, dict[str, Callable[[str], str]]] = {
         "reason": _col("reason"),
         "createdAt": _time("created_at"),
     },
+    "Delivery": {
+        "status": _enum("status"),
+        "attempts": _col("attempts"),
+        "lastResponse": _col("last_response"),
+        # Only while it waits for another attempt.
+        "nextAttemptAt": lambda row: f"(CASE WHEN {row}.status = 'queued' THEN {_iso(row + '.next_attempt_at')} END)",
+        "sentAt": _time("sent_at"),
+    },
+    "Mailbox": {
+        "address": _col("address"),
+        "displayName": _col("display_name"),
+        "intake": _enum("intake"),
+        "enabled": _col("enabled"),
+    },
+    "ImapSettings": {
+        "host": _col("imap_host"),
+        "port": _col("imap_port"),
+        "security": _enum("imap_security"),
+        "user": _col("imap_user"),
+        "secretEnv": _col("imap_secret_env"),
+        "folder": _col("imap_folder"),
+        "mark": _enum("imap_mark"),
+        "moveTo": _col("imap_move_to"),
+        "idle": _col("imap_idle"),
+        "pollSeconds": _col("poll_seconds"),
+    },
+    "RelaySettings": {
+        "host": _col("relay_host"),
+        "port": _col("relay_port"),
+        "security": _enum("relay_security"),
+        "user": _col("relay_user"),
+        "secretEnv": _col("relay_secret_env"),
+        "fromAddress": _col("relay_from"),
+    },
+    "MailboxStatus": {
+        "lastPolledAt": _time("last_polled_at"),
+        # An IMAP uid is unsigned 32-bit: past GraphQL's Int the executor reports the error.
+        "lastUid": lambda row: (
+            f"(CASE WHEN {row}.imap_last_uid <= 2147483647 THEN to_json({row}.imap_last_uid)"
+            f" ELSE {_refused('lastUid beyond Int')} END)"
+        ),
+        "lastError": _col("last_error"),
+        "lastErrorAt": _time("last_error_at"),
+        "waitingMessages": lambda row: _backlog(row, "<"),
+        "failedMessages": lambda row: _backlog(row, ">="),
+    },
+    "UserGroup": {
+        "name": _col("name"),
+        "description": _col("description"),
+        "regionId": _ref("Region", "region_id"),
+        "poolId": _ref("Pool", "pool_id"),
+        "memberIds": lambda row: (
+            f"coalesce((SELECT json_agg({_ref('User', 'user_id')('m')} ORDER BY m.user_id)"
+            f" FROM group_members m WHERE m.group_id = {row}.id), '[]'::json)"
+        ),
+        "createdAt": _time("created_at"),
+    },
+    "TatPolicy": {
+        "code": _col("code"),
+        "description": _col("description"),
+        "pausePendingCustomer": _col("pause_pending_customer"),
+        "pauseUnderConsultation": _col("pause_under_consultation"),
+        "isDefault": _col("is_default"),
+        "createdAt": _time("created_at"),
+        "updatedAt": _time("updated_at"),
+    },
+    "TatTarget": {
+        "priority": _enum("priority"),
+        "target": _enum("target"),
+        "minimumMinutes": _col("minimum_minutes"),
+        "maximumMinutes": _col("maximum_minutes"),
+    },
+    "Region": {
+        "name": _col("name"),
+        "description": _col("description"),
+        "timeZone": _col("time_zone"),
+        "holidayCountry": _col("holiday_country"),
+        "holidaySubdivision": _col("holiday_subdivision"),
+        "holidayCalendar": _col("holiday_calendar"),
+        "isDefault": _col("is_default"),
+        "createdAt": _time("created_at"),
+        "updatedAt": _time("updated_at"),
+    },
+    # A region's business hours: the elements of its jsonb array.
+    "BusinessHours": {
+        "weekday": lambda row: f"({row}.value -> 'weekday')",
+        "start": lambda row: f"({row}.value ->> 'start')",
+        "end": lambda row: f"({row}.value ->> 'end')",
+    },
     "Contact": {
         "channel": _enum("channel"),
         "direction": _enum("direction"),
@@ -392,6 +491,18 @@ TABLES = {
     "WorkflowUserMode": "workflow_modes",
     "PoolMember": "pool_members",
     "Absence": "absences",
+    "Delivery": "outbound_messages",
+    "Mailbox": "mailboxes",
+    "UserGroup": "user_groups",
+    "TatPolicy": "tat_policies",
+    "TatTarget": "tat_targets",
+    "Region": "regions",
+}
+# Objects made of other columns of their parent's row.
+SAME_ROW: dict[tuple[str, str], str] = {
+    ("Mailbox", "imap"): "ImapSettings",
+    ("Mailbox", "relay"): "RelaySettings",
+    ("Mailbox", "status"): "MailboxStatus",
 }
 # To-one links by foreign key, loaded by id as the DataLoaders do (no visibility filter there either).
 LINKS: dict[tuple[str, str], tuple[str, str]] = {
@@ -418,6 +529,7 @@ LINKS: dict[tuple[str, str], tuple[str, str]] = {
     ("PoolMember", "pool"): ("Pool", "pool_id"),
     ("Absence", "user"): ("User", "user_id"),
     ("Absence", "replacement"): ("User", "replacement_id"),
+    ("Mailbox", "pool"): ("Pool", "pool_id"),
 }
 # To-many lists, in the loaders' order: (target, condition on its row {t} given the parent's {row}, order).
 LISTS: dict[tuple[str, str], tuple[str, str, str]] = {
@@ -430,6 +542,7 @@ LISTS: dict[tuple[str, str], tuple[str, str, str]] = {
     ),
     ("Pool", "members"): ("PoolMember", "{t}.pool_id = {row}.id", "{t}.user_id"),
     ("Workflow", "modes"): ("WorkflowUserMode", "{t}.workflow_id = {row}.id", "{t}.user_id"),
+    ("TatPolicy", "targets"): ("TatTarget", "{t}.policy_id = {row}.id", "{t}.priority, {t}.target"),
 }
 NODE_TYPES = ("Customer", "Case", "Contact", "User", "Task", "CaseTemplate", "Dictionary")
 
@@ -633,7 +746,22 @@ class Compiler:
             return self.row_object("ReasonCode", nodes, f"{{t}}.code = {row}.reason_code", depth)
         if (parent.name, name) == ("Case", "sla"):
             return self.row_object("CaseSla", nodes, f"{{t}}.case_id = {row}.id", depth)
-        if (parent.name, name) == ("Pool", "autoResponse"):
+        same_row = SAME_ROW.get((parent.name, name))
+        if same_row is not None:
+            type_, fields = self.sub(same_row, nodes)
+            return self.object(type_, fields, row, depth + 1)
+        if (parent.name, name) == ("Region", "businessHours"):
+            type_, fields = self.sub("BusinessHours", nodes)
+            h = self.alias()
+            return (
+                f"coalesce((SELECT json_agg({self.object(type_, fields, h, depth + 1)} ORDER BY {h}.ordinality)"
+                f" FROM jsonb_array_elements({row}.business_hours) WITH ORDINALITY {h}), '[]'::json)"
+            )
+        if (parent.name, name) == ("Contact", "delivery"):
+            # The contact's outgoing message (the latest, should there be several).
+            latest = f"(SELECT o.id FROM outbound_messages o WHERE o.contact_id = {row}.id ORDER BY o.id DESC LIMIT 1)"
+            return self.row_object("Delivery", nodes, f"{{t}}.id = {latest}", depth)
+        if (parent.name, name) in (("Pool", "autoResponse"), ("Mailbox", "autoResponse")):
             # Two columns of the same row: no receipt without a subject.
             type_, fields = self.sub("AutoResponse", nodes)
             return f"(CASE WHEN {row}.auto_response_subject IS NULL THEN NULL ELSE {self.object(type_, fields, row, depth + 1)} END)"
@@ -786,6 +914,22 @@ class Compiler:
         if name == "workflows":
             self.operations.add("Query.workflows")
             return self.row_list("Workflow", nodes, "", "true", "{t}.code", depth)
+        if name == "userGroups":
+            self.operations.add("Query.userGroups")
+            return self.row_list("UserGroup", nodes, "", "true", "{t}.name", depth)
+        if name == "tatPolicies":
+            self.operations.add("Query.tatPolicies")
+            return self.row_list("TatPolicy", nodes, "", "true", "{t}.code", depth)
+        if name == "regions":
+            self.operations.add("Query.regions")
+            return self.row_list("Region", nodes, "", "true", "{t}.name", depth)
+        if name == "mailboxes":
+            self.operations.add("Query.mailboxes")
+            return self.row_list("Mailbox", nodes, "", "true", "{t}.address", depth)
+        if name == "mailbox":
+            self.operations.add("Query.mailbox")
+            mailbox_id = self.bind(lambda r: decode_id(args(r)["id"], "Mailbox"), "bigint")
+            return self.row_object("Mailbox", nodes, f"{{t}}.id = {mailbox_id}", depth)
         raise Fallback(f"Query.{name} is not compiled")
 
     def node(self, args: Callable[[Request], dict[str, Any]], nodes: list[FieldNode], depth: int) -> str:

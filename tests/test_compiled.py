@@ -72,6 +72,17 @@ def case_filters(pool: dict) -> list:
     ]
 
 
+LIST_ROOTS = {
+    "pools": "Pool",
+    "myPools": "PoolMember",
+    "workflows": "Workflow",
+    "userGroups": "UserGroup",
+    "tatPolicies": "TatPolicy",
+    "regions": "Region",
+    "mailboxes": "Mailbox",
+}
+
+
 def task_filters(pool: dict) -> list:
     return [
         None,
@@ -193,6 +204,47 @@ SCALARS = {
         "__typename",
     ],  # fmt: skip
     "Absence": ["id", "startsAt", "endsAt", "reason", "createdAt", "__typename"],
+    "Delivery": ["status", "attempts", "lastResponse", "nextAttemptAt", "sentAt", "__typename"],
+    "Mailbox": ["id", "address", "displayName", "intake", "enabled", "__typename"],
+    "ImapSettings": [
+        "host",
+        "port",
+        "security",
+        "user",
+        "secretEnv",
+        "folder",
+        "mark",
+        "moveTo",
+        "idle",
+        "pollSeconds",
+    ],  # fmt: skip
+    "RelaySettings": ["host", "port", "security", "user", "secretEnv", "fromAddress", "__typename"],
+    "MailboxStatus": ["lastPolledAt", "lastError", "lastErrorAt", "waitingMessages", "failedMessages"],
+    "UserGroup": ["id", "name", "description", "regionId", "poolId", "memberIds", "createdAt", "__typename"],
+    "TatPolicy": [
+        "id",
+        "code",
+        "description",
+        "pausePendingCustomer",
+        "pauseUnderConsultation",
+        "isDefault",
+        "createdAt",
+        "updatedAt",
+    ],  # fmt: skip
+    "TatTarget": ["priority", "target", "minimumMinutes", "maximumMinutes", "__typename"],
+    "Region": [
+        "id",
+        "name",
+        "description",
+        "timeZone",
+        "holidayCountry",
+        "holidaySubdivision",
+        "holidayCalendar",
+        "isDefault",
+        "createdAt",
+        "updatedAt",
+    ],  # fmt: skip
+    "BusinessHours": ["weekday", "start", "end", "__typename"],
     "AuditEvent": [
         "id",
         "occurredAt",
@@ -208,18 +260,27 @@ SCALARS = {
 # Fields the compiled path does not (yet) answer: a query holding one runs through the executor.
 OTHERS = {
     "Customer": ["__typename"],
-    "Contact": ["delivery { status }"],
     "User": ["__typename"],
     "CustomerIdentifier": ["__typename"],
     "AuditEvent": ["__typename"],
     "Attachment": ["__typename"],
     "Pool": ["counts { oldestWaitingSeconds }"],
+    "Region": ['holidays(start: "2026-01-01", end: "2026-12-31") { date name }'],
+    # An IMAP uid beyond GraphQL's Int: the executor's error.
+    "MailboxStatus": ["lastUid"],
 }
 OTHERS["Case"] = ["timeLeft", "sla { timeLeft }", "pool { counts { oldestWaitingSeconds } }"]
 for type_name in SCALARS:
     OTHERS.setdefault(type_name, ["__typename"])
 # Object types without an id (not a Node): no `... on Node` fragment applies to them.
-NOT_NODES = {"DictionaryEntry", "WorkflowUserMode", "PoolMember", "PoolCounts", "AutoResponse", "CaseSla"}
+NOT_NODES = {"DictionaryEntry", "WorkflowUserMode", "PoolMember", "PoolCounts", "AutoResponse", "CaseSla"} | {
+    "Delivery",
+    "ImapSettings",
+    "RelaySettings",
+    "MailboxStatus",
+    "TatTarget",
+    "BusinessHours",
+}
 LINKS = {
     "Customer": [("mergedInto", "Customer"), ("identifiers", "CustomerIdentifier"), ("latestContact", "Contact")],
     "Case": [
@@ -252,12 +313,22 @@ LINKS = {
     "PoolMember": [("user", "User"), ("pool", "Pool")],
     "Workflow": [("modes", "WorkflowUserMode")],
     "Absence": [("user", "User"), ("replacement", "User")],
+    "Mailbox": [
+        ("imap", "ImapSettings"),
+        ("relay", "RelaySettings"),
+        ("status", "MailboxStatus"),
+        ("autoResponse", "AutoResponse"),
+        ("pool", "Pool"),
+    ],
+    "TatPolicy": [("targets", "TatTarget")],
+    "Region": [("businessHours", "BusinessHours")],
     "Contact": [
         ("customer", "Customer"),
         ("case", "Case"),
         ("agent", "User"),
         ("candidates", "Customer"),
         ("attachments", "Attachment"),
+        ("delivery", "Delivery"),
     ],
     "AuditEvent": [("actor", "User")],
 }
@@ -378,6 +449,7 @@ async def seed_awkward_data(runtime) -> dict:
     async with runtime.transaction() as session:
         await archive.erase_customer(session, actor=SYSTEM, customer_id=ids[3], reason="request")
     work = await seed_work(runtime, ids, case_ids + [closed.id], queue.id)
+    work |= await seed_configuration(runtime, contact_ids, queue.id)
     numbers = [p.number for p in people]
     references = []
     async with runtime.reading() as session:
@@ -587,6 +659,93 @@ async def seed_work(runtime, ids: list[int], case_ids: list[int], queue_id: int)
     }
 
 
+async def seed_configuration(runtime, contact_ids: list[int], queue_id: int) -> dict:
+    """Mailboxes with their settings and backlogs, deliveries of outgoing contacts, groups, TAT policies
+    and regions."""
+    async with runtime.transaction() as session:
+
+        async def insert(statement: str, **values) -> int | None:
+            result = await session.execute(text(statement), values)
+            return result.scalar() if result.returns_rows else None
+
+        users = dict((await session.execute(text("SELECT name, id FROM users"))).all())
+        imap = await insert(
+            "INSERT INTO mailboxes (address, display_name, pool_id, intake, imap_host, imap_port, imap_user,"
+            " imap_secret_env, imap_mark, imap_move_to, imap_idle, poll_seconds, relay_host, relay_security,"
+            " relay_from, auto_response_subject, auto_response_text, imap_last_uid, last_polled_at, last_error,"
+            " last_error_at) VALUES ('help@example.org', 'Help 😀', :p, 'imap', 'imap.example.org', 993, 'u',"
+            " 'CASEGRAPH_SECRET_X', 'move', 'Done', true, 30, 'smtp.example.org', 'none', 'a@example.org', 'Re',"
+            " 'Got \"it\"', 4000000000, :t, 'timeout ü', :t) RETURNING id",
+            p=queue_id,
+            t=START,
+        )
+        smtp = await insert(
+            "INSERT INTO mailboxes (address, intake, enabled) VALUES ('smtp@example.org', 'smtp', false) RETURNING id"
+        )
+        for attempts, status in ((0, "pending"), (2, "pending"), (5, "pending"), (7, "pending"), (0, "done")):
+            await insert(
+                "INSERT INTO inbound_messages (mailbox_id, via, raw, sha256, status, attempts)"
+                " VALUES (:m, 'imap', 'x', 'h', :s, :a)",
+                m=imap,
+                s=status,
+                a=attempts,
+            )
+        for contact_id, status, attempts, response in (
+            (contact_ids[1], "queued", 2, "451 later"),
+            (contact_ids[2], "sent", 1, None),
+            (contact_ids[2], "failed", 5, "550 no ü"),  # a contact with two messages: the latest is shown
+            (contact_ids[3], "failed", 5, None),
+        ):
+            await insert(
+                "INSERT INTO outbound_messages (contact_id, raw, envelope_from, envelope_to, status, attempts,"
+                " last_response, next_attempt_at, sent_at) VALUES (:c, 'x', 'a@example.org', '[]', :s, :a, :r, :n,"
+                " :sent)",
+                c=contact_id,
+                s=status,
+                a=attempts,
+                r=response,
+                n=FUTURE,
+                sent=PAST if status == "sent" else None,
+            )
+        region = await insert(
+            "INSERT INTO regions (name, description, time_zone, business_hours, holiday_country, is_default)"
+            " VALUES ('Nordic ❄', NULL, 'Europe/Oslo', CAST(:h AS jsonb), 'NO', true) RETURNING id",
+            h=json.dumps(
+                [{"weekday": 0, "start": "08:00", "end": "16:00"}, {"weekday": 6, "start": "10:00", "end": "24:00"}]
+            ),
+        )
+        await insert("INSERT INTO regions (name, time_zone) VALUES ('Bare', 'UTC')")
+        group = await insert(
+            "INSERT INTO user_groups (name, description, region_id, pool_id) VALUES ('Tier 2', 'ü', :r, :p) RETURNING id",
+            r=region,
+            p=queue_id,
+        )
+        await insert("INSERT INTO user_groups (name) VALUES ('Empty group')")
+        for user in ("supervisor", "agent"):
+            await insert("INSERT INTO group_members (group_id, user_id) VALUES (:g, :u)", g=group, u=users[user])
+        await session.execute(
+            text("UPDATE workflows SET creator_group_id = :g, escalator_group_id = :g WHERE code = 'complaints'"),
+            {"g": group},
+        )
+        policy = await insert("SELECT id FROM tat_policies WHERE code = 'standard'")
+        for priority, target, minimum, maximum in (
+            ("urgent", "response", None, 30),
+            ("high", "resolution", 60, 600),
+            ("high", "response", 10, 60),
+        ):
+            await insert(
+                "INSERT INTO tat_targets (policy_id, priority, target, minimum_minutes, maximum_minutes)"
+                " VALUES (:p, :pr, :t, :mi, :ma)",
+                p=policy,
+                pr=priority,
+                t=target,
+                mi=minimum,
+                ma=maximum,
+            )
+        await insert("INSERT INTO tat_policies (code, description, is_default) VALUES ('empty', 'none', true)")
+    return {"mailbox_ids": [to_global_id("Mailbox", imap), to_global_id("Mailbox", smtp), to_global_id("Mailbox", 0)]}
+
+
 @st.composite
 def queries(draw, pool: dict) -> tuple[str, dict]:
     """A query document over the compilable roots, and its variables."""
@@ -698,7 +857,7 @@ def queries(draw, pool: dict) -> tuple[str, dict]:
                 + ["customers", "cases", "auditEvents", "users"]
                 + ["task", "myTasks", "tasks", "myCases", "coveredCases", "poolCases", "reasonCodes"]
                 + ["caseTemplates", "caseTemplate", "customerForm", "dictionaries", "pools", "myPools"]
-                + ["absences", "workflows"]
+                + ["absences", "workflows", "userGroups", "tatPolicies", "regions", "mailboxes", "mailbox"]
             )
         )
         label = f"r{position}: "
@@ -740,9 +899,9 @@ def queries(draw, pool: dict) -> tuple[str, dict]:
             entity = f"entityId: {var('ID!', draw(st.sampled_from(pool['ids'])))}"
             arguments = f"({arguments[1:-1]}, {entity})" if arguments else f"({entity})"
             roots.append(f"{label}auditEvents{arguments} {{ {connection('AuditEvent', depth)} }}")
-        elif root in ("task", "caseTemplate"):
-            node_type = "Task" if root == "task" else "CaseTemplate"
-            identifier = var("ID!", draw(st.sampled_from(pool["work_ids"] + pool["ids"][:2])))
+        elif root in ("task", "caseTemplate", "mailbox"):
+            node_type = {"task": "Task", "caseTemplate": "CaseTemplate", "mailbox": "Mailbox"}[root]
+            identifier = var("ID!", draw(st.sampled_from(pool["work_ids"] + pool["mailbox_ids"] + pool["ids"][:2])))
             roots.append(f"{label}{root}(id: {identifier}) {{ {selection(node_type, depth)} }}")
         elif root in ("myTasks", "tasks"):
             arguments = connection_arguments("Query", "tasks")[1:-1]
@@ -778,8 +937,8 @@ def queries(draw, pool: dict) -> tuple[str, dict]:
             owner = draw(st.sampled_from([None, *pool["dictionary_pools"]]))
             arguments = "" if owner is None else f"(poolId: {var('ID', owner)})"
             roots.append(f"{label}dictionaries{arguments} {{ {selection('Dictionary', depth)} }}")
-        elif root in ("pools", "myPools", "workflows"):
-            node_type = {"pools": "Pool", "myPools": "PoolMember", "workflows": "Workflow"}[root]
+        elif root in LIST_ROOTS:
+            node_type = LIST_ROOTS[root]
             roots.append(f"{label}{root} {{ {selection(node_type, depth)} }}")
         elif root == "absences":
             given = []
@@ -1259,3 +1418,41 @@ async def test_fields_computed_in_python_still_send_the_whole_query_to_the_execu
 
         assert compiled.headers["casegraph-path"] == "executor"
         assert compiled.json() == executor.json()
+
+
+CONFIGURATION = """{
+  mailboxes { id address displayName intake enabled pool { name } autoResponse { subject text }
+    imap { host port security user secretEnv folder mark moveTo idle pollSeconds }
+    relay { host port security user secretEnv fromAddress }
+    status { lastPolledAt lastError lastErrorAt waitingMessages failedMessages } }
+  userGroups { id name description regionId poolId memberIds createdAt }
+  tatPolicies { code description pausePendingCustomer isDefault targets { priority target minimumMinutes maximumMinutes } }
+  regions { name timeZone holidayCountry isDefault businessHours { weekday start end } }
+  workflows { code creatorGroupId escalatorGroupId tatPolicyId modes { userId mode } }
+  customers(first: 20) { edges { node { contacts(first: 40) { edges { node {
+    delivery { status attempts lastResponse nextAttemptAt sentAt } } } } } } }
+}"""
+
+
+async def test_mailboxes_groups_policies_regions_and_deliveries_are_compiled_as_the_executor_answers(http, pool):
+    executor, compiled = await _both(http, pool["tokens"]["admin"], CONFIGURATION, {})
+
+    assert compiled.headers["casegraph-path"] == "compiled"
+    assert json.dumps(compiled.json()) == json.dumps(executor.json())
+    data = compiled.json()["data"]
+    assert [m["status"]["waitingMessages"] for m in data["mailboxes"]] == [2, 0]
+    assert [m["status"]["failedMessages"] for m in data["mailboxes"]] == [2, 0]
+    deliveries = [e["node"]["delivery"] for c in data["customers"]["edges"] for e in c["node"]["contacts"]["edges"]]
+    assert sorted(d["status"] for d in deliveries if d) == ["FAILED", "QUEUED"]  # the latest of two
+    nordic = next(r for r in data["regions"] if r["name"].startswith("Nordic"))
+    assert [h["end"] for h in nordic["businessHours"]] == ["16:00", "24:00"]
+
+
+async def test_an_int_the_executor_cannot_represent_is_its_error(http, pool):
+    query = "{ mailboxes { address status { lastUid } } }"
+
+    executor, compiled = await _both(http, pool["tokens"]["admin"], query, {})
+
+    assert compiled.headers["casegraph-path"] == "executor"
+    assert compiled.json() == executor.json()
+    assert "Int cannot represent" in compiled.json()["errors"][0]["message"]
