@@ -50,7 +50,7 @@ from app import limits
 from app.errors import UserError
 from app.identifiers import normalize_identifier
 from app.limits import check_text, unstorable_character
-from app.models import CATEGORY_OF_STATUS, OPEN_CASE_STATUSES
+from app.models import CATEGORY_OF_STATUS, CHANNELS, NO_ROW_POLICY, OPEN_CASE_STATUSES
 from app.pagination import decode_cursor, page_size
 from app.read_pool import ReadFailed
 from app.services.customers import _escape_like
@@ -180,6 +180,14 @@ def _task_cursor(row: str) -> str:
     # services/tasks.py cursor_of: [undated, due time (1970 when undated), id]
     due = f"CASE WHEN {row}.due_at IS NULL THEN '1,\"1970-01-01T00:00:00+00:00\",' ELSE '0,\"' || {_iso(row + '.due_at')} || '\",' END"
     return _base64(f"'[' || {due} || {row}.id::text || ']'", urlsafe=True)
+
+
+def _channels(rule: str) -> str:
+    """A rule's channels (a jsonb array of values) as enum names, in order."""
+    return (
+        "coalesce((SELECT json_agg(upper(c.value) ORDER BY c.ordinality)"
+        f" FROM jsonb_array_elements_text({rule}.channels) WITH ORDINALITY c), '[]'::json)"
+    )
 
 
 def _backlog(mailbox: str, attempts: str) -> str:
@@ -417,6 +425,55 @@ COLUMNS: dict[str, dict[str, Callable[[str], str]]] = {
         "start": lambda row: f"({row}.value ->> 'start')",
         "end": lambda row: f"({row}.value ->> 'end')",
     },
+    "RecognitionRule": {
+        "name": _col("name"),
+        "target": _enum("target"),
+        "kind": _enum("kind"),
+        "config": _col("config"),
+        "position": _col("position"),
+        "channels": lambda row: _channels(row),
+        "enabled": _col("enabled"),
+    },
+    "PromotionRule": {
+        "name": _col("name"),
+        "source": _col("source"),
+        "target": _enum("target"),
+        "field": _col("field"),
+        "policy": _enum("policy"),
+        "position": _col("position"),
+        "channels": lambda row: _channels(row),
+        "enabled": _col("enabled"),
+    },
+    "NoMatchPolicy": {
+        "channel": _enum("channel"),
+        "createCustomer": _col("create_customer"),
+        "createCase": _col("create_case"),
+        "flagForReview": _col("flag_for_review"),
+    },
+    "ArchiveRule": {
+        "name": _col("name"),
+        "entity": _enum("entity"),
+        "inactivityDays": _col("inactivity_days"),
+        "exemptWhen": _col("exempt_when"),
+        "retentionDays": _col("retention_days"),
+        "expiryAction": _enum("expiry_action"),
+        "enabled": _col("enabled"),
+        "createdAt": _time("created_at"),
+    },
+    "CustomerMerge": {
+        "fieldStrategy": _enum("field_strategy"),
+        "moved": _col("counts"),
+        "actorName": _col("actor_name"),
+        "createdAt": _time("created_at"),
+        "undoneAt": _time("undone_at"),
+        "undoneBy": _col("undone_by"),
+    },
+    "ApiToken": {
+        "name": _col("name"),
+        "createdAt": _time("created_at"),
+        "lastUsedAt": _time("last_used_at"),
+        "revokedAt": _time("revoked_at"),
+    },
     "Contact": {
         "channel": _enum("channel"),
         "direction": _enum("direction"),
@@ -497,6 +554,11 @@ TABLES = {
     "TatPolicy": "tat_policies",
     "TatTarget": "tat_targets",
     "Region": "regions",
+    "RecognitionRule": "recognition_rules",
+    "PromotionRule": "promotion_rules",
+    "ArchiveRule": "archive_rules",
+    "CustomerMerge": "customer_merges",
+    "ApiToken": "api_tokens",
 }
 # Objects made of other columns of their parent's row.
 SAME_ROW: dict[tuple[str, str], str] = {
@@ -530,6 +592,8 @@ LINKS: dict[tuple[str, str], tuple[str, str]] = {
     ("Absence", "user"): ("User", "user_id"),
     ("Absence", "replacement"): ("User", "replacement_id"),
     ("Mailbox", "pool"): ("Pool", "pool_id"),
+    ("CustomerMerge", "survivor"): ("Customer", "survivor_id"),
+    ("ApiToken", "user"): ("User", "user_id"),
 }
 # To-many lists, in the loaders' order: (target, condition on its row {t} given the parent's {row}, order).
 LISTS: dict[tuple[str, str], tuple[str, str, str]] = {
@@ -716,6 +780,16 @@ class Compiler:
                 "Customer",
                 nodes,
                 f"JOIN unnest({row}.candidate_customer_ids) WITH ORDINALITY k(id, ord) ON k.id = {{t}}.id",
+                "true",
+                "k.ord",
+                depth,
+            )
+        if (parent.name, name) == ("CustomerMerge", "duplicates"):
+            # The customers by the ids the merge holds, in that order (the loader's load_many).
+            return self.row_list(
+                "Customer",
+                nodes,
+                f"JOIN unnest({row}.duplicate_ids) WITH ORDINALITY k(id, ord) ON k.id = {{t}}.id",
                 "true",
                 "k.ord",
                 depth,
@@ -923,6 +997,21 @@ class Compiler:
         if name == "regions":
             self.operations.add("Query.regions")
             return self.row_list("Region", nodes, "", "true", "{t}.name", depth)
+        if name in ("recognitionRules", "promotionRules"):
+            self.operations.add(f"Query.{name}")
+            type_name = "RecognitionRule" if name == "recognitionRules" else "PromotionRule"
+            return self.row_list(type_name, nodes, "", "true", "{t}.position, {t}.id", depth)
+        if name == "archiveRules":
+            self.operations.add("Query.archiveRules")
+            return self.row_list("ArchiveRule", nodes, "", "true", "{t}.id", depth)
+        if name == "noMatchPolicies":
+            return self.no_match_policies(nodes, depth)
+        if name == "customerMerge":
+            self.operations.add("Query.customerMerge")
+            merge_id = self.bind(lambda r: decode_id(args(r)["id"], "CustomerMerge"), "bigint")
+            return self.row_object("CustomerMerge", nodes, f"{{t}}.id = {merge_id}", depth)
+        if name == "tokens":
+            return self.tokens(query, nodes, depth)
         if name == "mailboxes":
             self.operations.add("Query.mailboxes")
             return self.row_list("Mailbox", nodes, "", "true", "{t}.address", depth)
@@ -1124,6 +1213,45 @@ class Compiler:
             f" AND ({assignee} IS NULL OR {t}.assignee_id = {assignee})"
         )
         return self.id_page(query, nodes, depth, "Case", f"cases {t}", t, where, first, after_of)
+
+    def no_match_policies(self, nodes: list[FieldNode], depth: int) -> str:
+        """Every channel's policy in the channels' order; a channel without a row shows the engine's default."""
+        self.operations.add("Query.noMatchPolicies")
+        type_, fields = self.sub("NoMatchPolicy", nodes)
+        p = self.alias()
+        channels = ", ".join(map(_text, CHANNELS))
+        defaults = ", ".join(
+            f"coalesce(s.{flag}, {'true' if NO_ROW_POLICY[flag] else 'false'}) AS {flag}" for flag in NO_ROW_POLICY
+        )
+        rows = (
+            f"SELECT c.channel, c.ord, {defaults} FROM unnest(ARRAY[{channels}]) WITH ORDINALITY c(channel, ord)"
+            " LEFT JOIN no_match_policies s ON s.channel = c.channel"
+        )
+        return (
+            f"coalesce((SELECT json_agg({self.object(type_, fields, p, depth + 1)} ORDER BY {p}.ord)"
+            f" FROM ({rows}) {p}), '[]'::json)"
+        )
+
+    def tokens(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
+        args, first, after_of = self.page_start(query, nodes, "Query.tokens")
+
+        def user(request: Request) -> int | None:
+            given = (args(request).get("filter") or {}).get("userId")
+            if given is None:
+                return None
+            found = decode_id(given, "User")
+            if found is None:
+                raise Fallback("filter.userId")  # the executor's NOT_FOUND
+            return found
+
+        user_id = self.bind(user, "bigint")
+        revoked = self.bind(self.filter_value(args, "revoked"), "boolean")
+        t = self.alias()
+        where = (
+            f"({user_id} IS NULL OR {t}.user_id = {user_id})"
+            f" AND ({revoked} IS NULL OR ({t}.revoked_at IS NOT NULL) = {revoked})"
+        )
+        return self.id_page(query, nodes, depth, "ApiToken", f"api_tokens {t}", t, where, first, after_of)
 
     def pool_counts(self, nodes: list[FieldNode], row: str, depth: int) -> str:
         """services/queues.py pool_counts: the pool's live, unfinished cases, waiting and held."""

@@ -80,6 +80,10 @@ LIST_ROOTS = {
     "tatPolicies": "TatPolicy",
     "regions": "Region",
     "mailboxes": "Mailbox",
+    "recognitionRules": "RecognitionRule",
+    "promotionRules": "PromotionRule",
+    "noMatchPolicies": "NoMatchPolicy",
+    "archiveRules": "ArchiveRule",
 }
 
 
@@ -245,6 +249,22 @@ SCALARS = {
         "updatedAt",
     ],  # fmt: skip
     "BusinessHours": ["weekday", "start", "end", "__typename"],
+    "RecognitionRule": ["id", "name", "target", "kind", "config", "position", "channels", "enabled"],
+    "PromotionRule": ["id", "name", "source", "target", "field", "policy", "position", "channels", "enabled"],
+    "NoMatchPolicy": ["channel", "createCustomer", "createCase", "flagForReview", "__typename"],
+    "ArchiveRule": [
+        "id",
+        "name",
+        "entity",
+        "inactivityDays",
+        "exemptWhen",
+        "retentionDays",
+        "expiryAction",
+        "enabled",
+        "createdAt",
+    ],  # fmt: skip
+    "CustomerMerge": ["id", "fieldStrategy", "moved", "actorName", "createdAt", "undoneAt", "undoneBy"],
+    "ApiToken": ["id", "name", "createdAt", "lastUsedAt", "revokedAt", "__typename"],
     "AuditEvent": [
         "id",
         "occurredAt",
@@ -280,6 +300,7 @@ NOT_NODES = {"DictionaryEntry", "WorkflowUserMode", "PoolMember", "PoolCounts", 
     "MailboxStatus",
     "TatTarget",
     "BusinessHours",
+    "NoMatchPolicy",
 }
 LINKS = {
     "Customer": [("mergedInto", "Customer"), ("identifiers", "CustomerIdentifier"), ("latestContact", "Contact")],
@@ -321,6 +342,8 @@ LINKS = {
         ("pool", "Pool"),
     ],
     "TatPolicy": [("targets", "TatTarget")],
+    "CustomerMerge": [("survivor", "Customer"), ("duplicates", "Customer")],
+    "ApiToken": [("user", "User")],
     "Region": [("businessHours", "BusinessHours")],
     "Contact": [
         ("customer", "Customer"),
@@ -743,7 +766,32 @@ async def seed_configuration(runtime, contact_ids: list[int], queue_id: int) -> 
                 ma=maximum,
             )
         await insert("INSERT INTO tat_policies (code, description, is_default) VALUES ('empty', 'none', true)")
-    return {"mailbox_ids": [to_global_id("Mailbox", imap), to_global_id("Mailbox", smtp), to_global_id("Mailbox", 0)]}
+        await insert(
+            "INSERT INTO promotion_rules (name, target, position, channels, source, field, policy) VALUES"
+            " ('Order id ü', 'case', 1, '[\"email\", \"web\"]', 'payload.order', 'fields.order', 'overwrite'),"
+            " ('Phone', 'customer', 1, '[]', 'from', 'phone', 'add_identifier')"
+        )
+        await insert(
+            "INSERT INTO recognition_rules (name, target, position, channels, kind, config, enabled) VALUES"
+            " ('Late rule', 'case', 99, '[\"sms\"]', 'thread', CAST(:c AS jsonb), false)",
+            c=json.dumps(FIELDS[1]),
+        )
+        await insert(
+            "INSERT INTO archive_rules (name, entity, inactivity_days, exempt_when, retention_days, expiry_action)"
+            " VALUES ('Old cases', 'case', 365, NULL, NULL, 'delete'),"
+            " ('Quiet customers 😴', 'customer', 30, CAST(:e AS jsonb), 730, 'anonymise')",
+            e=json.dumps(FIELDS[2]),
+        )
+        # Tokens used since: a time to come keeps the once-a-minute touch from changing it between the
+        # two answers compared. The retired user's token was never used, and is revoked.
+        await insert("UPDATE api_tokens SET last_used_at = :f WHERE user_id <> :u", f=FUTURE, u=users["retired"])
+        await insert("UPDATE api_tokens SET revoked_at = :p WHERE user_id = :u", p=PAST, u=users["retired"])
+        # Channels without a row show the engine's default.
+        await insert("DELETE FROM no_match_policies WHERE channel IN ('sms', 'note')")
+        await insert("UPDATE no_match_policies SET create_case = NOT create_case WHERE channel = 'email'")
+        merges = (await session.execute(text("SELECT id FROM customer_merges"))).scalars().all()
+    ids = [to_global_id("Mailbox", imap), to_global_id("Mailbox", smtp), to_global_id("Mailbox", 0)]
+    return {"config_ids": ids + [to_global_id("CustomerMerge", m) for m in [*merges, 99999]]}
 
 
 @st.composite
@@ -858,6 +906,7 @@ def queries(draw, pool: dict) -> tuple[str, dict]:
                 + ["task", "myTasks", "tasks", "myCases", "coveredCases", "poolCases", "reasonCodes"]
                 + ["caseTemplates", "caseTemplate", "customerForm", "dictionaries", "pools", "myPools"]
                 + ["absences", "workflows", "userGroups", "tatPolicies", "regions", "mailboxes", "mailbox"]
+                + ["recognitionRules", "promotionRules", "noMatchPolicies", "archiveRules", "customerMerge", "tokens"]
             )
         )
         label = f"r{position}: "
@@ -899,9 +948,11 @@ def queries(draw, pool: dict) -> tuple[str, dict]:
             entity = f"entityId: {var('ID!', draw(st.sampled_from(pool['ids'])))}"
             arguments = f"({arguments[1:-1]}, {entity})" if arguments else f"({entity})"
             roots.append(f"{label}auditEvents{arguments} {{ {connection('AuditEvent', depth)} }}")
-        elif root in ("task", "caseTemplate", "mailbox"):
-            node_type = {"task": "Task", "caseTemplate": "CaseTemplate", "mailbox": "Mailbox"}[root]
-            identifier = var("ID!", draw(st.sampled_from(pool["work_ids"] + pool["mailbox_ids"] + pool["ids"][:2])))
+        elif root in ("task", "caseTemplate", "mailbox", "customerMerge"):
+            node_type = {"task": "Task", "caseTemplate": "CaseTemplate", "mailbox": "Mailbox"}.get(
+                root, "CustomerMerge"
+            )
+            identifier = var("ID!", draw(st.sampled_from(pool["work_ids"] + pool["config_ids"] + pool["ids"][:2])))
             roots.append(f"{label}{root}(id: {identifier}) {{ {selection(node_type, depth)} }}")
         elif root in ("myTasks", "tasks"):
             arguments = connection_arguments("Query", "tasks")[1:-1]
@@ -923,6 +974,16 @@ def queries(draw, pool: dict) -> tuple[str, dict]:
                     given.append(f"waiting: {waiting}")
             arguments = f"({', '.join(given)})" if given else ""
             roots.append(f"{label}{root}{arguments} {{ {connection('Case', depth)} }}")
+        elif root == "tokens":
+            arguments = connection_arguments("Query", "tokens")[1:-1]
+            given = [arguments] if arguments else []
+            token_filter = draw(
+                st.sampled_from([None, {}, {"revoked": False}, {"userId": pool["user"]}, {"userId": pool["ids"][0]}])
+            )
+            if token_filter is not None:
+                given.append(f"filter: {var('TokenFilter', token_filter)}")
+            arguments = f"({', '.join(given)})" if given else ""
+            roots.append(f"{label}tokens{arguments} {{ {connection('ApiToken', depth)} }}")
         elif root == "reasonCodes":
             category = draw(st.sampled_from(["", "(category: PENDING_CUSTOMER)", "(category: CLOSED)"]))
             if draw(st.booleans()):
@@ -1429,12 +1490,17 @@ CONFIGURATION = """{
   tatPolicies { code description pausePendingCustomer isDefault targets { priority target minimumMinutes maximumMinutes } }
   regions { name timeZone holidayCountry isDefault businessHours { weekday start end } }
   workflows { code creatorGroupId escalatorGroupId tatPolicyId modes { userId mode } }
+  recognitionRules { name target kind config position channels enabled }
+  promotionRules { name source target field policy channels }
+  noMatchPolicies { channel createCustomer createCase flagForReview }
+  archiveRules { name entity inactivityDays exemptWhen retentionDays expiryAction enabled }
+  tokens(first: 10) { edges { cursor node { name lastUsedAt revokedAt user { name } } } pageInfo { hasNextPage } }
   customers(first: 20) { edges { node { contacts(first: 40) { edges { node {
     delivery { status attempts lastResponse nextAttemptAt sentAt } } } } } } }
 }"""
 
 
-async def test_mailboxes_groups_policies_regions_and_deliveries_are_compiled_as_the_executor_answers(http, pool):
+async def test_configuration_mailboxes_and_deliveries_are_compiled_as_the_executor_answers(http, pool):
     executor, compiled = await _both(http, pool["tokens"]["admin"], CONFIGURATION, {})
 
     assert compiled.headers["casegraph-path"] == "compiled"
@@ -1444,6 +1510,9 @@ async def test_mailboxes_groups_policies_regions_and_deliveries_are_compiled_as_
     assert [m["status"]["failedMessages"] for m in data["mailboxes"]] == [2, 0]
     deliveries = [e["node"]["delivery"] for c in data["customers"]["edges"] for e in c["node"]["contacts"]["edges"]]
     assert sorted(d["status"] for d in deliveries if d) == ["FAILED", "QUEUED"]  # the latest of two
+    assert [p["channel"] for p in data["noMatchPolicies"]][:2] == ["EMAIL", "PHONE"]
+    assert data["promotionRules"][0]["channels"] == ["EMAIL", "WEB"]
+    assert {t["node"]["revokedAt"] is None for t in data["tokens"]["edges"]} == {True, False}
     nordic = next(r for r in data["regions"] if r["name"].startswith("Nordic"))
     assert [h["end"] for h in nordic["businessHours"]] == ["16:00", "24:00"]
 
