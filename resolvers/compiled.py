@@ -325,6 +325,11 @@ COLUMNS: dict[str, dict[str, Callable[[str], str]]] = {
         "waiting": _col("waiting"),
         "inProgress": _col("in_progress"),
         "oldestWaitingSince": _time("oldest_waiting_since"),
+        # Whole seconds, truncated as Python's int() does, never below zero.
+        "oldestWaitingSeconds": lambda row: (
+            f"(CASE WHEN {row}.oldest_waiting_since IS NOT NULL"
+            f" THEN greatest(0, trunc(extract(epoch FROM now() - {row}.oldest_waiting_since)))::int END)"
+        ),
     },
     "AutoResponse": {
         "subject": _col("auto_response_subject"),
