@@ -178,7 +178,8 @@ def _sla_breached(clock: str) -> str:
 
 def _task_cursor(row: str) -> str:
     # services/tasks.py cursor_of: [undated, due time (1970 when undated), id]
-    due = f"CASE WHEN {row}.due_at IS NULL THEN '1,\"1970-01-01T00:00:00+00:00\",' ELSE '0,\"' || {_iso(row + '.due_at')} || '\",' END"
+    undated = "'1,\"1970-01-01T00:00:00+00:00\",'"
+    due = f"CASE WHEN {row}.due_at IS NULL THEN {undated} ELSE '0,\"' || {_iso(row + '.due_at')} || '\",' END"
     return _base64(f"'[' || {due} || {row}.id::text || ']'", urlsafe=True)
 
 
@@ -843,7 +844,8 @@ class Compiler:
         if (parent.name, name) in (("Pool", "autoResponse"), ("Mailbox", "autoResponse")):
             # Two columns of the same row: no receipt without a subject.
             type_, fields = self.sub("AutoResponse", nodes)
-            return f"(CASE WHEN {row}.auto_response_subject IS NULL THEN NULL ELSE {self.object(type_, fields, row, depth + 1)} END)"
+            receipt = self.object(type_, fields, row, depth + 1)
+            return f"(CASE WHEN {row}.auto_response_subject IS NULL THEN NULL ELSE {receipt} END)"
         if (parent.name, name) == ("Pool", "counts"):
             return self.pool_counts(nodes, row, depth)
         if (parent.name, name) == ("Dictionary", "entries"):
