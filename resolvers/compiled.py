@@ -50,10 +50,11 @@ from app import limits
 from app.errors import UserError
 from app.identifiers import normalize_identifier
 from app.limits import check_text, unstorable_character
-from app.models import CATEGORY_OF_STATUS, OPEN_CASE_STATUSES
+from app.models import CATEGORY_OF_STATUS, CHANNELS, NO_ROW_POLICY, OPEN_CASE_STATUSES
 from app.pagination import decode_cursor, page_size
 from app.read_pool import ReadFailed
 from app.services.customers import _escape_like
+from app.services.mail import MAX_INTAKE_ATTEMPTS
 from resolvers.query_cost import cost_refusal
 from schema.audit import AUDIT_ENTITY_TYPES
 from schema.ids import decode_id, from_global_id
@@ -150,6 +151,61 @@ def _time(name: str) -> Callable[[str], str]:
     return lambda row: _iso(f"{row}.{name}")
 
 
+def _ref(type_name: str, name: str) -> Callable[[str], str]:
+    """The global id of the row a column refers to; null with the column."""
+    return lambda row: _base64(f"'{type_name}:' || {row}.{name}::text")
+
+
+def _sla(expression: str) -> Callable[[str], str]:
+    """A value of the case's SLA clock (`sl` in `expression`); null for a case without one."""
+    return lambda row: f"(SELECT {expression} FROM case_slas sl WHERE sl.case_id = {row}.id)"
+
+
+def _sla_breached(clock: str) -> str:
+    """services/sla.py state_of's `breached`: a deadline marked or met late, or the next open one passed
+    while the clock runs."""
+    next_due = (
+        f"LEAST(CASE WHEN {clock}.first_responded_at IS NULL THEN {clock}.response_due_at END,"
+        f" CASE WHEN {clock}.resolved_at IS NULL THEN {clock}.resolution_due_at END)"
+    )
+    return (
+        f"({clock}.response_breached_at IS NOT NULL OR {clock}.resolution_breached_at IS NOT NULL"
+        f" OR coalesce({clock}.first_responded_at > {clock}.response_due_at, false)"
+        f" OR coalesce({clock}.resolved_at > {clock}.resolution_due_at, false)"
+        f" OR ({clock}.paused_at IS NULL AND coalesce({next_due} <= now(), false)))"
+    )
+
+
+def _task_cursor(row: str) -> str:
+    # services/tasks.py cursor_of: [undated, due time (1970 when undated), id]
+    undated = "'1,\"1970-01-01T00:00:00+00:00\",'"
+    due = f"CASE WHEN {row}.due_at IS NULL THEN {undated} ELSE '0,\"' || {_iso(row + '.due_at')} || '\",' END"
+    return _base64(f"'[' || {due} || {row}.id::text || ']'", urlsafe=True)
+
+
+def _channels(rule: str) -> str:
+    """A rule's channels (a jsonb array of values) as enum names, in order."""
+    return (
+        "coalesce((SELECT json_agg(upper(c.value) ORDER BY c.ordinality)"
+        f" FROM jsonb_array_elements_text({rule}.channels) WITH ORDINALITY c), '[]'::json)"
+    )
+
+
+def _backlog(mailbox: str, attempts: str) -> str:
+    """services/mail.py inbound_backlog: stored messages still pending, waiting (fewer attempts than the
+    intake makes) or given up."""
+    return (
+        f"(SELECT count(*) FROM inbound_messages i WHERE i.mailbox_id = {mailbox}.id AND i.status = 'pending'"
+        f" AND i.attempts {attempts} {MAX_INTAKE_ATTEMPTS})"
+    )
+
+
+def _refused(reason: str) -> str:
+    """A json value that fails when it is evaluated, and only then (clock_timestamp() is volatile, so
+    nothing folds it at planning): the statement fails and the executor answers with its refusal."""
+    return f"(({_text(reason + ' ')} || clock_timestamp()::text)::json)"
+
+
 COLUMNS: dict[str, dict[str, Callable[[str], str]]] = {
     "Customer": {
         "number": _col("number"),
@@ -177,6 +233,252 @@ COLUMNS: dict[str, dict[str, Callable[[str], str]]] = {
         "closedAt": _time("closed_at"),
         "createdAt": _time("created_at"),
         "updatedAt": _time("updated_at"),
+        # The deadlines of the case's clock as the case shows them (its time left is business time,
+        # counted by the calendar in Python: not compiled).
+        "responseDueAt": _sla(_iso("sl.response_due_at")),
+        "resolutionDueAt": _sla(_iso("sl.resolution_due_at")),
+        "breached": lambda row: f"coalesce({_sla(_sla_breached('sl'))(row)}, false)",
+    },
+    "CaseSla": {
+        "responseWarnAt": _time("response_warn_at"),
+        "responseDueAt": _time("response_due_at"),
+        "resolutionWarnAt": _time("resolution_warn_at"),
+        "resolutionDueAt": _time("resolution_due_at"),
+        "firstRespondedAt": _time("first_responded_at"),
+        "paused": lambda row: f"({row}.paused_at IS NOT NULL)",
+        "breached": _sla_breached,
+        "tatPolicyId": _ref("TatPolicy", "policy_id"),
+    },
+    "Task": {
+        "kind": _enum("kind"),
+        "status": _enum("status"),
+        "subject": _col("subject"),
+        "notes": _col("notes"),
+        "dueAt": _time("due_at"),
+        "remindAt": _time("remind_at"),
+        "remindedAt": _time("reminded_at"),
+        "completedAt": _time("completed_at"),
+        "cancelledAt": _time("cancelled_at"),
+        "createdAt": _time("created_at"),
+        "updatedAt": _time("updated_at"),
+        "overdue": lambda row: f"({row}.status = 'open' AND {row}.due_at IS NOT NULL AND {row}.due_at < now())",
+    },
+    "ReasonCode": {
+        "code": _col("code"),
+        "description": _col("description"),
+        "category": _enum("category"),
+        "active": _col("active"),
+        "position": _col("position"),
+        "createdAt": _time("created_at"),
+        "updatedAt": _time("updated_at"),
+    },
+    "CaseTemplate": {
+        "name": _col("name"),
+        "description": _col("description"),
+        "subject": _col("subject"),
+        "priority": _enum("priority"),
+        "fields": _col("fields"),
+        "active": _col("active"),
+        "createdAt": _time("created_at"),
+        "updatedAt": _time("updated_at"),
+    },
+    "FormField": {
+        "key": _col("key"),
+        "label": _col("label"),
+        "type": _enum("type"),
+        "mandatory": _col("mandatory"),
+        "helpText": _col("help_text"),
+        "position": _col("position"),
+        "pattern": _col("pattern"),
+        "patternMessage": _col("pattern_message"),
+    },
+    "Dictionary": {
+        "name": _col("name"),
+        "description": _col("description"),
+        "createdAt": _time("created_at"),
+        "updatedAt": _time("updated_at"),
+    },
+    "DictionaryEntry": {
+        "value": _col("value"),
+        "label": _col("label"),
+        "active": _col("active"),
+    },
+    "Workflow": {
+        "code": _col("code"),
+        "description": _col("description"),
+        "creatorGroupId": _ref("UserGroup", "creator_group_id"),
+        "resolverGroupId": _ref("UserGroup", "resolver_group_id"),
+        "escalatorGroupId": _ref("UserGroup", "escalator_group_id"),
+        "tatPolicyId": _ref("TatPolicy", "tat_policy_id"),
+        "defaultPoolId": _ref("Pool", "default_pool_id"),
+        "caseTemplateId": _ref("CaseTemplate", "case_template_id"),
+        "escalation": _enum("escalation"),
+        "createdAt": _time("created_at"),
+    },
+    "WorkflowUserMode": {
+        "userId": _ref("User", "user_id"),
+        "mode": _enum("mode"),
+    },
+    "PoolMember": {
+        "priority": _col("priority"),
+    },
+    "PoolCounts": {
+        "waiting": _col("waiting"),
+        "inProgress": _col("in_progress"),
+        "oldestWaitingSince": _time("oldest_waiting_since"),
+        # Whole seconds, truncated as Python's int() does, never below zero.
+        "oldestWaitingSeconds": lambda row: (
+            f"(CASE WHEN {row}.oldest_waiting_since IS NOT NULL"
+            f" THEN greatest(0, trunc(extract(epoch FROM now() - {row}.oldest_waiting_since)))::int END)"
+        ),
+    },
+    "AutoResponse": {
+        "subject": _col("auto_response_subject"),
+        "text": _col("auto_response_text"),
+    },
+    "Absence": {
+        "startsAt": _time("starts_at"),
+        "endsAt": _time("ends_at"),
+        "reason": _col("reason"),
+        "createdAt": _time("created_at"),
+    },
+    "Delivery": {
+        "status": _enum("status"),
+        "attempts": _col("attempts"),
+        "lastResponse": _col("last_response"),
+        # Only while it waits for another attempt.
+        "nextAttemptAt": lambda row: f"(CASE WHEN {row}.status = 'queued' THEN {_iso(row + '.next_attempt_at')} END)",
+        "sentAt": _time("sent_at"),
+    },
+    "Mailbox": {
+        "address": _col("address"),
+        "displayName": _col("display_name"),
+        "intake": _enum("intake"),
+        "enabled": _col("enabled"),
+    },
+    "ImapSettings": {
+        "host": _col("imap_host"),
+        "port": _col("imap_port"),
+        "security": _enum("imap_security"),
+        "user": _col("imap_user"),
+        "secretEnv": _col("imap_secret_env"),
+        "folder": _col("imap_folder"),
+        "mark": _enum("imap_mark"),
+        "moveTo": _col("imap_move_to"),
+        "idle": _col("imap_idle"),
+        "pollSeconds": _col("poll_seconds"),
+    },
+    "RelaySettings": {
+        "host": _col("relay_host"),
+        "port": _col("relay_port"),
+        "security": _enum("relay_security"),
+        "user": _col("relay_user"),
+        "secretEnv": _col("relay_secret_env"),
+        "fromAddress": _col("relay_from"),
+    },
+    "MailboxStatus": {
+        "lastPolledAt": _time("last_polled_at"),
+        # An IMAP uid is unsigned 32-bit: past GraphQL's Int the executor reports the error.
+        "lastUid": lambda row: (
+            f"(CASE WHEN {row}.imap_last_uid <= 2147483647 THEN to_json({row}.imap_last_uid)"
+            f" ELSE {_refused('lastUid beyond Int')} END)"
+        ),
+        "lastError": _col("last_error"),
+        "lastErrorAt": _time("last_error_at"),
+        "waitingMessages": lambda row: _backlog(row, "<"),
+        "failedMessages": lambda row: _backlog(row, ">="),
+    },
+    "UserGroup": {
+        "name": _col("name"),
+        "description": _col("description"),
+        "regionId": _ref("Region", "region_id"),
+        "poolId": _ref("Pool", "pool_id"),
+        "memberIds": lambda row: (
+            f"coalesce((SELECT json_agg({_ref('User', 'user_id')('m')} ORDER BY m.user_id)"
+            f" FROM group_members m WHERE m.group_id = {row}.id), '[]'::json)"
+        ),
+        "createdAt": _time("created_at"),
+    },
+    "TatPolicy": {
+        "code": _col("code"),
+        "description": _col("description"),
+        "pausePendingCustomer": _col("pause_pending_customer"),
+        "pauseUnderConsultation": _col("pause_under_consultation"),
+        "isDefault": _col("is_default"),
+        "createdAt": _time("created_at"),
+        "updatedAt": _time("updated_at"),
+    },
+    "TatTarget": {
+        "priority": _enum("priority"),
+        "target": _enum("target"),
+        "minimumMinutes": _col("minimum_minutes"),
+        "maximumMinutes": _col("maximum_minutes"),
+    },
+    "Region": {
+        "name": _col("name"),
+        "description": _col("description"),
+        "timeZone": _col("time_zone"),
+        "holidayCountry": _col("holiday_country"),
+        "holidaySubdivision": _col("holiday_subdivision"),
+        "holidayCalendar": _col("holiday_calendar"),
+        "isDefault": _col("is_default"),
+        "createdAt": _time("created_at"),
+        "updatedAt": _time("updated_at"),
+    },
+    # A region's business hours: the elements of its jsonb array.
+    "BusinessHours": {
+        "weekday": lambda row: f"({row}.value -> 'weekday')",
+        "start": lambda row: f"({row}.value ->> 'start')",
+        "end": lambda row: f"({row}.value ->> 'end')",
+    },
+    "RecognitionRule": {
+        "name": _col("name"),
+        "target": _enum("target"),
+        "kind": _enum("kind"),
+        "config": _col("config"),
+        "position": _col("position"),
+        "channels": lambda row: _channels(row),
+        "enabled": _col("enabled"),
+    },
+    "PromotionRule": {
+        "name": _col("name"),
+        "source": _col("source"),
+        "target": _enum("target"),
+        "field": _col("field"),
+        "policy": _enum("policy"),
+        "position": _col("position"),
+        "channels": lambda row: _channels(row),
+        "enabled": _col("enabled"),
+    },
+    "NoMatchPolicy": {
+        "channel": _enum("channel"),
+        "createCustomer": _col("create_customer"),
+        "createCase": _col("create_case"),
+        "flagForReview": _col("flag_for_review"),
+    },
+    "ArchiveRule": {
+        "name": _col("name"),
+        "entity": _enum("entity"),
+        "inactivityDays": _col("inactivity_days"),
+        "exemptWhen": _col("exempt_when"),
+        "retentionDays": _col("retention_days"),
+        "expiryAction": _enum("expiry_action"),
+        "enabled": _col("enabled"),
+        "createdAt": _time("created_at"),
+    },
+    "CustomerMerge": {
+        "fieldStrategy": _enum("field_strategy"),
+        "moved": _col("counts"),
+        "actorName": _col("actor_name"),
+        "createdAt": _time("created_at"),
+        "undoneAt": _time("undone_at"),
+        "undoneBy": _col("undone_by"),
+    },
+    "ApiToken": {
+        "name": _col("name"),
+        "createdAt": _time("created_at"),
+        "lastUsedAt": _time("last_used_at"),
+        "revokedAt": _time("revoked_at"),
     },
     "Contact": {
         "channel": _enum("channel"),
@@ -218,6 +520,8 @@ COLUMNS: dict[str, dict[str, Callable[[str], str]]] = {
         "name": _col("name"),
         "description": _col("description"),
         "priority": _col("priority"),
+        "replyStatus": _enum("reply_status"),
+        "reopenWithinDays": _col("reopen_within_days"),
         "createdAt": _time("created_at"),
     },
     "AuditEvent": {
@@ -239,6 +543,34 @@ TABLES = {
     "AuditEvent": "audit_events",
     "Attachment": "attachments",
     "Pool": "pools",
+    "CaseSla": "case_slas",
+    "Task": "tasks",
+    "ReasonCode": "reason_codes",
+    "CaseTemplate": "case_templates",
+    "FormField": "form_fields",
+    "Dictionary": "dictionaries",
+    "DictionaryEntry": "dictionary_entries",
+    "Workflow": "workflows",
+    "WorkflowUserMode": "workflow_modes",
+    "PoolMember": "pool_members",
+    "Absence": "absences",
+    "Delivery": "outbound_messages",
+    "Mailbox": "mailboxes",
+    "UserGroup": "user_groups",
+    "TatPolicy": "tat_policies",
+    "TatTarget": "tat_targets",
+    "Region": "regions",
+    "RecognitionRule": "recognition_rules",
+    "PromotionRule": "promotion_rules",
+    "ArchiveRule": "archive_rules",
+    "CustomerMerge": "customer_merges",
+    "ApiToken": "api_tokens",
+}
+# Objects made of other columns of their parent's row.
+SAME_ROW: dict[tuple[str, str], str] = {
+    ("Mailbox", "imap"): "ImapSettings",
+    ("Mailbox", "relay"): "RelaySettings",
+    ("Mailbox", "status"): "MailboxStatus",
 }
 # To-one links by foreign key, loaded by id as the DataLoaders do (no visibility filter there either).
 LINKS: dict[tuple[str, str], tuple[str, str]] = {
@@ -251,8 +583,46 @@ LINKS: dict[tuple[str, str], tuple[str, str]] = {
     ("Contact", "agent"): ("User", "agent_id"),
     ("AuditEvent", "actor"): ("User", "actor_user_id"),
     ("Case", "pool"): ("Pool", "pool_id"),
+    ("Case", "template"): ("CaseTemplate", "template_id"),
+    ("Case", "workflow"): ("Workflow", "workflow_id"),
+    ("Task", "customer"): ("Customer", "customer_id"),
+    ("Task", "case"): ("Case", "case_id"),
+    ("Task", "assignee"): ("User", "assignee_id"),
+    ("Task", "createdBy"): ("User", "created_by_id"),
+    ("Task", "completedBy"): ("User", "completed_by_id"),
+    ("CaseTemplate", "pool"): ("Pool", "pool_id"),
+    ("Dictionary", "pool"): ("Pool", "pool_id"),
+    ("FormField", "dictionary"): ("Dictionary", "dictionary_id"),
+    ("PoolMember", "user"): ("User", "user_id"),
+    ("PoolMember", "pool"): ("Pool", "pool_id"),
+    ("Absence", "user"): ("User", "user_id"),
+    ("Absence", "replacement"): ("User", "replacement_id"),
+    ("Mailbox", "pool"): ("Pool", "pool_id"),
+    ("CustomerMerge", "survivor"): ("Customer", "survivor_id"),
+    ("ApiToken", "user"): ("User", "user_id"),
 }
-NODE_TYPES = ("Customer", "Case", "Contact", "User")
+# To-many lists, in the loaders' order: (target, condition on its row {t} given the parent's {row}, order).
+LISTS: dict[tuple[str, str], tuple[str, str, str]] = {
+    ("CaseTemplate", "form"): ("FormField", "{t}.template_id = {row}.id", "{t}.position, {t}.id"),
+    # A dropdown's values: its dictionary's active entries (none without a dictionary).
+    ("FormField", "options"): (
+        "DictionaryEntry",
+        "{t}.dictionary_id = {row}.dictionary_id AND {t}.active",
+        "{t}.position, {t}.id",
+    ),
+    ("Pool", "members"): ("PoolMember", "{t}.pool_id = {row}.id", "{t}.user_id"),
+    ("Workflow", "modes"): ("WorkflowUserMode", "{t}.workflow_id = {row}.id", "{t}.user_id"),
+    ("TatPolicy", "targets"): ("TatTarget", "{t}.policy_id = {row}.id", "{t}.priority, {t}.target"),
+}
+NODE_TYPES = ("Customer", "Case", "Contact", "User", "Task", "CaseTemplate", "Dictionary")
+
+
+def _filter_id(global_id: str | None, type_name: str) -> int | None:
+    """A filter's id: none when not given, and one that matches nothing (-1) when of another type."""
+    if global_id is None:
+        return None
+    found = decode_id(global_id, type_name)
+    return -1 if found is None else found
 
 
 def _has_variable(value: Any) -> bool:
@@ -420,6 +790,16 @@ class Compiler:
                 "k.ord",
                 depth,
             )
+        if (parent.name, name) == ("CustomerMerge", "duplicates"):
+            # The customers by the ids the merge holds, in that order (the loader's load_many).
+            return self.row_list(
+                "Customer",
+                nodes,
+                f"JOIN unnest({row}.duplicate_ids) WITH ORDINALITY k(id, ord) ON k.id = {{t}}.id",
+                "true",
+                "k.ord",
+                depth,
+            )
         if (parent.name, name) == ("Contact", "attachments"):
             return self.row_list("Attachment", nodes, "", f"{{t}}.contact_id = {row}.id", "{t}.id", depth)
         if (parent.name, name) == ("Customer", "identifiers"):
@@ -437,6 +817,46 @@ class Compiler:
                 "l.is_primary DESC, l.created_at, l.customer_id",
                 depth,
             )
+        listed = LISTS.get((parent.name, name))
+        if listed is not None:
+            target, where, order = listed
+            return self.row_list(target, nodes, "", where.replace("{row}", row), order, depth)
+        if (parent.name, name) == ("Case", "reason"):
+            # By code, as the reason-code loader reads it.
+            return self.row_object("ReasonCode", nodes, f"{{t}}.code = {row}.reason_code", depth)
+        if (parent.name, name) == ("Case", "sla"):
+            return self.row_object("CaseSla", nodes, f"{{t}}.case_id = {row}.id", depth)
+        same_row = SAME_ROW.get((parent.name, name))
+        if same_row is not None:
+            type_, fields = self.sub(same_row, nodes)
+            return self.object(type_, fields, row, depth + 1)
+        if (parent.name, name) == ("Region", "businessHours"):
+            type_, fields = self.sub("BusinessHours", nodes)
+            h = self.alias()
+            return (
+                f"coalesce((SELECT json_agg({self.object(type_, fields, h, depth + 1)} ORDER BY {h}.ordinality)"
+                f" FROM jsonb_array_elements({row}.business_hours) WITH ORDINALITY {h}), '[]'::json)"
+            )
+        if (parent.name, name) == ("Contact", "delivery"):
+            # The contact's outgoing message (the latest, should there be several).
+            latest = f"(SELECT o.id FROM outbound_messages o WHERE o.contact_id = {row}.id ORDER BY o.id DESC LIMIT 1)"
+            return self.row_object("Delivery", nodes, f"{{t}}.id = {latest}", depth)
+        if (parent.name, name) in (("Pool", "autoResponse"), ("Mailbox", "autoResponse")):
+            # Two columns of the same row: no receipt without a subject.
+            type_, fields = self.sub("AutoResponse", nodes)
+            receipt = self.object(type_, fields, row, depth + 1)
+            return f"(CASE WHEN {row}.auto_response_subject IS NULL THEN NULL ELSE {receipt} END)"
+        if (parent.name, name) == ("Pool", "counts"):
+            return self.pool_counts(nodes, row, depth)
+        if (parent.name, name) == ("Dictionary", "entries"):
+            args = self.arguments(parent, nodes[0])
+            everything = self.bind(lambda r: args(r)["includeInactive"], "boolean")
+            where = f"{{t}}.dictionary_id = {row}.id AND ({everything} OR {{t}}.active)"
+            return self.row_list("DictionaryEntry", nodes, "", where, "{t}.position, {t}.id", depth)
+        if (parent.name, name) == ("Customer", "tasks"):
+            return self.owner_tasks(parent, nodes, row, "customers", "customer_id", "Customer.tasks", depth)
+        if (parent.name, name) == ("Case", "tasks"):
+            return self.owner_tasks(parent, nodes, row, "cases", "case_id", "Case.tasks", depth)
         if (parent.name, name) == ("Case", "primaryCustomer"):
             primary = (
                 f"(SELECT l.customer_id FROM case_customers l WHERE l.case_id = {row}.id AND l.is_primary"
@@ -513,6 +933,99 @@ class Compiler:
             return self.users(query, nodes, depth)
         if name == "cases":
             return self.cases(query, nodes, depth)
+        if name == "task":
+            self.operations.add("Query.task")
+            task_id = self.bind(lambda r: decode_id(args(r)["id"], "Task"), "bigint")
+            return self.row_object("Task", nodes, f"{{t}}.id = {task_id}", depth)
+        if name == "myTasks":
+            return self.task_list(query, nodes, depth, "Query.myTasks", lambda r: r.actor.user_id or -1)
+        if name == "tasks":
+            return self.task_list(
+                query, nodes, depth, "Query.tasks", lambda r: _filter_id(args(r).get("assigneeId"), "User")
+            )
+        if name in ("myCases", "coveredCases", "poolCases"):
+            return self.work_cases(query, nodes, depth)
+        if name == "reasonCodes":
+            self.operations.add("Query.reasonCodes")
+            category = self.bind(lambda r: (c := args(r).get("category")) and c.value, "text")
+            everything = self.bind(lambda r: args(r)["includeInactive"], "boolean")
+            where = f"({category} IS NULL OR {{t}}.category = {category}) AND ({everything} OR {{t}}.active)"
+            return self.row_list("ReasonCode", nodes, "", where, "{t}.position, {t}.code", depth)
+        if name == "caseTemplates":
+            self.operations.add("Query.caseTemplates")
+            everything = self.bind(lambda r: args(r)["includeInactive"], "boolean")
+            return self.row_list("CaseTemplate", nodes, "", f"({everything} OR {{t}}.active)", "{t}.name", depth)
+        if name == "caseTemplate":
+            self.operations.add("Query.caseTemplate")
+            template_id = self.bind(lambda r: decode_id(args(r)["id"], "CaseTemplate"), "bigint")
+            return self.row_object("CaseTemplate", nodes, f"{{t}}.id = {template_id}", depth)
+        if name == "customerForm":
+            self.operations.add("Query.customerForm")
+            return self.row_list("FormField", nodes, "", "{t}.template_id IS NULL", "{t}.position, {t}.id", depth)
+        if name == "dictionaries":
+            self.operations.add("Query.dictionaries")
+            # All of them without a pool; a pool's (none for an id of another type) with one.
+            pool_given = self.bind(lambda r: args(r).get("poolId") is not None, "boolean")
+            pool_id = self.bind(lambda r: _filter_id(args(r).get("poolId"), "Pool"), "bigint")
+            where = f"(NOT {pool_given} OR {{t}}.pool_id = {pool_id})"
+            return self.row_list("Dictionary", nodes, "", where, "{t}.name", depth)
+        if name == "pools":
+            self.operations.add("Query.pools")
+            return self.row_list("Pool", nodes, "", "true", "{t}.priority DESC, {t}.name", depth)
+        if name == "myPools":
+            self.operations.add("Query.myPools")
+            me = self.bind(lambda r: r.actor.user_id, "bigint")
+            return self.row_list(
+                "PoolMember",
+                nodes,
+                "JOIN pools p ON p.id = {t}.pool_id",
+                f"{{t}}.user_id = {me}",
+                "{t}.priority DESC, p.priority DESC, p.id",
+                depth,
+            )
+        if name == "absences":
+            self.operations.add("Query.absences")
+            user = self.bind(lambda r: _filter_id(args(r).get("userId"), "User"), "bigint")
+            current = self.bind(lambda r: args(r)["current"], "boolean")
+            where = (
+                f"{{t}}.ends_at > now() AND ({user} IS NULL OR {{t}}.user_id = {user})"
+                f" AND (NOT {current} OR {{t}}.starts_at <= now())"
+            )
+            return self.row_list("Absence", nodes, "", where, "{t}.starts_at, {t}.id", depth)
+        if name == "workflows":
+            self.operations.add("Query.workflows")
+            return self.row_list("Workflow", nodes, "", "true", "{t}.code", depth)
+        if name == "userGroups":
+            self.operations.add("Query.userGroups")
+            return self.row_list("UserGroup", nodes, "", "true", "{t}.name", depth)
+        if name == "tatPolicies":
+            self.operations.add("Query.tatPolicies")
+            return self.row_list("TatPolicy", nodes, "", "true", "{t}.code", depth)
+        if name == "regions":
+            self.operations.add("Query.regions")
+            return self.row_list("Region", nodes, "", "true", "{t}.name", depth)
+        if name in ("recognitionRules", "promotionRules"):
+            self.operations.add(f"Query.{name}")
+            type_name = "RecognitionRule" if name == "recognitionRules" else "PromotionRule"
+            return self.row_list(type_name, nodes, "", "true", "{t}.position, {t}.id", depth)
+        if name == "archiveRules":
+            self.operations.add("Query.archiveRules")
+            return self.row_list("ArchiveRule", nodes, "", "true", "{t}.id", depth)
+        if name == "noMatchPolicies":
+            return self.no_match_policies(nodes, depth)
+        if name == "customerMerge":
+            self.operations.add("Query.customerMerge")
+            merge_id = self.bind(lambda r: decode_id(args(r)["id"], "CustomerMerge"), "bigint")
+            return self.row_object("CustomerMerge", nodes, f"{{t}}.id = {merge_id}", depth)
+        if name == "tokens":
+            return self.tokens(query, nodes, depth)
+        if name == "mailboxes":
+            self.operations.add("Query.mailboxes")
+            return self.row_list("Mailbox", nodes, "", "true", "{t}.address", depth)
+        if name == "mailbox":
+            self.operations.add("Query.mailbox")
+            mailbox_id = self.bind(lambda r: decode_id(args(r)["id"], "Mailbox"), "bigint")
+            return self.row_object("Mailbox", nodes, f"{{t}}.id = {mailbox_id}", depth)
         raise Fallback(f"Query.{name} is not compiled")
 
     def node(self, args: Callable[[Request], dict[str, Any]], nodes: list[FieldNode], depth: int) -> str:
@@ -707,6 +1220,161 @@ class Compiler:
             f" AND ({assignee} IS NULL OR {t}.assignee_id = {assignee})"
         )
         return self.id_page(query, nodes, depth, "Case", f"cases {t}", t, where, first, after_of)
+
+    def no_match_policies(self, nodes: list[FieldNode], depth: int) -> str:
+        """Every channel's policy in the channels' order; a channel without a row shows the engine's default."""
+        self.operations.add("Query.noMatchPolicies")
+        type_, fields = self.sub("NoMatchPolicy", nodes)
+        p = self.alias()
+        channels = ", ".join(map(_text, CHANNELS))
+        defaults = ", ".join(
+            f"coalesce(s.{flag}, {'true' if NO_ROW_POLICY[flag] else 'false'}) AS {flag}" for flag in NO_ROW_POLICY
+        )
+        rows = (
+            f"SELECT c.channel, c.ord, {defaults} FROM unnest(ARRAY[{channels}]) WITH ORDINALITY c(channel, ord)"
+            " LEFT JOIN no_match_policies s ON s.channel = c.channel"
+        )
+        return (
+            f"coalesce((SELECT json_agg({self.object(type_, fields, p, depth + 1)} ORDER BY {p}.ord)"
+            f" FROM ({rows}) {p}), '[]'::json)"
+        )
+
+    def tokens(self, query: GraphQLObjectType, nodes: list[FieldNode], depth: int) -> str:
+        args, first, after_of = self.page_start(query, nodes, "Query.tokens")
+
+        def user(request: Request) -> int | None:
+            given = (args(request).get("filter") or {}).get("userId")
+            if given is None:
+                return None
+            found = decode_id(given, "User")
+            if found is None:
+                raise Fallback("filter.userId")  # the executor's NOT_FOUND
+            return found
+
+        user_id = self.bind(user, "bigint")
+        revoked = self.bind(self.filter_value(args, "revoked"), "boolean")
+        t = self.alias()
+        where = (
+            f"({user_id} IS NULL OR {t}.user_id = {user_id})"
+            f" AND ({revoked} IS NULL OR ({t}.revoked_at IS NOT NULL) = {revoked})"
+        )
+        return self.id_page(query, nodes, depth, "ApiToken", f"api_tokens {t}", t, where, first, after_of)
+
+    def pool_counts(self, nodes: list[FieldNode], row: str, depth: int) -> str:
+        """services/queues.py pool_counts: the pool's live, unfinished cases, waiting and held."""
+        type_, fields = self.sub("PoolCounts", nodes)
+        c = self.alias()
+        counted = (
+            "SELECT count(*) FILTER (WHERE k.waiting_since IS NOT NULL) AS waiting,"
+            " count(*) FILTER (WHERE k.assignee_id IS NOT NULL) AS in_progress,"
+            " min(k.waiting_since) AS oldest_waiting_since"
+            f" FROM cases k WHERE k.pool_id = {row}.id AND k.status IN ({', '.join(map(_text, OPEN_CASE_STATUSES))})"
+            " AND k.merged_into_id IS NULL AND k.archived_at IS NULL"
+        )
+        return f"(SELECT {self.object(type_, fields, c, depth + 1)} FROM ({counted}) {c})"
+
+    # Tasks: soonest due first, undated last (services/tasks.py), keyset cursors [undated, due, id].
+    def task_page(self, parent, nodes, depth: int, t: str, where: str, first: str, after_of, total: str) -> str:
+        if self.given(parent, nodes[0], "after"):
+            undated = self.bind(lambda r: after_of(r)[0], "bigint")
+            after_due = self.bind(lambda r: after_of(r)[1], "timestamptz")
+            after_id = self.bind(lambda r: after_of(r)[2], "bigint")
+            where += (
+                f" AND (({undated} <> 0 AND {t}.due_at IS NULL AND {t}.id > {after_id})"
+                f" OR ({undated} = 0 AND ({t}.due_at IS NULL OR ({t}.due_at, {t}.id) > ({after_due}, {after_id}))))"
+            )
+        order = f"{t}.due_at ASC NULLS LAST, {t}.id ASC"
+        page = (
+            f"SELECT {t}.*, row_number() OVER (ORDER BY {order}) AS rn__ FROM tasks {t}"
+            f" WHERE {where} ORDER BY {order} LIMIT {first} + 1"
+        )
+        return self.connection(parent, nodes, "Task", page, first, _task_cursor, total, depth)
+
+    def owner_tasks(self, parent, nodes, row: str, owners: str, column: str, operation: str, depth: int) -> str:
+        args, first, after_of = self.page_start(parent, nodes, operation, (int, datetime, int))
+        t = self.alias()
+        # A customer's or case's tasks include those of the ones merged into it.
+        where = f"{t}.{column} IN (SELECT o.id FROM {owners} o WHERE o.id = {row}.id OR o.merged_into_id = {row}.id)"
+        if self.given(parent, nodes[0], "status"):
+            status = self.bind(lambda r: args(r)["status"].value, "text")
+            where += f" AND {t}.status = {status}"
+        # The executor does not count an owner's tasks: totalCount is null there.
+        return self.task_page(parent, nodes, depth, t, where, first, after_of, "NULL::int")
+
+    def task_list(self, query, nodes, depth: int, operation: str, assignee_of: Callable[[Request], Any]) -> str:
+        args, first, after_of = self.page_start(query, nodes, operation, (int, datetime, int))
+        assignee = self.bind(assignee_of, "bigint")
+        status = self.bind(self.filter_value(args, "status", lambda v: v.value), "text")
+        kind = self.bind(self.filter_value(args, "kind", lambda v: v.value), "text")
+        before = self.bind(self.filter_value(args, "dueBefore"), "timestamptz")
+        since = self.bind(self.filter_value(args, "dueAfter"), "timestamptz")
+        overdue = self.bind(self.filter_value(args, "overdue"), "boolean")
+        customer = self.bind(self.filter_value(args, "customerId", lambda v: _filter_id(v, "Customer")), "bigint")
+        case = self.bind(self.filter_value(args, "caseId", lambda v: _filter_id(v, "Case")), "bigint")
+
+        def conditions(t: str) -> str:
+            late = f"({t}.status = 'open' AND {t}.due_at IS NOT NULL AND {t}.due_at < now())"
+            return (
+                f"({assignee} IS NULL OR {t}.assignee_id = {assignee})"
+                f" AND ({status} IS NULL OR {t}.status = {status}) AND ({kind} IS NULL OR {t}.kind = {kind})"
+                f" AND ({before} IS NULL OR {t}.due_at < {before}) AND ({since} IS NULL OR {t}.due_at >= {since})"
+                f" AND ({customer} IS NULL OR {t}.customer_id = {customer})"
+                f" AND ({case} IS NULL OR {t}.case_id = {case}) AND ({overdue} IS NULL OR {late} = {overdue})"
+            )
+
+        t = self.alias()
+        total = f"(SELECT count(*) FROM tasks k WHERE {conditions('k')})"
+        return self.task_page(query, nodes, depth, t, conditions(t), first, after_of, total)
+
+    def work_cases(self, query, nodes, depth: int) -> str:
+        """myCases, coveredCases and poolCases: services/cases.py list_cases, newest first."""
+        name = nodes[0].name.value
+        args, first, after_of = self.page_start(query, nodes, f"Query.{name}")
+        t = self.alias()
+        where = f"{t}.merged_into_id IS NULL AND {t}.archived_at IS NULL"
+        if name == "coveredCases":
+            # The cases of the agents the caller replaces now.
+            def replacing(request: Request) -> int:
+                if request.actor.user_id is None:
+                    raise Fallback("a caller without a user")  # the service would read every absence
+                return request.actor.user_id
+
+            me = self.bind(replacing, "bigint")
+            where += (
+                f" AND {t}.status IN ({', '.join(map(_text, OPEN_CASE_STATUSES))}) AND {t}.assignee_id IN"
+                f" (SELECT a.user_id FROM absences a WHERE a.replacement_id = {me}"
+                " AND a.starts_at <= now() AND a.ends_at > now())"
+            )
+            return self.id_page(query, nodes, depth, "Case", f"cases {t}", t, where, first, after_of)
+        # The open statuses unless one is given.
+        statuses = self.bind(
+            lambda r: [s.value] if (s := args(r).get("status")) else list(OPEN_CASE_STATUSES), "text[]"
+        )
+        where += f" AND {t}.status = ANY({statuses})"
+        if name == "myCases":
+            me = self.bind(lambda r: r.actor.user_id or -1, "bigint")
+            where += f" AND {t}.assignee_id = {me}"
+            return self.id_page(query, nodes, depth, "Case", f"cases {t}", t, where, first, after_of)
+
+        def pool_of(request: Request) -> int:
+            pool = decode_id(args(request)["poolId"], "Pool")
+            if pool is None:
+                raise Fallback("poolId")  # the executor's NOT_FOUND
+            return pool
+
+        pool = self.bind(pool_of, "bigint")
+        supervisor = self.bind(lambda r: r.actor.has_role("supervisor"), "boolean")
+        me = self.bind(lambda r: r.actor.user_id, "bigint")
+        waiting = self.bind(lambda r: args(r).get("waiting"), "boolean")
+        where += f" AND {t}.pool_id = {pool} AND ({waiting} IS NULL OR ({t}.waiting_since IS NOT NULL) = {waiting})"
+        # Supervisors see every pool, an agent the pools they serve; for another pool the statement
+        # fails, and the executor answers with its NOT_FOUND.
+        visible = (
+            f"(CASE WHEN {supervisor} THEN EXISTS (SELECT 1 FROM pools v WHERE v.id = {pool})"
+            f" ELSE EXISTS (SELECT 1 FROM pool_members v WHERE v.pool_id = {pool} AND v.user_id = {me}) END)"
+        )
+        page = self.id_page(query, nodes, depth, "Case", f"cases {t}", t, where, first, after_of)
+        return f"(CASE WHEN {visible} THEN {page} ELSE {_refused('no such pool among yours')} END)"
 
     def connection(self, parent, nodes, node_type: str, page: str, first: str, cursor, total: str, depth: int) -> str:
         connection_type = parent.fields[nodes[0].name.value].type
