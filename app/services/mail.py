@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import html as html_escape
 import logging
 import os
 import re
@@ -49,7 +50,7 @@ from app.models import (
     User,
 )
 from app.recognition.connector import SECRET_ENV_PREFIX
-from app.services import audit
+from app.services import audit, replies
 from app.services import contacts as contact_service
 from app.services import queues as queue_service
 from app.services.contacts import failure_code, ingest_contact
@@ -193,6 +194,7 @@ async def _mailbox_columns(
     imap: dict[str, Any] | None,
     relay: dict[str, Any] | None,
     auto_response: dict[str, Any] | None = None,
+    signature: str | None = None,
     exclude_id: int | None = None,
 ) -> dict[str, Any]:
     """A mailbox's columns from its settings, every one checked."""
@@ -218,6 +220,7 @@ async def _mailbox_columns(
     _checked_imap(columns, intake)
     _checked_relay(columns)
     columns["auto_response_subject"], columns["auto_response_text"] = checked_auto_response(auto_response)
+    columns["signature_template"] = replies.checked_signature_template(signature)
     return columns
 
 
@@ -227,6 +230,7 @@ def _snapshot(mailbox: Mailbox) -> dict[str, Any]:
         "imap": {key: getattr(mailbox, column) for key, column in IMAP_FIELDS.items()},
         "relay": {key: getattr(mailbox, column) for key, column in RELAY_FIELDS.items()},
         "auto_response": queue_service.auto_response_of(mailbox),
+        "signature": mailbox.signature_template,
     }
 
 
@@ -242,6 +246,7 @@ async def create_mailbox(
     imap: dict[str, Any] | None = None,
     relay: dict[str, Any] | None = None,
     auto_response: dict[str, Any] | None = None,
+    signature: str | None = None,
 ) -> Mailbox:
     """Add a supervised mailbox."""
     columns = await _mailbox_columns(
@@ -254,6 +259,7 @@ async def create_mailbox(
         imap=imap,
         relay=relay,
         auto_response=auto_response,
+        signature=signature,
     )
     mailbox = Mailbox(**columns)
     session.add(mailbox)
@@ -286,6 +292,7 @@ async def update_mailbox(
     imap: dict[str, Any] | None = None,
     relay: dict[str, Any] | None = None,
     auto_response: Any = _KEEP,
+    signature: Any = _KEEP,
 ) -> Mailbox:
     """Change a mailbox; a settings group given (imap, relay, auto-response) replaces the whole group."""
     mailbox = await session.get(Mailbox, mailbox_id, with_for_update=True)
@@ -302,6 +309,7 @@ async def update_mailbox(
         imap=imap if imap is not None else before["imap"],
         relay=relay if relay is not None else before["relay"],
         auto_response=before["auto_response"] if auto_response is _KEEP else auto_response,
+        signature=before["signature"] if signature is _KEEP else signature,
         exclude_id=mailbox_id,
     )
     moved = (columns["imap_host"], columns["imap_user"], columns["imap_folder"]) != (
@@ -373,6 +381,7 @@ async def export_config(session: AsyncSession) -> str:
                 "imap": snapshot["imap"],
                 "relay": snapshot["relay"],
                 "auto_response": snapshot["auto_response"],
+                "signature": snapshot["signature"],
             }
         )
     document = {
@@ -463,6 +472,7 @@ async def import_config(session: AsyncSession, *, actor: Actor, document: str) -
             "imap": item.get("imap") or {},
             "relay": item.get("relay") or {},
             "auto_response": item.get("auto_response"),
+            "signature": item.get("signature"),
         }
         try:
             address = normalized_address(item.get("address"))
@@ -1401,18 +1411,30 @@ async def reply_to_case(
     bcc: list[str] | None = None,
     attachment_ids: list[int] | None = None,
     mailbox_id: int | None = None,
+    template_id: int | None = None,
 ) -> tuple[Any, int]:
     """Record an outbound email on the case and put it in the outbox; returns (contact, outbound id).
-    It threads under the case's latest inbound mail and carries the case's reference tag."""
+    It threads under the case's latest inbound mail, carries the case's reference tag, and ends
+    with the signature (`replies.signature_for`). A canned reply (`template_id`) gives the body and,
+    when none is given, the subject; the agent's own text or HTML, when given too, comes before it."""
     to, cc, bcc = _addresses(to, "to"), _addresses(cc, "cc"), _addresses(bcc, "bcc")
     if not to:
         raise UserError(ErrorCode.REQUIRED, "name at least one recipient", "to")
-    if not (text or "").strip() and not (html or "").strip():
+    if template_id is None and not (text or "").strip() and not (html or "").strip():
         raise UserError(ErrorCode.REQUIRED, "a reply needs a text or an HTML body", "text")
     customer_id, case_id = await contact_service.resolve_links(session, customer_id=None, case_id=case_id)
     case = await session.get(Case, case_id)
-    subject = _plain(subject, "subject") or f"Re: {case.subject}"
+    subject = _plain(subject, "subject")
     mailbox = await _reply_mailbox(session, case_id, mailbox_id)
+    if template_id is not None:
+        canned = await replies.render_reply_template(
+            session, template_id=template_id, case=case, actor=actor, mailbox=mailbox
+        )
+        subject = subject or canned.subject
+        text, html = _with_canned(text, html, canned)
+    subject = subject or f"Re: {case.subject}"
+    text = text if (text or "").strip() else html_to_text(html or "")
+    text, html = replies.signed(text, html, await replies.signature_for(session, actor=actor, mailbox=mailbox))
     in_reply_to, references = await _thread_of(session, case_id)
     files = []
     for index, attachment_id in enumerate(attachment_ids or []):
@@ -1426,7 +1448,7 @@ async def reply_to_case(
         to=to,
         cc=cc,
         subject=tagged_subject(subject, case.reference),
-        text=text if (text or "").strip() else html_to_text(html or ""),
+        text=text,
         html=html,
         in_reply_to=in_reply_to,
         references=references,
@@ -1442,6 +1464,24 @@ async def reply_to_case(
             files=[_StoredFile(row.filename, row.content_type, data, False, None) for row, data in files],
         )
     return contact, outbound_id
+
+
+def _with_canned(text: str | None, html: str | None, canned: replies.RenderedReply) -> tuple[str, str | None]:
+    """The agent's own words first (a greeting, a personal line), then the canned reply."""
+    own_text = (text or "").strip() or (html_to_text(html) if (html or "").strip() else "")
+    body_text = f"{own_text}\n\n{canned.text}" if own_text else canned.text
+    if canned.html is None and not (html or "").strip():
+        return body_text, None
+    own_html = html if (html or "").strip() else _paragraphs(text or "")
+    canned_html = canned.html if canned.html is not None else _paragraphs(canned.text)
+    return body_text, f"{own_html}\n{canned_html}" if own_html else canned_html
+
+
+def _paragraphs(text: str) -> str:
+    """Plain text as HTML, escaped, line breaks kept."""
+    return "".join(
+        f"<p>{html_escape.escape(block).replace(chr(10), '<br>')}</p>" for block in text.strip().split("\n\n") if block
+    )
 
 
 async def _thread_of(session: AsyncSession, case_id: int, up_to: int | None = None) -> tuple[str | None, list[str]]:
