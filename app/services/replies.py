@@ -279,7 +279,8 @@ async def set_signature(session: AsyncSession, *, actor: Actor, user_id: int, si
         raise not_found("user", "userId")
     if signature is not None and not isinstance(signature, str):
         raise UserError(ErrorCode.INVALID, "signature must be text", "signature")
-    signature = (signature or "").replace("\r\n", "\n").strip("\n") or None
+    signature = (signature or "").replace("\r\n", "\n").strip("\n")
+    signature = signature if signature.strip() else None
     if signature is not None and (len(signature) > MAX_SIGNATURE_CHARS or "\0" in signature):
         raise UserError(ErrorCode.INVALID, f"a signature has at most {MAX_SIGNATURE_CHARS} characters", "signature")
     before = user.signature
