@@ -14,6 +14,7 @@ import yaml
 from app.auth import SYSTEM
 from app.config_file import export_config, import_config
 from app.errors import UserError
+from app.services import mail as mail_service
 from app.services import queues as queue_service
 from schema.ids import to_global_id
 from tests.conftest import _token
@@ -294,3 +295,17 @@ async def test_a_mailbox_signature_template_names_the_agent(runtime, gql, relay,
 
     text, _ = bodies(received(relay))
     assert text == "Done.\n\n-- \nagent-ann (agent), Support\nDirect line 0000\n"
+
+
+async def test_the_mailbox_signature_travels_with_the_mail_file(runtime, case_id):
+    async with runtime.transaction() as session:
+        [mailbox] = await mail_service.list_mailboxes(session)
+        await mail_service.update_mailbox(session, actor=SYSTEM, mailbox_id=mailbox.id, signature="{{ agent_name }}")
+        document = yaml.safe_load(await mail_service.export_config(session))
+    assert document["mailboxes"][0]["signature"] == "{{ agent_name }}"
+
+    document["mailboxes"][0]["signature"] = "{{ agent_name }}, {{ mailbox_name }}"
+    async with runtime.transaction() as session:
+        await mail_service.import_config(session, actor=SYSTEM, document=yaml.safe_dump(document))
+        [mailbox] = await mail_service.list_mailboxes(session)
+    assert mailbox.signature_template == "{{ agent_name }}, {{ mailbox_name }}"

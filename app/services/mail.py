@@ -1252,7 +1252,8 @@ async def idle_session(runtime: Runtime, *, mailbox_id: int, enqueue: Enqueue, c
         connected()
         while True:
             await _take_new(runtime, mailbox, folder, enqueue)
-            await folder.wait_for_news(min(mailbox.poll_seconds, IDLE_REFRESH_SECONDS))
+            # Renewed a little before the poll interval ends, so the poll job does not find it due.
+            await folder.wait_for_news(min(mailbox.poll_seconds * 0.8, IDLE_REFRESH_SECONDS))
 
 
 class IdleKeeper:
