@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
 from app.errors import ErrorCode, UserError
-from app.services import forms, messages, reasons, replies, sla, templates
+from app.services import forms, messages, reasons, replies, search, sla, templates
 
 FORMAT_VERSION = 1
 
@@ -57,7 +57,11 @@ SECTIONS: list[Section] = [
     Section("messageTemplates", messages.export_section, messages.import_section, messages.prune_section),
     Section("replyTemplates", replies.export_section, replies.import_section, replies.prune_section),
 ]
-PARTS: list[Part] = [Part(sla.SECTIONS, sla.export_sla_config, sla.import_sla_config)]
+PARTS: list[Part] = [
+    Part(sla.SECTIONS, sla.export_sla_config, sla.import_sla_config),
+    # After the groups (sla) and the forms: screens name groups, pools, users and custom fields.
+    Part((search.SCREEN_SECTION,), search.export_screens, search.import_screens),
+]
 
 
 async def export_config(session: AsyncSession) -> str:

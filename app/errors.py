@@ -41,6 +41,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_COUNTRY = "UNKNOWN_COUNTRY"
     OVERLAPPING_HOURS = "OVERLAPPING_HOURS"
     TAT_MINIMUM_ABOVE_MAXIMUM = "TAT_MINIMUM_ABOVE_MAXIMUM"
+    NOT_SEARCHABLE = "NOT_SEARCHABLE"
+    UNKNOWN_FILTER = "UNKNOWN_FILTER"
+    UNKNOWN_COLUMN = "UNKNOWN_COLUMN"
 
 
 class UserError(Exception):
@@ -49,6 +52,11 @@ class UserError(Exception):
         self.code = code
         self.message = message
         self.field = field
+
+    @property
+    def extensions(self) -> dict[str, str | None]:
+        """What a GraphQL error raised from it carries (a query refusing its arguments): its code and field."""
+        return {"code": self.code.value, "field": self.field}
 
 
 class UserErrors(UserError):

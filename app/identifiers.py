@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, text
 
 from app.errors import ErrorCode, UserError
 from app.limits import IDENTIFIER, check_text
@@ -73,3 +73,18 @@ def identifier_holders(condition: Any, *, statuses: tuple[str, ...] = ("active",
         .order_by(CustomerIdentifier.customer_id)
     )
     return query.limit(limit) if limit is not None else query
+
+
+# Names at least this similar (pg_trgm similarity of the folded names, word order aside) are similar:
+# the threshold of pg_trgm's `%` (pg_trgm.similarity_threshold), so a lookup by `%` agrees.
+SIMILAR_NAME = 0.3
+_NAME_SIMILARITY = text(
+    "SELECT c.id, similarity(casegraph_fold(c.name), casegraph_fold(:name)) FROM customers c WHERE c.id = ANY(:ids)"
+)
+
+
+async def name_similarities(conn: Any, ids: list[int], name: str) -> dict[int, float]:
+    """How similar each of these customers' names is to `name` (0..1; no name: 0): the one name
+    comparison of likely duplicates and of the order of recognition's candidates."""
+    rows = await conn.execute(_NAME_SIMILARITY, {"name": name, "ids": ids})
+    return {customer_id: similarity or 0.0 for customer_id, similarity in rows}

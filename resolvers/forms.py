@@ -161,6 +161,7 @@ class FormMutation:
                 dictionary_id=optional_db_id(input.dictionary_id, "Dictionary", "dictionaryId"),
                 pattern=input.pattern,
                 pattern_message=input.pattern_message,
+                searchable=input.searchable,
             ),
             lambda row: {"form_field": FormField.from_row(row)},
         )
@@ -181,6 +182,7 @@ class FormMutation:
                 type=input.type.value if input.type else None,
                 mandatory=input.mandatory,
                 position=input.position,
+                searchable=input.searchable,
                 **_given(
                     help_text=input.help_text,
                     dictionary_id=_maybe_id(input.dictionary_id, "Dictionary", "dictionaryId"),

@@ -17,7 +17,7 @@ from resolvers.queues import PoolMutation, PoolQuery, WorkMutation, WorkQuery, W
 from resolvers.reasons import ReasonCodeMutation, ReasonCodeQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
 from resolvers.replies import ReplyMutation, ReplyQuery
-from resolvers.search import SearchQuery
+from resolvers.search import SearchMutation, SearchQuery
 from resolvers.sla import SlaMutation, SlaQuery, SlaSubscription
 from resolvers.subscriptions import Subscription
 from resolvers.tasks import TaskMutation, TaskQuery, TaskSubscription
@@ -101,5 +101,6 @@ MUTATIONS = (
     FormMutation,
     SlaMutation,
     WorkflowMutation,
+    SearchMutation,
 )
 SUBSCRIPTIONS = (Subscription, WorkSubscription, TaskSubscription, SlaSubscription)

@@ -58,6 +58,9 @@ class FormField(Node):
     pattern_message: str | None = strawberry.field(
         description="FIXED_FORMAT: what a value that does not match is told."
     )
+    searchable: bool = strawberry.field(
+        description="Customer and case searches filter and match by its values (others are refused as filters)."
+    )
 
     @classmethod
     def from_row(cls, row: Any) -> FormField:
@@ -143,6 +146,7 @@ class FormFieldCreateInput:
     dictionary_id: strawberry.ID | None = strawberry.field(default=None, description="DROPDOWN: its values.")
     pattern: str | None = strawberry.field(default=None, description="FIXED_FORMAT: a regular expression.")
     pattern_message: str | None = None
+    searchable: bool = strawberry.field(default=False, description="Searches filter and match by its values.")
 
 
 @strawberry.input
@@ -156,6 +160,7 @@ class FormFieldUpdateInput:
     dictionary_id: strawberry.ID | None = strawberry.UNSET
     pattern: str | None = strawberry.UNSET
     pattern_message: str | None = strawberry.UNSET
+    searchable: bool | None = None
 
 
 @strawberry.input

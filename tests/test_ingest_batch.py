@@ -5,6 +5,7 @@ SQL statements whatever its size; contactIngestBatch answers one result per item
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from app.errors import UserError
 from app.models import Case, CaseCustomer, Contact, Customer, CustomerIdentifier
 from app.services import cases as case_service
 from app.services import customers as customer_service
-from app.services.contacts import create_contact, ingest_contact, ingest_contacts
+from app.services.contacts import create_contact, ingest_batch, ingest_contact, ingest_contacts
 from tests.conftest import SEEDS
 
 BASE = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -293,8 +294,10 @@ async def test_a_batch_runs_the_same_statements_whatever_its_size(runtime, count
         assert not any(r.customer_created or r.case_created for r in results)
         assert any(r.duplicate for r in results)
     assert counts[0] == counts[1] == counts[2], counts
-    # 11, and one that finds which of the cases the contacts reached their status automation may change.
-    assert counts[0] == 12, count_queries.statements
+    # 11, one that locks the live customers the batch read (a case opened for one needs no check of
+    # its own), and one that finds which of the cases the contacts reached their status automation
+    # may change.
+    assert counts[0] == 13, count_queries.statements
 
 
 BATCH = """
@@ -338,3 +341,60 @@ async def test_contact_ingest_batch_answers_each_item(gql):
         "results": [],
         "errors": [{"field": "contacts", "code": "INVALID", "message": "contacts holds more than 500 items"}],
     }
+
+
+async def test_a_merge_waits_for_the_batch_that_opened_a_case_for_the_duplicate(runtime):
+    """A merge of a customer a batch opened a case for waits for the batch to commit, then carries
+    the case over to the survivor (no case is left on a tombstone)."""
+    async with runtime.transaction() as session:
+        survivor, duplicate = [
+            await customer_service.create_customer(
+                session,
+                actor=SYSTEM,
+                name=name,
+                region="GB",
+                fields=None,
+                identifiers=[customer_service.IdentifierInput("email", f"{name.lower()}@known.test")],
+            )
+            for name in ("Survivor", "Duplicate")
+        ]
+    batch_done, release = asyncio.Event(), asyncio.Event()
+
+    async def batch() -> int:
+        async with runtime.transaction() as session:
+            [result] = await ingest_batch(
+                session,
+                actor=SYSTEM,
+                items=[
+                    ContactData(
+                        channel="email",
+                        direction="inbound",
+                        from_address="duplicate@known.test",
+                        subject="Hello",
+                        source="corpus",
+                        external_id="locked-1",
+                    )
+                ],
+                region="GB",
+            )
+            batch_done.set()
+            await release.wait()
+            return result.case_id
+
+    async def merge() -> None:
+        await batch_done.wait()
+        async with runtime.transaction() as session:
+            await customer_service.merge_customers(
+                session, actor=SYSTEM, survivor_id=survivor.id, duplicate_ids=[duplicate.id]
+            )
+
+    batch_task, merge_task = asyncio.create_task(batch()), asyncio.create_task(merge())
+    await batch_done.wait()
+    await asyncio.sleep(0.3)
+    assert not merge_task.done()  # waiting for the batch's lock on the duplicate
+    release.set()
+    case_id = await batch_task
+    await merge_task
+    async with runtime.reading() as session:
+        linked = set(await session.scalars(select(CaseCustomer.customer_id).where(CaseCustomer.case_id == case_id)))
+    assert linked == {survivor.id}

@@ -8,9 +8,12 @@ from __future__ import annotations
 from email.message import EmailMessage
 from email.policy import SMTP
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mailparser_reply import EmailReplyParser
 from sqlalchemy import select
 
-from app.mail.parse import PARALLEL_FROM, parse_message, parse_messages
+from app.mail.parse import PARALLEL_FROM, REPLY_LANGUAGES, ParsedMail, _new_text, parse_message, parse_messages
 from app.models import InboundMessage
 from app.services import mail as mail_service
 from tests.mail_support import add_mailbox, message
@@ -100,3 +103,22 @@ def test_the_parsing_helper_reads_as_the_worker_does():
     import asyncio
 
     assert asyncio.run(both()) == [parse_message(raw) for raw in raws]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.text(st.characters(blacklist_characters=":-_", blacklist_categories=("Cs",)), max_size=60)
+        | st.sampled_from(["Best regards", "Sent from my iPhone", "Thanks,", "> quoted line", "On Monday Ann wrote"]),
+        max_size=12,
+    ),
+    st.sampled_from(["\n", "\r\n"]),
+)
+def test_a_text_without_any_quote_cue_skips_the_reply_parser_and_reads_the_same(lines, newline):
+    """The reply parser's headers all hold a colon, five dashes or underscores: for a text without
+    any, the short cut answers exactly what the parser answers."""
+    text = newline.join(lines)
+    mail = ParsedMail()
+    expected = (EmailReplyParser(languages=REPLY_LANGUAGES).parse_reply(text) or "").strip() or text
+    assert _new_text(text, mail) == expected
+    assert mail.problems == []

@@ -78,6 +78,20 @@ async def test_an_unknown_recipient_is_refused(smtp, runtime):
     assert await inbound(runtime) == []
 
 
+async def test_a_mailbox_disabled_after_rcpt_answers_4xx_and_the_retry_is_refused(smtp, runtime):
+    await send(smtp, message(message_id="<first@example.org>"))  # the recipient is now known to the listener
+    async with runtime.transaction() as session:
+        await session.execute(text("UPDATE mailboxes SET enabled = false"))
+
+    with pytest.raises(aiosmtplib.SMTPDataError) as refused:
+        await send(smtp, message(message_id="<second@example.org>"))
+    assert refused.value.code == 451  # not 250 for a message kept nowhere
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as retried:
+        await send(smtp, message(message_id="<second@example.org>"))
+    assert retried.value.recipients[0].code == 550
+    assert len(await inbound(runtime)) == 1
+
+
 async def test_storage_failing_answers_4xx_and_the_sender_retries_later(smtp, runtime):
     async with runtime.engine.begin() as conn:
         await conn.execute(

@@ -387,6 +387,18 @@ async def test_household_phone_shared_by_three_profiles_gives_candidates_never_a
     assert await count(runtime, Customer) == customers_before  # even the email policy created nothing
 
 
+async def test_candidates_sharing_an_address_come_most_similar_name_first(runtime):
+    # A shared mailbox: the profile whose name is like the sender's display name leads, as in duplicates.
+    family = [
+        await make_customer(runtime, name, ("email", "family@example.com"))
+        for name in ("Robert Jones", "Catherine Jones", "Kate Jones")
+    ]
+    result = await ingest(runtime, channel="email", from_address='"Jones, Katherine" <family@example.com>')
+    assert result.customer_id is None and result.contact.needs_review
+    assert result.candidates[0] == family[1] and sorted(result.candidates) == sorted(family)
+    assert result.contact.candidate_customer_ids == result.candidates
+
+
 async def test_a_later_unique_match_beats_earlier_candidates(runtime):
     ann = await make_customer(runtime, "Ann", ("phone", "01632 960123"), ("account_id", "A-1"))
     await make_customer(runtime, "Ben", ("phone", "01632 960123"))

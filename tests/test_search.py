@@ -378,3 +378,25 @@ async def test_every_reading_of_a_query_is_an_index_lookup(runtime, typed):
         for part in parts:
             plan = "\n".join(r[0] for r in await conn.execute(text(f"EXPLAIN {part}"), params))
             assert "Seq Scan" not in plan, (part, plan)
+
+
+async def test_a_shared_identifier_always_has_its_name_compared(gql, runtime):
+    # Many profiles with the very name typed do not crowd out the one that shares the phone.
+    for _ in range(25):
+        await make_customer(runtime, "Jon Smith")
+    holder = await make_customer(runtime, "John Smith", phones=["+44 20 7946 1111"])
+    new = await make_customer(runtime, "Jon Smith", phones=["020 7946 1111"])
+    listed = (
+        await gql(
+            "query($id: ID!) { customerDuplicates(customerId: $id) { score reasons customer { id } } }",
+            {"id": gid("Customer", new)},
+        )
+    )["customerDuplicates"]
+    assert listed[0]["customer"]["id"] == gid("Customer", holder)
+    assert listed[0]["reasons"][0] == "shares phone +442079461111"
+    assert listed[0]["reasons"][1].startswith("similar name") and listed[0]["score"] > 0.8
+    # Creation reads it the same way: a typo'd name with the shared phone.
+    payload = (await gql(CREATE, {"input": {"name": "Jonh Smith", "phones": ["02079461111"]}}))["customerCreate"]
+    found = {d["customer"]["id"]: d["reasons"] for d in payload["possibleDuplicates"]}
+    assert set(found) == {gid("Customer", holder), gid("Customer", new)}
+    assert all(reasons[1].startswith("similar name") for reasons in found.values())

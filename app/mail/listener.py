@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.lmtp import LMTP
@@ -20,24 +21,30 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 2525
 # 25 MB attachments arrive base64-encoded (a third larger) inside the message.
 MAX_MESSAGE_BYTES = 40 * 1024 * 1024
+KNOWN_RECIPIENT_SECONDS = 5.0
 
 
 class IntakeHandler:
     def __init__(self, runtime: Runtime, enqueue: mail_service.Enqueue) -> None:
         self.runtime = runtime
         self.enqueue = enqueue
+        # Recipients found to be enabled mailboxes, until when (a mailbox is not checked at every
+        # RCPT; DATA stores only for the enabled ones anyway).
+        self.known: dict[str, float] = {}
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
-        try:
-            async with self.runtime.reading() as db:
-                known = await mail_service.mailboxes_for_recipients(db, [address])
-        except Exception:  # noqa: BLE001 - the database is away: the sender tries again later
-            log.exception("checking a recipient failed")
-            return "451 4.3.0 Temporary failure, try again later"
-        if not known:
-            return "550 5.1.1 No such mailbox here"
+        if self.known.get(address.lower(), 0.0) < time.monotonic():
+            try:
+                async with self.runtime.reading() as db:
+                    known = await mail_service.mailboxes_for_recipients(db, [address])
+            except Exception:  # noqa: BLE001 - the database is away: the sender tries again later
+                log.exception("checking a recipient failed")
+                return "451 4.3.0 Temporary failure, try again later"
+            if not known:
+                return "550 5.1.1 No such mailbox here"
+            self.known[address.lower()] = time.monotonic() + KNOWN_RECIPIENT_SECONDS
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -45,21 +52,16 @@ class IntakeHandler:
         raw = envelope.original_content or envelope.content
         try:
             async with self.runtime.transaction() as db:
-                mailboxes = await mail_service.mailboxes_for_recipients(db, envelope.rcpt_tos)
-                stored = [
-                    await mail_service.store_inbound(
-                        db,
-                        mailbox_id=mailbox_id,
-                        via="smtp",
-                        raw=raw,
-                        envelope_from=envelope.mail_from,
-                        envelope_to=list(envelope.rcpt_tos),
-                    )
-                    for mailbox_id in dict.fromkeys(mailboxes.values())
-                ]
+                stored = await mail_service.store_for_recipients(
+                    db, via="smtp", raw=raw, envelope_from=envelope.mail_from, envelope_to=list(envelope.rcpt_tos)
+                )
         except Exception:  # noqa: BLE001 - not stored, so not accepted: the sender keeps it and retries
             log.exception("storing an inbound message failed")
             return "451 4.3.0 Message not stored, try again later"
+        if not stored:
+            # Its mailboxes were disabled since RCPT: the retry is refused there (550) and bounces.
+            self.known.clear()
+            return "451 4.3.0 Mailbox changed, try again later"
         for inbound_id in stored:
             try:
                 await self.enqueue(inbound_id)

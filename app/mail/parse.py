@@ -9,6 +9,7 @@ import html as html_lib
 import logging
 import multiprocessing
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -170,7 +171,16 @@ def html_to_text(html: str) -> str:
     return "\n".join(line for line in lines if line).strip()
 
 
+# Every quoted-history header the reply parser knows ("On … wrote:", "From: … Sent: …", "-----Original
+# Message-----", an Outlook line of underscores) holds one of these: a text without any has no
+# quoted history, and skipping the parser's scan (most of a short mail's parse time) changes nothing.
+_QUOTE_CUES = re.compile(r":|-{5}|_{5}")
+
+
 def _new_text(text: str, mail: ParsedMail) -> str:
+    if not _QUOTE_CUES.search(text):
+        # What the parser answers for such a text: its lines stripped of surrounding blanks.
+        return "\n".join(line.strip() for line in text.replace("\r\n", "\n").split("\n")).strip() or text
     try:
         reply = EmailReplyParser(languages=REPLY_LANGUAGES).parse_reply(text)
     except Exception:  # noqa: BLE001 - the library's regexes on hostile text: keep the whole text

@@ -57,7 +57,7 @@ from app.models.recognition import (
     RecognitionRule,
     RoutingRule,
 )
-from app.models.search import CaseSearchVector, ContactSearchVector
+from app.models.search import SEARCH_SORTS, SEARCH_TARGETS, CaseSearchVector, ContactSearchVector, SearchScreen
 from app.models.sla import SLA_STAGES, TAT_TARGETS, CaseSla, TatPolicy, TatTarget
 from app.models.tasks import TASK_KINDS, TASK_STATUSES, Task
 from app.models.workflows import ESCALATION_ACTIONS, USER_MODES, GroupMember, UserGroup, Workflow, WorkflowMode
@@ -113,6 +113,9 @@ __all__ = [
     "Case",
     "CaseCustomer",
     "CaseSearchVector",
+    "SEARCH_SORTS",
+    "SEARCH_TARGETS",
+    "SearchScreen",
     "Contact",
     "ContactSearchVector",
     "Customer",

@@ -89,6 +89,9 @@ class FormField(Base):
     # FIXED_FORMAT: the whole value matches the pattern, else the message is shown.
     pattern: Mapped[str | None] = mapped_column(Text)
     pattern_message: Mapped[str | None] = mapped_column(Text)
+    # Searchable: customerSearch / caseSearch filter and match by its values (through the GIN index on
+    # the record's `fields`); other keys are refused as search filters.
+    searchable: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql("false"))
     created_at: Mapped[datetime] = created_at()
     updated_at: Mapped[datetime] = updated_at()
 

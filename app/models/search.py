@@ -1,4 +1,5 @@
-"""Full-text vectors of cases and contacts for caseSearch, kept by triggers (migration 0010).
+"""Full-text vectors of cases and contacts for caseSearch, kept by triggers (migration 0010), and
+saved search screens.
 
 They live beside the rows they index, so that reading a case or a contact never carries its vector.
 The text-search configuration is the deployment's (`casegraph.text_search_config`, default english).
@@ -6,13 +7,15 @@ The text-search configuration is the deployment's (`casegraph.text_search_config
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index
-from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import text as sql
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base
+from app.models.base import Base, created_at, json_object, one_of, pk, updated_at
 
 
 class CaseSearchVector(Base):
@@ -38,4 +41,45 @@ class ContactSearchVector(Base):
     __table_args__ = (
         Index("ix_contact_search_vectors_vector", "vector", postgresql_using="gin"),
         Index("ix_contact_search_vectors_case_id", "case_id"),
+    )
+
+
+SEARCH_TARGETS = ("customer", "case")
+SEARCH_SORTS = ("relevance", "newest", "oldest", "last_activity")
+
+
+class SearchScreen(Base):
+    """A saved search (seed 000's configurable search screens): what it searches, its filters, the
+    columns a result list shows and its order; a team's (user group) or everyone's (no group)."""
+
+    __tablename__ = "search_screens"
+
+    id: Mapped[int] = pk()
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    target: Mapped[str] = mapped_column(String(16), nullable=False)
+    # A group with screens cannot be deleted: its screens are moved or deleted first.
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("user_groups.id", ondelete="RESTRICT"))
+    query: Mapped[str | None] = mapped_column(Text)
+    # The filters as stored by app.services.search_screens (database ids; the file names them).
+    filters: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=sql("'{}'"))
+    columns: Mapped[list[str]] = mapped_column(JSONB, nullable=False, server_default=sql("'[]'"))
+    sort: Mapped[str] = mapped_column(String(16), nullable=False, server_default=sql("'relevance'"))
+    position: Mapped[int] = mapped_column(Integer, nullable=False, server_default=sql("0"))
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+
+    __table_args__ = (
+        CheckConstraint(one_of("target", SEARCH_TARGETS), name="target"),
+        CheckConstraint(one_of("sort", SEARCH_SORTS), name="sort"),
+        CheckConstraint(json_object("filters"), name="filters_object"),
+        CheckConstraint("jsonb_typeof(columns) = 'array'", name="columns_array"),
+        Index(
+            "uq_search_screens_group_target_name",
+            "group_id",
+            "target",
+            "name",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
+        ),
     )

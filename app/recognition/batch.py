@@ -35,6 +35,14 @@ from app.recognition.view import ContactView
 
 Pair = tuple[str, str]
 
+LOCK_IDENTIFIERS = text(
+    "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM (SELECT unnest(:keys) AS k ORDER BY 1) keys"
+).bindparams(bindparam("keys", type_=ARRAY(String)))
+
+_LOCK_LIVE_CUSTOMERS = text(
+    "SELECT id FROM customers WHERE id = ANY(:ids) AND status = 'active' ORDER BY id FOR KEY SHARE"
+).bindparams(bindparam("ids", type_=ARRAY(BigInteger)))
+
 # Active holders of each identifier, the first MAX_CANDIDATES + 1 by id (a contact's answer is the
 # lowest ids over its identifiers, so these are enough).
 _HOLDERS = text(
@@ -115,6 +123,9 @@ class BatchReads:
     agents: set[str] = field(default_factory=set)
     senders_read: tuple[set[int], set[Pair]] = field(default_factory=lambda: (set(), set()))
     senders_stale: bool = False
+    # The active holders read, locked FOR KEY SHARE: live until the batch commits (a merge or an
+    # erasure waits), so opening a case for one needs no check of its own.
+    locked_customers: set[int] = field(default_factory=set)
 
     @classmethod
     async def read_ahead(
@@ -141,10 +152,18 @@ class BatchReads:
                 except (UserError, PatternTimeout):
                     continue  # the rule reports it when it runs
         if pairs:
+            # Locked in one order for the whole batch before they are read (as each new profile
+            # locks its own, see recognition.apply_outcome): a profile another transaction creates
+            # with one of them is committed before the read, or waits for this batch; and two
+            # batches cannot deadlock on them.
+            await conn.execute(LOCK_IDENTIFIERS, {"keys": sorted(f"customer-identifier:{k}:{v}" for k, v in pairs)})
             kinds, values = zip(*pairs, strict=True)
             reads.holders = {pair: [] for pair in pairs}
             for row in await conn.execute(_HOLDERS, {"kinds": list(kinds), "values": list(values)}):
                 reads.holders[(row.kind, row.value)].append(row.customer_id)
+            held = sorted({customer_id for ids in reads.holders.values() for customer_id in ids})
+            if held:
+                reads.locked_customers = set(await conn.scalars(_LOCK_LIVE_CUSTOMERS, {"ids": held}))
         if references:
             reads.references_read = set(references)
             for row in await conn.execute(_REFERENCES, {"references": list(references)}):

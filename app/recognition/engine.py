@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.errors import UserError
-from app.identifiers import identifier_holders, normalize_identifier
+from app.identifiers import identifier_holders, name_similarities, normalize_identifier
 from app.models import (
     OPEN_CASE_STATUSES,
     Case,
@@ -166,6 +166,9 @@ async def recognize(
             if len(step.ids) > 1:
                 candidates.update(dict.fromkeys(step.ids))
         result.candidates = list(candidates)
+        if len(result.candidates) > 1 and result.name_hint:
+            # The profile most like the sender's name first, compared as likely duplicates are.
+            result.candidates = await context.reads.by_name(result.candidates, result.name_hint)
 
         if result.customer_id is not None:
             for rule in rules:
@@ -498,6 +501,11 @@ class Reads:
 
     async def holders(self, pairs: list[tuple[str, str]]) -> list[int]:
         return await customers_with(self.context.conn, pairs)
+
+    async def by_name(self, ids: list[int], name: str) -> list[int]:
+        """`ids` by how similar their names are to `name`, the most similar first (ties keep their order)."""
+        similarity = await name_similarities(self.context.conn, ids, name)
+        return sorted(ids, key=lambda i: -similarity.get(i, 0.0))
 
     async def cases_by_reference(self, references: list[str]) -> list[Any]:
         return list((await self.context.conn.execute(_CASES_BY_REFERENCE, {"references": references})).all())

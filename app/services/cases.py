@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, delete, exists, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ARRAY, BigInteger, Row, bindparam, delete, exists, func, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import events, limits
@@ -78,6 +78,25 @@ async def get_case_for_update(session: AsyncSession, case_id: int, field: str = 
     return case
 
 
+# The case and its customer links in one statement (the hot path of ingest opens a case per contact).
+_OPEN_CASE = select(Case).from_statement(
+    text("""
+        WITH opened AS (
+            INSERT INTO cases (subject, description, priority, severity, fields, parent_id, pool_id, template_id,
+                               workflow_id)
+            VALUES (:subject, :description, :priority, :severity, :fields, :parent_id, :pool_id, :template_id,
+                    :workflow_id)
+            RETURNING *
+        ), linked AS (
+            INSERT INTO case_customers (case_id, customer_id, is_primary)
+            SELECT opened.id, given.customer_id, given.position = 1
+            FROM opened, unnest(:customer_ids) WITH ORDINALITY AS given(customer_id, position)
+        )
+        SELECT * FROM opened
+    """).bindparams(bindparam("fields", type_=JSONB), bindparam("customer_ids", type_=ARRAY(BigInteger)))
+)
+
+
 async def create_case(
     session: AsyncSession,
     *,
@@ -93,8 +112,10 @@ async def create_case(
     template_id: int | None = None,
     region: str | None = None,
     workflow_id: int | None = None,
+    customers_locked: bool = False,
 ) -> Case:
-    """Open a case for one or more customers; the first customer is the primary one. A template
+    """Open a case for one or more customers; the first customer is the primary one
+    (`customers_locked`: this transaction created them or holds them live and locked already). A template
     fills in what the input leaves out, and its form checks the fields. A case of a workflow needs
     the creator right on it. A case created in a pool (given, the template's, or else the
     workflow's default pool) waits there for an agent. A workflow's case template applies unless
@@ -123,7 +144,8 @@ async def create_case(
     elif fields is not None:
         check_json_object(fields, "fields")
     customer_ids = list(dict.fromkeys(customer_ids))
-    await _require_live_customers(session, customer_ids, "customerIds")
+    if not customers_locked:
+        await _require_live_customers(session, customer_ids, "customerIds")
     if parent_id is not None and await session.get(Case, parent_id) is None:
         raise not_found("case", "parentId")
     pool_id = opened.pool_id if opened.pool_id is not None or workflow is None else workflow.default_pool_id
@@ -131,25 +153,21 @@ async def create_case(
         raise not_found("pool", "poolId")
     case = (
         await session.execute(
-            insert(Case)
-            .values(
-                subject=subject.strip(),
-                description=description,
-                priority=priority,
-                severity=severity,
-                fields=fields or {},
-                parent_id=parent_id,
-                pool_id=pool_id,
-                template_id=template_id,
-                workflow_id=workflow_id,
-            )
-            .returning(Case)
+            _OPEN_CASE,
+            {
+                "subject": subject.strip(),
+                "description": description,
+                "priority": priority,
+                "severity": severity,
+                "fields": fields or {},
+                "parent_id": parent_id,
+                "pool_id": pool_id,
+                "template_id": template_id,
+                "workflow_id": workflow_id,
+                "customer_ids": customer_ids,
+            },
         )
     ).scalar_one()
-    await session.execute(
-        insert(CaseCustomer),
-        [{"case_id": case.id, "customer_id": cid, "is_primary": i == 0} for i, cid in enumerate(customer_ids)],
-    )
     audit.record(
         session,
         actor=actor,

@@ -632,11 +632,6 @@ _RECORD_MANY = (
 )
 
 
-_LOCK_IDENTIFIERS = text(
-    "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM (SELECT unnest(:keys) AS k ORDER BY 1) keys"
-).bindparams(bindparam("keys", type_=ARRAY(String)))
-
-
 class BatchItemFailed(Exception):
     """An item of a batch failed: the batch is undone, and the item is tried again alone."""
 
@@ -705,6 +700,7 @@ async def ingest_batch(
 
     version = await connection.scalar(CONFIG_VERSION)
     rule_set = await load_rule_set(session, version=version)
+    sla.remember_clock_settings(session)
     fresh = [position for key, position in first_of.items() if key in claimed]
     views = {position: ContactView.of(items[position]) for position in fresh}
     batch = await BatchReads.read_ahead(connection, views=list(views.values()), rule_set=rule_set, region=region)
@@ -714,11 +710,6 @@ async def ingest_batch(
     decided: dict[int, _Pending] = {}
     pending: list[_Pending] = []
     recorded: dict[int, Row[Any]] = {}
-    # The identifiers new profiles may be made of, locked in one order for the whole batch (as
-    # each new profile locks its own, see apply_outcome): two batches cannot deadlock on them.
-    await connection.execute(
-        _LOCK_IDENTIFIERS, {"keys": sorted(f"customer-identifier:{k}:{v}" for k, v in batch.holders)}
-    )
     # Nothing read below depends on an audit entry: they are written together, at the end.
     session.autoflush = False
     for position in fresh:
@@ -731,7 +722,15 @@ async def ingest_batch(
             promotions, skipped = promotions_for(rule_set, view)
             assessment = Assessment(rule_set, recognition, decision, promotions, skipped)
             view.contact_id = claimed[keys[position]]
-            applied = await apply_outcome(session, actor=actor, view=view, assessment=assessment, region=region)
+            applied = await apply_outcome(
+                session,
+                actor=actor,
+                view=view,
+                assessment=assessment,
+                region=region,
+                identifiers_locked=True,
+                locked_customers=batch.locked_customers,
+            )
             trace = trace_document(assessment, applied)
         except Exception as error:  # noqa: BLE001 - tried again alone by the caller
             raise BatchItemFailed(position, error) from error

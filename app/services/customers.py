@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, Update, delete, exists, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ARRAY, Row, String, Update, bindparam, delete, exists, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import events, limits
@@ -96,6 +96,24 @@ async def touch_activity(session: AsyncSession, *, customer_id: int, occurred_at
     await session.execute(activity_forward(customer_id, occurred_at))
 
 
+# The customer and its identifiers in one statement (ingest creates a profile per new sender).
+_NEW_CUSTOMER = select(Customer).from_statement(
+    text("""
+        WITH created AS (
+            INSERT INTO customers (name, fields) VALUES (:name, :fields) RETURNING *
+        ), identified AS (
+            INSERT INTO customer_identifiers (customer_id, kind, value)
+            SELECT created.id, given.kind, given.value FROM created, unnest(:kinds, :values) AS given(kind, value)
+        )
+        SELECT * FROM created
+    """).bindparams(
+        bindparam("fields", type_=JSONB),
+        bindparam("kinds", type_=ARRAY(String)),
+        bindparam("values", type_=ARRAY(String)),
+    )
+)
+
+
 async def create_customer(
     session: AsyncSession,
     *,
@@ -115,14 +133,15 @@ async def create_customer(
     fields = check_json_object(fields, "fields") if fields is not None else {}
     customer = (
         await session.execute(
-            insert(Customer).values(name=(name or "").strip() or None, fields=fields).returning(Customer)
+            _NEW_CUSTOMER,
+            {
+                "name": (name or "").strip() or None,
+                "fields": fields,
+                "kinds": [kind for kind, _ in pairs],
+                "values": [value for _, value in pairs],
+            },
         )
     ).scalar_one()
-    if pairs:
-        await session.execute(
-            insert(CustomerIdentifier),
-            [{"customer_id": customer.id, "kind": kind, "value": value} for kind, value in pairs],
-        )
     audit.record(
         session,
         actor=actor,

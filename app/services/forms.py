@@ -267,6 +267,7 @@ def _field_snapshot(field: FormField) -> dict[str, Any]:
         "dictionaryId": field.dictionary_id,
         "pattern": field.pattern,
         "patternMessage": field.pattern_message,
+        "searchable": field.searchable,
     }
 
 
@@ -279,6 +280,25 @@ async def form_fields(session: AsyncSession, *, template_id: int | None) -> list
     return list(
         await session.scalars(select(FormField).where(_form_of(template_id)).order_by(FormField.position, FormField.id))
     )
+
+
+async def searchable_fields(session: AsyncSession, *, target: str) -> dict[str, list[FormField]]:
+    """The searchable fields of the customer form (`target` "customer") or of every case template's
+    form ("case"), by key: a key may be defined by several templates, each with its own type."""
+    where = FormField.template_id.is_(None) if target == "customer" else FormField.template_id.is_not(None)
+    found: dict[str, list[FormField]] = {}
+    for field in await session.scalars(select(FormField).where(where, FormField.searchable).order_by(FormField.id)):
+        found.setdefault(field.key, []).append(field)
+    return found
+
+
+def searchable_value(field: FormField, value: Any, *, region: str) -> Any:
+    """`value` as a record stores it under this field (an email normalised, a phone in E.164, a
+    number as a number), so that an equality on the stored JSON finds it; ValueError if it cannot be one."""
+    try:
+        return _checked_value(field, value, region=region, offered={value} if isinstance(value, str) else set())
+    except UserError as error:  # a phone number
+        raise ValueError(error.message) from None
 
 
 async def _check_shape(session: AsyncSession, field: FormField) -> None:
@@ -326,6 +346,7 @@ async def create_field(
     dictionary_id: int | None = None,
     pattern: str | None = None,
     pattern_message: str | None = None,
+    searchable: bool = False,
 ) -> FormField:
     """Add a field to the customer form (no template) or to a case template's form (at its end unless placed)."""
     if template_id is not None and await session.get(CaseTemplate, template_id, with_for_update=True) is None:
@@ -351,6 +372,7 @@ async def create_field(
         dictionary_id=dictionary_id,
         pattern=pattern,
         pattern_message=pattern_message,
+        searchable=bool(searchable),
     )
     await _check_shape(session, field)
     session.add(field)
@@ -392,6 +414,7 @@ async def update_field(
     dictionary_id: int | None = _UNSET,
     pattern: str | None = _UNSET,
     pattern_message: str | None = _UNSET,
+    searchable: bool | None = None,
 ) -> FormField:
     """Change a field's definition (its key stays: records are keyed by it). Stored records stay as
     they are; the new definition applies to what is written from now on."""
@@ -415,6 +438,8 @@ async def update_field(
         field.pattern = pattern
     if pattern_message is not _UNSET:
         field.pattern_message = pattern_message
+    if searchable is not None:
+        field.searchable = bool(searchable)
     await _check_shape(session, field)
     await session.flush()
     await session.refresh(field)
@@ -607,6 +632,8 @@ def _field_document(field: FormField, dictionary_names: dict[int, str]) -> dict[
     if field.pattern is not None:
         document["pattern"] = field.pattern
         document["pattern_message"] = field.pattern_message
+    if field.searchable:
+        document["searchable"] = True
     return document
 
 
@@ -641,6 +668,7 @@ async def import_form(session: AsyncSession, *, actor: Actor, template_id: int |
                 "dictionary_id": dictionary_id,
                 "pattern": item.get("pattern"),
                 "pattern_message": item.get("pattern_message"),
+                "searchable": bool(item.get("searchable", False)),
             }
             if key in existing:
                 await update_field(session, actor=actor, field_id=existing.pop(key).id, **values)

@@ -22,7 +22,7 @@ import aiosmtplib
 import yaml
 from aioimaplib import AioImapException
 from arq.connections import ArqRedis
-from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy import ARRAY, String, bindparam, delete, func, select, text, update
 from sqlalchemy import case as when
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -521,6 +521,34 @@ async def mailboxes_for_recipients(session: AsyncSession, recipients: list[str])
     return dict(rows.all())
 
 
+_STORE_FOR_RECIPIENTS = text("""
+    INSERT INTO inbound_messages (mailbox_id, via, raw, sha256, envelope_from, envelope_to)
+    SELECT id, :via, :raw, :sha256, :envelope_from, :envelope_to
+    FROM mailboxes WHERE address = ANY(:addresses) AND enabled
+    ORDER BY id
+    RETURNING id
+""").bindparams(bindparam("addresses", type_=ARRAY(String)), bindparam("envelope_to", type_=JSONB))
+
+
+async def store_for_recipients(
+    session: AsyncSession, *, via: str, raw: bytes, envelope_from: str | None, envelope_to: list[str]
+) -> list[int]:
+    """Keep a message pushed to us once for each enabled mailbox among its recipients, in one
+    statement; the ids stored (none when no recipient is an enabled mailbox now)."""
+    stored = await session.scalars(
+        _STORE_FOR_RECIPIENTS,
+        {
+            "via": via,
+            "raw": raw,
+            "sha256": hashlib.sha256(raw).hexdigest(),
+            "envelope_from": envelope_from,
+            "envelope_to": envelope_to,
+            "addresses": [address.lower() for address in envelope_to],
+        },
+    )
+    return list(stored)
+
+
 async def store_inbound(
     session: AsyncSession,
     *,
@@ -592,17 +620,15 @@ def contact_data_of(
     )
 
 
-async def place_in_pool(session: AsyncSession, *, case_id: int, pool: Pool | None) -> Pool | None:
-    """A case opened by a mail lands in its mailbox's pool, unless a routing rule chose one: the
-    pool it waits in (whose auto-response confirms the mail)."""
-    if pool is None:
-        case = await session.get(Case, case_id)  # just created: no statement
-        pool_id = case.pool_id if case else None
-    else:
-        pool_id = await queue_service.put_in_pool(session, case_id=case_id, pool_id=pool.id)
-    if pool is not None and pool_id == pool.id:
-        return pool
-    return await session.get(Pool, pool_id) if pool_id is not None else None
+async def place_in_pool(session: AsyncSession, *, result: Any, pool: Pool | None) -> Pool | None:
+    """A case opened by a mail waits in the pool a routing rule chose (the contact's trace says
+    which), else in its mailbox's pool: the pool it waits in (whose auto-response confirms the mail)."""
+    routed = (result.contact.recognition or {}).get("routed")
+    if routed is not None:
+        return pool if pool is not None and pool.id == routed["poolId"] else await session.get(Pool, routed["poolId"])
+    if pool is not None:
+        await queue_service.put_in_pool(session, case_id=result.case_id, pool_id=pool.id)
+    return pool
 
 
 @dataclass
@@ -644,7 +670,7 @@ async def take_in(runtime: Runtime, *, inbound_id: int, send: SendEnqueue | None
             if not result.duplicate and mail.attachments:
                 await contact_service.add_attachments(session, contact_id=result.contact.id, files=mail.attachments)
             if result.case_created:
-                pool = await place_in_pool(session, case_id=result.case_id, pool=pool)
+                pool = await place_in_pool(session, result=result, pool=pool)
             if result.case_created and mailbox is not None:
                 auto_response = await auto_respond(
                     session, message=message, mail=mail, mailbox=mailbox, pool=pool, result=result
@@ -782,7 +808,7 @@ async def take_in_batch(
                         session, contact_id=result.contact.id, files=item.mail.attachments
                     )
                 if result.case_created:
-                    pool = await place_in_pool(session, case_id=result.case_id, pool=pool)
+                    pool = await place_in_pool(session, result=result, pool=pool)
                 auto_response = None
                 if result.case_created and mailbox is not None:
                     auto_response = await auto_respond(

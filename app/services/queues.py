@@ -29,7 +29,7 @@ from app.models import (
     RoutingRule,
     User,
 )
-from app.services import audit, forms, sla
+from app.services import audit, forms, search, sla
 from app.services import cases as case_service
 
 # Without a pool, a customer's contact reopens a case closed at most this many days ago.
@@ -154,7 +154,7 @@ async def update_pool(
 
 async def delete_pool(session: AsyncSession, *, actor: Actor, pool_id: int) -> None:
     """Remove a pool; its mailboxes stay, without a pool; its dictionaries go with it. Refused while
-    a form uses one of them or a routing rule sends cases to the pool."""
+    a form uses one of them, a routing rule sends cases to the pool or a search screen filters by it."""
     pool = await session.get(Pool, pool_id)
     if pool is None:
         raise not_found("pool", "id")
@@ -162,6 +162,7 @@ async def delete_pool(session: AsyncSession, *, actor: Actor, pool_id: int) -> N
     routing = list(await session.scalars(select(RoutingRule.name).where(RoutingRule.pool_id == pool_id)))
     if routing:
         raise UserError(ErrorCode.IN_USE, f"routing rules send cases to this pool: {', '.join(routing)}", "id")
+    await search.check_pool_unused(session, pool_id=pool_id)
     await session.execute(delete(Pool).where(Pool.id == pool_id))
     audit.record(
         session, actor=actor, action="pool.delete", entity_type="pool", entity_id=pool_id, before=_snapshot(pool)
@@ -413,17 +414,11 @@ async def _move(
     return await case_service.read_case(session, case.id)
 
 
-async def put_in_pool(session: AsyncSession, *, case_id: int, pool_id: int) -> int:
-    """A new case lands in a pool and waits there, unless it was opened in one already (a routing
-    rule chose it): the pool it waits in."""
-    placed = await session.scalar(
-        update(Case).where(Case.id == case_id, Case.pool_id.is_(None)).values(pool_id=pool_id).returning(Case.id)
-    )
-    if placed is None:
-        return await session.scalar(select(Case.pool_id).where(Case.id == case_id))
+async def put_in_pool(session: AsyncSession, *, case_id: int, pool_id: int) -> None:
+    """A new case lands in a pool (by its mailbox) and waits there."""
+    await session.execute(update(Case).where(Case.id == case_id).values(pool_id=pool_id))
     announce(session, case_id=case_id, pools={pool_id: QueueChange.ENTERED}, agents={})
     events.emit(session, "caseUpdated", case_id)
-    return pool_id
 
 
 # ---- absences ---------------------------------------------------------------------------------------

@@ -614,11 +614,21 @@ _LOCK_IDENTIFIER = select(func.pg_advisory_xact_lock(func.hashtextextended(bindp
 
 
 async def apply_outcome(
-    session: AsyncSession, *, actor: Actor, view: ContactView, assessment: Assessment, region: str
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    view: ContactView,
+    assessment: Assessment,
+    region: str,
+    identifiers_locked: bool = False,
+    locked_customers: set[int] | frozenset[int] = frozenset(),
 ) -> Applied:
-    """Create what the policy says, then promote the contact's data to the customer and the case."""
+    """Create what the policy says, then promote the contact's data to the customer and the case.
+    A batch locks the contacts' identifiers before recognition reads them (`identifiers_locked`: no
+    other transaction can have given them to a new profile since) and the live customers it read
+    (`locked_customers`)."""
     recognition, decision, promotions = assessment.recognition, assessment.decision, assessment.promotions
-    if decision.create_customer:
+    if decision.create_customer and not identifiers_locked:
         await _settle_concurrent_newcomers(session, recognition, decision)
     applied = Applied(customer_id=recognition.customer_id, case_id=recognition.case_id)
     if decision.create_customer:
@@ -655,6 +665,7 @@ async def apply_outcome(
             customer_ids=[applied.customer_id],
             fields=fields,
             pool_id=applied.routed["poolId"] if applied.routed else None,
+            customers_locked=applied.customer_created or applied.customer_id in locked_customers,
         )
         applied.case_id, applied.case_created, applied.case_reference = case.id, True, case.reference
         applied.promoted += trace

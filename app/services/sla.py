@@ -318,7 +318,27 @@ class _ClockSetting:
     targets: list[Target]
 
 
+# Where `remember_clock_settings` was called, the settings read by that session, by (workflow, priority).
+_REMEMBERED = "clock_settings"
+
+
+def remember_clock_settings(session: AsyncSession) -> None:
+    """Read each clock setting once for the rest of the session's transaction: for work that opens
+    many cases and edits no SLA configuration (a batch of ingested contacts)."""
+    session.info[_REMEMBERED] = {}
+
+
 async def _clock_setting(session: AsyncSession, *, workflow_id: int | None, priority: str) -> _ClockSetting:
+    remembered = session.info.get(_REMEMBERED)
+    if remembered is not None and (workflow_id, priority) in remembered:
+        return remembered[workflow_id, priority]
+    setting = await _read_clock_setting(session, workflow_id=workflow_id, priority=priority)
+    if remembered is not None:
+        remembered[workflow_id, priority] = setting
+    return setting
+
+
+async def _read_clock_setting(session: AsyncSession, *, workflow_id: int | None, priority: str) -> _ClockSetting:
     row = (await session.execute(_CLOCK_SETTING, {"workflow_id": workflow_id, "priority": priority})).one()
     region = None
     if row.region is not None:

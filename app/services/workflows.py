@@ -18,6 +18,7 @@ from app.models import (
     GroupMember,
     Pool,
     Region,
+    SearchScreen,
     TatPolicy,
     User,
     UserGroup,
@@ -155,7 +156,7 @@ async def update_group(
 
 
 async def delete_group(session: AsyncSession, *, actor: Actor, group_id: int) -> None:
-    """Remove a group that no workflow names."""
+    """Remove a group that no workflow names and that has no search screens."""
     group = await session.get(UserGroup, group_id)
     if group is None:
         raise not_found("group", "id")
@@ -172,6 +173,9 @@ async def delete_group(session: AsyncSession, *, actor: Actor, group_id: int) ->
     )
     if used_by is not None:
         raise UserError(ErrorCode.IN_USE, f"workflow {used_by} names this group", "id")
+    screen = await session.scalar(select(SearchScreen.name).where(SearchScreen.group_id == group_id).limit(1))
+    if screen is not None:
+        raise UserError(ErrorCode.IN_USE, f"the search screen {screen!r} belongs to this group", "id")
     before = await _group_snapshot(session, group)
     await session.delete(group)
     await session.flush()
