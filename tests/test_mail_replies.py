@@ -16,6 +16,7 @@ from app.config_file import export_config, import_config
 from app.errors import UserError
 from app.services import mail as mail_service
 from app.services import queues as queue_service
+from app.services import replies as replies_service
 from schema.ids import to_global_id
 from tests.conftest import _token
 from tests.mail_support import add_mailbox, arq_pool, contacts, listener, message, relay_server, run_jobs
@@ -309,3 +310,28 @@ async def test_the_mailbox_signature_travels_with_the_mail_file(runtime, case_id
         await mail_service.import_config(session, actor=SYSTEM, document=yaml.safe_dump(document))
         [mailbox] = await mail_service.list_mailboxes(session)
     assert mailbox.signature_template == "{{ agent_name }}, {{ mailbox_name }}"
+
+
+async def test_listing_canned_replies_costs_the_same_few_statements_however_many_there_are(
+    runtime, gql, agent_token, count_queries
+):
+    query = "{ replyTemplates { name text pool { name } } }"
+
+    async def add(count: int) -> None:
+        async with runtime.transaction() as session:
+            for n in range(count):
+                pool = await queue_service.create_pool(session, actor=SYSTEM, name=f"Pool {count}-{n}")
+                await replies_service.create_reply_template(
+                    session, actor=SYSTEM, name=f"Reply {count}-{n}", text="x", pool_id=pool.id
+                )
+
+    await add(2)
+    await gql(query, token=agent_token)  # the token is known from here on
+    start = count_queries.count
+    assert len((await gql(query, token=agent_token))["replyTemplates"]) == 2
+    few = count_queries.count - start
+
+    await add(20)
+    start = count_queries.count
+    assert len((await gql(query, token=agent_token))["replyTemplates"]) == 22
+    assert count_queries.count - start == few <= 3
