@@ -234,12 +234,15 @@ async def eventually(check, seconds: float = 10.0):
     raise AssertionError("not within the time allowed")
 
 
-async def test_a_mailbox_on_idle_takes_new_mail_in_within_a_second_or_two(runtime, servers, plain_server):
+async def test_a_mailbox_on_idle_takes_new_mail_in_within_a_second_or_two(runtime, servers, plain_server, gql):
     mailbox_id = await imap_mailbox(runtime, plain_server.port, idle=True, poll_seconds=600)
+    idling = "{ mailboxes { status { idling } } }"
+    assert (await gql(idling))["mailboxes"][0]["status"]["idling"] is False
     worker = create_worker(handle_signals=False, poll_delay=0.05)
     running = asyncio.create_task(worker.main())
     try:
         await eventually(lambda: polled_at(runtime, mailbox_id))  # connected, caught up, now in IDLE
+        assert (await gql(idling))["mailboxes"][0]["status"]["idling"] is True
         await asyncio.sleep(0.3)
         async with Server(plain_server.port) as server:
             started = time.monotonic()
@@ -253,7 +256,7 @@ async def test_a_mailbox_on_idle_takes_new_mail_in_within_a_second_or_two(runtim
         await worker.close()
     assert contact.external_id == "<pushed@example.org>"
     assert took < 3, took  # the poll interval is ten minutes
-    assert await runtime.redis.exists(mail_service.idle_lease_key(mailbox_id)) == 0  # given up on shutdown
+    assert (await gql(idling))["mailboxes"][0]["status"]["idling"] is False  # given up on shutdown
 
 
 async def test_idle_reconnects_after_the_server_dropped_it_and_shows_the_outage(runtime, servers, plain_server, gql):
