@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Actor
 from app.errors import ErrorCode, UserError
-from app.services import forms, messages, reasons, search, sla, templates
+from app.services import forms, messages, reasons, replies, search, sla, templates
 
 FORMAT_VERSION = 1
 
@@ -55,6 +55,7 @@ SECTIONS: list[Section] = [
     Section("customerFields", forms.export_customer_fields, forms.import_customer_fields),
     Section("caseTemplates", templates.export_section, templates.import_section, templates.prune_section),
     Section("messageTemplates", messages.export_section, messages.import_section, messages.prune_section),
+    Section("replyTemplates", replies.export_section, replies.import_section, replies.prune_section),
 ]
 PARTS: list[Part] = [
     Part(sla.SECTIONS, sla.export_sla_config, sla.import_sla_config),

@@ -39,6 +39,8 @@ class Settings:
     events_retained: int
     connector_hosts: tuple[str, ...]
     connector_allow_private: bool
+    # A PEM file of certificates trusted besides the system's for mail servers (IMAP, relays) with a private CA.
+    mail_ca_file: str | None = None
 
     @property
     def embedded_database(self) -> bool:
@@ -77,6 +79,7 @@ def load_settings() -> Settings:
             h.strip() for h in os.environ.get("CASEGRAPH_CONNECTOR_HOSTS", "").split(",") if h.strip()
         ),
         connector_allow_private=_flag("CASEGRAPH_CONNECTOR_ALLOW_PRIVATE"),
+        mail_ca_file=os.environ.get("CASEGRAPH_MAIL_CA_FILE") or None,
     )
 
 

@@ -105,9 +105,14 @@ async def sla_recompute(ctx: dict[str, Any], policy_id: int | None, region_id: i
 async def startup(ctx: dict[str, Any]) -> None:
     ctx["runtime"] = create_runtime(get_settings(), pool_size=5)
     await health.beat(ctx["runtime"].redis)
+    # IMAP mailboxes that ask for IDLE get a connection waiting for their mail (one per mailbox across workers).
+    ctx["mail_idle"] = mail.IdleKeeper(ctx["runtime"], mail.intake_enqueuer(ctx["redis"]))
+    ctx["mail_idle"].start()
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    if "mail_idle" in ctx:
+        await ctx["mail_idle"].stop()
     await ctx["runtime"].close()
 
 

@@ -501,6 +501,7 @@ COLUMNS: dict[str, dict[str, Callable[[str], str]]] = {
         "name": _col("name"),
         "email": _col("email"),
         "role": _enum("role"),
+        "signature": _col("signature"),
         "active": _col("active"),
         "createdAt": _time("created_at"),
     },

@@ -78,6 +78,7 @@ class MailMutation:
                 imap=_settings(input.imap),
                 relay=_settings(input.relay),
                 auto_response=auto_response_settings(input.auto_response),
+                signature=input.signature,
             ),
             _payload,
         )
@@ -92,6 +93,8 @@ class MailMutation:
                 changes["pool_id"] = optional_db_id(input.pool_id, "Pool", "poolId")
             if input.auto_response is not strawberry.UNSET:
                 changes["auto_response"] = auto_response_settings(input.auto_response)
+            if input.signature is not strawberry.UNSET:
+                changes["signature"] = input.signature
             return service.update_mailbox(
                 session,
                 actor=info.context.actor,
@@ -144,6 +147,7 @@ class CaseReplyMutation:
                     db_id(a, "Attachment", f"attachmentIds.{n}") for n, a in enumerate(input.attachment_ids)
                 ],
                 mailbox_id=optional_db_id(input.mailbox_id, "Mailbox", "mailboxId"),
+                template_id=optional_db_id(input.template_id, "ReplyTemplate", "templateId"),
             )
 
         async def shape(result: Any) -> dict[str, Any]:

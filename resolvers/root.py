@@ -16,6 +16,7 @@ from resolvers.messages import MessageMutation, MessageQuery
 from resolvers.queues import PoolMutation, PoolQuery, WorkMutation, WorkQuery, WorkSubscription
 from resolvers.reasons import ReasonCodeMutation, ReasonCodeQuery
 from resolvers.recognition import RecognitionMutation, RecognitionQuery
+from resolvers.replies import ReplyMutation, ReplyQuery
 from resolvers.search import SearchMutation, SearchQuery
 from resolvers.sla import SlaMutation, SlaQuery, SlaSubscription
 from resolvers.subscriptions import Subscription
@@ -71,6 +72,7 @@ QUERIES = (
     WorkQuery,
     MessageQuery,
     MailQuery,
+    ReplyQuery,
     TaskQuery,
     ReasonCodeQuery,
     FormQuery,
@@ -93,6 +95,7 @@ MUTATIONS = (
     MessageMutation,
     MailMutation,
     CaseReplyMutation,
+    ReplyMutation,
     TaskMutation,
     ReasonCodeMutation,
     FormMutation,

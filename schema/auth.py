@@ -19,6 +19,9 @@ class User(Node):
     email: str | None = strawberry.field(description="Lower-cased; the THREAD rule recognises the user replying by it.")
     role: Role
     active: bool
+    signature: str | None = strawberry.field(
+        description="Appended to the user's email replies (plain text); see userSignatureSet."
+    )
     created_at: datetime
 
     @classmethod
@@ -99,3 +102,11 @@ class TokenCreatePayload:
 class TokenPayload:
     token: ApiToken | None = None
     errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class UserSignatureSetInput:
+    user_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Whose signature; your own by default. Agents may only set their own."
+    )
+    signature: str | None = strawberry.field(description="Plain text; null or blank removes it.")

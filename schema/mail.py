@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 
 from app.models import IMAP_MARKS, MAIL_INTAKES, MAIL_SECURITY, OUTBOUND_STATUSES
+from app.services.mail import idle_lease_key
+from app.services.replies import SIGNATURE_VARIABLES
 from schema.enums import values_enum
 from schema.errors import UserError
 from schema.ids import to_global_id
@@ -32,13 +34,19 @@ SECRET_ENV = (
 class ImapSettings:
     host: str | None
     port: int | None
-    security: MailSecurity = strawberry.field(description="TLS or NONE (STARTTLS is not offered for IMAP).")
+    security: MailSecurity = strawberry.field(
+        description="TLS (port 993), STARTTLS (port 143, upgraded before logging in; refused when the server cannot) "
+        "or NONE. Certificates are always verified, against the system's and CASEGRAPH_MAIL_CA_FILE."
+    )
     user: str | None
     secret_env: str | None = strawberry.field(description=SECRET_ENV)
     folder: str
     mark: ImapMark
     move_to: str | None = strawberry.field(description="The folder a message is moved to when mark is MOVE.")
-    idle: bool = strawberry.field(description="Wait with IDLE where the server offers it; not honoured yet: polled.")
+    idle: bool = strawberry.field(
+        description="Keep a connection in IDLE so new mail is taken in as it arrives, where the server offers it; "
+        "polled every pollSeconds otherwise, and whenever the IDLE connection is down."
+    )
     poll_seconds: int
 
 
@@ -81,6 +89,13 @@ def auto_response_settings(value: AutoResponseInput | None) -> dict[str, str] | 
     return None if value is None else {"subject": value.subject, "text": value.text}
 
 
+SIGNATURE_HELP = (
+    "The signature of replies sent from this mailbox, a Jinja2 template (sandboxed); variables: "
+    + ", ".join(SIGNATURE_VARIABLES)
+    + ". Null: each agent's own signature. Appended once to the text and HTML of replies, never to auto-responses."
+)
+
+
 @strawberry.type(description="Where polling stands and how it last went, and the intake's backlog.")
 class MailboxStatus:
     mailbox_db_id: strawberry.Private[int]
@@ -88,6 +103,10 @@ class MailboxStatus:
     last_uid: int
     last_error: str | None = strawberry.field(description="Why the last poll failed; null once a poll succeeds.")
     last_error_at: datetime | None
+
+    @strawberry.field(description="Whether a worker holds this mailbox's IDLE connection (and is not only polling it).")
+    async def idling(self, info: strawberry.Info) -> bool:
+        return bool(await info.context.runtime.redis.exists(idle_lease_key(self.mailbox_db_id)))
 
     @strawberry.field(description="Stored messages waiting for the intake job (or for its next attempt).")
     async def waiting_messages(self, info: strawberry.Info) -> int:
@@ -109,6 +128,7 @@ class Mailbox(Node):
     imap: ImapSettings
     relay: RelaySettings
     auto_response: AutoResponse | None = strawberry.field(description="Its own receipt; the pool's when null.")
+    signature: str | None = strawberry.field(description=SIGNATURE_HELP)
     status: MailboxStatus
 
     @strawberry.field
@@ -146,6 +166,7 @@ class Mailbox(Node):
                 from_address=row.relay_from,
             ),
             auto_response=AutoResponse.of(row),
+            signature=row.signature_template,
             status=MailboxStatus(
                 mailbox_db_id=row.id,
                 last_polled_at=row.last_polled_at,
@@ -192,6 +213,7 @@ class MailboxCreateInput:
     imap: ImapSettingsInput | None = None
     relay: RelaySettingsInput | None = None
     auto_response: AutoResponseInput | None = None
+    signature: str | None = strawberry.field(default=None, description=SIGNATURE_HELP)
 
 
 @strawberry.input
@@ -207,6 +229,7 @@ class MailboxUpdateInput:
     imap: ImapSettingsInput | None = None
     relay: RelaySettingsInput | None = None
     auto_response: AutoResponseInput | None = strawberry.field(default=strawberry.UNSET, description="null removes it.")
+    signature: str | None = strawberry.field(default=strawberry.UNSET, description="null removes it.")
 
 
 @strawberry.input
@@ -266,6 +289,12 @@ class CaseReplyInput:
     )
     mailbox_id: strawberry.ID | None = strawberry.field(
         default=None, description="The mailbox to send from; by default the one the case's latest mail came to."
+    )
+    template_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="A canned reply (replyTemplates) filled in for the case: its text (and HTML) is the body and its "
+        "subject the subject when none is given. Text or HTML given too comes before it (a personal line); "
+        "to change the canned words, read replyPreview and send the edited text without templateId.",
     )
 
 

@@ -63,6 +63,8 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Query.messageTemplates": SUPERVISOR,  # who is away and who covers is what colleagues plan around
     "Query.mailboxes": ADMIN,
     "Query.mailbox": ADMIN,
+    "Query.replyTemplates": STAFF,  # agents answer with them
+    "Query.replyPreview": STAFF,
     "Query.task": STAFF,
     "Query.myTasks": STAFF,
     "Query.tasks": SUPERVISOR,  # everyone's tasks: the team's follow-ups
@@ -118,6 +120,10 @@ MATRIX: dict[str, tuple[str, ...]] = {
     "Mutation.mailboxUpdate": ADMIN,
     "Mutation.mailboxDelete": ADMIN,
     "Mutation.caseReply": STAFF,
+    "Mutation.replyTemplateCreate": SUPERVISOR,
+    "Mutation.replyTemplateUpdate": SUPERVISOR,
+    "Mutation.replyTemplateDelete": SUPERVISOR,
+    "Mutation.userSignatureSet": STAFF,  # an agent their own, a supervisor anyone's (the service's rule)
     "Mutation.poolMemberSet": SUPERVISOR,
     "Mutation.poolMemberRemove": SUPERVISOR,
     "Mutation.caseNext": STAFF,

@@ -115,6 +115,7 @@ async def test_the_file_round_trips_through_the_cli_onto_a_clean_database(gql, r
         "customerFields",
         "caseTemplates",
         "messageTemplates",
+        "replyTemplates",
         "regions",
         "tat_policies",
         "user_groups",
@@ -230,6 +231,7 @@ async def test_what_the_file_no_longer_lists_goes_unless_it_is_in_use(gql, runti
         "customerFields": 2,
         "caseTemplates": 0,
         "messageTemplates": 0,
+        "replyTemplates": 0,
         **{"regions": 0, "tat_policies": 0, "user_groups": 0, "workflows": 0, "searchScreens": 0},
     }
     assert (after["caseTemplates"], [d["name"] for d in after["dictionaries"]]) == ([], ["Account types"])

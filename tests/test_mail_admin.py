@@ -93,7 +93,7 @@ async def test_bad_mailbox_settings_are_typed_errors(gql):
         ({"address": "Support <support@example.com>"}, "address", "INVALID"),
         ({"address": "support@example.com\r\nBcc: x@evil.example"}, "address", "INVALID"),
         ({"imap": {"user": "support"}}, "imap.host", "REQUIRED"),
-        ({"imap": {**IMAP_BOX["imap"], "security": "STARTTLS"}}, "imap.security", "INVALID"),
+        ({"signature": "Regards, {{ agent_name"}, "signature", "INVALID"),
         ({"imap": {**IMAP_BOX["imap"], "mark": "MOVE"}}, "imap.moveTo", "REQUIRED"),
         ({"imap": {**IMAP_BOX["imap"], "pollSeconds": 1}}, "imap.pollSeconds", "INVALID"),
         ({"imap": {**IMAP_BOX["imap"], "port": 70000}}, "imap.port", "INVALID"),

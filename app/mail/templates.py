@@ -26,6 +26,8 @@ AUTO_RESPONSE_VARIABLES = {
 }
 
 _environment = ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+# HTML templates: every variable escaped, so a customer's name cannot add markup.
+_html_environment = ImmutableSandboxedEnvironment(autoescape=True, keep_trailing_newline=True)
 
 
 def template_error(source: str) -> str | None:
@@ -45,6 +47,15 @@ def render(source: str, variables: dict[str, Any]) -> str | None:
         return _environment.from_string(source).render(**variables)
     except Exception:  # noqa: BLE001 - a bad template must not stop the intake
         log.warning("a template failed to render", exc_info=True)
+        return None
+
+
+def render_html(source: str, variables: dict[str, Any]) -> str | None:
+    """An HTML template rendered with its variables escaped, or None when it fails."""
+    try:
+        return _html_environment.from_string(source).render(**variables)
+    except Exception:  # noqa: BLE001 - refused by the caller, never half-rendered
+        log.warning("an HTML template failed to render", exc_info=True)
         return None
 
 

@@ -38,6 +38,7 @@ from app.models.mail import (
     InboundMessage,
     Mailbox,
     OutboundMessage,
+    ReplyTemplate,
 )
 from app.models.messages import MESSAGE_KINDS, MessageTemplate
 from app.models.queues import REPLY_STATUSES, Absence, Pool, PoolMember
@@ -124,6 +125,7 @@ __all__ = [
     "InboundMessage",
     "Mailbox",
     "OutboundMessage",
+    "ReplyTemplate",
     "Pool",
     "NoMatchPolicy",
     "PromotionRule",

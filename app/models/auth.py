@@ -24,6 +24,8 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(Text)
     role: Mapped[str] = mapped_column(String(16), nullable=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=sql("true"))
+    # Appended to the user's email replies (plain text).
+    signature: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_at()
 
     __table_args__ = (

@@ -64,6 +64,9 @@ class Mailbox(Base):
     # A receipt sent when a mail opens a case (Jinja2 templates, rendered in a sandbox); the pool's when unset.
     auto_response_subject: Mapped[str | None] = mapped_column(Text)
     auto_response_text: Mapped[str | None] = mapped_column(Text)
+    # The signature of replies sent from it (a Jinja2 template with the agent's name, role...); the
+    # agent's own signature when unset.
+    signature_template: Mapped[str | None] = mapped_column(Text)
     # Where polling stands: UIDs are only comparable within one UIDVALIDITY of the folder.
     imap_uid_validity: Mapped[int | None] = mapped_column(BigInteger)
     imap_last_uid: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=sql("0"))
@@ -156,4 +159,28 @@ class OutboundMessage(Base):
         ),
         # The sweeper finds queued replies whose send job was lost.
         Index("ix_outbound_messages_queued", "next_attempt_at", postgresql_where=sql("status = 'queued'")),
+    )
+
+
+class ReplyTemplate(Base):
+    """A canned reply (a text module): a Jinja2 template an agent answers a case with, for every
+    pool (global) or for one."""
+
+    __tablename__ = "reply_templates"
+
+    id: Mapped[int] = pk()
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    pool_id: Mapped[int | None] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"))
+    subject: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    html: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+
+    __table_args__ = (
+        # One name once among the global templates, and once within each pool.
+        Index("uq_reply_templates_global_name", "name", unique=True, postgresql_where=sql("pool_id IS NULL")),
+        Index(
+            "uq_reply_templates_pool_name", "pool_id", "name", unique=True, postgresql_where=sql("pool_id IS NOT NULL")
+        ),
     )

@@ -3,12 +3,15 @@ acknowledged, the intake that turns a stored message into a recognised contact, 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import html as html_escape
 import logging
 import os
 import re
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +23,7 @@ import yaml
 from aioimaplib import AioImapException
 from arq.connections import ArqRedis
 from sqlalchemy import ARRAY, String, bindparam, delete, func, select, text, update
+from sqlalchemy import case as when
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,7 +33,7 @@ from app.auth import SYSTEM, Actor
 from app.contact_data import ContactData
 from app.errors import ErrorCode, UserError, not_found
 from app.mail.compose import Outgoing, compose, new_message_id
-from app.mail.imap import ImapError, open_folder
+from app.mail.imap import ImapError, ImapFolder, open_folder, tls_context
 from app.mail.parse import ParsedMail, html_to_text, parse_message, parse_messages
 from app.mail.templates import checked_auto_response, render
 from app.models import (
@@ -46,7 +50,7 @@ from app.models import (
     User,
 )
 from app.recognition.connector import SECRET_ENV_PREFIX
-from app.services import audit
+from app.services import audit, replies
 from app.services import contacts as contact_service
 from app.services import queues as queue_service
 from app.services.contacts import failure_code, ingest_contact
@@ -58,7 +62,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-IMAP_SECURITY = ("tls", "none")  # aioimaplib speaks no STARTTLS
+IMAP_SECURITY = MAIL_SECURITY
 MAX_INTAKE_ATTEMPTS = 5
 
 # The settings groups as the API and the YAML file show them, and the columns they are stored in.
@@ -84,7 +88,13 @@ RELAY_FIELDS = {
 }
 IMAP_DEFAULTS = {"security": "tls", "folder": "INBOX", "mark": "flag", "idle": False, "poll_seconds": 60}
 RELAY_DEFAULTS = {"security": "starttls"}
-_PORTS = {("imap", "tls"): 993, ("imap", "none"): 143, ("relay", "tls"): 465, ("relay", "starttls"): 587}
+_PORTS = {
+    ("imap", "tls"): 993,
+    ("imap", "starttls"): 143,
+    ("imap", "none"): 143,
+    ("relay", "tls"): 465,
+    ("relay", "starttls"): 587,
+}
 
 
 # ---- mailboxes as data ---------------------------------------------------------------------------
@@ -184,6 +194,7 @@ async def _mailbox_columns(
     imap: dict[str, Any] | None,
     relay: dict[str, Any] | None,
     auto_response: dict[str, Any] | None = None,
+    signature: str | None = None,
     exclude_id: int | None = None,
 ) -> dict[str, Any]:
     """A mailbox's columns from its settings, every one checked."""
@@ -209,6 +220,7 @@ async def _mailbox_columns(
     _checked_imap(columns, intake)
     _checked_relay(columns)
     columns["auto_response_subject"], columns["auto_response_text"] = checked_auto_response(auto_response)
+    columns["signature_template"] = replies.checked_signature_template(signature)
     return columns
 
 
@@ -218,6 +230,7 @@ def _snapshot(mailbox: Mailbox) -> dict[str, Any]:
         "imap": {key: getattr(mailbox, column) for key, column in IMAP_FIELDS.items()},
         "relay": {key: getattr(mailbox, column) for key, column in RELAY_FIELDS.items()},
         "auto_response": queue_service.auto_response_of(mailbox),
+        "signature": mailbox.signature_template,
     }
 
 
@@ -233,6 +246,7 @@ async def create_mailbox(
     imap: dict[str, Any] | None = None,
     relay: dict[str, Any] | None = None,
     auto_response: dict[str, Any] | None = None,
+    signature: str | None = None,
 ) -> Mailbox:
     """Add a supervised mailbox."""
     columns = await _mailbox_columns(
@@ -245,6 +259,7 @@ async def create_mailbox(
         imap=imap,
         relay=relay,
         auto_response=auto_response,
+        signature=signature,
     )
     mailbox = Mailbox(**columns)
     session.add(mailbox)
@@ -277,6 +292,7 @@ async def update_mailbox(
     imap: dict[str, Any] | None = None,
     relay: dict[str, Any] | None = None,
     auto_response: Any = _KEEP,
+    signature: Any = _KEEP,
 ) -> Mailbox:
     """Change a mailbox; a settings group given (imap, relay, auto-response) replaces the whole group."""
     mailbox = await session.get(Mailbox, mailbox_id, with_for_update=True)
@@ -293,6 +309,7 @@ async def update_mailbox(
         imap=imap if imap is not None else before["imap"],
         relay=relay if relay is not None else before["relay"],
         auto_response=before["auto_response"] if auto_response is _KEEP else auto_response,
+        signature=before["signature"] if signature is _KEEP else signature,
         exclude_id=mailbox_id,
     )
     moved = (columns["imap_host"], columns["imap_user"], columns["imap_folder"]) != (
@@ -364,6 +381,7 @@ async def export_config(session: AsyncSession) -> str:
                 "imap": snapshot["imap"],
                 "relay": snapshot["relay"],
                 "auto_response": snapshot["auto_response"],
+                "signature": snapshot["signature"],
             }
         )
     document = {
@@ -454,6 +472,7 @@ async def import_config(session: AsyncSession, *, actor: Actor, document: str) -
             "imap": item.get("imap") or {},
             "relay": item.get("relay") or {},
             "auto_response": item.get("auto_response"),
+            "signature": item.get("signature"),
         }
         try:
             address = normalized_address(item.get("address"))
@@ -1119,52 +1138,82 @@ async def _record_poll(runtime: Runtime, mailbox_id: int, error: str | None, **p
         await session.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(**values))
 
 
+def _imap_settings(runtime: Runtime, mailbox: Mailbox, password: str) -> dict[str, Any]:
+    return {
+        "host": mailbox.imap_host,
+        "port": mailbox.imap_port,
+        "security": mailbox.imap_security,
+        "user": mailbox.imap_user,
+        "password": password,
+        "folder": mailbox.imap_folder,
+        "context": tls_context(runtime.settings.mail_ca_file),
+    }
+
+
+async def _imap_password(runtime: Runtime, mailbox: Mailbox) -> str | None:
+    """The mailbox's password from its environment variable; None (and the error recorded) when unset."""
+    password = os.environ.get(mailbox.imap_secret_env or "", "")
+    if mailbox.imap_secret_env and not password:
+        await _record_poll(runtime, mailbox.id, f"the environment variable {mailbox.imap_secret_env} is not set")
+        return None
+    return password
+
+
+async def _take_new(runtime: Runtime, mailbox: Mailbox, folder: ImapFolder, enqueue: Enqueue) -> int:
+    """Store, then mark, each message above the last UID seen; the last UID moves only after the
+    mark, so a crash in between fetches it again and the stored copy is found. Returns how many."""
+    fetched = 0
+    async with runtime.reading() as session:  # another connection (IDLE, a poll) may have moved it on
+        position = (
+            await session.execute(
+                select(Mailbox.imap_uid_validity, Mailbox.imap_last_uid).where(Mailbox.id == mailbox.id)
+            )
+        ).first()
+    last_uid = position.imap_last_uid if position and folder.uid_validity == position.imap_uid_validity else 0
+    for uid in await folder.uids_after(last_uid):
+        raw = await folder.fetch(uid)
+        if raw is not None:
+            async with runtime.transaction() as session:
+                inbound_id = await store_inbound(
+                    session,
+                    mailbox_id=mailbox.id,
+                    via="imap",
+                    raw=raw,
+                    imap_uid_validity=folder.uid_validity,
+                    imap_uid=uid,
+                )
+            await enqueue(inbound_id)
+            await folder.mark(uid, mark=mailbox.imap_mark, move_to=mailbox.imap_move_to)
+            fetched += 1
+        async with runtime.transaction() as session:
+            same_folder = Mailbox.imap_uid_validity == folder.uid_validity
+            await session.execute(
+                update(Mailbox)
+                .where(Mailbox.id == mailbox.id)
+                .values(
+                    imap_uid_validity=folder.uid_validity,
+                    # Never backwards: a poll and the IDLE connection may take the same mail in.
+                    imap_last_uid=when((same_folder, func.greatest(Mailbox.imap_last_uid, uid)), else_=uid),
+                )
+            )
+    await _record_poll(runtime, mailbox.id, None, imap_uid_validity=folder.uid_validity)
+    return fetched
+
+
 async def poll_mailbox(runtime: Runtime, *, mailbox_id: int, enqueue: Enqueue) -> PollResult:
-    """Fetch what arrived above the last UID seen: each message is stored (committed) before it is
-    marked on the server, and the last UID moves only after the mark, so a crash in between fetches
-    it again and the stored copy is found. A failure is recorded on the mailbox, never raised."""
+    """Fetch what arrived above the last UID seen (`_take_new`). A failure is recorded on the
+    mailbox, never raised."""
     async with runtime.reading() as session:
         mailbox = await session.get(Mailbox, mailbox_id)
     if mailbox is None or not mailbox.enabled or mailbox.intake != "imap":
         return PollResult()
-    password = os.environ.get(mailbox.imap_secret_env or "", "")
-    if mailbox.imap_secret_env and not password:
-        error = f"the environment variable {mailbox.imap_secret_env} is not set"
-        await _record_poll(runtime, mailbox_id, error)
-        return PollResult(error=error)
+    password = await _imap_password(runtime, mailbox)
+    if password is None:
+        return PollResult(error=f"the environment variable {mailbox.imap_secret_env} is not set")
     result = PollResult()
     try:
-        async with open_folder(
-            host=mailbox.imap_host,
-            port=mailbox.imap_port,
-            security=mailbox.imap_security,
-            user=mailbox.imap_user,
-            password=password,
-            folder=mailbox.imap_folder,
-        ) as folder:
-            last_uid = mailbox.imap_last_uid if folder.uid_validity == mailbox.imap_uid_validity else 0
-            for uid in await folder.uids_after(last_uid):
-                raw = await folder.fetch(uid)
-                if raw is not None:
-                    async with runtime.transaction() as session:
-                        inbound_id = await store_inbound(
-                            session,
-                            mailbox_id=mailbox_id,
-                            via="imap",
-                            raw=raw,
-                            imap_uid_validity=folder.uid_validity,
-                            imap_uid=uid,
-                        )
-                    await enqueue(inbound_id)
-                    await folder.mark(uid, mark=mailbox.imap_mark, move_to=mailbox.imap_move_to)
-                    result.fetched += 1
-                async with runtime.transaction() as session:
-                    await session.execute(
-                        update(Mailbox)
-                        .where(Mailbox.id == mailbox_id)
-                        .values(imap_uid_validity=folder.uid_validity, imap_last_uid=uid)
-                    )
-            await _record_poll(runtime, mailbox_id, None, imap_uid_validity=folder.uid_validity)
+        async with open_folder(**_imap_settings(runtime, mailbox, password)) as folder:
+            result.fetched = await _take_new(runtime, mailbox, folder, enqueue)
     except Exception as error:  # noqa: BLE001 - a broken mailbox shows its error and does not stop the others
         result.error = _describe(error)
         log.warning("polling mailbox %s failed: %s", mailbox_id, result.error)
@@ -1172,9 +1221,165 @@ async def poll_mailbox(runtime: Runtime, *, mailbox_id: int, enqueue: Enqueue) -
     return result
 
 
+# ---- IMAP IDLE: new mail taken in as it arrives ------------------------------------------------------
+
+IDLE_LEASE_SECONDS = 30  # a worker that dies gives its mailboxes up after this
+IDLE_REFRESH_SECONDS = 25 * 60  # RFC 2177: re-issue IDLE before the server's 30-minute timeout
+IDLE_UNSUPPORTED_RETRY = 600  # a server without IDLE is asked again after this (it may have been upgraded)
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+def idle_lease_key(mailbox_id: int) -> str:
+    return f"casegraph:mail-idle:{mailbox_id}"
+
+
+class IdleUnsupported(Exception):
+    """The server offers no IDLE: the mailbox is polled."""
+
+
+async def idle_mailboxes(runtime: Runtime) -> dict[int, tuple]:
+    """Enabled IMAP mailboxes that ask for IDLE, each with what its connection depends on (a change restarts it)."""
+    async with runtime.reading() as session:
+        rows = await session.scalars(
+            select(Mailbox).where(Mailbox.enabled, Mailbox.intake == "imap", Mailbox.imap_idle)
+        )
+        return {
+            m.id: (
+                m.imap_host,
+                m.imap_port,
+                m.imap_security,
+                m.imap_user,
+                m.imap_secret_env,
+                m.imap_folder,
+                m.imap_mark,
+                m.imap_move_to,
+                m.poll_seconds,
+            )
+            for m in rows
+        }
+
+
+async def idle_session(runtime: Runtime, *, mailbox_id: int, enqueue: Enqueue, connected: Callable[[], None]) -> None:
+    """One IDLE connection: take in what is new, then IDLE until the server reports news (or the
+    poll interval passes, so the mailbox counts as polled and the poll job leaves it alone), and
+    again. Returns when the mailbox no longer asks for IDLE; raises when the connection fails,
+    IdleUnsupported when the server offers no IDLE."""
+    async with runtime.reading() as session:
+        mailbox = await session.get(Mailbox, mailbox_id)
+    if mailbox is None or not (mailbox.enabled and mailbox.intake == "imap" and mailbox.imap_idle):
+        return
+    password = await _imap_password(runtime, mailbox)
+    if password is None:
+        raise ImapError(f"the environment variable {mailbox.imap_secret_env} is not set")
+    async with open_folder(**_imap_settings(runtime, mailbox, password)) as folder:
+        if not folder.offers_idle():
+            raise IdleUnsupported
+        connected()
+        while True:
+            await _take_new(runtime, mailbox, folder, enqueue)
+            # Renewed a little before the poll interval ends, so the poll job does not find it due.
+            await folder.wait_for_news(min(mailbox.poll_seconds * 0.8, IDLE_REFRESH_SECONDS))
+
+
+class IdleKeeper:
+    """Keeps one IDLE connection per mailbox that asks for it, in whichever worker process holds
+    the mailbox's lease in Redis: never two for one mailbox. A connection that fails is opened
+    again after a growing delay (its error shown on the mailbox meanwhile, and the poll job
+    polling it as usual); a server without IDLE leaves the mailbox to the poll job."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        enqueue: Enqueue,
+        *,
+        scan_seconds: float = 5.0,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+    ) -> None:
+        self.runtime, self.enqueue = runtime, enqueue
+        self.scan_seconds, self.backoff_base, self.backoff_max = scan_seconds, backoff_base, backoff_max
+        self.token = os.urandom(12).hex()  # this process's name on its leases
+        self.running: dict[int, tuple[tuple, asyncio.Task]] = {}
+        self.unsupported: dict[int, tuple[tuple, float]] = {}  # mailbox -> (its settings, when to ask again)
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="mail-idle-keeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for mailbox_id in list(self.running):
+            await self._end(mailbox_id)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.scan()
+            except Exception:  # noqa: BLE001 - the database or Redis may be away for a moment
+                log.warning("keeping IDLE connections failed; trying again", exc_info=True)
+            await asyncio.sleep(self.scan_seconds)
+
+    async def scan(self) -> None:
+        """Start, keep (renewing its lease), restart or end each mailbox's IDLE loop."""
+        wanted = await idle_mailboxes(self.runtime)
+        redis = self.runtime.redis
+        for mailbox_id in list(self.running):
+            settings, task = self.running[mailbox_id]
+            renewed = await redis.eval(_RENEW, 1, idle_lease_key(mailbox_id), self.token, IDLE_LEASE_SECONDS * 1000)
+            if wanted.get(mailbox_id) != settings or task.done() or not renewed:
+                await self._end(mailbox_id)
+        now = asyncio.get_running_loop().time()
+        for mailbox_id, settings in wanted.items():
+            if mailbox_id in self.running:
+                continue
+            unsupported = self.unsupported.get(mailbox_id)
+            if unsupported is not None and unsupported[0] == settings and unsupported[1] > now:
+                continue
+            if await redis.set(idle_lease_key(mailbox_id), self.token, nx=True, px=IDLE_LEASE_SECONDS * 1000):
+                task = asyncio.create_task(self._loop(mailbox_id, settings), name=f"mail-idle:{mailbox_id}")
+                self.running[mailbox_id] = (settings, task)
+
+    async def _end(self, mailbox_id: int) -> None:
+        _, task = self.running.pop(mailbox_id)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        with contextlib.suppress(Exception):
+            await self.runtime.redis.eval(_RELEASE, 1, idle_lease_key(mailbox_id), self.token)
+
+    async def _loop(self, mailbox_id: int, settings: tuple) -> None:
+        failures = 0
+
+        def connected() -> None:
+            nonlocal failures
+            failures = 0
+
+        while True:
+            try:
+                await idle_session(self.runtime, mailbox_id=mailbox_id, enqueue=self.enqueue, connected=connected)
+                return
+            except IdleUnsupported:
+                log.info("mailbox %s: the server offers no IDLE; polled instead", mailbox_id)
+                self.unsupported[mailbox_id] = (settings, asyncio.get_running_loop().time() + IDLE_UNSUPPORTED_RETRY)
+                return
+            except Exception as error:  # noqa: BLE001 - shown on the mailbox; connected again after a delay
+                failures += 1
+                description = _describe(error)
+                log.warning("IDLE on mailbox %s failed: %s", mailbox_id, description)
+                with contextlib.suppress(Exception):
+                    await _record_poll(self.runtime, mailbox_id, description)
+            await asyncio.sleep(min(self.backoff_max, self.backoff_base * 2 ** (failures - 1)))
+
+
 def _describe(error: Exception) -> str:
     if isinstance(error, ImapError):
         return str(error)
+    if isinstance(error, ssl.SSLError):  # before OSError: it is one
+        return f"TLS failed: {error.reason or type(error).__name__}"[:300]
     if isinstance(error, TimeoutError | AioImapException):
         return f"the server did not answer properly ({type(error).__name__})"
     if isinstance(error, OSError):
@@ -1233,18 +1438,30 @@ async def reply_to_case(
     bcc: list[str] | None = None,
     attachment_ids: list[int] | None = None,
     mailbox_id: int | None = None,
+    template_id: int | None = None,
 ) -> tuple[Any, int]:
     """Record an outbound email on the case and put it in the outbox; returns (contact, outbound id).
-    It threads under the case's latest inbound mail and carries the case's reference tag."""
+    It threads under the case's latest inbound mail, carries the case's reference tag, and ends
+    with the signature (`replies.signature_for`). A canned reply (`template_id`) gives the body and,
+    when none is given, the subject; the agent's own text or HTML, when given too, comes before it."""
     to, cc, bcc = _addresses(to, "to"), _addresses(cc, "cc"), _addresses(bcc, "bcc")
     if not to:
         raise UserError(ErrorCode.REQUIRED, "name at least one recipient", "to")
-    if not (text or "").strip() and not (html or "").strip():
+    if template_id is None and not (text or "").strip() and not (html or "").strip():
         raise UserError(ErrorCode.REQUIRED, "a reply needs a text or an HTML body", "text")
     customer_id, case_id = await contact_service.resolve_links(session, customer_id=None, case_id=case_id)
     case = await session.get(Case, case_id)
-    subject = _plain(subject, "subject") or f"Re: {case.subject}"
+    subject = _plain(subject, "subject")
     mailbox = await _reply_mailbox(session, case_id, mailbox_id)
+    if template_id is not None:
+        canned = await replies.render_reply_template(
+            session, template_id=template_id, case=case, actor=actor, mailbox=mailbox
+        )
+        subject = subject or canned.subject
+        text, html = _with_canned(text, html, canned)
+    subject = subject or f"Re: {case.subject}"
+    text = text if (text or "").strip() else html_to_text(html or "")
+    text, html = replies.signed(text, html, await replies.signature_for(session, actor=actor, mailbox=mailbox))
     in_reply_to, references = await _thread_of(session, case_id)
     files = []
     for index, attachment_id in enumerate(attachment_ids or []):
@@ -1258,7 +1475,7 @@ async def reply_to_case(
         to=to,
         cc=cc,
         subject=tagged_subject(subject, case.reference),
-        text=text if (text or "").strip() else html_to_text(html or ""),
+        text=text,
         html=html,
         in_reply_to=in_reply_to,
         references=references,
@@ -1274,6 +1491,24 @@ async def reply_to_case(
             files=[_StoredFile(row.filename, row.content_type, data, False, None) for row, data in files],
         )
     return contact, outbound_id
+
+
+def _with_canned(text: str | None, html: str | None, canned: replies.RenderedReply) -> tuple[str, str | None]:
+    """The agent's own words first (a greeting, a personal line), then the canned reply."""
+    own_text = (text or "").strip() or (html_to_text(html) if (html or "").strip() else "")
+    body_text = f"{own_text}\n\n{canned.text}" if own_text else canned.text
+    if canned.html is None and not (html or "").strip():
+        return body_text, None
+    own_html = html if (html or "").strip() else _paragraphs(text or "")
+    canned_html = canned.html if canned.html is not None else _paragraphs(canned.text)
+    return body_text, f"{own_html}\n{canned_html}" if own_html else canned_html
+
+
+def _paragraphs(text: str) -> str:
+    """Plain text as HTML, escaped, line breaks kept."""
+    return "".join(
+        f"<p>{html_escape.escape(block).replace(chr(10), '<br>')}</p>" for block in text.strip().split("\n\n") if block
+    )
 
 
 async def _thread_of(session: AsyncSession, case_id: int, up_to: int | None = None) -> tuple[str | None, list[str]]:
@@ -1499,6 +1734,7 @@ async def send_outbound(
                 port=mailbox.relay_port,
                 use_tls=mailbox.relay_security == "tls",
                 start_tls=mailbox.relay_security == "starttls",
+                tls_context=tls_context(runtime.settings.mail_ca_file) if mailbox.relay_security != "none" else None,
                 username=mailbox.relay_user if password else None,
                 password=password,
                 timeout=60,
