@@ -3,11 +3,13 @@ separate `casegraph worker` process as recognised contacts. Prints messages per 
 the parse-only ceiling measured in the same run, their ratio, and what was lost or duplicated;
 the last line is JSON.
 
-    .venv/bin/python bench/intake.py [--messages 1000] [--mix plain|full] [--burst 1000]
+    .venv/bin/python bench/intake.py [--messages 1000] [--mix plain|full] [--burst 1000] [--kill 1000]
 
 Then, for the intake alone, a burst of `--burst` messages is stored at once and taken in by the
 worker (`intake_only_msgs_per_s`: the listener's own pace, one transaction per message, caps the
-end-to-end figure).
+end-to-end figure). Last, `--kill` more messages are stored and enqueued, the worker is killed
+with SIGKILL once a third of them are contacts, and a new worker takes in the rest: `lost` and
+`duplicated` count over every message of the run, the killed batch included.
 
 `plain` sends 5 KB plain-text messages; `full` mixes them with 50 KB HTML messages and 1 MB
 messages with an attachment (80/15/5). Messages come from 200 senders, so most find their customer.
@@ -20,6 +22,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -93,7 +96,42 @@ async def drain(runtime, enqueue, mailbox_id: int, messages: list[bytes]) -> flo
     return len(messages) / (time.perf_counter() - started)
 
 
-async def run(messages: list[bytes], burst: list[bytes], urls: dict[str, str]) -> dict:
+async def contact_count(runtime) -> int:
+    from sqlalchemy import text
+
+    async with runtime.engine.connect() as conn:
+        return (await conn.execute(text("SELECT count(*) FROM contacts"))).scalar()
+
+
+def start_worker(urls: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker"], env={**os.environ, **urls}, cwd=ROOT, stderr=subprocess.DEVNULL
+    )
+
+
+async def kill_midway(runtime, enqueue, mailbox_id: int, messages: list[bytes], urls: dict, worker) -> subprocess.Popen:
+    """Store and enqueue `messages`, SIGKILL the worker once a third are contacts, start another
+    one, and wait until every message is taken in (the sweeper re-enqueues what the killed worker
+    held); returns the new worker."""
+    from app.services import mail as mail_service
+
+    before = await contact_count(runtime)
+    ids = []
+    async with runtime.transaction() as session:
+        for raw in messages:
+            ids.append(await mail_service.store_inbound(session, mailbox_id=mailbox_id, via="smtp", raw=raw))
+    for inbound_id in ids:
+        await enqueue(inbound_id)
+    while await contact_count(runtime) - before < len(messages) // 3:
+        await asyncio.sleep(0.02)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    replacement = start_worker(urls)
+    await wait_for_intake(runtime)
+    return replacement
+
+
+async def run(messages: list[bytes], burst: list[bytes], killed: list[bytes], urls: dict[str, str]) -> dict:
     import aiosmtplib
     from arq.connections import RedisSettings, create_pool
     from sqlalchemy import text
@@ -112,9 +150,7 @@ async def run(messages: list[bytes], burst: list[bytes], urls: dict[str, str]) -
     arq = await create_pool(RedisSettings.from_dsn(urls["REDIS_URL"]), default_queue_name=JOB_QUEUE)
     port = free_port()
     listener = await start_listener(runtime, mail_service.intake_enqueuer(arq), host="127.0.0.1", port=port)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker"], env={**os.environ, **urls}, cwd=ROOT, stderr=subprocess.DEVNULL
-    )
+    worker = start_worker(urls)
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for raw in messages:
         queue.put_nowait(raw)
@@ -136,9 +172,11 @@ async def run(messages: list[bytes], burst: list[bytes], urls: dict[str, str]) -
         sent_at = time.perf_counter()
         await wait_for_intake(runtime)
         finished = time.perf_counter()
+        drained = await drain(runtime, mail_service.intake_enqueuer(arq), mailbox.id, burst) if burst else 0.0
+        if killed:
+            worker = await kill_midway(runtime, mail_service.intake_enqueuer(arq), mailbox.id, killed, urls, worker)
         async with runtime.engine.connect() as conn:
             contacts = (await conn.execute(text("SELECT count(*), count(DISTINCT external_id) FROM contacts"))).one()
-        drained = await drain(runtime, mail_service.intake_enqueuer(arq), mailbox.id, burst) if burst else 0.0
     finally:
         worker.terminate()
         worker.wait(30)
@@ -151,7 +189,8 @@ async def run(messages: list[bytes], burst: list[bytes], urls: dict[str, str]) -
         "send_seconds": round(sent_at - started, 2),
         "msgs_per_s": round(len(messages) / (finished - started), 1),
         "intake_only_msgs_per_s": round(drained, 1),
-        "lost": accepted - contacts[1],
+        "killed_batch": len(killed),
+        "lost": accepted + len(burst) + len(killed) - contacts[1],
         "duplicated": contacts[0] - contacts[1],
     }
 
@@ -161,12 +200,14 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--mix", choices=("plain", "full"), default="plain")
     parser.add_argument("--burst", type=int, default=1000, help="messages stored at once for the intake-only figure")
+    parser.add_argument("--kill", type=int, default=1000, help="messages taken in across a worker killed midway")
     args = parser.parse_args()
     messages = generate(args.messages, args.mix)
     burst = generate(args.burst, args.mix, prefix="burst")
+    killed = generate(args.kill, args.mix, prefix="killed")
     ceiling = parse_ceiling(messages)
     with embedded_servers() as urls:
-        result = asyncio.run(run(messages, burst, urls))
+        result = asyncio.run(run(messages, burst, killed, urls))
     result |= {"mix": args.mix, "parse_ceiling_per_s": round(ceiling, 1)}
     result["ratio"] = round(result["msgs_per_s"] / result["parse_ceiling_per_s"], 3)
     print(
@@ -174,7 +215,10 @@ def main() -> None:
     )
     print(f"parse-only ceiling in the same run: {result['parse_ceiling_per_s']}/s; ratio {result['ratio']}")
     print(f"intake alone (a burst of {args.burst} stored messages): {result['intake_only_msgs_per_s']}/s")
-    print(f"lost {result['lost']}, duplicated {result['duplicated']}")
+    print(
+        f"lost {result['lost']}, duplicated {result['duplicated']} over every message, "
+        f"{result['killed_batch']} of them taken in across a worker killed with SIGKILL midway"
+    )
     print(json.dumps(result))
 
 
