@@ -5,6 +5,10 @@ worker does."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from email.message import EmailMessage
 from email.policy import SMTP
 
@@ -18,6 +22,7 @@ from app.models import InboundMessage
 from app.services import mail as mail_service
 from tests.mail_support import add_mailbox, message
 from tests.test_ingest_batch import reset, snapshot
+from tests.test_runtime import ROOT
 
 
 def corpus() -> list[bytes]:
@@ -122,3 +127,34 @@ def test_a_text_without_any_quote_cue_skips_the_reply_parser_and_reads_the_same(
     expected = (EmailReplyParser(languages=REPLY_LANGUAGES).parse_reply(text) or "").strip() or text
     assert _new_text(text, mail) == expected
     assert mail.problems == []
+
+
+OWNER = """
+import asyncio, sys
+from app.mail import parse
+from tests.mail_support import message
+
+raws = [message(message_id=f"<m{i}@example.org>") for i in range(parse.PARALLEL_FROM)]
+asyncio.run(parse.parse_messages(raws))
+print(*parse._helper._processes, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_parsing_helper_ends_when_the_worker_that_started_it_is_killed():
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    [helper] = [int(pid) for pid in owner.stdout.readline().split()]
+    os.kill(helper, 0)  # running
+    owner.kill()  # SIGKILL: the pool is never shut down
+    owner.wait()
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(helper, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the parsing helper outlived the killed worker")

@@ -10,6 +10,8 @@ import logging
 import multiprocessing
 import os
 import re
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -254,6 +256,22 @@ def _parse_all(raws: list[bytes]) -> list[ParsedMail]:
     return [parse_message(raw) for raw in raws]
 
 
+def _end_with(owner_pid: int) -> None:
+    """In the helper: exit once the worker that started it is gone. A worker killed with SIGKILL
+    never tells its pool to stop, and the helper (with the forkserver it keeps alive) would
+    otherwise wait forever."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1)
+            try:
+                os.kill(owner_pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 async def parse_messages(raws: list[bytes]) -> list[ParsedMail]:
     """parse_message for each, in a helper process when there are many and a second core for it."""
     global _helper
@@ -261,7 +279,12 @@ async def parse_messages(raws: list[bytes]) -> list[ParsedMail]:
         return _parse_all(raws)
     if _helper is None:
         # forkserver: the helper does not inherit the worker's connections and threads.
-        _helper = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
+        _helper = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=_end_with,
+            initargs=(os.getpid(),),
+        )
     try:
         return await asyncio.get_running_loop().run_in_executor(_helper, _parse_all, raws)
     except BrokenProcessPool:  # the helper died (out of memory on a hostile message): parse here
