@@ -35,7 +35,7 @@ from app.recognition.view import ContactView
 
 Pair = tuple[str, str]
 
-LOCK_IDENTIFIERS = text(
+_LOCK_IDENTIFIERS = text(
     "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM (SELECT unnest(:keys) AS k ORDER BY 1) keys"
 ).bindparams(bindparam("keys", type_=ARRAY(String)))
 
@@ -152,15 +152,17 @@ class BatchReads:
                 except (UserError, PatternTimeout):
                     continue  # the rule reports it when it runs
         if pairs:
-            # Locked in one order for the whole batch before they are read (as each new profile
-            # locks its own, see recognition.apply_outcome): a profile another transaction creates
-            # with one of them is committed before the read, or waits for this batch; and two
-            # batches cannot deadlock on them.
-            await conn.execute(LOCK_IDENTIFIERS, {"keys": sorted(f"customer-identifier:{k}:{v}" for k, v in pairs)})
-            kinds, values = zip(*pairs, strict=True)
-            reads.holders = {pair: [] for pair in pairs}
-            for row in await conn.execute(_HOLDERS, {"kinds": list(kinds), "values": list(values)}):
-                reads.holders[(row.kind, row.value)].append(row.customer_id)
+            await reads._read_holders(conn, list(pairs))
+            # A new profile can only be made of identifiers nobody holds. Those are locked, in one
+            # order for the whole batch (as each new profile locks its own, see
+            # recognition.apply_outcome), and read again: a profile another transaction made with
+            # one of them meanwhile is committed and seen now, or waits for this batch. Two
+            # batches cannot deadlock on them, and identifiers held already are not locked, so
+            # batches of known senders do not wait for each other.
+            unheld = sorted(pair for pair, holders in reads.holders.items() if not holders)
+            if unheld:
+                await conn.execute(_LOCK_IDENTIFIERS, {"keys": [f"customer-identifier:{k}:{v}" for k, v in unheld]})
+                await reads._read_holders(conn, unheld)
             held = sorted({customer_id for ids in reads.holders.values() for customer_id in ids})
             if held:
                 reads.locked_customers = set(await conn.scalars(_LOCK_LIVE_CUSTOMERS, {"ids": held}))
@@ -192,6 +194,12 @@ class BatchReads:
                         reads.held_by_case.add((row.case_id, row.kind, row.value))
                 reads.senders_read = (set(cases), senders)
         return reads
+
+    async def _read_holders(self, conn: AsyncConnection, pairs: list[Pair]) -> None:
+        kinds, values = zip(*pairs, strict=True)
+        self.holders.update({pair: [] for pair in pairs})
+        for row in await conn.execute(_HOLDERS, {"kinds": list(kinds), "values": list(values)}):
+            self.holders[(row.kind, row.value)].append(row.customer_id)
 
     def reads_for(self, context: _Context) -> Reads:
         return _BatchContextReads(context, self)

@@ -624,9 +624,9 @@ async def apply_outcome(
     locked_customers: set[int] | frozenset[int] = frozenset(),
 ) -> Applied:
     """Create what the policy says, then promote the contact's data to the customer and the case.
-    A batch locks the contacts' identifiers before recognition reads them (`identifiers_locked`: no
-    other transaction can have given them to a new profile since) and the live customers it read
-    (`locked_customers`)."""
+    A batch locks the identifiers nobody held before recognition reads them (`identifiers_locked`:
+    no other transaction can have given them to a new profile since) and the live customers it
+    read (`locked_customers`)."""
     recognition, decision, promotions = assessment.recognition, assessment.decision, assessment.promotions
     if decision.create_customer and not identifiers_locked:
         await _settle_concurrent_newcomers(session, recognition, decision)
