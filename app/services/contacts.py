@@ -490,7 +490,7 @@ async def ingest_contact(
     contact_id = view.contact_id = claimed.id
     failure = assessment if isinstance(assessment, str) else None
     if failure is None:
-        events_before = events.pending_count(session)
+        events_before, audit_before = events.pending_count(session), audit.pending_count(session)
         # A fault in applying the outcome must not lose the contact: undo its work back to a
         # savepoint, keep the contact, flag it. The savepoint is the connection's (the ORM's nested
         # transaction costs more than the rest of a typical ingest); on a fault the session forgets
@@ -508,6 +508,7 @@ async def ingest_contact(
             await savepoint.rollback()
             session.expunge_all()
             events.discard_after(session, events_before)  # nothing of it was kept
+            audit.discard_after(session, audit_before)
             failure = failure_code(error)
     if failure is not None:
         applied = Applied(customer_id=None, case_id=None)
