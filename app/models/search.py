@@ -39,7 +39,11 @@ class CustomerNameWord(Base):
 
     __table_args__ = (
         Index(
-            "ix_customer_name_words_word_trgm", "word", postgresql_using="gin", postgresql_ops={"word": "gin_trgm_ops"}
+            "ix_customer_name_words_word_trgm",
+            "word",
+            postgresql_using="gin",
+            postgresql_ops={"word": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
         ),
     )
 

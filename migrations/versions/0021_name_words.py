@@ -32,8 +32,15 @@ def upgrade() -> None:
         sa.Column("word", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("word", name="pk_customer_name_words"),
     )
-    op.execute("CREATE INDEX ix_customer_name_words_word_trgm ON customer_name_words USING gin (word gin_trgm_ops)")
-    op.execute("CREATE INDEX ix_customers_name_words ON customers USING gin (casegraph_name_words(name))")
+    # Without a pending list: every search would read it whole, and a name adds only a few entries.
+    op.execute(
+        "CREATE INDEX ix_customer_name_words_word_trgm ON customer_name_words USING gin (word gin_trgm_ops) "
+        "WITH (fastupdate = off)"
+    )
+    op.execute(
+        "CREATE INDEX ix_customers_name_words ON customers USING gin (casegraph_name_words(name)) "
+        "WITH (fastupdate = off)"
+    )
     op.execute(
         "INSERT INTO customer_name_words (word) SELECT DISTINCT unnest(casegraph_name_words(name)) FROM customers"
     )
