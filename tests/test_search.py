@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import text
 
@@ -200,8 +202,9 @@ async def test_search_results_show_open_cases_and_latest_contact_in_a_fixed_numb
     await add_customers(2)
     with_two = await statements_for_search(2)
     await add_customers(6)
-    # The token, the search, then one statement per nested field, whatever the number of results.
-    assert await statements_for_search(8) == with_two <= 5
+    # The token, the search (the name's words, then the hits), then one statement per nested field,
+    # whatever the number of results.
+    assert await statements_for_search(8) == with_two <= 6
 
 
 async def test_integrators_do_not_browse(gql, runtime):
@@ -368,10 +371,16 @@ async def test_customer_duplicates_and_creation_agree(gql, people):
     "typed",
     ["ada@example.com", "07700 900123", "06 12 34 56 78", "ACC-42_%", "C-000006", "CASE-000001", "Lovelace Ada"],
 )
-async def test_every_reading_of_a_query_is_an_index_lookup(runtime, typed):
-    from app.services.search import _customer_hits, read_customer_query
+async def test_every_reading_of_a_query_is_an_index_lookup(runtime, people, typed):
+    from app.services.search import _customer_hits, alike_name_words, read_customer_query
 
-    parts, params = _customer_hits(read_customer_query(typed, region="GB"))
+    reading = read_customer_query(typed, region="GB")
+    async with runtime.engine.begin() as conn:
+        if reading.name:
+            reading = replace(reading, name_words=await alike_name_words(conn, reading.name))
+    if typed == "Lovelace Ada":
+        assert reading.name_words == (("lovelace",), ("ada",))
+    parts, params = _customer_hits(reading)
     async with runtime.engine.begin() as conn:
         # With sequential scans priced out, a reading that has no usable index still shows one.
         await conn.execute(text("SET LOCAL enable_seqscan = off"))
@@ -400,3 +409,67 @@ async def test_a_shared_identifier_always_has_its_name_compared(gql, runtime):
     found = {d["customer"]["id"]: d["reasons"] for d in payload["possibleDuplicates"]}
     assert set(found) == {gid("Customer", holder), gid("Customer", new)}
     assert all(reasons[1].startswith("similar name") for reasons in found.values())
+
+
+# ---- names at scale: an index intersection, not a ranking of everyone who shares a word ----------
+
+
+async def name_words(runtime) -> set[str]:
+    async with runtime.engine.connect() as conn:
+        return set((await conn.execute(text("SELECT word FROM customer_name_words"))).scalars())
+
+
+async def test_the_name_words_follow_the_names(runtime):
+    zoe = await make_customer(runtime, "Zoë Ångström")
+    await make_customer(runtime, "Zoe O'Brien")
+    assert {"zoe", "angstrom", "o", "brien"} <= await name_words(runtime)
+    # A word leaves with the last name that holds it (an erased name leaves nothing behind).
+    await execute(runtime, "UPDATE customers SET name = 'Erased' WHERE id = :id", id=zoe)
+    words = await name_words(runtime)
+    assert "angstrom" not in words and {"zoe", "erased"} <= words
+    await execute(runtime, "DELETE FROM customers WHERE name = 'Zoe O''Brien'")
+    assert not {"zoe", "brien"} & await name_words(runtime)
+
+
+async def test_a_common_first_name_and_surname_rank_only_those_who_have_both(runtime, gql):
+    from app.services.search import _customer_hits, alike_name_words, read_customer_query
+
+    await execute(
+        runtime,
+        "INSERT INTO customers (name) SELECT 'James ' || s FROM unnest(CAST(:others AS text[])) s "
+        "UNION ALL SELECT s || ' Smith' FROM unnest(CAST(:others AS text[])) s, generate_series(1, 20)",
+        others=["Taylor", "Brown", "Wilson", "Evans", "Walker", "Green", "Hall", "Wood", "Clarke", "Patel"] * 20,
+    )
+    wanted = await make_customer(runtime, "James Smith")
+    await execute(runtime, "ANALYZE customers")
+    found = await search(gql, "smiht jmes")
+    assert [r["customer"]["id"] for r in found] == [gid("Customer", wanted)]
+    async with runtime.transaction() as session:
+        reading = read_customer_query("smiht jmes", region="GB")
+        reading = replace(reading, name_words=await alike_name_words(session, reading.name))
+        parts, params = _customer_hits(reading)
+        [name_part] = [p for p in parts if "'name'" in p]
+        plan = "\n".join(r[0] for r in await session.execute(text(f"EXPLAIN ANALYZE {name_part}"), params))
+    # The index intersects the two words: the 4,200 who share one are never read.
+    assert "ix_customers_name_words" in plan and "Seq Scan" not in plan, plan
+    assert "Heap Blocks: exact=1\n" in plan, plan
+
+
+async def test_every_word_typed_must_be_in_the_name(gql, people):
+    assert await search(gql, "Ada Zyxwv") == []
+    # Initials alone are compared with the whole name.
+    assert (await search(gql, "A. L."))[0]["customer"]["id"] == gid("Customer", people["old"])
+
+
+async def test_case_words_matching_many_cases_rank_a_bounded_set(gql, runtime, monkeypatch):
+    from app.services import search as search_service
+
+    customer = await make_customer(runtime, "Ada Lovelace")
+    for i in range(12):
+        case_id = await make_case(runtime, [customer], subject=f"Refund {i}")
+        await make_contact(runtime, customer_id=customer, case_id=case_id, text_body="about my refund")
+    monkeypatch.setattr(search_service, "CASE_CANDIDATES", 3)
+    # At most three from the cases' own words and three from their contacts' are ranked.
+    results = await case_search(gql, "refund", first=50)
+    assert 3 <= len(results) <= 6
+    assert all("<mark>" in r["snippet"].lower() for r in results)

@@ -57,7 +57,14 @@ from app.models.recognition import (
     RecognitionRule,
     RoutingRule,
 )
-from app.models.search import SEARCH_SORTS, SEARCH_TARGETS, CaseSearchVector, ContactSearchVector, SearchScreen
+from app.models.search import (
+    SEARCH_SORTS,
+    SEARCH_TARGETS,
+    CaseSearchVector,
+    ContactSearchVector,
+    CustomerNameWord,
+    SearchScreen,
+)
 from app.models.sla import SLA_STAGES, TAT_TARGETS, CaseSla, TatPolicy, TatTarget
 from app.models.tasks import TASK_KINDS, TASK_STATUSES, Task
 from app.models.workflows import ESCALATION_ACTIONS, USER_MODES, GroupMember, UserGroup, Workflow, WorkflowMode
@@ -118,6 +125,7 @@ __all__ = [
     "SearchScreen",
     "Contact",
     "ContactSearchVector",
+    "CustomerNameWord",
     "Customer",
     "CustomerIdentifier",
     "CustomerMerge",

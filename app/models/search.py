@@ -29,6 +29,25 @@ class CaseSearchVector(Base):
     __table_args__ = (Index("ix_case_search_vectors_vector", "vector", postgresql_using="gin"),)
 
 
+class CustomerNameWord(Base):
+    """A word some customer's folded name holds, kept by a trigger (migration 0021): the words alike
+    a typed one are found here, then the customers holding them by their name-words index."""
+
+    __tablename__ = "customer_name_words"
+
+    word: Mapped[str] = mapped_column(Text, primary_key=True)
+
+    __table_args__ = (
+        Index(
+            "ix_customer_name_words_word_trgm",
+            "word",
+            postgresql_using="gin",
+            postgresql_ops={"word": "gin_trgm_ops"},
+            postgresql_with={"fastupdate": "off"},
+        ),
+    )
+
+
 class ContactSearchVector(Base):
     """The subject (weight B) and text (C) of a contact that belongs to a case."""
 

@@ -68,6 +68,9 @@ class CustomerQuery:
     name: str | None = None
     # (label, {key: value} as JSON) of each searchable custom field the text is a valid value of.
     field_values: tuple[tuple[str, str], ...] = ()
+    # For each word of the name (initials aside), the words of customers' names alike it; None when
+    # the name is only initials (then it is compared whole).
+    name_words: tuple[tuple[str, ...], ...] | None = None
 
 
 def human_key(prefix: str, digits: str) -> str:
@@ -131,6 +134,30 @@ def _phone_readings(query: str, region: str) -> list[str]:
     if not phonenumbers.is_possible_number(number):
         return []
     return [phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)]
+
+
+# A typed word stands for at most this many name words alike it (by trigrams, at pg_trgm's
+# similarity threshold), the most alike first; a name counts at most this many words.
+ALIKE_NAME_WORDS = 20
+MAX_NAME_WORDS = 5
+
+_ALIKE_NAME_WORDS = text("""
+SELECT typed.word, ARRAY(
+    SELECT d.word FROM customer_name_words d WHERE d.word % typed.word
+    ORDER BY similarity(d.word, typed.word) DESC, d.word LIMIT :alike) AS alike
+FROM unnest(casegraph_name_words(:name)) WITH ORDINALITY AS typed(word, position)
+ORDER BY typed.position
+""")
+
+
+async def alike_name_words(session: AsyncSession, name: str) -> tuple[tuple[str, ...], ...] | None:
+    """For each word of a typed name (folded; initials aside), the words customers' names hold that
+    are alike it (a typo, an accent); None when the name is only initials."""
+    alike: dict[str, tuple[str, ...]] = {}
+    for word, words in await session.execute(_ALIKE_NAME_WORDS, {"name": name, "alike": ALIKE_NAME_WORDS}):
+        if len(word) > 1 and len(alike) < MAX_NAME_WORDS:
+            alike.setdefault(word, tuple(words))
+    return tuple(alike.values()) or None
 
 
 @dataclass(frozen=True)
@@ -298,14 +325,28 @@ def _customer_hits(reading: CustomerQuery) -> tuple[list[str], dict[str, Any]]:
         )
         params[f"field_label_{index}"] = label
         params[f"field_value_{index}"] = document
-    if reading.name:
-        # Trigrams are per word: the order of the words does not matter, a typo costs a few trigrams.
+    if reading.name and reading.name_words is None:
+        # Initials only: the name compared whole (its trigram index).
         parts.append(
             "(SELECT id, 'name', name, similarity(casegraph_fold(name), casegraph_fold(:name)) AS score "
             "FROM customers WHERE casegraph_fold(name) % casegraph_fold(:name) AND status <> 'erased' "
             f"ORDER BY score DESC, id LIMIT {NAME_CANDIDATES})"
         )
         params["name"] = reading.name
+    elif reading.name and all(reading.name_words or ()):
+        # Names holding a word alike every word typed, in any order: the name-words index intersects
+        # them, so a common first name and a common surname rank only the few who have both. They
+        # rank by the trigram similarity of the whole names (a typo costs a few trigrams).
+        holds = " AND ".join(
+            f"casegraph_name_words(name) && CAST(:name_words_{i} AS text[])" for i in range(len(reading.name_words))
+        )
+        parts.append(
+            "(SELECT id, 'name', name, similarity(casegraph_fold(name), casegraph_fold(:name)) AS score "
+            f"FROM customers WHERE {holds} AND status <> 'erased' "
+            f"ORDER BY score DESC, id LIMIT {NAME_CANDIDATES})"
+        )
+        params["name"] = reading.name
+        params.update({f"name_words_{i}": list(words) for i, words in enumerate(reading.name_words)})
     return parts, params
 
 
@@ -354,6 +395,8 @@ async def search_customers(
         reading = replace(
             read_customer_query(typed, region=region), field_values=_typed_field_values(searchable, typed, region)
         )
+        if reading.name:
+            reading = replace(reading, name_words=await alike_name_words(session, reading.name))
         parts, hit_params = _customer_hits(reading)
         params.update(hit_params)
         rank, matches = order or "r.rank", "r.matches"
@@ -403,8 +446,9 @@ def _distinct_matches(matches: list[dict[str, Any]]) -> list[Match]:
 # Contacts' words count for less than the case's own (their vector weights already favour a subject).
 CONTACT_WEIGHT = 0.5
 # Matches ranked, from the cases and from the contacts each: a query of common words stops
-# collecting there rather than ranking every row that holds them (more words narrow it).
-CASE_CANDIDATES = 5000
+# collecting there rather than ranking every row that holds them (more words narrow it), so its
+# cost does not grow with the number of cases. Snippets are made for the returned page only.
+CASE_CANDIDATES = 1000
 # The rank of a case whose searchable custom field holds what was typed: above any text rank
 # (ts_rank stays far below it).
 FIELD_MATCH_RANK = 100.0
