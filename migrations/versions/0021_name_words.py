@@ -7,14 +7,14 @@ words alike a typed one). Triggers keep the dictionary: a word comes in with the
 holds it and leaves with the last (an erased name leaves nothing behind).
 
 Revision ID: 0021
-Revises: 0020
+Revises: 0019
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0021"
-down_revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
