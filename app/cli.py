@@ -129,7 +129,7 @@ async def _run_api(
     worker = None
     worker_task = None
     if with_worker:
-        from jobs.worker import create_worker
+        from jobs.worker import close_worker, create_worker
 
         worker = create_worker(handle_signals=False)
         worker_task = asyncio.create_task(worker.async_run())
@@ -144,7 +144,7 @@ async def _run_api(
             worker_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await worker_task
-            await worker.close()
+            await close_worker(worker)
 
 
 @cli.command()
@@ -216,7 +216,7 @@ def worker() -> None:
 
 async def _run_worker() -> None:
     """Run the arq worker until SIGINT/SIGTERM, then close it (arq's own signal handling is off)."""
-    from jobs.worker import create_worker
+    from jobs.worker import close_worker, create_worker
 
     worker = create_worker(handle_signals=False)
     task = asyncio.create_task(worker.async_run())
@@ -228,7 +228,7 @@ async def _run_worker() -> None:
     except asyncio.CancelledError:
         console.print("Worker stopped.")
     finally:
-        await worker.close()
+        await close_worker(worker)
 
 
 @cli.command()

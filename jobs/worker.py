@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -156,3 +157,19 @@ def create_worker(**overrides: Any):
     from arq.worker import Worker
 
     return Worker(**{**WorkerSettings.settings(), **overrides})
+
+
+async def close_worker(worker, grace_s: float = 10.0) -> None:
+    """Close a stopped worker: the jobs under way get `grace_s` to end, the rest are cancelled (arq runs them again later).
+
+    arq's `close` cancels every job still running, even one only recording its result, and then
+    re-raises that cancellation; draining first makes a stop clean.
+    """
+    running = [task for task in worker.tasks.values() if not task.done()]
+    if running:
+        _, late = await asyncio.wait(running, timeout=grace_s)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+    worker.tasks.clear()
+    await worker.close()

@@ -18,7 +18,7 @@ from app.mail.listener import start_listener
 from app.models import Contact, InboundMessage
 from app.services import mail as mail_service
 from app.settings import JOB_QUEUE
-from jobs.worker import create_worker
+from jobs.worker import close_worker, create_worker
 from tests.conftest import _free_port
 
 
@@ -81,7 +81,7 @@ async def run_jobs() -> None:
     try:
         await worker.main()
     finally:
-        await worker.close()
+        await close_worker(worker)
 
 
 async def contacts(runtime) -> list:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from app.models import Mailbox
 from app.services import mail as mail_service
 from app.settings import get_settings
-from jobs.worker import create_worker, mail_poll_due
+from jobs.worker import close_worker, create_worker, mail_poll_due
 from tests.conftest import _free_port
 from tests.mail_support import arq_pool, contacts, inbound, message, run_jobs
 from tests.test_mail_imap import PASSWORD, SECRET_ENV, USER, Server, imap_mailbox
@@ -253,7 +253,7 @@ async def test_a_mailbox_on_idle_takes_new_mail_in_within_a_second_or_two(runtim
             assert await eventually(server.seen) == [True]
     finally:
         running.cancel()
-        await worker.close()
+        await close_worker(worker)
     assert contact.external_id == "<pushed@example.org>"
     assert took < 3, took  # the poll interval is ten minutes
     assert (await gql(idling))["mailboxes"][0]["status"]["idling"] is False  # given up on shutdown

@@ -1,7 +1,6 @@
 """Health checks, the worker heartbeat, the CLI, the committed SDL and the embedded servers."""
 
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 import redis
 
 from app.embedded import EmbeddedServers
-from jobs.worker import create_worker
+from jobs.worker import close_worker, create_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,9 +41,7 @@ async def test_healthz_and_readyz_follow_the_worker_heartbeat(http):
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        # Stopping it cancels the jobs it was running (a cron may be in flight): expected here.
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker.close()
+        await close_worker(worker)
 
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "database": "ok", "redis": "ok", "worker": "ok"}
@@ -189,3 +186,24 @@ async def test_worker_beats_and_stops_cleanly_on_sigterm(servers, runtime):
         process.send_signal(signal.SIGTERM)
         await asyncio.to_thread(process.wait, 30)
     assert process.returncode == 0, process.stderr.read()
+
+
+async def test_stopping_the_worker_lets_a_job_under_way_finish(servers):
+    worker = create_worker(handle_signals=False)
+    finished = []
+
+    async def job_recording_its_result():
+        await asyncio.sleep(0.3)
+        finished.append(True)
+
+    worker.tasks["under-way"] = asyncio.create_task(job_recording_its_result())
+    await close_worker(worker)
+    assert finished == [True]
+
+
+async def test_a_job_past_the_grace_period_is_cancelled_and_the_stop_stays_clean(servers):
+    worker = create_worker(handle_signals=False)
+    stuck = asyncio.create_task(asyncio.sleep(60))
+    worker.tasks["stuck"] = stuck
+    await close_worker(worker, grace_s=0.1)
+    assert stuck.cancelled()
