@@ -33,17 +33,21 @@ async def relay_events(ctx: dict[str, Any]) -> int:
     )
 
 
-async def mail_intake(ctx: dict[str, Any], inbound_id: int) -> dict[str, Any] | None:
-    """A stored inbound message becomes a recognised contact (and its receipt goes to the outbox),
-    taken in together with other new stored messages, up to a batch."""
-    results = await mail.take_in_batch(ctx["runtime"], inbound_id=inbound_id, send=mail.send_enqueuer(ctx["redis"]))
-    if not results:
-        return None
+async def mail_intake(ctx: dict[str, Any], inbound_id: int | None = None) -> dict[str, Any]:
+    """Stored inbound messages become recognised contacts (their receipts go to the outbox), in
+    batches: the new mail (no id; the listener's and the pollers' job), or one message and new
+    ones with it (the sweeper's job)."""
+    runtime, send = ctx["runtime"], mail.send_enqueuer(ctx["redis"])
+    if inbound_id is None:
+        results = await mail.take_in_new_mail(
+            runtime, send=send, handover=lambda: mail.enqueue_new_mail_intake(ctx["redis"])
+        )
+    else:
+        results = await mail.take_in_batch(runtime, inbound_id=inbound_id, send=send)
     return {
         "taken": len(results),
-        "contactIds": [r.contact_id for r in results],
         "duplicates": sum(r.duplicate for r in results),
-        "autoResponses": [r.auto_response for r in results if r.auto_response is not None],
+        "autoResponses": sum(r.auto_response is not None for r in results),
     }
 
 
@@ -73,9 +77,8 @@ async def mail_sweep(ctx: dict[str, Any]) -> int:
     """Every minute: intake for stored messages whose job was lost or failed (up to a few attempts),
     and sending for replies whose job was lost."""
     pending = await mail.pending_inbound(ctx["runtime"], older_than=timedelta(minutes=1))
-    enqueue = mail.intake_enqueuer(ctx["redis"])
     for inbound_id in pending:
-        await enqueue(inbound_id)
+        await mail.enqueue_intake_of(ctx["redis"], inbound_id)
     queued = await mail.queued_outbound(ctx["runtime"], older_than=timedelta(minutes=1))
     send = mail.send_enqueuer(ctx["redis"])
     for outbound_id, attempts in queued:

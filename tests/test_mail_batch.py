@@ -5,6 +5,7 @@ worker does."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -20,7 +21,8 @@ from sqlalchemy import select
 from app.mail.parse import PARALLEL_FROM, REPLY_LANGUAGES, ParsedMail, _new_text, parse_message, parse_messages
 from app.models import InboundMessage
 from app.services import mail as mail_service
-from tests.mail_support import add_mailbox, message
+from app.settings import JOB_QUEUE
+from tests.mail_support import add_mailbox, arq_pool, contacts, message, run_jobs
 from tests.test_ingest_batch import reset, snapshot
 from tests.test_runtime import ROOT
 
@@ -158,3 +160,44 @@ def test_the_parsing_helper_ends_when_the_worker_that_started_it_is_killed():
             return
         time.sleep(0.1)
     raise AssertionError("the parsing helper outlived the killed worker")
+
+
+async def test_new_mail_shares_one_intake_job_per_slot_and_it_takes_every_message_in(runtime, servers):
+    mailbox_id = await add_mailbox(runtime)
+    async with runtime.transaction() as session:
+        ids = [
+            await mail_service.store_inbound(
+                session, mailbox_id=mailbox_id, via="smtp", raw=message(message_id=f"<slot-{n}@example.org>")
+            )
+            for n in range(30)
+        ]
+    async with arq_pool(servers) as arq:
+        # Within one slot (a slot is 50 ms; a slow machine may cross one boundary).
+        while (time.time() % mail_service.INTAKE_SLOT_SECONDS) > mail_service.INTAKE_SLOT_SECONDS / 2:
+            await asyncio.sleep(0.005)
+        enqueue = mail_service.intake_enqueuer(arq)
+        for inbound_id in ids:
+            await enqueue(inbound_id)
+        assert await arq.zcard(JOB_QUEUE) in (1, 2)
+    await run_jobs()
+    assert {status for status, _, linked in await inbound_state(runtime) if linked} == {"done"}
+    assert len(await contacts(runtime)) == 30
+
+
+async def test_an_intake_job_hands_over_after_its_batches_with_mail_still_waiting(runtime, monkeypatch):
+    mailbox_id = await add_mailbox(runtime)
+    async with runtime.transaction() as session:
+        for n in range(mail_service.INTAKE_BATCH + 5):
+            await mail_service.store_inbound(
+                session, mailbox_id=mailbox_id, via="smtp", raw=message(message_id=f"<many-{n}@example.org>")
+            )
+    monkeypatch.setattr(mail_service, "INTAKE_JOB_BATCHES", 1)
+    handovers = []
+
+    async def handover() -> None:
+        handovers.append(True)
+
+    first = await mail_service.take_in_new_mail(runtime, handover=handover)
+    assert len(first) == mail_service.INTAKE_BATCH and handovers == [True]
+    second = await mail_service.take_in_new_mail(runtime, handover=handover)
+    assert len(second) == 5 and handovers == [True]  # a batch not full: no further job

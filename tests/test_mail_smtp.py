@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import aiosmtplib
 import pytest
+import sqlalchemy
 from sqlalchemy import text
 
 from app.auth import SYSTEM
@@ -329,3 +330,62 @@ async def test_serve_runs_the_listener_beside_the_api_and_the_worker(runtime, se
         process.terminate()
         process.wait(20)
     assert [c.external_id for c in await contacts(runtime)] == ["<served@example.org>"]
+
+
+@pytest.fixture
+async def slow_first_store(runtime):
+    """The store of mail from slow@ takes half a second; mail from refused@ cannot be stored."""
+    async with runtime.engine.begin() as conn:
+        await conn.execute(
+            text(
+                """CREATE FUNCTION slow_or_refuse() RETURNS trigger AS $$ BEGIN
+                   IF NEW.envelope_from = 'slow@example.org' THEN PERFORM pg_sleep(0.5); END IF;
+                   IF NEW.envelope_from = 'refused@example.org' THEN RAISE EXCEPTION 'refused'; END IF;
+                   RETURN NEW; END $$ LANGUAGE plpgsql"""
+            )
+        )
+        await conn.execute(
+            text("CREATE TRIGGER slow BEFORE INSERT ON inbound_messages FOR EACH ROW EXECUTE FUNCTION slow_or_refuse()")
+        )
+    yield
+    async with runtime.engine.begin() as conn:
+        await conn.execute(text("DROP TRIGGER slow ON inbound_messages"))
+        await conn.execute(text("DROP FUNCTION slow_or_refuse()"))
+
+
+async def send_while_a_store_is_under_way(port: int, senders: list[str]) -> tuple[str, list]:
+    slow = asyncio.create_task(send(port, message(message_id="<slow@example.org>"), sender="slow@example.org"))
+    await asyncio.sleep(0.2)
+    together = await asyncio.gather(
+        *(send(port, message(message_id=f"<{s}>"), sender=s) for s in senders), return_exceptions=True
+    )
+    return (await slow)[1], together
+
+
+async def test_messages_ending_while_a_store_is_under_way_are_stored_together_in_one_commit(
+    smtp, runtime, slow_first_store
+):
+    commits = []
+
+    def counted(connection) -> None:
+        commits.append(True)
+
+    sqlalchemy.event.listen(runtime.engine.sync_engine, "commit", counted)
+    try:
+        senders = [f"c{n}@example.org" for n in range(5)]
+        first, together = await send_while_a_store_is_under_way(smtp, senders)
+    finally:
+        sqlalchemy.event.remove(runtime.engine.sync_engine, "commit", counted)
+    assert first.startswith("2.0.0 Message stored")
+    assert all(answer.startswith("2.0.0 Message stored") for _, answer in together)
+    assert len(await inbound(runtime)) == 6
+    assert len(commits) == 2  # the slow one, then the five together
+
+
+async def test_a_message_that_cannot_be_stored_fails_alone_and_its_group_is_stored(smtp, runtime, slow_first_store):
+    senders = ["refused@example.org"] + [f"c{n}@example.org" for n in range(4)]
+    first, (refused, *stored) = await send_while_a_store_is_under_way(smtp, senders)
+    assert first.startswith("2.0.0 Message stored")
+    assert isinstance(refused, aiosmtplib.SMTPDataError) and refused.code == 451
+    assert all(answer.startswith("2.0.0 Message stored") for _, answer in stored)
+    assert sorted(m.envelope_from for m in await inbound(runtime)) == sorted(["slow@example.org", *senders[1:]])

@@ -31,6 +31,9 @@ class IntakeHandler:
         # Recipients found to be enabled mailboxes, until when (a mailbox is not checked at every
         # RCPT; DATA stores only for the enabled ones anyway).
         self.known: dict[str, float] = {}
+        # Messages whose DATA ended while a store was under way, stored together next.
+        self.waiting: list[tuple[dict[str, Any], asyncio.Future[list[int]]]] = []
+        self.storing: asyncio.Task[None] | None = None
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -48,13 +51,44 @@ class IntakeHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
+    async def store(self, message: dict[str, Any]) -> list[int]:
+        """Store a message in a group commit: the messages of all sessions that end their DATA
+        while a store is under way are stored next, in one transaction, so that one commit serves
+        them all. When that transaction fails, each is tried alone: one bad message fails alone."""
+        done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self.waiting.append((message, done))
+        if self.storing is None:  # a task of its own: a session that goes away cannot stop it
+            self.storing = asyncio.create_task(self._store_waiting())
+        return await done
+
+    async def _store_waiting(self) -> None:
+        try:
+            while self.waiting:
+                group, self.waiting = self.waiting, []
+                await self._store_group(group)
+        finally:
+            self.storing = None
+
+    async def _store_group(self, group: list[tuple[dict[str, Any], asyncio.Future[list[int]]]]) -> None:
+        try:
+            async with self.runtime.transaction() as db:
+                stored = [await mail_service.store_for_recipients(db, **message) for message, _ in group]
+        except Exception as error:  # noqa: BLE001 - answered per message below
+            if len(group) == 1:
+                _settle(group[0][1], error=error)
+                return
+            for one in group:
+                await self._store_group([one])
+            return
+        for (_, done), ids in zip(group, stored, strict=True):
+            _settle(done, ids)
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         raw = envelope.original_content or envelope.content
         try:
-            async with self.runtime.transaction() as db:
-                stored = await mail_service.store_for_recipients(
-                    db, via="smtp", raw=raw, envelope_from=envelope.mail_from, envelope_to=list(envelope.rcpt_tos)
-                )
+            stored = await self.store(
+                {"via": "smtp", "raw": raw, "envelope_from": envelope.mail_from, "envelope_to": list(envelope.rcpt_tos)}
+            )
         except Exception:  # noqa: BLE001 - not stored, so not accepted: the sender keeps it and retries
             log.exception("storing an inbound message failed")
             return "451 4.3.0 Message not stored, try again later"
@@ -62,12 +96,20 @@ class IntakeHandler:
             # Its mailboxes were disabled since RCPT: the retry is refused there (550) and bounces.
             self.known.clear()
             return "451 4.3.0 Mailbox changed, try again later"
-        for inbound_id in stored:
-            try:
-                await self.enqueue(inbound_id)
-            except Exception:  # noqa: BLE001 - stored is what counts: the sweeper enqueues it later
-                log.warning("enqueueing intake of message %s failed; the sweeper will", inbound_id, exc_info=True)
+        try:
+            await self.enqueue(stored[0])  # the intake job takes in all new mail
+        except Exception:  # noqa: BLE001 - stored is what counts: the sweeper enqueues it later
+            log.warning("enqueueing intake of messages %s failed; the sweeper will", stored, exc_info=True)
         return "250 2.0.0 Message stored"
+
+
+def _settle(done: asyncio.Future[list[int]], ids: list[int] | None = None, *, error: Exception | None = None) -> None:
+    if done.done():  # its session was cancelled (the client went away)
+        return
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(ids or [])
 
 
 async def start_listener(

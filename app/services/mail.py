@@ -9,9 +9,11 @@ import dataclasses
 import hashlib
 import html as html_escape
 import logging
+import math
 import os
 import re
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -501,15 +503,49 @@ SendEnqueue = Callable[..., Awaitable[Any]]
 INTAKE_JOB = "mail_intake"
 
 
+# New mail shares one intake job per short slot of time: the job starts once its slot is over and
+# takes in every new stored message, batch after batch, so a burst of mail costs a job per slot
+# rather than one per message. The margin covers a worker's clock running a little ahead of the
+# clock of the process that stored the mail; beyond it a message waits for the next slot's job or
+# the sweeper, and is never lost.
+INTAKE_SLOT_SECONDS = 0.05
+INTAKE_SLOT_MARGIN_SECONDS = 0.05
+
+
 def intake_enqueuer(arq_redis: ArqRedis) -> Enqueue:
-    """Enqueue the intake job of a stored message. No job id: a job whose worker was killed stays
-    claimed in arq for minutes, and the sweeper must be able to enqueue the message again at
-    once; the intake is idempotent, so a second job does nothing twice."""
+    """Schedule the intake of a message just stored: the job of the current slot (one per slot,
+    by its job id), which takes it in with the rest of the new mail. Once the slot's job is there,
+    the slot's other messages need no call to Redis."""
+    scheduled = -1
 
     async def enqueue(inbound_id: int) -> None:
-        await arq_redis.enqueue_job(INTAKE_JOB, inbound_id, _queue_name=JOB_QUEUE)
+        nonlocal scheduled
+        slot = math.floor(time.time() / INTAKE_SLOT_SECONDS)
+        if slot != scheduled:
+            await enqueue_new_mail_intake(arq_redis, slot)
+            scheduled = slot
 
     return enqueue
+
+
+async def enqueue_new_mail_intake(arq_redis: ArqRedis, slot: int | None = None) -> None:
+    if slot is None:
+        slot = math.floor(time.time() / INTAKE_SLOT_SECONDS)
+    starts = (slot + 1) * INTAKE_SLOT_SECONDS + INTAKE_SLOT_MARGIN_SECONDS
+    await arq_redis.enqueue_job(
+        INTAKE_JOB,
+        None,
+        _job_id=f"mail-intake:{slot}",
+        _defer_until=datetime.fromtimestamp(starts, UTC),
+        _queue_name=JOB_QUEUE,
+    )
+
+
+async def enqueue_intake_of(arq_redis: ArqRedis, inbound_id: int) -> None:
+    """The sweeper's intake job for one stored message. No job id: a job whose worker was killed
+    stays claimed in arq for minutes, and the sweeper must be able to enqueue the message again at
+    once; the intake is idempotent, so a second job does nothing twice."""
+    await arq_redis.enqueue_job(INTAKE_JOB, inbound_id, _queue_name=JOB_QUEUE)
 
 
 async def mailboxes_for_recipients(session: AsyncSession, recipients: list[str]) -> dict[str, int]:
@@ -747,24 +783,26 @@ class _Taking:
 
 
 async def take_in_batch(
-    runtime: Runtime, *, inbound_id: int, limit: int = INTAKE_BATCH, send: SendEnqueue | None = None
+    runtime: Runtime, *, inbound_id: int | None, limit: int = INTAKE_BATCH, send: SendEnqueue | None = None
 ) -> list[IntakeResult]:
-    """Take in the stored message `inbound_id` and up to `limit` - 1 other new pending ones, in one
-    transaction, recognised set-based (`contacts.ingest_batch`): each gets what `take_in` would
-    give it, in the order they were stored. A message that fails is taken in alone (`take_in`,
-    which records its error for the sweeper); bounces and automatic replies are taken in alone,
-    in their place. A message another job holds is skipped: that job takes it in."""
-    async with runtime.reading() as session:
-        first = (
-            await session.execute(
-                select(InboundMessage.status, InboundMessage.attempts).where(InboundMessage.id == inbound_id)
-            )
-        ).first()
-    if first is None or first.status == "done":
-        return []
-    if first.attempts > 0:  # failed before: alone, so it cannot hold up a batch again
-        result = await take_in(runtime, inbound_id=inbound_id, send=send)
-        return [result] if result is not None else []
+    """Take in the stored message `inbound_id` (none: the oldest new one) and up to `limit` - 1
+    other new pending ones, in one transaction, recognised set-based (`contacts.ingest_batch`):
+    each gets what `take_in` would give it, in the order they were stored. A message that fails is
+    taken in alone (`take_in`, which records its error for the sweeper); bounces and automatic
+    replies are taken in alone, in their place. A message another job holds is skipped: that job
+    takes it in."""
+    if inbound_id is not None:
+        async with runtime.reading() as session:
+            first = (
+                await session.execute(
+                    select(InboundMessage.status, InboundMessage.attempts).where(InboundMessage.id == inbound_id)
+                )
+            ).first()
+        if first is None or first.status == "done":
+            return []
+        if first.attempts > 0:  # failed before: alone, so it cannot hold up a batch again
+            result = await take_in(runtime, inbound_id=inbound_id, send=send)
+            return [result] if result is not None else []
     region = runtime.settings.default_phone_region
     taking: list[_Taking] = []
     mailboxes: dict[int, Mailbox] = {}
@@ -884,6 +922,27 @@ async def take_in_batch(
         results += await run_alone(position)
     results += await _isolated_run(run, run_batch, run_alone, failed)
     return [r for r in results if r is not None]
+
+
+# Batches one intake job of new mail takes before handing over to a new job (arq ends a job that
+# runs past its timeout).
+INTAKE_JOB_BATCHES = 20
+
+
+async def take_in_new_mail(
+    runtime: Runtime, *, send: SendEnqueue | None = None, handover: Callable[[], Awaitable[None]]
+) -> list[IntakeResult]:
+    """The intake job of a slot: every new stored message, batch after batch (`take_in_batch`);
+    other jobs at work take other batches. After INTAKE_JOB_BATCHES full batches, `handover`
+    schedules the next job."""
+    results: list[IntakeResult] = []
+    for _ in range(INTAKE_JOB_BATCHES):
+        taken = await take_in_batch(runtime, inbound_id=None, send=send)
+        results += taken
+        if len(taken) < INTAKE_BATCH:  # all in, or other jobs hold the rest
+            return results
+    await handover()
+    return results
 
 
 class _Special(Exception):
