@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import sqlalchemy
 from sqlalchemy import text
 
 from app.services import customers as customer_service
@@ -473,3 +474,33 @@ async def test_case_words_matching_many_cases_rank_a_bounded_set(gql, runtime, m
     results = await case_search(gql, "refund", first=50)
     assert 3 <= len(results) <= 6
     assert all("<mark>" in r["snippet"].lower() for r in results)
+
+
+async def test_a_page_of_case_matches_reads_only_the_cases_it_shows(runtime):
+    from app.services.search import search_cases
+
+    customer = await make_customer(runtime, "Ada Lovelace")
+    for i in range(40):
+        await make_case(runtime, [customer], subject=f"Refund {i}")
+    # Enough other cases that reading the matches one by one is the plan, as in production.
+    await execute(runtime, "INSERT INTO cases (subject) SELECT 'Invoice ' || g FROM generate_series(1, 20000) g")
+    await execute(runtime, "ANALYZE cases")
+    statements = []
+
+    def captured(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append((statement, parameters))
+
+    sqlalchemy.event.listen(runtime.engine.sync_engine, "before_cursor_execute", captured)
+    try:
+        async with runtime.reading() as session:
+            page = await search_cases(session, query="refund", first=3)
+    finally:
+        sqlalchemy.event.remove(runtime.engine.sync_engine, "before_cursor_execute", captured)
+    assert len(page.rows) == 3 and page.has_next
+    statement, parameters = next((s, p) for s, p in statements if "ranked AS MATERIALIZED" in s)
+    async with runtime.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        plan = "\n".join(r[0] for r in await raw.fetch(f"EXPLAIN (ANALYZE, COSTS OFF) {statement}", *parameters))
+    # The 40 matches are ranked; the cases are read down the ranking until the page (and one more) is full.
+    [cases_read] = [line for line in plan.splitlines() if "on cases k" in line]
+    assert "loops=4)" in cases_read, plan

@@ -576,10 +576,13 @@ async def search_cases(
         f"""
         WITH q AS (SELECT websearch_to_tsquery(casegraph_text_search_config(), :q) AS query),
         r AS ({matches}),
+        -- In relevance order the cases are read one by one down the ranked matches until the page
+        -- is full, not all of them before sorting.
+        ranked AS MATERIALIZED (SELECT * FROM r ORDER BY rank DESC, case_id),
         page AS (
-            SELECT k.*, {rank} AS rank FROM r JOIN cases k ON k.id = r.case_id
+            SELECT k.*, {rank} AS rank FROM ranked r JOIN cases k ON k.id = r.case_id
             WHERE {" AND ".join(conditions)}
-            ORDER BY {rank} DESC, k.id LIMIT :limit
+            ORDER BY {rank} DESC, r.case_id LIMIT :limit
         )
         SELECT page.*, {snippet} AS snippet FROM page ORDER BY page.rank DESC, page.id
     """.replace("_escape_html(part)", "replace(replace(replace(part, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')")
