@@ -192,6 +192,7 @@ async def test_an_intake_job_hands_over_after_its_batches_with_mail_still_waitin
                 session, mailbox_id=mailbox_id, via="smtp", raw=message(message_id=f"<many-{n}@example.org>")
             )
     monkeypatch.setattr(mail_service, "INTAKE_JOB_BATCHES", 1)
+    monkeypatch.setattr(mail_service, "INTAKE_JOB_LANES", 1)
     handovers = []
 
     async def handover() -> None:

@@ -924,25 +924,33 @@ async def take_in_batch(
     return [r for r in results if r is not None]
 
 
-# Batches one intake job of new mail takes before handing over to a new job (arq ends a job that
-# runs past its timeout).
+# Batches one intake job of new mail takes in each lane before handing over to a new job (arq ends
+# a job that runs past its timeout). Two lanes: while one batch is parsed in the helper process,
+# the other is recognised and recorded in the worker.
 INTAKE_JOB_BATCHES = 20
+INTAKE_JOB_LANES = 2
 
 
 async def take_in_new_mail(
     runtime: Runtime, *, send: SendEnqueue | None = None, handover: Callable[[], Awaitable[None]]
 ) -> list[IntakeResult]:
-    """The intake job of a slot: every new stored message, batch after batch (`take_in_batch`);
-    other jobs at work take other batches. After INTAKE_JOB_BATCHES full batches, `handover`
-    schedules the next job."""
-    results: list[IntakeResult] = []
-    for _ in range(INTAKE_JOB_BATCHES):
-        taken = await take_in_batch(runtime, inbound_id=None, send=send)
-        results += taken
-        if len(taken) < INTAKE_BATCH:  # all in, or other jobs hold the rest
-            return results
-    await handover()
-    return results
+    """The intake job of a slot: every new stored message, batch after batch (`take_in_batch`) in
+    each lane; other jobs at work take other batches. After INTAKE_JOB_BATCHES full batches in a
+    lane, `handover` schedules the next job."""
+
+    async def lane() -> tuple[list[IntakeResult], bool]:
+        results: list[IntakeResult] = []
+        for _ in range(INTAKE_JOB_BATCHES):
+            taken = await take_in_batch(runtime, inbound_id=None, send=send)
+            results += taken
+            if len(taken) < INTAKE_BATCH:  # all in, or other jobs hold the rest
+                return results, False
+        return results, True
+
+    lanes = await asyncio.gather(*(lane() for _ in range(INTAKE_JOB_LANES)))
+    if any(more for _, more in lanes):
+        await handover()
+    return [result for results, _ in lanes for result in results]
 
 
 class _Special(Exception):
