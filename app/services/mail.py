@@ -529,6 +529,7 @@ def intake_enqueuer(arq_redis: ArqRedis) -> Enqueue:
 
 
 async def enqueue_new_mail_intake(arq_redis: ArqRedis, slot: int | None = None) -> None:
+    """The intake job of new mail for a slot (the current one by default), unless it is there already."""
     if slot is None:
         slot = math.floor(time.time() / INTAKE_SLOT_SECONDS)
     starts = (slot + 1) * INTAKE_SLOT_SECONDS + INTAKE_SLOT_MARGIN_SECONDS
