@@ -334,12 +334,12 @@ async def test_serve_runs_the_listener_beside_the_api_and_the_worker(runtime, se
 
 @pytest.fixture
 async def slow_first_store(runtime):
-    """The store of mail from slow@ takes half a second; mail from refused@ cannot be stored."""
+    """The store of mail from slow@ takes a second and a half; mail from refused@ cannot be stored."""
     async with runtime.engine.begin() as conn:
         await conn.execute(
             text(
                 """CREATE FUNCTION slow_or_refuse() RETURNS trigger AS $$ BEGIN
-                   IF NEW.envelope_from = 'slow@example.org' THEN PERFORM pg_sleep(0.5); END IF;
+                   IF NEW.envelope_from = 'slow@example.org' THEN PERFORM pg_sleep(1.5); END IF;
                    IF NEW.envelope_from = 'refused@example.org' THEN RAISE EXCEPTION 'refused'; END IF;
                    RETURN NEW; END $$ LANGUAGE plpgsql"""
             )
