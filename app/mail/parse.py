@@ -15,11 +15,12 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from email import policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.parser import BytesParser, HeaderParser
+from email.policy import EmailPolicy
 from email.utils import escapesre, getaddresses, parseaddr, specialsre
+from functools import lru_cache
 from typing import Any
 
 import nh3
@@ -95,6 +96,27 @@ class ParsedMail:
             self.problems.append(code)
 
 
+@lru_cache(maxsize=1024)
+def _parsed_header(factory: Any, name: str, value: str) -> Any:
+    return factory(name, value)
+
+
+class _RememberingPolicy(EmailPolicy):
+    """The standard library's `policy.default`, except that a header is parsed once per name and
+    value: a message's Content-Type is fetched a dozen times while it is walked, and most
+    Content-Type and MIME headers are the same from one message to the next. Parsing headers was
+    three quarters of the time a 5 KB message took. Parsed headers are immutable, so sharing one is safe."""
+
+    def header_fetch_parse(self, name: str, value: Any) -> Any:
+        if hasattr(value, "name"):
+            return value
+        return _parsed_header(self.header_factory, name, _LINE_BREAKS.sub("", value))
+
+
+_LINE_BREAKS = re.compile(r"\n|\r")  # as policy.default unfolds a header before parsing it
+POLICY = _RememberingPolicy()
+
+
 def storable(text: str) -> str:
     """Text PostgreSQL can hold: no NUL, no lone surrogates (left by undecodable 8-bit bytes)."""
     return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
@@ -111,10 +133,13 @@ def _raw_header(message: EmailMessage, name: str) -> str | None:
     return None
 
 
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # an 8-bit byte the parser kept as a surrogate escape
+
+
 def _eight_bit_header(message: EmailMessage, name: str) -> str | None:
     """A header sent as raw 8-bit bytes (not RFC 2047): in the body's charset, else guessed."""
     for key, value in message.raw_items():
-        if key.lower() == name.lower() and isinstance(value, str) and any("\udc80" <= c <= "\udcff" for c in value):
+        if key.lower() == name.lower() and isinstance(value, str) and _ESCAPED_BYTE.search(value):
             data = value.encode("utf-8", "surrogateescape")
             try:
                 return data.decode(message.get_content_charset() or "utf-8")
@@ -176,11 +201,11 @@ def html_to_text(html: str) -> str:
 # Every quoted-history header the reply parser knows ("On … wrote:", "From: … Sent: …", "-----Original
 # Message-----", an Outlook line of underscores) holds one of these: a text without any has no
 # quoted history, and skipping the parser's scan (most of a short mail's parse time) changes nothing.
-_QUOTE_CUES = re.compile(r":|-{5}|_{5}")
+_QUOTE_CUES = (":", "-----", "_____")
 
 
 def _new_text(text: str, mail: ParsedMail) -> str:
-    if not _QUOTE_CUES.search(text):
+    if not any(cue in text for cue in _QUOTE_CUES):
         # What the parser answers for such a text: its lines stripped of surrounding blanks.
         return "\n".join(line.strip() for line in text.replace("\r\n", "\n").split("\n")).strip() or text
     try:
@@ -221,7 +246,7 @@ def parse_message(raw: bytes) -> ParsedMail:
     """Everything that can be read from a raw message; what cannot is listed in `problems`."""
     mail = ParsedMail()
     try:
-        message: Any = BytesParser(policy=policy.default).parsebytes(raw)
+        message: Any = BytesParser(policy=POLICY).parsebytes(raw)
     except RecursionError:
         mail.problem("NESTED_TOO_DEEP")
     except Exception:  # noqa: BLE001 - the parser itself gave up
@@ -240,7 +265,7 @@ def parse_message(raw: bytes) -> ParsedMail:
         return mail
     # The body defeated the parser: the headers alone still thread and address the message.
     try:
-        _read_headers(BytesParser(policy=policy.default).parsebytes(raw, headersonly=True), mail)
+        _read_headers(BytesParser(policy=POLICY).parsebytes(raw, headersonly=True), mail)
     except Exception:  # noqa: BLE001 - nothing readable: the raw message is all there is
         log.warning("a message's headers could not be read", exc_info=True)
     return mail
@@ -355,7 +380,7 @@ def _delivery_report(message: EmailMessage) -> DeliveryReport:
             if isinstance(returned, list) and returned:
                 report.original_message_id = _one_line(returned[0].get("Message-ID"))
         elif kind == "text/rfc822-headers":
-            headers = HeaderParser(policy=policy.default).parsestr(part.get_content())
+            headers = HeaderParser(policy=POLICY).parsestr(part.get_content())
             report.original_message_id = _one_line(headers.get("Message-ID"))
     return report
 
