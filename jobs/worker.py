@@ -11,7 +11,7 @@ from arq.connections import RedisSettings
 
 from app import events, health
 from app.runtime import create_runtime
-from app.services import archive, mail, sla, tasks
+from app.services import archive, mail, search, sla, tasks
 from app.settings import JOB_QUEUE, get_settings
 
 
@@ -106,6 +106,12 @@ async def sla_recompute(ctx: dict[str, Any], policy_id: int | None, region_id: i
     return await sla.recompute_open_clocks(ctx["runtime"], policy_id=policy_id, region_id=region_id)
 
 
+async def search_trim(ctx: dict[str, Any]) -> int:
+    """Every ten minutes: contacts past the newest ones leave the recent search index."""
+    async with ctx["runtime"].transaction() as session:
+        return await search.trim_recent_contacts(session)
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     ctx["runtime"] = create_runtime(get_settings(), pool_size=5)
     await health.beat(ctx["runtime"].redis)
@@ -135,6 +141,7 @@ class WorkerSettings:
     cron_jobs.append(cron(mail_sweep, second={30}, unique=True))
     cron_jobs.append(cron(task_reminders, second=set(range(0, 60, 2)), unique=True))
     cron_jobs.append(cron(sla_sweep, second={10, 40}, unique=True))
+    cron_jobs.append(cron(search_trim, minute=set(range(0, 60, 10)), second={50}, unique=True))
     on_startup = startup
     on_shutdown = shutdown
     queue_name = JOB_QUEUE

@@ -477,14 +477,23 @@ async def test_case_words_matching_many_cases_rank_a_bounded_set(gql, runtime, m
 
 
 async def test_a_page_of_case_matches_reads_only_the_cases_it_shows(runtime):
-    from app.services.search import search_cases
-
     customer = await make_customer(runtime, "Ada Lovelace")
     for i in range(40):
         await make_case(runtime, [customer], subject=f"Refund {i}")
     # Enough other cases that reading the matches one by one is the plan, as in production.
     await execute(runtime, "INSERT INTO cases (subject) SELECT 'Invoice ' || g FROM generate_series(1, 20000) g")
     await execute(runtime, "ANALYZE cases")
+    page, plan = await case_search_plan(runtime, "refund", first=3)
+    assert len(page.rows) == 3 and page.has_next
+    # The 40 matches are ranked; the cases are read down the ranking until the page (and one more) is full.
+    [cases_read] = [line for line in plan.splitlines() if "on cases k" in line]
+    assert "loops=4)" in cases_read, plan
+
+
+async def case_search_plan(runtime, query: str, first: int):
+    """The page caseSearch gives and the executed plan of its statement."""
+    from app.services.search import search_cases
+
     statements = []
 
     def captured(conn, cursor, statement, parameters, context, executemany) -> None:
@@ -493,14 +502,75 @@ async def test_a_page_of_case_matches_reads_only_the_cases_it_shows(runtime):
     sqlalchemy.event.listen(runtime.engine.sync_engine, "before_cursor_execute", captured)
     try:
         async with runtime.reading() as session:
-            page = await search_cases(session, query="refund", first=3)
+            page = await search_cases(session, query=query, first=first)
     finally:
         sqlalchemy.event.remove(runtime.engine.sync_engine, "before_cursor_execute", captured)
-    assert len(page.rows) == 3 and page.has_next
     statement, parameters = next((s, p) for s, p in statements if "ranked AS MATERIALIZED" in s)
     async with runtime.engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
         plan = "\n".join(r[0] for r in await raw.fetch(f"EXPLAIN (ANALYZE, COSTS OFF) {statement}", *parameters))
-    # The 40 matches are ranked; the cases are read down the ranking until the page (and one more) is full.
-    [cases_read] = [line for line in plan.splitlines() if "on cases k" in line]
-    assert "loops=4)" in cases_read, plan
+    return page, plan
+
+
+async def recent_contact_ids(runtime) -> set[int]:
+    async with runtime.engine.connect() as conn:
+        return set((await conn.scalars(text("SELECT contact_id FROM recent_contact_search_vectors"))).all())
+
+
+async def test_the_recent_contact_index_follows_contacts(runtime, monkeypatch):
+    from app.services import search as search_service
+    from jobs import worker
+
+    customer = await make_customer(runtime, "Ada Lovelace")
+    case_id = await make_case(runtime, [customer], subject="Parcel")
+    first = await make_contact(runtime, customer_id=customer, case_id=case_id, text_body="alpha")
+    unfiled = await make_contact(runtime, customer_id=customer, text_body="beta")
+    assert await recent_contact_ids(runtime) == {first}
+    second = await make_contact(runtime, customer_id=customer, case_id=case_id, text_body="gamma")
+    # The worker trims the recent index every ten minutes.
+    assert any(job.coroutine is worker.search_trim for job in worker.WorkerSettings.cron_jobs)
+    monkeypatch.setattr(search_service, "RECENT_CONTACTS", 1)
+    assert await worker.search_trim({"runtime": runtime}) == 1
+    assert await recent_contact_ids(runtime) == {second}
+    # Filed on a case now, but older than every recent contact: searched in the full index only.
+    await execute(runtime, "UPDATE contacts SET case_id = :case WHERE id = :id", case=case_id, id=unfiled)
+    assert await recent_contact_ids(runtime) == {second}
+    assert await scalar(runtime, "SELECT count(*) FROM contact_search_vectors WHERE contact_id = :id", id=unfiled) == 1
+    # A contact filed a moment after it came in is recent.
+    later = await make_contact(runtime, customer_id=customer, text_body="delta")
+    await execute(runtime, "UPDATE contacts SET case_id = :case WHERE id = :id", case=case_id, id=later)
+    assert await recent_contact_ids(runtime) == {second, later}
+    await execute(runtime, "UPDATE contacts SET text = 'epsilon' WHERE id = :id", id=later)
+    assert await scalar(
+        runtime,
+        "SELECT vector @@ 'epsilon'::tsquery FROM recent_contact_search_vectors WHERE contact_id = :id",
+        id=later,
+    )
+    await execute(runtime, "UPDATE contacts SET case_id = NULL WHERE id = :id", id=later)
+    assert await recent_contact_ids(runtime) == {second}
+
+
+async def test_older_contacts_are_searched_when_few_recent_ones_match(gql, runtime, monkeypatch):
+    from app.services import search as search_service
+
+    customer = await make_customer(runtime, "Ada Lovelace")
+    old = await make_case(runtime, [customer], subject="First matter")
+    await make_contact(runtime, customer_id=customer, case_id=old, text_body="refund of the voucher")
+    recent = []
+    for i in range(3):
+        recent.append(await make_case(runtime, [customer], subject=f"Matter {i}"))
+        await make_contact(runtime, customer_id=customer, case_id=recent[-1], text_body=f"refund {i}")
+    async with runtime.transaction() as session:
+        assert await search_service.trim_recent_contacts(session, keep=3) == 1
+
+    async def found(query: str) -> set[str]:
+        return {r["case"]["id"] for r in await case_search(gql, query, first=10)}
+
+    assert await found("voucher") == {gid("Case", old)}
+    assert await found("refund") == {gid("Case", c) for c in [old, *recent]}
+    # As many recent contacts match as are enough: the older ones are not read at all.
+    monkeypatch.setattr(search_service, "ENOUGH_RECENT", 3)
+    assert await found("refund") == {gid("Case", c) for c in recent}
+    _, plan = await case_search_plan(runtime, "refund", first=10)
+    [full_index] = [line for line in plan.splitlines() if "on ix_contact_search_vectors_vector" in line]
+    assert "never executed" in full_index, plan

@@ -63,6 +63,7 @@ from app.models.search import (
     CaseSearchVector,
     ContactSearchVector,
     CustomerNameWord,
+    RecentContactSearchVector,
     SearchScreen,
 )
 from app.models.sla import SLA_STAGES, TAT_TARGETS, CaseSla, TatPolicy, TatTarget
@@ -125,6 +126,7 @@ __all__ = [
     "SearchScreen",
     "Contact",
     "ContactSearchVector",
+    "RecentContactSearchVector",
     "CustomerNameWord",
     "Customer",
     "CustomerIdentifier",

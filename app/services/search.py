@@ -449,6 +449,12 @@ CONTACT_WEIGHT = 0.5
 # collecting there rather than ranking every row that holds them (more words narrow it), so its
 # cost does not grow with the number of cases. Snippets are made for the returned page only.
 CASE_CANDIDATES = 1000
+# Contacts' matches come from the newest RECENT_CONTACTS first (their own index, migration 0022):
+# two common words typed together then intersect postings as long as those contacts are many, not
+# as all contacts ever kept. Only when fewer than ENOUGH_RECENT of them match (a rarer word, whose
+# postings are short anyway) are the older contacts searched as well.
+RECENT_CONTACTS = 250_000
+ENOUGH_RECENT = 200
 # The rank of a case whose searchable custom field holds what was typed: above any text rank
 # (ts_rank stays far below it).
 FIELD_MATCH_RANK = 100.0
@@ -532,6 +538,7 @@ async def search_cases(
     if after:
         params["after_rank"], params["after_id"] = decode_cursor(after, int, int)
         conditions.append(f"({rank} < :after_rank OR ({rank} = :after_rank AND k.id > :after_id))")
+    contact_matches = ""
     if typed is None:
         matches = f"SELECT k.id AS case_id, 0::bigint AS rank FROM cases k WHERE {' AND '.join(field_filters)}"
         snippet = "NULL::text"
@@ -558,10 +565,19 @@ async def search_cases(
                     SELECT v.case_id, v.vector FROM case_search_vectors v
                     WHERE v.vector @@ q.query LIMIT {CASE_CANDIDATES}) m
                 UNION ALL
-                SELECT m.case_id, {CONTACT_WEIGHT} * ts_rank(m.vector, q.query) FROM q, LATERAL (
-                    SELECT v.case_id, v.vector FROM contact_search_vectors v
-                    WHERE v.vector @@ q.query LIMIT {CASE_CANDIDATES}) m{by_field}
+                SELECT m.case_id, {CONTACT_WEIGHT} * ts_rank(m.vector, q.query) FROM q, contact_matches m{by_field}
             ) found GROUP BY case_id"""
+        contact_matches = f"""
+        recent_contact_matches AS MATERIALIZED (
+            SELECT v.case_id, v.vector FROM q, recent_contact_search_vectors v
+            WHERE v.vector @@ q.query LIMIT {CASE_CANDIDATES}),
+        contact_matches AS (
+            SELECT * FROM recent_contact_matches
+            UNION ALL
+            -- The recent ones match here again: a case's rank is its best match, so that is harmless.
+            (SELECT v.case_id, v.vector FROM q, contact_search_vectors v
+             WHERE (SELECT count(*) FROM recent_contact_matches) < {ENOUGH_RECENT} AND v.vector @@ q.query
+             LIMIT {CASE_CANDIDATES})),"""
         snippet = f"""(SELECT ts_headline(casegraph_text_search_config(), _escape_html(part), q.query, '{HEADLINE_OPTIONS}')
                 FROM q, LATERAL (
                     SELECT concat_ws(' … ', page.subject, page.description) AS part
@@ -574,7 +590,7 @@ async def search_cases(
                 ) best)"""
     statement = text(
         f"""
-        WITH q AS (SELECT websearch_to_tsquery(casegraph_text_search_config(), :q) AS query),
+        WITH q AS (SELECT websearch_to_tsquery(casegraph_text_search_config(), :q) AS query),{contact_matches}
         r AS ({matches}),
         -- In relevance order the cases are read one by one down the ranked matches until the page
         -- is full, not all of them before sorting.
@@ -592,6 +608,19 @@ async def search_cases(
     rows = (await session.execute(statement, params)).all()
     hits = [CaseHit(case=row, rank=row.rank, by_reference=bool(reference), snippet=row.snippet) for row in rows]
     return Page.from_overfetch(hits, first, lambda hit: (hit.rank, hit.case.id))
+
+
+_TRIM_RECENT_CONTACTS = text("""
+DELETE FROM recent_contact_search_vectors WHERE contact_id < (
+    SELECT contact_id FROM recent_contact_search_vectors ORDER BY contact_id DESC OFFSET :keep LIMIT 1)
+""")
+
+
+async def trim_recent_contacts(session: AsyncSession, *, keep: int | None = None) -> int:
+    """Keep the newest `keep` (RECENT_CONTACTS) contacts in the recent index (the worker's
+    search_trim); returns how many became old."""
+    keep = RECENT_CONTACTS if keep is None else keep
+    return (await session.execute(_TRIM_RECENT_CONTACTS, {"keep": keep - 1})).rowcount
 
 
 def _check_values(values: tuple[str, ...], allowed: tuple[str, ...], field_name: str) -> None:
