@@ -152,12 +152,32 @@ ORDER BY typed.position
 
 async def alike_name_words(session: AsyncSession, name: str) -> tuple[tuple[str, ...], ...] | None:
     """For each word of a typed name (folded; initials aside), the words customers' names hold that
-    are alike it (a typo, an accent); None when the name is only initials."""
+    are alike it (a typo, an accent) or begin with it; None when the name is only initials."""
     alike: dict[str, tuple[str, ...]] = {}
     for word, words in await session.execute(_ALIKE_NAME_WORDS, {"name": name, "alike": ALIKE_NAME_WORDS}):
         if len(word) > 1 and len(alike) < MAX_NAME_WORDS:
-            alike.setdefault(word, tuple(words))
+            alike.setdefault(word, tuple(w for w in words if w.startswith(word) or _is_typo_of(w, word)))
     return tuple(alike.values()) or None
+
+
+def _is_typo_of(word: str, typed: str) -> bool:
+    """Whether `typed` is `word` with a typo or two: as many edits (a letter added, dropped, changed,
+    or two swapped) as its length allows, none up to two letters, one up to five, two beyond. Trigrams
+    alone also find other names ("mary" is as alike "martin" as "maria"), each a customer to rank."""
+    allowed = 0 if len(typed) <= 2 else 1 if len(typed) <= 5 else 2
+    if abs(len(word) - len(typed)) > allowed:
+        return False
+    # Optimal string alignment distance, row by row.
+    before, previous = None, list(range(len(word) + 1))
+    for i, t in enumerate(typed, 1):
+        current = [i]
+        for j, w in enumerate(word, 1):
+            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (t != w))
+            if before is not None and i > 1 and j > 1 and t == word[j - 2] and typed[i - 2] == w:
+                cost = min(cost, before[j - 2] + 1)
+            current.append(cost)
+        before, previous = previous, current
+    return previous[-1] <= allowed
 
 
 @dataclass(frozen=True)
