@@ -456,6 +456,20 @@ async def test_a_common_first_name_and_surname_rank_only_those_who_have_both(run
     assert "Heap Blocks: exact=1\n" in plan, plan
 
 
+async def test_a_name_word_matches_its_typos_and_the_words_it_begins(gql, runtime):
+    mary, maryam, martin = [
+        await make_customer(runtime, name) for name in ("Mary Davis", "Maryam Davis", "Martin Davis")
+    ]
+
+    async def found(typed: str) -> list[str]:
+        return [r["customer"]["id"] for r in await search(gql, typed)]
+
+    # "martin" shares as many trigrams with "mary" as "maria" does, but is no typo of it.
+    assert await found("mary davis") == [gid("Customer", mary), gid("Customer", maryam)]
+    assert (await found("mary davsi"))[0] == gid("Customer", mary)
+    assert await found("marti davis") == [gid("Customer", martin)]
+
+
 async def test_every_word_typed_must_be_in_the_name(gql, people):
     assert await search(gql, "Ada Zyxwv") == []
     # Initials alone are compared with the whole name.
