@@ -6,8 +6,8 @@ the last line is JSON.
     .venv/bin/python bench/intake.py [--messages 1000] [--mix plain|full] [--burst 1000] [--kill 1000]
 
 Then, for the intake alone, a burst of `--burst` messages is stored at once and taken in by the
-worker (`intake_only_msgs_per_s`: the listener's own pace, one transaction per message, caps the
-end-to-end figure). Last, `--kill` more messages are stored and enqueued, the worker is killed
+worker (`intake_only_msgs_per_s`: without the listener and the sender sharing the cores with
+the worker, as end to end they do). Last, `--kill` more messages are stored and enqueued, the worker is killed
 with SIGKILL once a third of them are contacts, and a new worker takes in the rest: `lost` and
 `duplicated` count over every message of the run, the killed batch included.
 
