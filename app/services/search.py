@@ -173,7 +173,7 @@ def _is_typo_of(word: str, typed: str) -> bool:
         current = [i]
         for j, w in enumerate(word, 1):
             cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (t != w))
-            if before is not None and i > 1 and j > 1 and t == word[j - 2] and typed[i - 2] == w:
+            if i > 1 and j > 1 and t == word[j - 2] and typed[i - 2] == w:
                 cost = min(cost, before[j - 2] + 1)
             current.append(cost)
         before, previous = previous, current
