@@ -47,14 +47,8 @@ class Customer(Base):
             sql("casegraph_fold(name) gin_trgm_ops"),
             postgresql_using="gin",
         ),
-        # customerSearch: customers whose name holds a word alike each word typed (migration 0021),
-        # without a pending list that every search would read.
-        Index(
-            "ix_customers_name_words",
-            sql("casegraph_name_words(name)"),
-            postgresql_using="gin",
-            postgresql_with={"fastupdate": "off"},
-        ),
+        # customerSearch: the holders of a folded name, in order (migration 0023).
+        Index("ix_customers_folded_name", sql("casegraph_fold(name)"), "id"),
         # Re-pointing older tombstones at a new survivor touches only those rows.
         Index("ix_customers_merged_into_id", "merged_into_id", postgresql_where=sql("merged_into_id IS NOT NULL")),
         # The archive sweep reads only the inactive (then only the expired) rows, not the table.

@@ -29,9 +29,27 @@ class CaseSearchVector(Base):
     __table_args__ = (Index("ix_case_search_vectors_vector", "vector", postgresql_using="gin"),)
 
 
+class CustomerFullName(Base):
+    """A folded name some customer holds, kept by a trigger (migration 0023): the names holding a
+    word alike each typed one are found here by their words, then their holders by name."""
+
+    __tablename__ = "customer_full_names"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+
+    __table_args__ = (
+        Index(
+            "ix_customer_full_names_words",
+            sql("casegraph_name_words(name)"),
+            postgresql_using="gin",
+            postgresql_with={"fastupdate": "off"},
+        ),
+    )
+
+
 class CustomerNameWord(Base):
-    """A word some customer's folded name holds, kept by a trigger (migration 0021): the words alike
-    a typed one are found here, then the customers holding them by their name-words index."""
+    """A word some customer's folded name holds, kept by a trigger (migrations 0021, 0023): the
+    words alike a typed one are found here."""
 
     __tablename__ = "customer_name_words"
 

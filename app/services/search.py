@@ -42,7 +42,7 @@ from app.services import audit, forms
 from app.settings import get_settings
 
 # Name hits considered before filtering and paging: the best this many by similarity.
-NAME_CANDIDATES = 200
+NAME_CANDIDATES = 100
 # Customers found by one searchable custom field's value, before filtering and paging.
 FIELD_CANDIDATES = 200
 MAX_FIELD_FILTERS = 20
@@ -354,16 +354,20 @@ def _customer_hits(reading: CustomerQuery) -> tuple[list[str], dict[str, Any]]:
         )
         params["name"] = reading.name
     elif reading.name and all(reading.name_words or ()):
-        # Names holding a word alike every word typed, in any order: the name-words index intersects
-        # them, so a common first name and a common surname rank only the few who have both. They
-        # rank by the trigram similarity of the whole names (a typo costs a few trigrams).
+        # The distinct names holding a word alike every word typed, in any order (their words'
+        # index intersects them among names, not customers), ranked by the trigram similarity of
+        # the whole name (a typo costs a few trigrams); then their holders, best name first, read
+        # until there are enough: however many share a common name, the rest are never read.
         holds = " AND ".join(
-            f"casegraph_name_words(name) && CAST(:name_words_{i} AS text[])" for i in range(len(reading.name_words))
+            f"casegraph_name_words(f.name) && CAST(:name_words_{i} AS text[])" for i in range(len(reading.name_words))
         )
         parts.append(
-            "(SELECT id, 'name', name, similarity(casegraph_fold(name), casegraph_fold(:name)) AS score "
-            f"FROM customers WHERE {holds} AND status <> 'erased' "
-            f"ORDER BY score DESC, id LIMIT {NAME_CANDIDATES})"
+            "(SELECT c.id, 'name', c.name, n.score FROM ("
+            "SELECT f.name AS folded, similarity(f.name, casegraph_fold(:name)) AS score "
+            f"FROM customer_full_names f WHERE {holds} ORDER BY score DESC, folded) n "
+            "CROSS JOIN LATERAL (SELECT id, name FROM customers WHERE casegraph_fold(name) = n.folded "
+            f"AND status <> 'erased' ORDER BY id LIMIT {NAME_CANDIDATES}) c "
+            f"ORDER BY n.score DESC, n.folded, c.id LIMIT {NAME_CANDIDATES})"
         )
         params["name"] = reading.name
         params.update({f"name_words_{i}": list(words) for i, words in enumerate(reading.name_words)})
