@@ -202,3 +202,25 @@ async def test_an_intake_job_hands_over_after_its_batches_with_mail_still_waitin
     assert len(first) == mail_service.INTAKE_BATCH and handovers == [True]
     second = await mail_service.take_in_new_mail(runtime, handover=handover)
     assert len(second) == 5 and handovers == [True]  # a batch not full: no further job
+
+
+async def test_a_lane_leaves_alone_the_messages_another_lane_of_its_job_is_retrying(runtime, monkeypatch):
+    mailbox_id = await add_mailbox(runtime)
+    unfit = message(sender=f'"{"N" * 230}" <long@example.org>', subject="Hello", message_id="<unfit@example.org>")
+    async with runtime.transaction() as session:
+        stored = await mail_service.store_inbound(session, mailbox_id=mailbox_id, via="smtp", raw=unfit)
+    held: set[int] = set()
+    other_lane_took = []
+    take_in_alone = mail_service.take_in
+
+    async def other_lane_looks_first(runtime, *, inbound_id, send=None):
+        # The failed batch has let go of its lock; the message is retried alone next.
+        other_lane_took.append(await mail_service.take_in_batch(runtime, inbound_id=None, held=held))
+        return await take_in_alone(runtime, inbound_id=inbound_id, send=send)
+
+    monkeypatch.setattr(mail_service, "take_in", other_lane_looks_first)
+    taken = await mail_service.take_in_batch(runtime, inbound_id=None, held=held)
+    assert other_lane_took == [[]] and len(taken) == 1 and held == set()
+    async with runtime.reading() as session:
+        attempts = await session.scalar(select(InboundMessage.attempts).where(InboundMessage.id == stored))
+    assert attempts == 1

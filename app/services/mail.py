@@ -755,6 +755,7 @@ _NEXT_PENDING = (
     .where(
         InboundMessage.status == "pending",
         (InboundMessage.id == bindparam("first")) | (InboundMessage.attempts == 0),
+        InboundMessage.id.not_in(bindparam("held", expanding=True)),
     )
     .order_by((InboundMessage.id != bindparam("first")), InboundMessage.id)
     .limit(bindparam("limit"))
@@ -784,14 +785,20 @@ class _Taking:
 
 
 async def take_in_batch(
-    runtime: Runtime, *, inbound_id: int | None, limit: int = INTAKE_BATCH, send: SendEnqueue | None = None
+    runtime: Runtime,
+    *,
+    inbound_id: int | None,
+    limit: int = INTAKE_BATCH,
+    send: SendEnqueue | None = None,
+    held: set[int] | None = None,
 ) -> list[IntakeResult]:
     """Take in the stored message `inbound_id` (none: the oldest new one) and up to `limit` - 1
     other new pending ones, in one transaction, recognised set-based (`contacts.ingest_batch`):
     each gets what `take_in` would give it, in the order they were stored. A message that fails is
     taken in alone (`take_in`, which records its error for the sweeper); bounces and automatic
     replies are taken in alone, in their place. A message another job holds is skipped: that job
-    takes it in."""
+    takes it in; so is one in `held`, the messages the other lanes of this job have in hand (a
+    failed batch lets go of its locks before its messages are tried again alone)."""
     if inbound_id is not None:
         async with runtime.reading() as session:
             first = (
@@ -872,57 +879,65 @@ async def take_in_batch(
     async def run_alone(position: int) -> list[IntakeResult | None]:
         return [await take_in(runtime, inbound_id=taking[position].message.id, send=send)]
 
-    # The messages stay locked from their choice to their commit: a job draining at the same time
-    # takes others. The common case (nothing special among them) is that one transaction.
-    outbox: list[int] = []
+    held = set() if held is None else held
+    chosen: list[int] = []
     try:
-        async with runtime.transaction() as session:
-            messages = sorted(
-                await session.scalars(_NEXT_PENDING, {"first": inbound_id, "limit": limit}), key=lambda m: m.id
-            )
-            if not messages:  # taken by other jobs meanwhile
-                return []
-            taking = [
-                _parsed(message, mail)
-                for message, mail in zip(messages, await parse_messages([m.raw for m in messages]), strict=True)
-            ]
-            mailbox_ids = {t.message.mailbox_id for t in taking if t.message.mailbox_id is not None}
-            mailboxes = {m.id: m for m in await session.scalars(select(Mailbox).where(Mailbox.id.in_(mailbox_ids)))}
-            pool_ids = {m.pool_id for m in mailboxes.values() if m.pool_id is not None}
-            pools = {p.id: p for p in await session.scalars(select(Pool).where(Pool.id.in_(pool_ids)))}
-            checked = contact_service.check_ingest_items([t.data for t in taking])
-            try:
-                if not all(
-                    error is None and automatic_reply_kind(t.mail) is None
-                    for t, error in zip(taking, checked, strict=True)
-                ):
-                    raise _Special
-                taken = await _batch_in(session, list(range(len(taking))), outbox)
-            except Exception:
-                session.expunge_all()  # the messages and mailboxes read stay usable after the rollback
+        # The messages stay locked from their choice to their commit: a job draining at the same time
+        # takes others. The common case (nothing special among them) is that one transaction.
+        outbox: list[int] = []
+        try:
+            async with runtime.transaction() as session:
+                messages = sorted(
+                    await session.scalars(_NEXT_PENDING, {"first": inbound_id, "limit": limit, "held": sorted(held)}),
+                    key=lambda m: m.id,
+                )
+                if not messages:  # taken by other jobs meanwhile
+                    return []
+                chosen = [m.id for m in messages]
+                held.update(chosen)
+                taking = [
+                    _parsed(message, mail)
+                    for message, mail in zip(messages, await parse_messages([m.raw for m in messages]), strict=True)
+                ]
+                mailbox_ids = {t.message.mailbox_id for t in taking if t.message.mailbox_id is not None}
+                mailboxes = {m.id: m for m in await session.scalars(select(Mailbox).where(Mailbox.id.in_(mailbox_ids)))}
+                pool_ids = {m.pool_id for m in mailboxes.values() if m.pool_id is not None}
+                pools = {p.id: p for p in await session.scalars(select(Pool).where(Pool.id.in_(pool_ids)))}
+                checked = contact_service.check_ingest_items([t.data for t in taking])
+                try:
+                    if not all(
+                        error is None and automatic_reply_kind(t.mail) is None
+                        for t, error in zip(taking, checked, strict=True)
+                    ):
+                        raise _Special
+                    taken = await _batch_in(session, list(range(len(taking))), outbox)
+                except Exception:
+                    session.expunge_all()  # the messages and mailboxes read stay usable after the rollback
+                    raise
+        except _Special:
+            failed: Exception | None = None
+        except Exception as error:  # noqa: BLE001 - an item failed, or the batch: see _isolated_run
+            if not taking:
                 raise
-    except _Special:
-        failed: Exception | None = None
-    except Exception as error:  # noqa: BLE001 - an item failed, or the batch: see _isolated_run
-        if not taking:
-            raise
-        failed = error
-    else:
-        await _send_all(send, outbox)
-        return [r for r in taken if r is not None]
+            failed = error
+        else:
+            await _send_all(send, outbox)
+            return [r for r in taken if r is not None]
 
-    # Runs of ordinary messages go as batches; an automatic reply (or refused input) alone, in its place.
-    results: list[IntakeResult | None] = []
-    run: list[int] = []
-    for position, item in enumerate(taking):
-        if checked[position] is None and automatic_reply_kind(item.mail) is None:
-            run.append(position)
-            continue
-        results += await _isolated_run(run, run_batch, run_alone)
-        run = []
-        results += await run_alone(position)
-    results += await _isolated_run(run, run_batch, run_alone, failed)
-    return [r for r in results if r is not None]
+        # Runs of ordinary messages go as batches; an automatic reply (or refused input) alone, in its place.
+        results: list[IntakeResult | None] = []
+        run: list[int] = []
+        for position, item in enumerate(taking):
+            if checked[position] is None and automatic_reply_kind(item.mail) is None:
+                run.append(position)
+                continue
+            results += await _isolated_run(run, run_batch, run_alone)
+            run = []
+            results += await run_alone(position)
+        results += await _isolated_run(run, run_batch, run_alone, failed)
+        return [r for r in results if r is not None]
+    finally:
+        held.difference_update(chosen)
 
 
 # Batches one intake job of new mail takes in each lane before handing over to a new job (arq ends
@@ -939,10 +954,12 @@ async def take_in_new_mail(
     each lane; other jobs at work take other batches. After INTAKE_JOB_BATCHES full batches in a
     lane, `handover` schedules the next job."""
 
+    held: set[int] = set()
+
     async def lane() -> tuple[list[IntakeResult], bool]:
         results: list[IntakeResult] = []
         for _ in range(INTAKE_JOB_BATCHES):
-            taken = await take_in_batch(runtime, inbound_id=None, send=send)
+            taken = await take_in_batch(runtime, inbound_id=None, send=send, held=held)
             results += taken
             if len(taken) < INTAKE_BATCH:  # all in, or other jobs hold the rest
                 return results, False
