@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from email.utils import parseaddr
+from functools import lru_cache
 from typing import Any
 
 from app.contact_data import ContactData, header
@@ -76,6 +77,8 @@ def dig(root: Any, path: str) -> Any:
     return value
 
 
+# Parsing an address is slow and a batch reads the same senders again and again.
+@lru_cache(maxsize=4096)
 def address_of(value: str) -> str:
     """The bare address of 'Name <address>' (or the value itself)."""
     name, address = parseaddr(value)
@@ -85,5 +88,10 @@ def address_of(value: str) -> str:
 def display_name(value: str | None) -> str | None:
     if not value:
         return None
+    return _display_name(value)
+
+
+@lru_cache(maxsize=4096)
+def _display_name(value: str) -> str | None:
     name, address = parseaddr(value)
     return name.strip() or None if address else None
