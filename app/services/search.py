@@ -41,7 +41,8 @@ from app.pagination import Page, decode_cursor
 from app.services import audit, forms
 from app.settings import get_settings
 
-# Name hits considered before filtering and paging: the best this many by similarity.
+# Name hits considered before filtering and paging: the best this many by similarity (ten pages of
+# ten; the holders of a common name beyond them are never read).
 NAME_CANDIDATES = 100
 # Customers found by one searchable custom field's value, before filtering and paging.
 FIELD_CANDIDATES = 200
