@@ -286,7 +286,7 @@ async def prepare(customers: int) -> tuple[str, list[tuple[int, str, str]], list
 
     from app.runtime import create_runtime
     from app.services.auth import create_token
-    from app.services.search import trim_recent_contacts
+    from app.services.search import trim_recent_cases, trim_recent_contacts
     from app.settings import load_settings
 
     runtime = create_runtime(load_settings(), pool_size=1)
@@ -297,11 +297,11 @@ async def prepare(customers: int) -> tuple[str, list[tuple[int, str, str]], list
                 started = time.monotonic()
                 await conn.execute(text(statement), {k: v for k, v in params.items() if f":{k}" in statement})
                 print(f"  {' '.join(statement.split()[:3])[:40]:<40} {time.monotonic() - started:6.1f}s")
-        # As the worker's search_trim keeps it: only the newest contacts in the recent index.
+        # As the worker's search_trim keeps them: only the newest cases and contacts in the recent indexes.
         async with runtime.transaction() as session:
             started = time.monotonic()
-            trimmed = await trim_recent_contacts(session)
-            print(f"  {f'trim recent contacts ({trimmed})':<40} {time.monotonic() - started:6.1f}s")
+            trimmed = await trim_recent_cases(session) + await trim_recent_contacts(session)
+            print(f"  {f'trim recent cases and contacts ({trimmed})':<40} {time.monotonic() - started:6.1f}s")
         # Measured in the steady state autovacuum keeps tables in (statistics, visibility, GIN
         # pending lists merged), not while it works through the load in the background.
         async with runtime.engine.connect() as conn:

@@ -107,9 +107,9 @@ async def sla_recompute(ctx: dict[str, Any], policy_id: int | None, region_id: i
 
 
 async def search_trim(ctx: dict[str, Any]) -> int:
-    """Every ten minutes: contacts past the newest ones leave the recent search index."""
+    """Every ten minutes: cases and contacts past the newest ones leave the recent search indexes."""
     async with ctx["runtime"].transaction() as session:
-        return await search.trim_recent_contacts(session)
+        return await search.trim_recent_cases(session) + await search.trim_recent_contacts(session)
 
 
 async def startup(ctx: dict[str, Any]) -> None:

@@ -604,6 +604,60 @@ async def test_the_recent_contact_index_follows_contacts(runtime, monkeypatch):
     assert await recent_contact_ids(runtime) == {second}
 
 
+async def recent_case_ids(runtime) -> set[int]:
+    async with runtime.engine.connect() as conn:
+        return set((await conn.scalars(text("SELECT case_id FROM recent_case_search_vectors"))).all())
+
+
+async def test_the_recent_case_index_follows_cases(runtime, monkeypatch):
+    from app.services import search as search_service
+    from jobs import worker
+
+    customer = await make_customer(runtime, "Ada Lovelace")
+    first = await make_case(runtime, [customer], subject="Parcel")
+    second = await make_case(runtime, [customer], subject="Invoice")
+    assert await recent_case_ids(runtime) == {first, second}
+    monkeypatch.setattr(search_service, "RECENT_CASES", 1)
+    assert await worker.search_trim({"runtime": runtime}) == 1
+    assert await recent_case_ids(runtime) == {second}
+    # A new subject for an older case than every recent one: searched in the full index only.
+    await execute(runtime, "UPDATE cases SET subject = 'Refund' WHERE id = :id", id=first)
+    assert await recent_case_ids(runtime) == {second}
+    assert await scalar(
+        runtime, "SELECT vector @@ 'refund'::tsquery FROM case_search_vectors WHERE case_id = :id", id=first
+    )
+    await execute(runtime, "UPDATE cases SET subject = 'Voucher' WHERE id = :id", id=second)
+    assert await scalar(
+        runtime, "SELECT vector @@ 'voucher'::tsquery FROM recent_case_search_vectors WHERE case_id = :id", id=second
+    )
+    third = await make_case(runtime, [customer], subject="Delivery")
+    assert await recent_case_ids(runtime) == {second, third}
+    await execute(runtime, "DELETE FROM case_search_vectors WHERE case_id = :id", id=third)
+    assert await recent_case_ids(runtime) == {second}
+
+
+async def test_older_cases_are_searched_when_few_recent_ones_match(gql, runtime, monkeypatch):
+    from app.services import search as search_service
+
+    customer = await make_customer(runtime, "Ada Lovelace")
+    old = await make_case(runtime, [customer], subject="Voucher refund")
+    recent = [await make_case(runtime, [customer], subject=f"Refund {i}") for i in range(3)]
+    async with runtime.transaction() as session:
+        assert await search_service.trim_recent_cases(session, keep=3) == 1
+
+    async def found(query: str) -> set[str]:
+        return {r["case"]["id"] for r in await case_search(gql, query, first=10)}
+
+    assert await found("voucher") == {gid("Case", old)}
+    assert await found("refund") == {gid("Case", c) for c in [old, *recent]}
+    # As many recent cases match as are enough: the older ones are not read at all.
+    monkeypatch.setattr(search_service, "ENOUGH_RECENT", 3)
+    assert await found("refund") == {gid("Case", c) for c in recent}
+    _, plan = await case_search_plan(runtime, "refund", first=10)
+    [full_index] = [line for line in plan.splitlines() if "on ix_case_search_vectors_vector" in line]
+    assert "never executed" in full_index, plan
+
+
 async def test_older_contacts_are_searched_when_few_recent_ones_match(gql, runtime, monkeypatch):
     from app.services import search as search_service
 

@@ -64,6 +64,7 @@ from app.models.search import (
     ContactSearchVector,
     CustomerFullName,
     CustomerNameWord,
+    RecentCaseSearchVector,
     RecentContactSearchVector,
     SearchScreen,
 )
@@ -128,6 +129,7 @@ __all__ = [
     "Contact",
     "ContactSearchVector",
     "RecentContactSearchVector",
+    "RecentCaseSearchVector",
     "CustomerFullName",
     "CustomerNameWord",
     "Customer",

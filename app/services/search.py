@@ -474,10 +474,12 @@ CONTACT_WEIGHT = 0.5
 # collecting there rather than ranking every row that holds them (more words narrow it), so its
 # cost does not grow with the number of cases. Snippets are made for the returned page only.
 CASE_CANDIDATES = 1000
-# Contacts' matches come from the newest RECENT_CONTACTS first (their own index, migration 0022):
-# two common words typed together then intersect postings as long as those contacts are many, not
-# as all contacts ever kept. Only when fewer than ENOUGH_RECENT of them match (a rarer word, whose
-# postings are short anyway) are the older contacts searched as well.
+# Matches come from the newest RECENT_CASES cases and RECENT_CONTACTS contacts first (their own
+# indexes, migrations 0024 and 0022): two common words typed together then intersect postings as
+# long as those rows are many, not as all ever kept, and the candidates kept are the newest rather
+# than the first ones stored. Only when fewer than ENOUGH_RECENT of them match (a rarer word, whose
+# postings are short anyway) are the older ones searched as well.
+RECENT_CASES = 50_000
 RECENT_CONTACTS = 250_000
 ENOUGH_RECENT = 200
 # The rank of a case whose searchable custom field holds what was typed: above any text rank
@@ -563,7 +565,7 @@ async def search_cases(
     if after:
         params["after_rank"], params["after_id"] = decode_cursor(after, int, int)
         conditions.append(f"({rank} < :after_rank OR ({rank} = :after_rank AND k.id > :after_id))")
-    contact_matches = ""
+    recent_matches = ""
     if typed is None:
         matches = f"SELECT k.id AS case_id, 0::bigint AS rank FROM cases k WHERE {' AND '.join(field_filters)}"
         snippet = "NULL::text"
@@ -586,23 +588,13 @@ async def search_cases(
                  WHERE fields @> CAST(:typed_field_{index} AS jsonb) LIMIT {FIELD_CANDIDATES})"""
         matches = f"""
             SELECT case_id, round(max(rank) * 999999)::bigint AS rank FROM (
-                SELECT m.case_id, ts_rank(m.vector, q.query) AS rank FROM q, LATERAL (
-                    SELECT v.case_id, v.vector FROM case_search_vectors v
-                    WHERE v.vector @@ q.query LIMIT {CASE_CANDIDATES}) m
+                SELECT m.case_id, ts_rank(m.vector, q.query) AS rank FROM q, case_matches m
                 UNION ALL
                 SELECT m.case_id, {CONTACT_WEIGHT} * ts_rank(m.vector, q.query) FROM q, contact_matches m{by_field}
             ) found GROUP BY case_id"""
-        contact_matches = f"""
-        recent_contact_matches AS MATERIALIZED (
-            SELECT v.case_id, v.vector FROM q, recent_contact_search_vectors v
-            WHERE v.vector @@ q.query LIMIT {CASE_CANDIDATES}),
-        contact_matches AS (
-            SELECT * FROM recent_contact_matches
-            UNION ALL
-            -- The recent ones match here again: a case's rank is its best match, so that is harmless.
-            (SELECT v.case_id, v.vector FROM q, contact_search_vectors v
-             WHERE (SELECT count(*) FROM recent_contact_matches) < {ENOUGH_RECENT} AND v.vector @@ q.query
-             LIMIT {CASE_CANDIDATES})),"""
+        recent_matches = _recent_first("case", "case_search_vectors") + _recent_first(
+            "contact", "contact_search_vectors"
+        )
         snippet = f"""(SELECT ts_headline(casegraph_text_search_config(), _escape_html(part), q.query, '{HEADLINE_OPTIONS}')
                 FROM q, LATERAL (
                     SELECT concat_ws(' … ', page.subject, page.description) AS part
@@ -615,7 +607,7 @@ async def search_cases(
                 ) best)"""
     statement = text(
         f"""
-        WITH q AS (SELECT websearch_to_tsquery(casegraph_text_search_config(), :q) AS query),{contact_matches}
+        WITH q AS (SELECT websearch_to_tsquery(casegraph_text_search_config(), :q) AS query),{recent_matches}
         r AS ({matches}),
         -- In relevance order the cases are read one by one down the ranked matches until the page
         -- is full, not all of them before sorting.
@@ -635,17 +627,39 @@ async def search_cases(
     return Page.from_overfetch(hits, first, lambda hit: (hit.rank, hit.case.id))
 
 
-_TRIM_RECENT_CONTACTS = text("""
-DELETE FROM recent_contact_search_vectors WHERE contact_id < (
-    SELECT contact_id FROM recent_contact_search_vectors ORDER BY contact_id DESC OFFSET :keep LIMIT 1)
-""")
+def _recent_first(kind: str, full_index: str) -> str:
+    """The `{kind}_matches` of a case search: up to CASE_CANDIDATES rows of the recent index that
+    match, and the full index's too when fewer than ENOUGH_RECENT do."""
+    return f"""
+        recent_{kind}_matches AS MATERIALIZED (
+            SELECT v.case_id, v.vector FROM q, recent_{full_index} v
+            WHERE v.vector @@ q.query LIMIT {CASE_CANDIDATES}),
+        {kind}_matches AS (
+            SELECT * FROM recent_{kind}_matches
+            UNION ALL
+            -- The recent ones match here again: a case's rank is its best match, so that is harmless.
+            (SELECT v.case_id, v.vector FROM q, {full_index} v
+             WHERE (SELECT count(*) FROM recent_{kind}_matches) < {ENOUGH_RECENT} AND v.vector @@ q.query
+             LIMIT {CASE_CANDIDATES})),"""
+
+
+async def _trim_recent(session: AsyncSession, index: str, key: str, keep: int) -> int:
+    statement = (
+        f"DELETE FROM {index} WHERE {key} < (SELECT {key} FROM {index} ORDER BY {key} DESC OFFSET :keep LIMIT 1)"
+    )
+    return (await session.execute(text(statement), {"keep": keep - 1})).rowcount
 
 
 async def trim_recent_contacts(session: AsyncSession, *, keep: int | None = None) -> int:
-    """Keep the newest `keep` (RECENT_CONTACTS) contacts in the recent index (the worker's
-    search_trim); returns how many became old."""
-    keep = RECENT_CONTACTS if keep is None else keep
-    return (await session.execute(_TRIM_RECENT_CONTACTS, {"keep": keep - 1})).rowcount
+    """Keep the newest `keep` (RECENT_CONTACTS) contacts in the recent index; returns how many became old."""
+    return await _trim_recent(
+        session, "recent_contact_search_vectors", "contact_id", RECENT_CONTACTS if keep is None else keep
+    )
+
+
+async def trim_recent_cases(session: AsyncSession, *, keep: int | None = None) -> int:
+    """Keep the newest `keep` (RECENT_CASES) cases in the recent index; returns how many became old."""
+    return await _trim_recent(session, "recent_case_search_vectors", "case_id", RECENT_CASES if keep is None else keep)
 
 
 def _check_values(values: tuple[str, ...], allowed: tuple[str, ...], field_name: str) -> None:
