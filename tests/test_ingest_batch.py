@@ -301,6 +301,41 @@ async def test_a_batch_runs_the_same_statements_whatever_its_size(runtime, count
     assert counts[0] == 14, count_queries.statements
 
 
+def new_matters_batch(size: int, start: int) -> list[ContactData]:
+    """Known customers writing about something new: each mail opens a case."""
+    return [
+        ContactData(
+            channel="email",
+            direction="inbound",
+            occurred_at=BASE + timedelta(seconds=i),
+            subject=f"New matter {i}",
+            from_address=KNOWN[i % len(KNOWN)],
+            headers={"Message-ID": f"<n-{i}@corpus.test>"},
+            source="corpus",
+            external_id=f"n-{i}",
+        )
+        for i in range(start, start + size)
+    ]
+
+
+async def test_the_cases_a_batch_opens_are_written_in_one_statement(runtime, count_queries):
+    await seed_base(runtime)
+    counts = []
+    for size, start in ((6, 0), (60, 100)):
+        count_queries.statements.clear()
+        results = await ingest_contacts(runtime, actor=SYSTEM, items=new_matters_batch(size, start), region="GB")
+        counts.append(len([s for s in count_queries.statements if "INSERT INTO cases" in s]))
+        assert all(r.case_created and not r.customer_created for r in results)
+        assert len({r.case_id for r in results}) == size
+    assert counts == [1, 1], counts
+    async with runtime.reading() as session:
+        opened = list(await session.execute(select(Case.reference, Case.subject).where(Case.id > 3).order_by(Case.id)))
+        links = set(await session.execute(select(CaseCustomer.case_id, CaseCustomer.is_primary)))
+    # References follow the order of the contacts, without gaps; each case has its one primary customer.
+    assert opened == [(f"CASE-{4 + n:06d}", f"New matter {i}") for n, i in enumerate([*range(0, 6), *range(100, 160)])]
+    assert {(r.case_id, True) for r in results} <= links
+
+
 BATCH = """
 mutation($input: ContactIngestBatchInput!) {
   contactIngestBatch(input: $input) {

@@ -6,10 +6,13 @@ The answers must be what each contact would get if the batch were ingested one b
 its own transaction: so the batch's own effects are laid over what was read (a contact recorded
 on a case is threaded like a stored one, a new case's reference is found), and anything the batch
 changed in a way not laid over (a new customer's identifiers, identifiers added by promotion) is
-looked up live again, in the batch's transaction, where the change is visible. Reads only."""
+looked up live again, in the batch's transaction, where the change is visible. Reads only: what
+the service holds back to write together (the cases it opens) it writes through `write_pending`
+before a lookup reads the database."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,6 +37,11 @@ from app.recognition.patterns import PatternTimeout
 from app.recognition.view import ContactView
 
 Pair = tuple[str, str]
+
+
+async def _nothing_pending() -> None:
+    return None
+
 
 _LOCK_IDENTIFIERS = text(
     "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM (SELECT unnest(:keys) AS k ORDER BY 1) keys"
@@ -126,6 +134,8 @@ class BatchReads:
     # The active holders read, locked FOR KEY SHARE: live until the batch commits (a merge or an
     # erasure waits), so opening a case for one needs no check of its own.
     locked_customers: set[int] = field(default_factory=set)
+    # Writes what the batch holds back (the cases it opened) before a lookup reads the database.
+    write_pending: Callable[[], Awaitable[None]] = _nothing_pending
 
     @classmethod
     async def read_ahead(
@@ -218,10 +228,15 @@ class BatchReads:
                 self.holders.pop(pair, None)
 
     def case_created(self, case_id: int, reference: str | None, primary_customer_id: int | None) -> None:
-        if reference is not None and reference in self.references_read:
-            self.references[reference] = _Reference(case_id, reference, None)
+        """A case the batch opened (its reference told now, or once it is written)."""
+        if reference is not None:
+            self.case_referenced(case_id, reference)
         self.live[case_id] = case_id
         self.primaries[case_id] = primary_customer_id
+
+    def case_referenced(self, case_id: int, reference: str) -> None:
+        if reference in self.references_read:
+            self.references[reference] = _Reference(case_id, reference, None)
 
     def contact_recorded(
         self, message_id: str | None, occurred_at: datetime, contact_id: int, case_id: int | None
@@ -247,6 +262,8 @@ class _BatchContextReads(Reads):
         return sorted({customer for pair in pairs for customer in known[pair]})[: MAX_CANDIDATES + 1]
 
     async def cases_by_reference(self, references: list[str]) -> list[Any]:
+        if not all(r in self.batch.references for r in references):
+            await self.batch.write_pending()  # one may be the reference a case of the batch gets
         if not set(references) <= self.batch.references_read:
             return await super().cases_by_reference(references)
         found = (self.batch.references.get(r) for r in sorted(references))
@@ -270,6 +287,7 @@ class _BatchContextReads(Reads):
     async def sender_belongs_to_case(self, case_id: int, sender: list[Pair]) -> bool:
         cases, pairs = self.batch.senders_read
         if self.batch.senders_stale or case_id not in cases or not set(sender) <= pairs:
+            await self.batch.write_pending()
             return await super().sender_belongs_to_case(case_id, sender)
         if any((case_id, kind, value) in self.batch.held_by_case for kind, value in sender):
             return True

@@ -3,7 +3,7 @@ moves between customers, and merges."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import ARRAY, BigInteger, Row, bindparam, delete, exists, func, select, text, update
@@ -120,6 +120,45 @@ async def create_case(
     the creator right on it. A case created in a pool (given, the template's, or else the
     workflow's default pool) waits there for an agent. A workflow's case template applies unless
     the case names another."""
+    row = await _checked_case(
+        session,
+        actor=actor,
+        subject=subject,
+        customer_ids=customer_ids,
+        description=description,
+        priority=priority,
+        severity=severity,
+        fields=fields,
+        parent_id=parent_id,
+        pool_id=pool_id,
+        template_id=template_id,
+        region=region,
+        workflow_id=workflow_id,
+        customers_locked=customers_locked,
+    )
+    case = (await session.execute(_OPEN_CASE, row)).scalar_one()
+    await _announce_opened(session, actor=actor, case=case, customer_ids=row["customer_ids"])
+    return case
+
+
+async def _checked_case(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    subject: str | None,
+    customer_ids: list[int],
+    description: str | None,
+    priority: str | None,
+    severity: str | None,
+    fields: dict[str, Any] | None,
+    parent_id: int | None,
+    pool_id: int | None,
+    template_id: int | None,
+    region: str | None,
+    workflow_id: int | None,
+    customers_locked: bool,
+) -> dict[str, Any]:
+    """The row of a case to open, checked as create_case says."""
     workflow = await workflows.require_right(
         session, actor=actor, workflow_id=workflow_id, right="creator", field="workflowId"
     )
@@ -151,23 +190,22 @@ async def create_case(
     pool_id = opened.pool_id if opened.pool_id is not None or workflow is None else workflow.default_pool_id
     if pool_id is not None and await session.get(Pool, pool_id) is None:
         raise not_found("pool", "poolId")
-    case = (
-        await session.execute(
-            _OPEN_CASE,
-            {
-                "subject": subject.strip(),
-                "description": description,
-                "priority": priority,
-                "severity": severity,
-                "fields": fields or {},
-                "parent_id": parent_id,
-                "pool_id": pool_id,
-                "template_id": template_id,
-                "workflow_id": workflow_id,
-                "customer_ids": customer_ids,
-            },
-        )
-    ).scalar_one()
+    return {
+        "subject": subject.strip(),
+        "description": description,
+        "priority": priority,
+        "severity": severity,
+        "fields": fields or {},
+        "parent_id": parent_id,
+        "pool_id": pool_id,
+        "template_id": template_id,
+        "workflow_id": workflow_id,
+        "customer_ids": customer_ids,
+    }
+
+
+async def _announce_opened(session: AsyncSession, *, actor: Actor, case: Case, customer_ids: list[int]) -> None:
+    """What follows a case's opening: its audit entry, its queue and clock, its events."""
     audit.record(
         session,
         actor=actor,
@@ -176,13 +214,97 @@ async def create_case(
         entity_id=case.id,
         after={**snapshot(case), "customerIds": customer_ids},
     )
-    if pool_id is not None:
-        queues.announce(session, case_id=case.id, pools={pool_id: queues.QueueChange.ENTERED}, agents={})
+    if case.pool_id is not None:
+        queues.announce(session, case_id=case.id, pools={case.pool_id: queues.QueueChange.ENTERED}, agents={})
     await sla.start_clock(session, case=case)
     events.emit(session, "caseUpdated", case.id)
     for customer_id in customer_ids:
         events.emit(session, "customerUpdated", customer_id)
-    return case
+
+
+_TAKE_CASE_IDS = text("SELECT nextval('cases_id_seq') FROM generate_series(1, :count)")
+# Cases with their ids given, and their customer links, in one statement; references follow the order given.
+_OPEN_CASES = select(Case).from_statement(
+    text("""
+        WITH given AS (
+            SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS g(
+                id bigint, subject text, description text, priority text, severity text, fields jsonb,
+                parent_id bigint, pool_id bigint, template_id bigint, workflow_id bigint, customer_ids bigint[],
+                position bigint)
+        ), opened AS (
+            INSERT INTO cases (id, subject, description, priority, severity, fields, parent_id, pool_id,
+                               template_id, workflow_id)
+            SELECT id, subject, description, priority, severity, fields, parent_id, pool_id, template_id,
+                   workflow_id
+            FROM given ORDER BY position
+            RETURNING *
+        ), linked AS (
+            INSERT INTO case_customers (case_id, customer_id, is_primary)
+            SELECT given.id, linked.customer_id, linked.position = 1
+            FROM given, unnest(given.customer_ids) WITH ORDINALITY AS linked(customer_id, position)
+        )
+        SELECT * FROM opened
+    """).bindparams(bindparam("rows", type_=JSONB))
+)
+
+
+class CaseOpenings:
+    """The cases a batch of ingests opens, written together in one statement. Each is checked and
+    given its id when it is opened, so that the batch's later contacts can stand on it; `write` runs
+    before anything reads the cases from the database, and hands each written case to `on_written`
+    (its reference is given then). Ids are taken from the sequence `ids_at_once` at a time."""
+
+    def __init__(self, session: AsyncSession, *, ids_at_once: int, on_written: Callable[[Case], None]) -> None:
+        self.session = session
+        self.ids_at_once = ids_at_once
+        self.on_written = on_written
+        self.waiting: list[tuple[Actor, dict[str, Any]]] = []
+        self.free_ids: list[int] = []
+
+    async def open(
+        self,
+        *,
+        actor: Actor,
+        subject: str | None,
+        customer_ids: list[int],
+        fields: dict[str, Any] | None,
+        pool_id: int | None,
+        customers_locked: bool,
+    ) -> int:
+        """Check a case as create_case does and give it its id; it is written with the others."""
+        row = await _checked_case(
+            self.session,
+            actor=actor,
+            subject=subject,
+            customer_ids=customer_ids,
+            description=None,
+            priority=None,
+            severity=None,
+            fields=fields,
+            parent_id=None,
+            pool_id=pool_id,
+            template_id=None,
+            region=None,
+            workflow_id=None,
+            customers_locked=customers_locked,
+        )
+        if not self.free_ids:
+            taken = await self.session.scalars(_TAKE_CASE_IDS, {"count": self.ids_at_once})
+            self.free_ids = sorted(taken, reverse=True)
+        row["id"] = self.free_ids.pop()
+        self.waiting.append((actor, row))
+        return row["id"]
+
+    async def write(self) -> None:
+        if not self.waiting:
+            return
+        waiting, self.waiting = self.waiting, []
+        rows = [{**row, "position": position} for position, (_, row) in enumerate(waiting)]
+        cases = {case.id: case for case in (await self.session.execute(_OPEN_CASES, {"rows": rows})).scalars()}
+        for actor, row in waiting:
+            case = cases[row["id"]]
+            await _announce_opened(self.session, actor=actor, case=case, customer_ids=row["customer_ids"])
+            self.on_written(case)
 
 
 async def update_case(

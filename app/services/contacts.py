@@ -705,8 +705,15 @@ async def ingest_batch(
     fresh = [position for key, position in first_of.items() if key in claimed]
     views = {position: ContactView.of(items[position]) for position in fresh}
     batch = await BatchReads.read_ahead(connection, views=list(views.values()), rule_set=rule_set, region=region)
+    # The cases the batch opens are written together, before a lookup or a recording reads them.
+    openings = case_service.CaseOpenings(
+        session, ids_at_once=len(fresh), on_written=lambda case: batch.case_referenced(case.id, case.reference)
+    )
+    batch.write_pending = openings.write
     # OPEN_CASE_OF_CUSTOMER reads which cases contacts stand on: then each outcome is recorded at once.
     record_each = any(rule["kind"] == "open_case_of_customer" for rule in rule_set.rules)
+    # These rules read cases from the database themselves.
+    reads_cases = record_each or any(rule["kind"] == "external_reference" for rule in rule_set.rules)
 
     decided: dict[int, _Pending] = {}
     pending: list[_Pending] = []
@@ -716,6 +723,8 @@ async def ingest_batch(
     for position in fresh:
         view = views[position]
         try:
+            if reads_cases:
+                await openings.write()
             recognition = await recognize(
                 session, view=view, rule_set=rule_set, region=region, lookups=lookups, batch=batch
             )
@@ -731,6 +740,7 @@ async def ingest_batch(
                 region=region,
                 identifiers_locked=True,
                 locked_customers=batch.locked_customers,
+                openings=openings,
             )
             trace = trace_document(assessment, applied)
         except Exception as error:  # noqa: BLE001 - tried again alone by the caller
@@ -747,8 +757,10 @@ async def ingest_batch(
         decided[position] = _Pending(position, view.contact_id, applied, recognition, decision, trace)
         pending.append(decided[position])
         if record_each:
+            await openings.write()
             recorded |= await _record_many(session, actor, pending)
             pending = []
+    await openings.write()
     recorded |= await _record_many(session, actor, pending)
     session.autoflush = True
 

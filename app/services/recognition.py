@@ -622,11 +622,12 @@ async def apply_outcome(
     region: str,
     identifiers_locked: bool = False,
     locked_customers: set[int] | frozenset[int] = frozenset(),
+    openings: case_service.CaseOpenings | None = None,
 ) -> Applied:
     """Create what the policy says, then promote the contact's data to the customer and the case.
     A batch locks the identifiers nobody held before recognition reads them (`identifiers_locked`:
     no other transaction can have given them to a new profile since) and the live customers it
-    read (`locked_customers`)."""
+    read (`locked_customers`), and opens its cases together (`openings`)."""
     recognition, decision, promotions = assessment.recognition, assessment.decision, assessment.promotions
     if decision.create_customer and not identifiers_locked:
         await _settle_concurrent_newcomers(session, recognition, decision)
@@ -658,18 +659,24 @@ async def apply_outcome(
     if decision.create_case and applied.customer_id is not None and applied.case_id is None:
         promoted_subject, fields, trace = promoted_values(promotions, "case", None, {})
         applied.routed = route(assessment.rule_set, view)
-        case = await case_service.create_case(
-            session,
-            actor=actor,
-            subject=new_case_subject(view, promoted_subject),
-            customer_ids=[applied.customer_id],
-            fields=fields,
-            pool_id=applied.routed["poolId"] if applied.routed else None,
-            customers_locked=applied.customer_created or applied.customer_id in locked_customers,
-        )
-        applied.case_id, applied.case_created, applied.case_reference = case.id, True, case.reference
+        opening = {
+            "actor": actor,
+            "subject": new_case_subject(view, promoted_subject),
+            "customer_ids": [applied.customer_id],
+            "fields": fields,
+            "pool_id": applied.routed["poolId"] if applied.routed else None,
+            "customers_locked": applied.customer_created or applied.customer_id in locked_customers,
+        }
+        if openings is None:
+            case = await case_service.create_case(session, **opening)
+            applied.case_id, applied.case_reference = case.id, case.reference
+        else:
+            applied.case_id = await openings.open(**opening)
+        applied.case_created = True
         applied.promoted += trace
     elif applied.case_id is not None and any(p.target == "case" for p in promotions):
+        if openings is not None:
+            await openings.write()  # the case may be one the batch opened
         case = await session.get(Case, applied.case_id)
         assert case is not None
         subject, fields, trace = promoted_values(promotions, "case", case.subject, case.fields)
