@@ -477,11 +477,12 @@ CASE_CANDIDATES = 1000
 # Matches come from the newest RECENT_CASES cases and RECENT_CONTACTS contacts first (their own
 # indexes, migrations 0024 and 0022): two common words typed together then intersect postings as
 # long as those rows are many, not as all ever kept, and the candidates kept are the newest rather
-# than the first ones stored. Only when fewer than ENOUGH_RECENT of them match (a rarer word, whose
-# postings are short anyway) are the older ones searched as well.
+# than the first ones stored. Only when fewer than ENOUGH_RECENT of them match (five pages) are the
+# older ones searched as well: that reads every posting of each word typed, so it is kept for the
+# searches the recent rows cannot answer.
 RECENT_CASES = 50_000
 RECENT_CONTACTS = 250_000
-ENOUGH_RECENT = 200
+ENOUGH_RECENT = 50
 # The rank of a case whose searchable custom field holds what was typed: above any text rank
 # (ts_rank stays far below it).
 FIELD_MATCH_RANK = 100.0
