@@ -636,6 +636,26 @@ async def test_the_recent_case_index_follows_cases(runtime, monkeypatch):
     assert await recent_case_ids(runtime) == {second}
 
 
+async def check_older_read_only_when_few_recent_match(
+    gql, runtime, monkeypatch, *, old: int, recent: list[int], full_index: str
+) -> None:
+    """`old` (out of the recent index) alone holds "voucher"; it and the three `recent` cases hold
+    "refund". The older rows are searched while few recent ones match, and not read at all once
+    as many match as are enough."""
+    from app.services import search as search_service
+
+    async def found(query: str) -> set[str]:
+        return {r["case"]["id"] for r in await case_search(gql, query, first=10)}
+
+    assert await found("voucher") == {gid("Case", old)}
+    assert await found("refund") == {gid("Case", c) for c in [old, *recent]}
+    monkeypatch.setattr(search_service, "ENOUGH_RECENT", 3)
+    assert await found("refund") == {gid("Case", c) for c in recent}
+    _, plan = await case_search_plan(runtime, "refund", first=10)
+    [full_index_scan] = [line for line in plan.splitlines() if f"on {full_index}" in line]
+    assert "never executed" in full_index_scan, plan
+
+
 async def test_older_cases_are_searched_when_few_recent_ones_match(gql, runtime, monkeypatch):
     from app.services import search as search_service
 
@@ -644,18 +664,9 @@ async def test_older_cases_are_searched_when_few_recent_ones_match(gql, runtime,
     recent = [await make_case(runtime, [customer], subject=f"Refund {i}") for i in range(3)]
     async with runtime.transaction() as session:
         assert await search_service.trim_recent_cases(session, keep=3) == 1
-
-    async def found(query: str) -> set[str]:
-        return {r["case"]["id"] for r in await case_search(gql, query, first=10)}
-
-    assert await found("voucher") == {gid("Case", old)}
-    assert await found("refund") == {gid("Case", c) for c in [old, *recent]}
-    # As many recent cases match as are enough: the older ones are not read at all.
-    monkeypatch.setattr(search_service, "ENOUGH_RECENT", 3)
-    assert await found("refund") == {gid("Case", c) for c in recent}
-    _, plan = await case_search_plan(runtime, "refund", first=10)
-    [full_index] = [line for line in plan.splitlines() if "on ix_case_search_vectors_vector" in line]
-    assert "never executed" in full_index, plan
+    await check_older_read_only_when_few_recent_match(
+        gql, runtime, monkeypatch, old=old, recent=recent, full_index="ix_case_search_vectors_vector"
+    )
 
 
 async def test_older_contacts_are_searched_when_few_recent_ones_match(gql, runtime, monkeypatch):
@@ -670,15 +681,6 @@ async def test_older_contacts_are_searched_when_few_recent_ones_match(gql, runti
         await make_contact(runtime, customer_id=customer, case_id=recent[-1], text_body=f"refund {i}")
     async with runtime.transaction() as session:
         assert await search_service.trim_recent_contacts(session, keep=3) == 1
-
-    async def found(query: str) -> set[str]:
-        return {r["case"]["id"] for r in await case_search(gql, query, first=10)}
-
-    assert await found("voucher") == {gid("Case", old)}
-    assert await found("refund") == {gid("Case", c) for c in [old, *recent]}
-    # As many recent contacts match as are enough: the older ones are not read at all.
-    monkeypatch.setattr(search_service, "ENOUGH_RECENT", 3)
-    assert await found("refund") == {gid("Case", c) for c in recent}
-    _, plan = await case_search_plan(runtime, "refund", first=10)
-    [full_index] = [line for line in plan.splitlines() if "on ix_contact_search_vectors_vector" in line]
-    assert "never executed" in full_index, plan
+    await check_older_read_only_when_few_recent_match(
+        gql, runtime, monkeypatch, old=old, recent=recent, full_index="ix_contact_search_vectors_vector"
+    )
