@@ -18,6 +18,7 @@ from app.errors import UserError
 from app.models import Case, CaseCustomer, Contact, Customer, CustomerIdentifier
 from app.services import cases as case_service
 from app.services import customers as customer_service
+from app.services import recognition as rule_service
 from app.services.contacts import create_contact, ingest_batch, ingest_contact, ingest_contacts
 from tests.conftest import SEEDS
 
@@ -334,6 +335,87 @@ async def test_the_cases_a_batch_opens_are_written_in_one_statement(runtime, cou
     # References follow the order of the contacts, without gaps; each case has its one primary customer.
     assert opened == [(f"CASE-{4 + n:06d}", f"New matter {i}") for n, i in enumerate([*range(0, 6), *range(100, 160)])]
     assert {(r.case_id, True) for r in results} <= links
+
+
+def new_senders_batch(size: int, start: int) -> list[ContactData]:
+    """New senders, every third mail from the sender of the mail before it."""
+    return [
+        ContactData(
+            channel="email",
+            direction="inbound",
+            occurred_at=BASE + timedelta(seconds=i),
+            subject=f"First mail {i}",
+            from_address=f"Sender {i - i % 3 // 2} <new{i - i % 3 // 2}@fresh.test>",
+            source="corpus",
+            external_id=f"f-{i}",
+        )
+        for i in range(start, start + size)
+    ]
+
+
+async def test_the_customers_a_batch_creates_are_written_in_one_statement(runtime, count_queries):
+    await seed_base(runtime)
+    counts, created = [], []
+    for size, start in ((6, 0), (60, 100)):
+        count_queries.statements.clear()
+        results = await ingest_contacts(runtime, actor=SYSTEM, items=new_senders_batch(size, start), region="GB")
+        counts.append(len([s for s in count_queries.statements if "INSERT INTO customers" in s]))
+        for i, result in zip(range(start, start + size), results, strict=True):
+            repeat = i % 3 == 2
+            # The repeated sender is recognised as the customer the batch created a moment before.
+            assert result.customer_created != repeat and result.case_created
+            if repeat:
+                assert result.customer_id == results[i - start - 1].customer_id
+            else:
+                created.append((i, result.customer_id))
+    assert counts == [1, 1], counts
+    async with runtime.reading() as session:
+        customers = list(
+            await session.execute(select(Customer.id, Customer.number, Customer.name).where(Customer.id > 3))
+        )
+        identifiers = set(await session.execute(select(CustomerIdentifier.customer_id, CustomerIdentifier.value)))
+    # Numbers follow the order of the contacts, without gaps; each customer holds its address.
+    assert sorted((row.number, row.id, row.name) for row in customers) == [
+        (f"C-{4 + n:06d}", customer_id, f"Sender {i}") for n, (i, customer_id) in enumerate(created)
+    ]
+    assert {(customer_id, f"new{i}@fresh.test") for i, customer_id in created} <= identifiers
+
+
+async def test_a_field_match_reads_the_customers_created_before_it_in_the_batch(runtime):
+    async with runtime.transaction() as session:
+        await rule_service.create_rule(
+            session,
+            actor=SYSTEM,
+            name="Member number",
+            kind="field_match",
+            config={"path": "payload.memberNo", "field": "memberNo"},
+            position=1,
+        )
+        await rule_service.create_promotion_rule(
+            session,
+            actor=SYSTEM,
+            name="Member number",
+            source="payload.memberNo",
+            target="customer",
+            field="fields.memberNo",
+            policy="fill_empty",
+        )
+    items = [
+        ContactData(
+            channel="email",
+            direction="inbound",
+            from_address=f"{name}@members.test",
+            subject="Hello",
+            payload={"memberNo": "M-9"},
+            source="corpus",
+            external_id=name,
+        )
+        for name in ("first", "second")
+    ]
+    first, second = await ingest_contacts(runtime, actor=SYSTEM, items=items, region="GB")
+    assert first.customer_created
+    assert second.customer_id == first.customer_id and not second.customer_created
+    assert second.contact.recognition["matchedRule"] == "Member number"
 
 
 BATCH = """

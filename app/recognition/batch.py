@@ -5,10 +5,10 @@ customers and known senders), and answered from memory contact by contact.
 The answers must be what each contact would get if the batch were ingested one by one, each in
 its own transaction: so the batch's own effects are laid over what was read (a contact recorded
 on a case is threaded like a stored one, a new case's reference is found), and anything the batch
-changed in a way not laid over (a new customer's identifiers, identifiers added by promotion) is
-looked up live again, in the batch's transaction, where the change is visible. Reads only: what
-the service holds back to write together (the cases it opens) it writes through `write_pending`
-before a lookup reads the database."""
+changed in a way not laid over (identifiers added by promotion) is looked up live again, in the
+batch's transaction, where the change is visible. Reads only: what the service holds back to
+write together (the customers and cases it creates) it writes through `write_pending` before a
+lookup reads the database."""
 
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ class BatchReads:
     # The active holders read, locked FOR KEY SHARE: live until the batch commits (a merge or an
     # erasure waits), so opening a case for one needs no check of its own.
     locked_customers: set[int] = field(default_factory=set)
-    # Writes what the batch holds back (the cases it opened) before a lookup reads the database.
+    # Writes what the batch holds back (the customers and cases it created) before a lookup reads the database.
     write_pending: Callable[[], Awaitable[None]] = _nothing_pending
 
     @classmethod
@@ -216,16 +216,19 @@ class BatchReads:
 
     # ---- the batch's own effects, told by the service once a contact's outcome is carried out ----
 
-    def identifiers_changed(self, pairs: list[Pair] | None) -> None:
-        """Customers now hold these identifiers (None: any identifiers, on existing customers): look
-        them up live from now on. A new customer's alone change no known sender: it is on no case
-        read ahead, only on the one the batch opens for it."""
-        if pairs is None:
-            self.holders.clear()
-            self.senders_stale = True
-        else:
-            for pair in pairs:
-                self.holders.pop(pair, None)
+    def identifiers_changed(self) -> None:
+        """Existing customers hold identifiers they did not (by promotion): look them up live from now on."""
+        self.holders.clear()
+        self.senders_stale = True
+
+    def customer_created(self, customer_id: int, pairs: list[Pair]) -> None:
+        """A customer the batch created, holding these identifiers. It is live until the batch
+        commits, and on no case read ahead (only on the one the batch opens for it), so it changes
+        no known sender."""
+        self.locked_customers.add(customer_id)
+        for pair in pairs:
+            if pair in self.holders:
+                self.holders[pair] = sorted([*self.holders[pair], customer_id])[: MAX_CANDIDATES + 1]
 
     def case_created(self, case_id: int, reference: str | None, primary_customer_id: int | None) -> None:
         """A case the batch opened (its reference told now, or once it is written)."""
@@ -251,6 +254,9 @@ class BatchReads:
 
 
 class _BatchContextReads(Reads):
+    """Answers from what the batch read ahead; anything else is read live, once what the batch
+    holds back is written."""
+
     def __init__(self, context: _Context, batch: BatchReads) -> None:
         super().__init__(context)
         self.batch = batch
@@ -258,8 +264,13 @@ class _BatchContextReads(Reads):
     async def holders(self, pairs: list[Pair]) -> list[int]:
         known = self.batch.holders
         if not all(pair in known for pair in pairs):
+            await self.batch.write_pending()
             return await super().holders(pairs)
         return sorted({customer for pair in pairs for customer in known[pair]})[: MAX_CANDIDATES + 1]
+
+    async def by_name(self, ids: list[int], name: str) -> list[int]:
+        await self.batch.write_pending()  # one may be a customer the batch created
+        return await super().by_name(ids, name)
 
     async def cases_by_reference(self, references: list[str]) -> list[Any]:
         if not all(r in self.batch.references for r in references):
@@ -277,10 +288,14 @@ class _BatchContextReads(Reads):
 
     async def live_case(self, case_id: int) -> int:
         live = self.batch.live.get(case_id)
-        return live if live is not None else await super().live_case(case_id)
+        if live is not None:
+            return live
+        await self.batch.write_pending()
+        return await super().live_case(case_id)
 
     async def primary_active_customer(self, case_id: int) -> int | None:
         if case_id not in self.batch.primaries:
+            await self.batch.write_pending()
             return await super().primary_active_customer(case_id)
         return self.batch.primaries[case_id]
 

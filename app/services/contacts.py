@@ -28,10 +28,11 @@ from app.recognition.outcome import Applied, Assessment, Decision, assess, decid
 from app.recognition.view import ContactView
 from app.services import audit, queues, sla
 from app.services import cases as case_service
+from app.services import customers as customer_service
 from app.services.cases import require_live_case
 from app.services.customers import activity_forward, require_live_customer, touch_activity
 from app.services.locking import case_links, erased_customer_refused, lock_case_graph, lock_customers, primary_of
-from app.services.recognition import apply_outcome
+from app.services.recognition import HeldBack, apply_outcome
 
 if TYPE_CHECKING:
     from app.runtime import Runtime
@@ -680,7 +681,8 @@ async def ingest_batch(
     by one, in this order, would give. An item that fails raises BatchItemFailed (the caller rolls
     back and tries it alone: ingest_contact then stores and flags it).
 
-    Creating customers and cases, and promotions, run per contact as in ingest_contact."""
+    New customers and cases are checked per contact as in ingest_contact and written together;
+    promotions run per contact."""
     if not items:
         return []
     connection = await session.connection()
@@ -705,15 +707,18 @@ async def ingest_batch(
     fresh = [position for key, position in first_of.items() if key in claimed]
     views = {position: ContactView.of(items[position]) for position in fresh}
     batch = await BatchReads.read_ahead(connection, views=list(views.values()), rule_set=rule_set, region=region)
-    # The cases the batch opens are written together, before a lookup or a recording reads them.
-    openings = case_service.CaseOpenings(
-        session, ids_at_once=len(fresh), on_written=lambda case: batch.case_referenced(case.id, case.reference)
+    # The customers and cases the batch creates are written together, before a lookup or a recording reads them.
+    held = HeldBack(
+        customers=customer_service.NewCustomers(session, ids_at_once=len(fresh)),
+        cases=case_service.CaseOpenings(
+            session, ids_at_once=len(fresh), on_written=lambda case: batch.case_referenced(case.id, case.reference)
+        ),
     )
-    batch.write_pending = openings.write
+    batch.write_pending = held.write
     # OPEN_CASE_OF_CUSTOMER reads which cases contacts stand on: then each outcome is recorded at once.
     record_each = any(rule["kind"] == "open_case_of_customer" for rule in rule_set.rules)
-    # These rules read cases from the database themselves.
-    reads_cases = record_each or any(rule["kind"] == "external_reference" for rule in rule_set.rules)
+    # These rules read customers or cases from the database themselves.
+    reads_live = record_each or any(rule["kind"] in ("external_reference", "field_match") for rule in rule_set.rules)
 
     decided: dict[int, _Pending] = {}
     pending: list[_Pending] = []
@@ -723,8 +728,8 @@ async def ingest_batch(
     for position in fresh:
         view = views[position]
         try:
-            if reads_cases:
-                await openings.write()
+            if reads_live:
+                await held.write()
             recognition = await recognize(
                 session, view=view, rule_set=rule_set, region=region, lookups=lookups, batch=batch
             )
@@ -740,15 +745,17 @@ async def ingest_batch(
                 region=region,
                 identifiers_locked=True,
                 locked_customers=batch.locked_customers,
-                openings=openings,
+                held=held,
             )
             trace = trace_document(assessment, applied)
         except Exception as error:  # noqa: BLE001 - tried again alone by the caller
             raise BatchItemFailed(position, error) from error
         if applied.customer_created and applied.profile is not None:
-            batch.identifiers_changed([(i["kind"], i["value"]) for i in applied.profile["identifiers"]])
+            batch.customer_created(
+                applied.customer_id, [(i["kind"], i["value"]) for i in applied.profile["identifiers"]]
+            )
         elif any(p.policy == "add_identifier" and p.target == "customer" for p in promotions):
-            batch.identifiers_changed(None)
+            batch.identifiers_changed()
         if applied.case_created:
             batch.case_created(applied.case_id, applied.case_reference, applied.customer_id)
         batch.contact_recorded(
@@ -757,10 +764,10 @@ async def ingest_batch(
         decided[position] = _Pending(position, view.contact_id, applied, recognition, decision, trace)
         pending.append(decided[position])
         if record_each:
-            await openings.write()
+            await held.write()
             recorded |= await _record_many(session, actor, pending)
             pending = []
-    await openings.write()
+    await held.write()
     recorded |= await _record_many(session, actor, pending)
     session.autoflush = True
 

@@ -4,6 +4,7 @@ no-match policies), its YAML file form, the shipped defaults, and carrying out w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import yaml
@@ -610,6 +611,20 @@ async def import_rules(session: AsyncSession, *, actor: Actor, document: str) ->
 
 # ---- carrying out an assessment -----------------------------------------------------------------
 
+
+@dataclass
+class HeldBack:
+    """The customers and cases a batch of ingests creates, each written in one statement for the
+    batch before anything reads them (customers first: the cases link them)."""
+
+    customers: customer_service.NewCustomers
+    cases: case_service.CaseOpenings
+
+    async def write(self) -> None:
+        await self.customers.write()
+        await self.cases.write()
+
+
 _LOCK_IDENTIFIER = select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("key"), 0)))
 
 
@@ -622,30 +637,35 @@ async def apply_outcome(
     region: str,
     identifiers_locked: bool = False,
     locked_customers: set[int] | frozenset[int] = frozenset(),
-    openings: case_service.CaseOpenings | None = None,
+    held: HeldBack | None = None,
 ) -> Applied:
     """Create what the policy says, then promote the contact's data to the customer and the case.
     A batch locks the identifiers nobody held before recognition reads them (`identifiers_locked`:
     no other transaction can have given them to a new profile since) and the live customers it
-    read (`locked_customers`), and opens its cases together (`openings`)."""
+    read (`locked_customers`), and writes the customers and cases it creates together (`held`)."""
     recognition, decision, promotions = assessment.recognition, assessment.decision, assessment.promotions
     if decision.create_customer and not identifiers_locked:
         await _settle_concurrent_newcomers(session, recognition, decision)
     applied = Applied(customer_id=recognition.customer_id, case_id=recognition.case_id)
     if decision.create_customer:
         profile, trace = new_profile(recognition, promotions, region)
-        customer = await customer_service.create_customer(
-            session,
-            actor=actor,
-            name=profile["name"],
-            identifiers=[customer_service.IdentifierInput(i["kind"], i["value"]) for i in profile["identifiers"]],
-            fields=profile["fields"],
-            region=region,
-            enforce_form=False,
-        )
-        applied.customer_id, applied.customer_created, applied.profile = customer.id, True, profile
+        creation = {
+            "actor": actor,
+            "name": profile["name"],
+            "identifiers": [customer_service.IdentifierInput(i["kind"], i["value"]) for i in profile["identifiers"]],
+            "fields": profile["fields"],
+            "region": region,
+        }
+        if held is None:
+            customer = await customer_service.create_customer(session, **creation, enforce_form=False)
+            applied.customer_id = customer.id
+        else:
+            applied.customer_id = await held.customers.create(**creation)
+        applied.customer_created, applied.profile = True, profile
         applied.promoted += trace
     elif applied.customer_id is not None:
+        if held is not None and any(p.target == "customer" for p in promotions):
+            await held.write()  # the customer may be one the batch created
         applied.promoted += await _promote_to_customer(
             session, actor=actor, customer_id=applied.customer_id, promotions=promotions, region=region
         )
@@ -667,16 +687,16 @@ async def apply_outcome(
             "pool_id": applied.routed["poolId"] if applied.routed else None,
             "customers_locked": applied.customer_created or applied.customer_id in locked_customers,
         }
-        if openings is None:
+        if held is None:
             case = await case_service.create_case(session, **opening)
             applied.case_id, applied.case_reference = case.id, case.reference
         else:
-            applied.case_id = await openings.open(**opening)
+            applied.case_id = await held.cases.open(**opening)
         applied.case_created = True
         applied.promoted += trace
     elif applied.case_id is not None and any(p.target == "case" for p in promotions):
-        if openings is not None:
-            await openings.write()  # the case may be one the batch opened
+        if held is not None:
+            await held.write()  # the case may be one the batch opened
         case = await session.get(Case, applied.case_id)
         assert case is not None
         subject, fields, trace = promoted_values(promotions, "case", case.subject, case.fields)
