@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -14,6 +15,8 @@ from app.models import IDENTIFIER_KINDS, Customer, CustomerIdentifier
 MAX_EMAIL_LENGTH = 254  # RFC 5321's limit on a forward path
 
 
+# A batch normalises the same senders several times each (rules, sender checks, new profiles).
+@lru_cache(maxsize=4096)
 def _looks_like_email(email: str) -> bool:
     """Deliberately permissive, and linear in the input's length (a backtracking pattern was
     quadratic): one @, something before it, a dot inside the domain, no spaces or control
@@ -37,12 +40,20 @@ def normalize_email(value: str, field: str = "email") -> str:
 
 
 def normalize_phone(value: str, region: str, field: str = "phone") -> str:
+    number = _e164(value, region)
+    if number is None:
+        raise UserError(ErrorCode.INVALID, f"'{value}' is not a valid phone number", field)
+    return number
+
+
+@lru_cache(maxsize=4096)
+def _e164(value: str, region: str) -> str | None:
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:
-        number = None
-    if number is None or not phonenumbers.is_possible_number(number):
-        raise UserError(ErrorCode.INVALID, f"'{value}' is not a valid phone number", field)
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

@@ -22,7 +22,6 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.errors import UserError
-from app.recognition.config import check_rule_config
 from app.recognition.engine import (
     MAX_CANDIDATES,
     Reads,
@@ -148,8 +147,10 @@ class BatchReads:
         thread_rule = False
         for view in views:
             for rule in rule_set.for_channel(rule_set.rules, view.channel):
+                config = rule_set.config_of(rule)
+                if isinstance(config, UserError):
+                    continue  # the rule reports it when it runs
                 try:
-                    config = check_rule_config(rule["kind"], rule["config"])
                     if rule["kind"] == "identifier":
                         pairs.update(
                             dict.fromkeys((config["kind"], v) for v in identifier_values(view, config, region)[0])
@@ -160,7 +161,7 @@ class BatchReads:
                         thread_rule = True
                         forms.update(dict.fromkeys(message_id_forms(view)[1]))
                 except (UserError, PatternTimeout):
-                    continue  # the rule reports it when it runs
+                    continue  # as above
         if pairs:
             await reads._read_holders(conn, list(pairs))
             # A new profile can only be made of identifiers nobody holds. Those are locked, in one

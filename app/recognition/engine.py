@@ -44,9 +44,20 @@ class RuleSet:
     promotions: list[dict[str, Any]]
     policies: dict[str, dict[str, Any]]
     routing: list[dict[str, Any]]
+    # Each rule's configuration as checked, or the error it gives: checked once, not per contact.
+    _checked: dict[int, dict[str, Any] | UserError] = field(default_factory=dict, repr=False)
 
     def for_channel(self, rules: list[dict[str, Any]], channel: str) -> list[dict[str, Any]]:
         return [r for r in rules if not r["channels"] or channel in r["channels"]]
+
+    def config_of(self, rule: dict[str, Any]) -> dict[str, Any] | UserError:
+        """A recognition rule's configuration with its defaults, or the UserError it is refused with."""
+        if rule["id"] not in self._checked:
+            try:
+                self._checked[rule["id"]] = check_rule_config(rule["kind"], rule["config"])
+            except UserError as error:
+                self._checked[rule["id"]] = error
+        return self._checked[rule["id"]]
 
 
 _RULE_SET = text(
@@ -132,6 +143,7 @@ async def recognize(
     result = Recognition(name_hint=display_name(view.counterpart))
     rules = rule_set.for_channel(rule_set.rules, view.channel)
     context = _Context(
+        rule_set=rule_set,
         session=session,
         conn=await session.connection(),
         view=view,
@@ -186,6 +198,7 @@ async def recognize(
 
 @dataclass
 class _Context:
+    rule_set: RuleSet
     session: AsyncSession
     conn: AsyncConnection
     view: ContactView
@@ -196,10 +209,9 @@ class _Context:
     reads: Reads = None  # type: ignore[assignment]  # set by recognize
 
     async def run(self, rule: dict[str, Any]) -> Step:
-        try:
-            config = check_rule_config(rule["kind"], rule["config"])
-        except UserError as error:
-            step = Step([], "error", f"invalid configuration: {error.message}")
+        config = self.rule_set.config_of(rule)
+        if isinstance(config, UserError):
+            step = Step([], "error", f"invalid configuration: {config.message}")
         else:
             try:
                 step = await _KINDS[rule["kind"]](self, config)

@@ -77,21 +77,19 @@ def dig(root: Any, path: str) -> Any:
     return value
 
 
-# Parsing an address is slow and a batch reads the same senders again and again.
-@lru_cache(maxsize=4096)
 def address_of(value: str) -> str:
     """The bare address of 'Name <address>' (or the value itself)."""
-    name, address = parseaddr(value)
-    return address or value
+    return _parsed(value)[1] or value
 
 
 def display_name(value: str | None) -> str | None:
     if not value:
         return None
-    return _display_name(value)
-
-
-@lru_cache(maxsize=4096)
-def _display_name(value: str) -> str | None:
-    name, address = parseaddr(value)
+    name, address = _parsed(value)
     return name.strip() or None if address else None
+
+
+# Parsing an address is slow and a batch reads the same senders again and again.
+@lru_cache(maxsize=4096)
+def _parsed(value: str) -> tuple[str, str]:
+    return parseaddr(value)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import bindparam, event, select, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -50,11 +51,23 @@ def discard_after(session: AsyncSession, count: int) -> None:
     del session.info.get(_PENDING, [])[count:]
 
 
+# One statement text whatever the count (a multi-row VALUES list is a new statement to prepare
+# for every count), and the events keep the order they were recorded in.
+_WRITE = text("""
+    INSERT INTO audit_events (actor_user_id, actor_name, action, entity_type, entity_id, before, after)
+    SELECT actor_user_id, actor_name, action, entity_type, entity_id, before, after
+    FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb)) AS (
+        actor_user_id bigint, actor_name text, action text, entity_type text, entity_id bigint, before jsonb,
+        after jsonb)) WITH ORDINALITY AS e(actor_user_id, actor_name, action, entity_type, entity_id, before, after, n)
+    ORDER BY n
+""").bindparams(bindparam("rows", type_=JSONB))
+
+
 @event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
     rows = session.info.pop(_PENDING, None)
     if rows:
-        session.execute(insert(AuditEvent.__table__), rows)
+        session.execute(_WRITE, {"rows": rows})
 
 
 async def list_events(
