@@ -1,8 +1,8 @@
 """Change events: stored in an outbox with their change, published to a Redis stream after it.
 
 Services call `emit(session, ...)`. `Runtime.transaction()` writes what was emitted to the
-`event_outbox` table in the same transaction, and once the commit succeeded appends it to the
-Redis stream and (a moment later, in a batch) deletes the outbox rows. If Redis cannot be reached, the rows stay and the
+`event_outbox` table in the same transaction (one row for all of it), and once the commit
+succeeded appends it to the Redis stream and (a moment later, in a batch) deletes the outbox rows. If Redis cannot be reached, the rows stay and the
 worker's relay (`relay`) publishes them a few seconds later: an event is never lost, at worst
 delivered twice (subscribers reload the record each time, so that is harmless).
 
@@ -67,10 +67,12 @@ def discard_after(session: AsyncSession, count: int) -> None:
 
 
 @dataclass(frozen=True)
-class StoredEvent:
+class Stored:
+    """The events of one transaction, kept in the outbox row `outbox_id`: channels and encoded bodies."""
+
     outbox_id: int
-    channel: str
-    body: dict[str, Any]
+    channels: list[str]
+    bodies: list[bytes]
 
 
 @dataclass(frozen=True)
@@ -80,42 +82,38 @@ class Event:
     body: dict[str, Any]
 
 
-_STORE = text(
-    "INSERT INTO event_outbox (channel, body) "
-    "SELECT channel, body::jsonb FROM unnest(CAST(:channels AS text[]), CAST(:bodies AS text[])) AS e(channel, body) "
-    "RETURNING id"
-)
+_STORE = text("INSERT INTO event_outbox (events) VALUES (CAST(:events AS jsonb)) RETURNING id")
 
 
-async def store_pending(session: AsyncSession) -> list[StoredEvent]:
-    """Write the queued events to the outbox, inside the transaction of their change."""
+async def store_pending(session: AsyncSession) -> list[Stored]:
+    """Write the queued events to the outbox, in one row, inside the transaction of their change."""
     pending = session.info.pop("pending_events", {})
     if not pending:
         return []
-    # One statement on the session's connection; which id goes with which event does not matter
-    # (the ids only say which rows to delete once all are published).
-    ids = (
-        await (await session.connection()).execute(
-            _STORE, {"channels": [name for name, _ in pending], "bodies": [encoded.decode() for _, encoded in pending]}
-        )
-    ).scalars()
-    return [
-        StoredEvent(outbox_id, name, body) for outbox_id, ((name, _), body) in zip(ids, pending.items(), strict=True)
-    ]
+    bodies = [encoded for _, encoded in pending]
+    row = b"[" + b",".join(bodies) + b"]"
+    outbox_id = await (await session.connection()).scalar(_STORE, {"events": row.decode()})
+    return [Stored(outbox_id, [name for name, _ in pending], bodies)]
 
 
-# Every event of a change in one command: a pipeline of one XADD each costs more to encode than
-# the events themselves.
+# Every event of a change in one command (a pipeline of one XADD each costs more to encode than
+# the events themselves): the channels and the bodies each joined by newlines, which JSON never
+# holds unescaped.
 _APPEND = """
-for i = 2, #ARGV, 2 do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'channel', ARGV[i], 'body', ARGV[i + 1])
+local channels = {}
+for channel in string.gmatch(ARGV[2], '[^\\n]+') do channels[#channels + 1] = channel end
+local i = 0
+for body in string.gmatch(ARGV[3], '[^\\n]+') do
+  i = i + 1
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'channel', channels[i], 'body', body)
 end
 """
 
 
-async def publish(redis: Redis, stored: list[StoredEvent], *, retain: int) -> None:
-    fields = [value for event in stored for value in (event.channel, orjson.dumps(event.body))]
-    await redis.eval(_APPEND, 1, STREAM, retain, *fields)
+async def publish(redis: Redis, stored: list[Stored], *, retain: int) -> None:
+    channels = "\n".join(channel for entry in stored for channel in entry.channels)
+    bodies = b"\n".join(body for entry in stored for body in entry.bodies)
+    await redis.eval(_APPEND, 1, STREAM, retain, channels, bodies)
 
 
 # By array: one prepared statement whatever the count (an IN list is a new statement per length).
@@ -134,8 +132,8 @@ class PublishedOutbox:
         self.ids: list[int] = []
         self.task: asyncio.Task | None = None
 
-    def forget(self, stored: list[StoredEvent]) -> None:
-        self.ids.extend(event.outbox_id for event in stored)
+    def forget(self, stored: list[Stored]) -> None:
+        self.ids.extend(entry.outbox_id for entry in stored)
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._clear_soon())
 
@@ -159,14 +157,15 @@ class PublishedOutbox:
         await self.flush()
 
 
-async def publish_committed(redis: Redis, outbox: PublishedOutbox, stored: list[StoredEvent], *, retain: int) -> None:
+async def publish_committed(redis: Redis, outbox: PublishedOutbox, stored: list[Stored], *, retain: int) -> None:
     """After the commit: publish, then clear the outbox rows; on failure the relay retries."""
     if not stored:
         return
     try:
         await publish(redis, stored, retain=retain)
     except (RedisError, OSError):
-        log.warning("publishing %d change events failed; the outbox relay will publish them", len(stored))
+        count = sum(len(entry.bodies) for entry in stored)
+        log.warning("publishing %d change events failed; the outbox relay will publish them", count)
         return
     outbox.forget(stored)
 
@@ -177,15 +176,16 @@ async def relay(
     *,
     retain: int,
     older_than: timedelta,
-    batch: int = 1_000,
+    batch: int = 50,
 ) -> int:
-    """Publish outbox events whose publication after commit failed (or whose process died), oldest first."""
+    """Publish outbox events whose publication after commit failed (or whose process died), oldest
+    first, `batch` transactions' events at a time; how many events."""
     published = 0
     while True:
         async with sessionmaker() as session, session.begin():
             rows = (
                 await session.execute(
-                    select(EventOutbox.id, EventOutbox.channel, EventOutbox.body)
+                    select(EventOutbox.id, EventOutbox.events)
                     .where(EventOutbox.created_at < func.now() - older_than)
                     .order_by(EventOutbox.id)
                     .limit(batch)
@@ -194,10 +194,15 @@ async def relay(
             ).all()
             if not rows:
                 return published
-            stored = [StoredEvent(row.id, row.channel, row.body) for row in rows]
+            stored = [
+                Stored(
+                    row.id, [channel(e["topic"], e["key"]) for e in row.events], [orjson.dumps(e) for e in row.events]
+                )
+                for row in rows
+            ]
             await publish(redis, stored, retain=retain)
-            await session.execute(_DELETE, {"ids": [e.outbox_id for e in stored]})
-        published += len(stored)
+            await session.execute(_DELETE, {"ids": [entry.outbox_id for entry in stored]})
+        published += sum(len(entry.bodies) for entry in stored)
 
 
 def _stream_id(value: str | bytes) -> tuple[int, int]:

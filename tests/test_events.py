@@ -7,11 +7,13 @@ import json
 from datetime import timedelta
 
 import websockets
+from alembic import command
 from redis.asyncio import Redis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app import events
 from app.auth import SYSTEM
+from app.migrate import alembic_config
 from app.models import EventOutbox
 from app.services import customers
 from tests.conftest import wait_for_subscriber
@@ -171,3 +173,39 @@ async def test_resuming_from_something_that_is_not_an_event_id_says_so(gql, live
         await ws.close()
 
     assert message["payload"]["errors"][0]["extensions"]["code"] == "INVALID"
+
+
+async def test_a_transaction_keeps_its_events_in_one_outbox_row_across_the_migration(runtime, servers):
+    """Unpublished events survive the change of the outbox's layout both ways."""
+    isolated = dataclasses.replace(runtime, redis=Redis.from_url("unix:///nonexistent/redis.sock"))
+    try:
+        async with isolated.transaction() as session:
+            created = await customers.create_customer(
+                session, actor=SYSTEM, name="Ada", identifiers=[], fields=None, region="GB"
+            )
+            events.emit(session, "caseUpdated", 7)
+    finally:
+        await isolated.redis.aclose()
+    expected = [("customerUpdated", created.id), ("caseUpdated", 7)]
+    async with runtime.reading() as session:
+        [stored] = await session.scalars(select(EventOutbox.events))
+    assert [(e["topic"], e["key"]) for e in stored] == expected
+
+    config = alembic_config(servers["DATABASE_URL"])
+    await asyncio.to_thread(command.downgrade, config, "0024")
+    try:
+        async with runtime.reading() as session:
+            old_rows = (await session.execute(text("SELECT channel, body FROM event_outbox ORDER BY id"))).all()
+    finally:
+        await asyncio.to_thread(command.upgrade, config, "head")
+    assert [row.channel for row in old_rows] == [events.channel(t, k) for t, k in expected]
+
+    relayed = await events.relay(runtime.sessionmaker, runtime.redis, retain=1000, older_than=timedelta(0))
+    published = [
+        (fields[b"channel"].decode(), json.loads(fields[b"body"]))
+        for _, fields in await runtime.redis.xrange(events.STREAM)
+    ]
+    assert relayed == 2 and await outbox_size(runtime) == 0
+    assert [(channel, body["topic"], body["key"]) for channel, body in published] == [
+        (events.channel(t, k), t, k) for t, k in expected
+    ]

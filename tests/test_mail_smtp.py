@@ -389,3 +389,26 @@ async def test_a_message_that_cannot_be_stored_fails_alone_and_its_group_is_stor
     assert isinstance(refused, aiosmtplib.SMTPDataError) and refused.code == 451
     assert all(answer.startswith("2.0.0 Message stored") for _, answer in stored)
     assert sorted(m.envelope_from for m in await inbound(runtime)) == sorted(["slow@example.org", *senders[1:]])
+
+
+async def test_a_group_keeps_each_message_once_per_enabled_mailbox_among_its_recipients(runtime):
+    sales = await add_mailbox(runtime, "sales@casegraph.test")
+    support = await add_mailbox(runtime, "support@casegraph.test")
+    await add_mailbox(runtime, "closed@casegraph.test", enabled=False)
+    group = [
+        mail_service.Pushed(b"to both", "a@example.org", ["Support@casegraph.test", "sales@casegraph.test"]),
+        mail_service.Pushed(b"to none", "b@example.org", ["closed@casegraph.test", "nobody@casegraph.test"]),
+        mail_service.Pushed(b"to one", None, ["support@casegraph.test", "closed@casegraph.test"]),
+    ]
+    async with runtime.transaction() as session:
+        stored = await mail_service.store_for_recipients(session, via="smtp", messages=group)
+    rows = {row.id: row for row in await inbound(runtime)}
+    assert [len(ids) for ids in stored] == [2, 0, 1]
+    assert [(rows[i].raw, rows[i].mailbox_id) for ids in stored for i in ids] == [
+        (b"to both", sales),
+        (b"to both", support),
+        (b"to one", support),
+    ]
+    assert rows[stored[2][0]].envelope_from is None
+    assert rows[stored[0][0]].envelope_to == ["Support@casegraph.test", "sales@casegraph.test"]
+    assert len(rows) == 3

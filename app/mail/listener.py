@@ -32,7 +32,7 @@ class IntakeHandler:
         # RCPT; DATA stores only for the enabled ones anyway).
         self.known: dict[str, float] = {}
         # Messages whose DATA ended while a store was under way, stored together next.
-        self.waiting: list[tuple[dict[str, Any], asyncio.Future[list[int]]]] = []
+        self.waiting: list[tuple[mail_service.Pushed, asyncio.Future[list[int]]]] = []
         self.storing: asyncio.Task[None] | None = None
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
@@ -51,10 +51,10 @@ class IntakeHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def store(self, message: dict[str, Any]) -> list[int]:
+    async def store(self, message: mail_service.Pushed) -> list[int]:
         """Store a message in a group commit: the messages of all sessions that end their DATA
-        while a store is under way are stored next, in one transaction, so that one commit serves
-        them all. When that transaction fails, each is tried alone: one bad message fails alone."""
+        while a store is under way are stored next, in one statement, so that one commit serves
+        them all. When that fails, each is tried alone: one bad message fails alone."""
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self.waiting.append((message, done))
         if self.storing is None:  # a task of its own: a session that goes away cannot stop it
@@ -69,10 +69,10 @@ class IntakeHandler:
         finally:
             self.storing = None
 
-    async def _store_group(self, group: list[tuple[dict[str, Any], asyncio.Future[list[int]]]]) -> None:
+    async def _store_group(self, group: list[tuple[mail_service.Pushed, asyncio.Future[list[int]]]]) -> None:
         try:
             async with self.runtime.transaction() as db:
-                stored = [await mail_service.store_for_recipients(db, **message) for message, _ in group]
+                stored = await mail_service.store_for_recipients(db, via="smtp", messages=[m for m, _ in group])
         except Exception as error:  # noqa: BLE001 - answered per message below
             if len(group) == 1:
                 _settle(group[0][1], error=error)
@@ -86,9 +86,7 @@ class IntakeHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         raw = envelope.original_content or envelope.content
         try:
-            stored = await self.store(
-                {"via": "smtp", "raw": raw, "envelope_from": envelope.mail_from, "envelope_to": list(envelope.rcpt_tos)}
-            )
+            stored = await self.store(mail_service.Pushed(raw, envelope.mail_from, list(envelope.rcpt_tos)))
         except Exception:  # noqa: BLE001 - not stored, so not accepted: the sender keeps it and retries
             log.exception("storing an inbound message failed")
             return "451 4.3.0 Message not stored, try again later"

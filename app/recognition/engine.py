@@ -471,10 +471,13 @@ def sender_pairs(view: ContactView, region: str) -> list[tuple[str, str]]:
 
 def references_in(view: ContactView, config: dict[str, Any]) -> list[str]:
     """The case references a REFERENCE_IN_TEXT rule finds in a contact (up to 10); raises PatternTimeout."""
-    references: list[str] = []
-    for name in config["fields"]:
-        references += [r.strip().upper() for r in find_all(config["pattern"], getattr(view, name) or "")]
-    return list(dict.fromkeys(r for r in references if r))[:10]
+    key = (config["pattern"], tuple(config["fields"]))
+    if key not in view.references:
+        references: list[str] = []
+        for name in config["fields"]:
+            references += [r.strip().upper() for r in find_all(config["pattern"], getattr(view, name) or "")]
+        view.references[key] = list(dict.fromkeys(r for r in references if r))[:10]
+    return list(view.references[key])
 
 
 def identifier_values(view: ContactView, config: dict[str, Any], region: str) -> tuple[list[str], list[str]]:

@@ -23,6 +23,8 @@ class ContactView:
     # The contact being recognised, once stored: a thread rule must not find the contact itself.
     contact_id: int | None = None
     lookup: dict[str, Any] = field(default_factory=dict)
+    # The case references found in it, by pattern and fields: a batch reads them ahead, then the rule.
+    references: dict[tuple[str, tuple[str, ...]], list[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, data: ContactData, contact_id: int | None = None) -> ContactView:

@@ -24,7 +24,7 @@ import aiosmtplib
 import yaml
 from aioimaplib import AioImapException
 from arq.connections import ArqRedis
-from sqlalchemy import ARRAY, String, bindparam, delete, func, select, text, update
+from sqlalchemy import ARRAY, LargeBinary, String, bindparam, delete, func, select, text, update
 from sqlalchemy import case as when
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -558,32 +558,56 @@ async def mailboxes_for_recipients(session: AsyncSession, recipients: list[str])
     return dict(rows.all())
 
 
+# Messages pushed to us, each kept once for every enabled mailbox among its recipients, in one
+# statement: ids are taken for the copies first, so each is told which message it keeps.
 _STORE_FOR_RECIPIENTS = text("""
-    INSERT INTO inbound_messages (mailbox_id, via, raw, sha256, envelope_from, envelope_to)
-    SELECT id, :via, :raw, :sha256, :envelope_from, :envelope_to
-    FROM mailboxes WHERE address = ANY(:addresses) AND enabled
-    ORDER BY id
-    RETURNING id
-""").bindparams(bindparam("addresses", type_=ARRAY(String)), bindparam("envelope_to", type_=JSONB))
+    WITH given AS (
+        SELECT g.*, CAST(:tos AS jsonb) -> (g.n::int - 1) AS envelope_to
+        FROM unnest(CAST(:raws AS bytea[]), CAST(:shas AS text[]), CAST(:froms AS text[]))
+            WITH ORDINALITY AS g(raw, sha256, envelope_from, n)
+    ), copies AS (
+        SELECT nextval('inbound_messages_id_seq') AS id, m.id AS mailbox_id, given.*
+        FROM given JOIN mailboxes m ON m.enabled AND m.address IN (
+            SELECT lower(address) FROM jsonb_array_elements_text(given.envelope_to) AS a(address))
+    ), stored AS (
+        INSERT INTO inbound_messages (id, mailbox_id, via, raw, sha256, envelope_from, envelope_to)
+        SELECT id, mailbox_id, :via, raw, sha256, envelope_from, envelope_to FROM copies
+    )
+    SELECT n, id FROM copies ORDER BY n, mailbox_id
+""").bindparams(
+    bindparam("raws", type_=ARRAY(LargeBinary)),
+    bindparam("shas", type_=ARRAY(String)),
+    bindparam("froms", type_=ARRAY(String)),
+    bindparam("tos", type_=JSONB),
+)
 
 
-async def store_for_recipients(
-    session: AsyncSession, *, via: str, raw: bytes, envelope_from: str | None, envelope_to: list[str]
-) -> list[int]:
-    """Keep a message pushed to us once for each enabled mailbox among its recipients, in one
-    statement; the ids stored (none when no recipient is an enabled mailbox now)."""
-    stored = await session.scalars(
+@dataclass(frozen=True)
+class Pushed:
+    """A message pushed to the listener, with its envelope."""
+
+    raw: bytes
+    envelope_from: str | None
+    envelope_to: list[str]
+
+
+async def store_for_recipients(session: AsyncSession, *, via: str, messages: list[Pushed]) -> list[list[int]]:
+    """Keep each message pushed to us once for each enabled mailbox among its recipients, all in
+    one statement; per message, the ids stored (none when no recipient is an enabled mailbox now)."""
+    stored: list[list[int]] = [[] for _ in messages]
+    rows = await session.execute(
         _STORE_FOR_RECIPIENTS,
         {
             "via": via,
-            "raw": raw,
-            "sha256": hashlib.sha256(raw).hexdigest(),
-            "envelope_from": envelope_from,
-            "envelope_to": envelope_to,
-            "addresses": [address.lower() for address in envelope_to],
+            "raws": [m.raw for m in messages],
+            "shas": [hashlib.sha256(m.raw).hexdigest() for m in messages],
+            "froms": [m.envelope_from for m in messages],
+            "tos": [m.envelope_to for m in messages],
         },
     )
-    return list(stored)
+    for position, inbound_id in rows:
+        stored[position - 1].append(inbound_id)
+    return stored
 
 
 async def store_inbound(
