@@ -13,9 +13,13 @@ from datetime import timedelta
 import aiosmtplib
 import pytest
 import sqlalchemy
+from aiosmtpd.smtp import SMTP
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from app.auth import SYSTEM
+from app.mail.listener import IntakeSMTP
 from app.services import mail as mail_service
 from app.services import queues
 from jobs.worker import mail_sweep
@@ -412,3 +416,26 @@ async def test_a_group_keeps_each_message_once_per_enabled_mailbox_among_its_rec
     assert rows[stored[2][0]].envelope_from is None
     assert rows[stored[0][0]].envelope_to == ["Support@casegraph.test", "sales@casegraph.test"]
     assert len(rows) == 3
+
+
+def _path_outcome(server, arg: str):
+    try:
+        return server._getaddr(arg)
+    except Exception as error:  # noqa: BLE001 - aiosmtpd's own failure, which ours must share
+        return type(error)
+
+
+_PATH_CHARS = st.sampled_from(list('ab.@<> \t"()\\,;:-_+=Z9\x85é'))
+_PLAIN_PATHS = st.builds(
+    lambda space, local, domain, params: f"{space}<{local}@{domain}>{space}{params}",
+    st.sampled_from(["", " ", "\t", "  "]),
+    st.from_regex(r"[a-z0-9.+_-]{1,70}", fullmatch=True),
+    st.from_regex(r"[a-z0-9.-]{1,20}", fullmatch=True),
+    st.sampled_from(["", "SIZE=5120", "BODY=8BITMIME SMTPUTF8", " x"]),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(_PLAIN_PATHS, st.text(_PATH_CHARS, max_size=30)))
+def test_the_listener_reads_a_path_as_aiosmtpd_does(arg):
+    assert _path_outcome(IntakeSMTP(None), arg) == _path_outcome(SMTP(None), arg)

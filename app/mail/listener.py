@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,33 @@ DEFAULT_PORT = 2525
 # 25 MB attachments arrive base64-encoded (a third larger) inside the message.
 MAX_MESSAGE_BYTES = 40 * 1024 * 1024
 KNOWN_RECIPIENT_SECONDS = 5.0
+
+
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# A MAIL FROM or RCPT TO path in its plain form: a dot-atom address in angle brackets, then the parameters.
+_PLAIN_PATH = re.compile(rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*(.*)", re.DOTALL)
+
+
+class _PlainPaths:
+    """aiosmtpd reads every path with the email package's full address parser, a third of the
+    listener's time per message; a plain path is read here, to the same result, and any other by
+    aiosmtpd."""
+
+    local_part_limit: int
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        plain = _PLAIN_PATH.fullmatch(arg)
+        if plain is None or (self.local_part_limit and len(plain[1].rpartition("@")[0]) > self.local_part_limit):
+            return super()._getaddr(arg)  # type: ignore[misc]
+        return plain[1], plain[2]
+
+
+class IntakeSMTP(_PlainPaths, SMTP):
+    pass
+
+
+class IntakeLMTP(_PlainPaths, LMTP):
+    pass
 
 
 class IntakeHandler:
@@ -115,7 +143,7 @@ async def start_listener(
 ) -> asyncio.Server:
     """Listen on host:port in the running loop; close the returned server to stop."""
     handler = IntakeHandler(runtime, enqueue)
-    protocol: Any = LMTP if lmtp else SMTP
+    protocol: Any = IntakeLMTP if lmtp else IntakeSMTP
 
     def factory() -> SMTP:
         return protocol(handler, data_size_limit=MAX_MESSAGE_BYTES, enable_SMTPUTF8=True, hostname="casegraph")
