@@ -13,6 +13,7 @@ from app.limits import IDENTIFIER, check_text
 from app.models import IDENTIFIER_KINDS, Customer, CustomerIdentifier
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321's limit on a forward path
+MAX_PHONE_INPUT = 250  # phonenumbers' own limit on what it parses
 
 
 # A batch normalises the same senders several times each (rules, sender checks, new profiles).
@@ -33,14 +34,15 @@ def _looks_like_email(email: str) -> bool:
 
 def normalize_email(value: str, field: str = "email") -> str:
     email = value.strip().lower()
-    if not _looks_like_email(email):
+    if len(email) > MAX_EMAIL_LENGTH or not _looks_like_email(email):  # only short values are cached
         shown = value if len(value) <= 80 else value[:80] + "…"
         raise UserError(ErrorCode.INVALID, f"'{shown}' is not a valid email address", field)
     return email
 
 
 def normalize_phone(value: str, region: str, field: str = "phone") -> str:
-    number = _e164(value, region)
+    # Longer input is no number (phonenumbers refuses it), and stays out of the cache.
+    number = _e164(value, region) if len(value) <= MAX_PHONE_INPUT else None
     if number is None:
         raise UserError(ErrorCode.INVALID, f"'{value}' is not a valid phone number", field)
     return number
