@@ -18,9 +18,9 @@ from app.errors import UserError
 from app.models import Case, CaseCustomer, Contact, Customer, CustomerIdentifier
 from app.services import cases as case_service
 from app.services import customers as customer_service
-from app.services import recognition as rule_service
 from app.services.contacts import create_contact, ingest_batch, ingest_contact, ingest_contacts
 from tests.conftest import SEEDS
+from tests.test_recognition_rules import add_promotion, add_rule
 
 BASE = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 KNOWN = ["anna@known.test", "ben@known.test", "carla@known.test"]
@@ -319,13 +319,19 @@ def new_matters_batch(size: int, start: int) -> list[ContactData]:
     ]
 
 
+async def ingest_counting(runtime, count_queries, items: list[ContactData], table: str) -> tuple[list, int]:
+    """One batch's results, and how many statements inserted into `table`."""
+    count_queries.statements.clear()
+    results = await ingest_contacts(runtime, actor=SYSTEM, items=items, region="GB")
+    return results, len([s for s in count_queries.statements if f"INSERT INTO {table}" in s])
+
+
 async def test_the_cases_a_batch_opens_are_written_in_one_statement(runtime, count_queries):
     await seed_base(runtime)
     counts = []
     for size, start in ((6, 0), (60, 100)):
-        count_queries.statements.clear()
-        results = await ingest_contacts(runtime, actor=SYSTEM, items=new_matters_batch(size, start), region="GB")
-        counts.append(len([s for s in count_queries.statements if "INSERT INTO cases" in s]))
+        results, inserts = await ingest_counting(runtime, count_queries, new_matters_batch(size, start), "cases")
+        counts.append(inserts)
         assert all(r.case_created and not r.customer_created for r in results)
         assert len({r.case_id for r in results}) == size
     assert counts == [1, 1], counts
@@ -357,9 +363,8 @@ async def test_the_customers_a_batch_creates_are_written_in_one_statement(runtim
     await seed_base(runtime)
     counts, created = [], []
     for size, start in ((6, 0), (60, 100)):
-        count_queries.statements.clear()
-        results = await ingest_contacts(runtime, actor=SYSTEM, items=new_senders_batch(size, start), region="GB")
-        counts.append(len([s for s in count_queries.statements if "INSERT INTO customers" in s]))
+        results, inserts = await ingest_counting(runtime, count_queries, new_senders_batch(size, start), "customers")
+        counts.append(inserts)
         for i, result in zip(range(start, start + size), results, strict=True):
             repeat = i % 3 == 2
             # The repeated sender is recognised as the customer the batch created a moment before.
@@ -382,24 +387,10 @@ async def test_the_customers_a_batch_creates_are_written_in_one_statement(runtim
 
 
 async def test_a_field_match_reads_the_customers_created_before_it_in_the_batch(runtime):
-    async with runtime.transaction() as session:
-        await rule_service.create_rule(
-            session,
-            actor=SYSTEM,
-            name="Member number",
-            kind="field_match",
-            config={"path": "payload.memberNo", "field": "memberNo"},
-            position=1,
-        )
-        await rule_service.create_promotion_rule(
-            session,
-            actor=SYSTEM,
-            name="Member number",
-            source="payload.memberNo",
-            target="customer",
-            field="fields.memberNo",
-            policy="fill_empty",
-        )
+    await add_rule(
+        runtime, "Member number", "field_match", {"path": "payload.memberNo", "field": "memberNo"}, position=1
+    )
+    await add_promotion(runtime, "Member number", "payload.memberNo", "customer", "fields.memberNo", "fill_empty")
     items = [
         ContactData(
             channel="email",

@@ -29,6 +29,7 @@ from app.models import (
 from app.pagination import Page, decode_cursor
 from app.services import audit, forms, queues, reasons, sla, templates, workflows
 from app.services.customers import require_live_customer
+from app.services.held import HeldRows
 from app.services.locking import cases, lock_case_graph, lock_case_tree, primary_of
 
 
@@ -222,7 +223,6 @@ async def _announce_opened(session: AsyncSession, *, actor: Actor, case: Case, c
         events.emit(session, "customerUpdated", customer_id)
 
 
-_TAKE_CASE_IDS = text("SELECT nextval('cases_id_seq') FROM generate_series(1, :count)")
 # Cases with their ids given, and their customer links, in one statement; references follow the order given.
 _OPEN_CASES = select(Case).from_statement(
     text("""
@@ -248,18 +248,13 @@ _OPEN_CASES = select(Case).from_statement(
 )
 
 
-class CaseOpenings:
-    """The cases a batch of ingests opens, written together in one statement. Each is checked and
-    given its id when it is opened, so that the batch's later contacts can stand on it; `write` runs
-    before anything reads the cases from the database, and hands each written case to `on_written`
-    (its reference is given then). Ids are taken from the sequence `ids_at_once` at a time."""
+class CaseOpenings(HeldRows):
+    """The cases a batch of ingests opens, written together in one statement (see HeldRows); each
+    written case goes to `on_written` (its reference is given then)."""
 
     def __init__(self, session: AsyncSession, *, ids_at_once: int, on_written: Callable[[Case], None]) -> None:
-        self.session = session
-        self.ids_at_once = ids_at_once
+        super().__init__(session, sequence="cases_id_seq", statement=_OPEN_CASES, ids_at_once=ids_at_once)
         self.on_written = on_written
-        self.waiting: list[tuple[Actor, dict[str, Any]]] = []
-        self.free_ids: list[int] = []
 
     async def open(
         self,
@@ -288,23 +283,11 @@ class CaseOpenings:
             workflow_id=None,
             customers_locked=customers_locked,
         )
-        if not self.free_ids:
-            taken = await self.session.scalars(_TAKE_CASE_IDS, {"count": self.ids_at_once})
-            self.free_ids = sorted(taken, reverse=True)
-        row["id"] = self.free_ids.pop()
-        self.waiting.append((actor, row))
-        return row["id"]
+        return await self.hold(actor, row)
 
-    async def write(self) -> None:
-        if not self.waiting:
-            return
-        waiting, self.waiting = self.waiting, []
-        rows = [{**row, "position": position} for position, (_, row) in enumerate(waiting)]
-        cases = {case.id: case for case in (await self.session.execute(_OPEN_CASES, {"rows": rows})).scalars()}
-        for actor, row in waiting:
-            case = cases[row["id"]]
-            await _announce_opened(self.session, actor=actor, case=case, customer_ids=row["customer_ids"])
-            self.on_written(case)
+    async def announce(self, actor: Actor, row: dict[str, Any], written: Case) -> None:
+        await _announce_opened(self.session, actor=actor, case=written, customer_ids=row["customer_ids"])
+        self.on_written(written)
 
 
 async def update_case(

@@ -21,6 +21,7 @@ from app.limits import check_json_object, check_text
 from app.models import FIELD_STRATEGIES, Customer, CustomerIdentifier, CustomerMerge
 from app.pagination import Page, decode_cursor
 from app.services import audit, forms, search
+from app.services.held import HeldRows
 from app.services.locking import lock_customers
 from app.services.search import DuplicateCandidate
 
@@ -171,7 +172,6 @@ def _announce_created(session: AsyncSession, *, actor: Actor, customer: Customer
     events.emit(session, "customerUpdated", customer.id)
 
 
-_TAKE_CUSTOMER_IDS = text("SELECT nextval('customers_id_seq') FROM generate_series(1, :count)")
 # Customers with their ids given, and their identifiers, in one statement; numbers follow the order given.
 _NEW_CUSTOMERS = select(Customer).from_statement(
     text("""
@@ -190,17 +190,11 @@ _NEW_CUSTOMERS = select(Customer).from_statement(
 )
 
 
-class NewCustomers:
-    """The customers a batch of ingests creates, written together in one statement (as
-    `cases.CaseOpenings` writes its cases): each is checked and given its id when it is created,
-    and `write` runs before anything reads customers from the database. Ids are taken from the
-    sequence `ids_at_once` at a time."""
+class NewCustomers(HeldRows):
+    """The customers a batch of ingests creates, written together in one statement (see HeldRows)."""
 
     def __init__(self, session: AsyncSession, *, ids_at_once: int) -> None:
-        self.session = session
-        self.ids_at_once = ids_at_once
-        self.waiting: list[tuple[Actor, dict[str, Any]]] = []
-        self.free_ids: list[int] = []
+        super().__init__(session, sequence="customers_id_seq", statement=_NEW_CUSTOMERS, ids_at_once=ids_at_once)
 
     async def create(
         self, *, actor: Actor, name: str | None, identifiers: list[IdentifierInput], fields: dict[str, Any], region: str
@@ -209,21 +203,10 @@ class NewCustomers:
         row = await _checked_customer(
             self.session, name=name, identifiers=identifiers, fields=fields, region=region, enforce_form=False
         )
-        if not self.free_ids:
-            taken = await self.session.scalars(_TAKE_CUSTOMER_IDS, {"count": self.ids_at_once})
-            self.free_ids = sorted(taken, reverse=True)
-        row["id"] = self.free_ids.pop()
-        self.waiting.append((actor, row))
-        return row["id"]
+        return await self.hold(actor, row)
 
-    async def write(self) -> None:
-        if not self.waiting:
-            return
-        waiting, self.waiting = self.waiting, []
-        rows = [{**row, "position": position} for position, (_, row) in enumerate(waiting)]
-        created = {c.id: c for c in (await self.session.execute(_NEW_CUSTOMERS, {"rows": rows})).scalars()}
-        for actor, row in waiting:
-            _announce_created(self.session, actor=actor, customer=created[row["id"]], row=row)
+    async def announce(self, actor: Actor, row: dict[str, Any], written: Customer) -> None:
+        _announce_created(self.session, actor=actor, customer=written, row=row)
 
 
 @dataclass(frozen=True)
